@@ -1,0 +1,509 @@
+"""The catalog: meters, versioned plans and customers (SPEC §2), loaded from YAML and validated.
+
+Every number is read from the YAML scalar's text as an exact ``Decimal``; a bad catalog raises
+``CatalogError`` naming the file, the line, the entry and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meterline.money import UnknownCurrencyError, minor_units
+from meterline.periods import Period
+
+
+class Aggregation(StrEnum):
+    SUM = "sum"
+    COUNT = "count"
+    MAX = "max"
+    MIN = "min"
+    UNIQUE_COUNT = "unique_count"
+    LATEST = "latest"
+    TIME_WEIGHTED = "time_weighted"
+
+
+class PricingModel(StrEnum):
+    PER_UNIT = "per_unit"
+    PACKAGE = "package"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+    FLAT = "flat"
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used, with where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    key: str
+    event_type: str
+    aggregation: Aggregation
+    value: tuple[str, ...] | None
+    """Path into the event's data (``a.b`` is ``("a", "b")``); None for ``count``."""
+    divide_by: Decimal | None = None
+    group_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    up_to: Decimal | None
+    unit_price: Decimal
+    flat_fee: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    model: PricingModel
+    meter: str | None = None
+    """The metered quantity it prices; None for a flat charge."""
+    key: str | None = None
+    """The name of a flat charge."""
+    unit_price: Decimal | None = None
+    tiers: tuple[Tier, ...] = ()
+    package_size: Decimal | None = None
+    package_price: Decimal | None = None
+    amount: Decimal | None = None
+
+    @property
+    def line_key(self) -> str:
+        """What an invoice line calls it: the meter, or the flat charge's key."""
+        name = self.meter if self.model is not PricingModel.FLAT else self.key
+        assert name is not None
+        return name
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One version of a plan."""
+
+    key: str
+    version: int
+    effective_from: date
+    currency: str
+    charges: tuple[Charge, ...]
+    discount_percent: Decimal | None = None
+    minimum_commit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    tenant: str
+    plan: str
+    charges: tuple[Charge, ...] = ()
+    """Contract overrides: each replaces the plan's charge with the same line key, or adds one."""
+    credits: Decimal | None = None
+    spend_alerts: tuple[Decimal, ...] = ()
+    """Running-spend thresholds for the open period; each crossing is announced once."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    meters: Mapping[str, Meter]
+    plans: Mapping[str, tuple[Plan, ...]]
+    """Every version of each plan, oldest ``effective_from`` first."""
+    customers: Mapping[str, Customer]
+    meters_by_type: Mapping[str, tuple[Meter, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        by_type: dict[str, list[Meter]] = {}
+        for meter in self.meters.values():
+            by_type.setdefault(meter.event_type, []).append(meter)
+        object.__setattr__(self, "meters_by_type", {t: tuple(m) for t, m in by_type.items()})
+
+    def plan_in_effect(self, plan_key: str, period: Period) -> Plan | None:
+        """The version with the greatest ``effective_from`` not after the period's start."""
+        start = period.start.date()
+        in_effect = [plan for plan in self.plans[plan_key] if plan.effective_from <= start]
+        return in_effect[-1] if in_effect else None
+
+    def charges_for(self, customer: Customer, plan: Plan) -> tuple[Charge, ...]:
+        overrides = {charge.line_key: charge for charge in customer.charges}
+        charges = [overrides.pop(charge.line_key, charge) for charge in plan.charges]
+        return (*charges, *overrides.values())
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CatalogError(f"{path}: cannot read the catalog ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"{path}: the catalog is not UTF-8 text") from None
+    return parse_catalog(text, str(path))
+
+
+def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
+    try:
+        document = yaml.load(text, Loader=_CatalogLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise CatalogError(f"{source}{where}: not valid YAML ({problem})") from None
+    return _CatalogReader(source).read(document)
+
+
+# --- YAML loading that keeps exact numbers and line numbers --------------------------------------
+
+
+class _Node(dict[str, Any]):
+    """A mapping that remembers the line of each of its keys."""
+
+    line: int
+    key_lines: dict[str, int]
+
+
+class _CatalogLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a number", node.start_mark
+        ) from None
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Node:
+    mapping = _Node()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        mapping[str(key)] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[str(key)] = key_node.start_mark.line + 1
+    return mapping
+
+
+_CatalogLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:int", _construct_decimal)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+class _CatalogReader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: Any, entry: str, message: str, field_name: str | None = None) -> CatalogError:
+        line = getattr(node, "line", None)
+        if field_name and line is not None:
+            line = node.key_lines.get(field_name, line)
+        where = f"{self.source}:{line}" if line else self.source
+        what = f"{entry}.{field_name}" if field_name else entry
+        return CatalogError(f"{where}: {what}: {message}")
+
+    # fields ------------------------------------------------------------------------------------
+
+    def mapping(self, node: Any, entry: str) -> _Node:
+        if not isinstance(node, _Node):
+            raise self.fail(node, entry, "must be a mapping")
+        return node
+
+    def known_fields(self, node: _Node, entry: str, allowed: Iterable[str]) -> None:
+        unknown = sorted(set(node) - set(allowed))
+        if unknown:
+            raise self.fail(
+                node, entry, f"unknown field (expected one of: {', '.join(sorted(allowed))})", unknown[0]
+            )
+
+    def text(self, node: _Node, entry: str, name: str, *, required: bool = True) -> str | None:
+        value = node.get(name)
+        if value is None:
+            if required:
+                raise self.fail(node, entry, "is required", name)
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, entry, "must be a non-empty string", name)
+        return value
+
+    def decimal(
+        self, node: _Node, entry: str, name: str, *, required: bool = False, positive: bool = False
+    ) -> Decimal | None:
+        value = node.get(name)
+        if value is None:
+            if required:
+                raise self.fail(node, entry, "is required", name)
+            return None
+        if isinstance(value, bool):
+            raise self.fail(node, entry, "must be a decimal number, not a boolean", name)
+        if isinstance(value, str):
+            try:
+                value = Decimal(value.strip())
+            except InvalidOperation:
+                raise self.fail(node, entry, f"{value!r} is not a decimal number", name) from None
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise self.fail(node, entry, "must be a finite decimal number", name)
+        if value < 0 or (positive and value == 0):
+            raise self.fail(
+                node, entry, "must be greater than zero" if positive else "must not be negative", name
+            )
+        return value
+
+    def sequence(self, node: _Node, entry: str, name: str) -> Sequence[Any]:
+        value = node.get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(node, entry, "must be a list", name)
+        return value
+
+    # catalog -----------------------------------------------------------------------------------
+
+    def read(self, document: Any) -> Catalog:
+        root = self.mapping(document, "catalog")
+        self.known_fields(root, "catalog", ("meters", "plans", "customers"))
+        meters = self.read_meters(root)
+        plans = self.read_plans(root, meters)
+        customers = self.read_customers(root, meters, plans)
+        return Catalog(meters=meters, plans=plans, customers=customers)
+
+    def read_meters(self, root: _Node) -> dict[str, Meter]:
+        meters: dict[str, Meter] = {}
+        entries = self.sequence(root, "catalog", "meters")
+        if not entries:
+            raise self.fail(root, "catalog", "must list at least one meter", "meters")
+        for index, raw in enumerate(entries):
+            entry = f"meters[{index}]"
+            node = self.mapping(raw, entry)
+            self.known_fields(
+                node, entry, ("key", "event_type", "aggregation", "value", "divide_by", "group_by")
+            )
+            key = self.text(node, entry, "key")
+            assert key is not None
+            entry = f"meters[{key}]"
+            if key in meters:
+                raise self.fail(node, entry, "is defined twice", "key")
+            event_type = self.text(node, entry, "event_type")
+            assert event_type is not None
+            aggregation_name = self.text(node, entry, "aggregation")
+            try:
+                aggregation = Aggregation(str(aggregation_name))
+            except ValueError:
+                allowed = " | ".join(a.value for a in Aggregation)
+                raise self.fail(
+                    node,
+                    entry,
+                    f"unknown aggregation {aggregation_name!r} (expected {allowed})",
+                    "aggregation",
+                ) from None
+            value = self.text(node, entry, "value", required=aggregation is not Aggregation.COUNT)
+            path = tuple(value.split(".")) if value else None
+            if path and not all(path):
+                raise self.fail(node, entry, f"{value!r} is not a dotted path of data keys", "value")
+            divide_by = self.decimal(node, entry, "divide_by", positive=True)
+            group_by = self.sequence(node, entry, "group_by")
+            if not all(isinstance(key_name, str) and key_name for key_name in group_by):
+                raise self.fail(node, entry, "must list data keys as strings", "group_by")
+            if len(set(group_by)) != len(group_by):
+                raise self.fail(node, entry, "names a key twice", "group_by")
+            meters[key] = Meter(key, event_type, aggregation, path, divide_by, tuple(group_by))
+        return meters
+
+    def read_plans(self, root: _Node, meters: Mapping[str, Meter]) -> dict[str, tuple[Plan, ...]]:
+        versions: dict[str, list[Plan]] = {}
+        for index, raw in enumerate(self.sequence(root, "catalog", "plans")):
+            entry = f"plans[{index}]"
+            node = self.mapping(raw, entry)
+            self.known_fields(
+                node,
+                entry,
+                (
+                    "key",
+                    "version",
+                    "effective_from",
+                    "currency",
+                    "charges",
+                    "discount_percent",
+                    "minimum_commit",
+                ),
+            )
+            key = self.text(node, entry, "key")
+            assert key is not None
+            version = node.get("version", 1)
+            if not isinstance(version, Decimal) or version != version.to_integral_value() or version < 1:
+                raise self.fail(node, f"plans[{key}]", "must be a whole number from 1", "version")
+            entry = f"plans[{key} v{int(version)}]"
+            effective_from = self.read_date(node, entry, "effective_from")
+            currency = self.text(node, entry, "currency")
+            assert currency is not None
+            try:
+                minor_units(currency)
+            except UnknownCurrencyError:
+                raise self.fail(
+                    node, entry, f"{currency!r} is not an ISO 4217 currency code", "currency"
+                ) from None
+            charges = self.read_charges(node, entry, meters, required=True)
+            discount = self.decimal(node, entry, "discount_percent")
+            if discount is not None and discount > 100:
+                raise self.fail(node, entry, "must be at most 100", "discount_percent")
+            plan = Plan(
+                key,
+                int(version),
+                effective_from,
+                currency,
+                charges,
+                discount,
+                self.decimal(node, entry, "minimum_commit"),
+            )
+            for other in versions.get(key, []):
+                if other.version == plan.version:
+                    raise self.fail(node, entry, "is defined twice", "version")
+                if other.effective_from == plan.effective_from:
+                    raise self.fail(
+                        node, entry, f"is the same as version {other.version}'s", "effective_from"
+                    )
+                if other.currency != plan.currency:
+                    raise self.fail(
+                        node, entry, f"differs from version {other.version}'s ({other.currency})", "currency"
+                    )
+            versions.setdefault(key, []).append(plan)
+        return {key: tuple(sorted(plans, key=lambda p: p.effective_from)) for key, plans in versions.items()}
+
+    def read_date(self, node: _Node, entry: str, name: str) -> date:
+        value = node.get(name)
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        if value is None:
+            raise self.fail(node, entry, "is required (YYYY-MM-DD)", name)
+        raise self.fail(node, entry, f"{value!r} is not a date (YYYY-MM-DD)", name)
+
+    def read_charges(
+        self, node: _Node, entry: str, meters: Mapping[str, Meter], *, required: bool
+    ) -> tuple[Charge, ...]:
+        charges: list[Charge] = []
+        raw_charges = self.sequence(node, entry, "charges")
+        if required and not raw_charges:
+            raise self.fail(node, entry, "must list at least one charge", "charges")
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_charges):
+            charge = self.read_charge(raw, f"{entry}.charges[{index}]", meters)
+            if charge.line_key in seen:
+                raise self.fail(raw, f"{entry}.charges[{index}]", f"prices {charge.line_key!r} a second time")
+            seen.add(charge.line_key)
+            charges.append(charge)
+        return tuple(charges)
+
+    def read_charge(self, raw: Any, entry: str, meters: Mapping[str, Meter]) -> Charge:
+        node = self.mapping(raw, entry)
+        model_name = self.text(node, entry, "model")
+        try:
+            model = PricingModel(str(model_name))
+        except ValueError:
+            allowed = " | ".join(m.value for m in PricingModel)
+            raise self.fail(
+                node, entry, f"unknown model {model_name!r} (expected {allowed})", "model"
+            ) from None
+        if model is PricingModel.FLAT:
+            self.known_fields(node, entry, ("key", "model", "amount"))
+            key = self.text(node, entry, "key")
+            if key in meters:
+                raise self.fail(node, entry, f"{key!r} is a meter's key; a flat charge needs its own", "key")
+            return Charge(model, key=key, amount=self.decimal(node, entry, "amount", required=True))
+        meter = self.text(node, entry, "meter")
+        assert meter is not None
+        if meter not in meters:
+            raise self.fail(node, entry, f"unknown meter {meter!r}", "meter")
+        entry = f"{entry}[{meter}]"
+        if model is PricingModel.PER_UNIT:
+            self.known_fields(node, entry, ("meter", "model", "unit_price"))
+            return Charge(
+                model, meter=meter, unit_price=self.decimal(node, entry, "unit_price", required=True)
+            )
+        if model is PricingModel.PACKAGE:
+            self.known_fields(node, entry, ("meter", "model", "package_size", "package_price"))
+            return Charge(
+                model,
+                meter=meter,
+                package_size=self.decimal(node, entry, "package_size", required=True, positive=True),
+                package_price=self.decimal(node, entry, "package_price", required=True),
+            )
+        self.known_fields(node, entry, ("meter", "model", "tiers"))
+        return Charge(model, meter=meter, tiers=self.read_tiers(node, entry))
+
+    def read_tiers(self, node: _Node, entry: str) -> tuple[Tier, ...]:
+        raw_tiers = self.sequence(node, entry, "tiers")
+        if not raw_tiers:
+            raise self.fail(node, entry, "must list at least one tier", "tiers")
+        tiers: list[Tier] = []
+        for index, raw in enumerate(raw_tiers):
+            tier_entry = f"{entry}.tiers[{index}]"
+            tier = self.mapping(raw, tier_entry)
+            self.known_fields(tier, tier_entry, ("up_to", "unit_price", "flat_fee"))
+            if "up_to" not in tier:
+                raise self.fail(tier, tier_entry, "is required (null for the last, unbounded tier)", "up_to")
+            up_to = self.decimal(tier, tier_entry, "up_to", positive=True)
+            if tiers and tiers[-1].up_to is not None and up_to is not None and up_to <= tiers[-1].up_to:
+                raise self.fail(
+                    tier,
+                    tier_entry,
+                    f"must be above the previous tier's ({tiers[-1].up_to}): tiers out of order",
+                    "up_to",
+                )
+            if tiers and tiers[-1].up_to is None:
+                raise self.fail(tier, tier_entry, "follows the unbounded tier", "up_to")
+            unit_price = self.decimal(tier, tier_entry, "unit_price", required=True)
+            assert unit_price is not None
+            tiers.append(Tier(up_to, unit_price, self.decimal(tier, tier_entry, "flat_fee") or Decimal(0)))
+        if tiers[-1].up_to is not None:
+            raise self.fail(
+                raw_tiers[-1],
+                f"{entry}.tiers[{len(tiers) - 1}]",
+                "the last tier must be unbounded (up_to: null)",
+                "up_to",
+            )
+        return tuple(tiers)
+
+    def read_customers(
+        self, root: _Node, meters: Mapping[str, Meter], plans: Mapping[str, tuple[Plan, ...]]
+    ) -> dict[str, Customer]:
+        customers: dict[str, Customer] = {}
+        for index, raw in enumerate(self.sequence(root, "catalog", "customers")):
+            entry = f"customers[{index}]"
+            node = self.mapping(raw, entry)
+            self.known_fields(node, entry, ("tenant", "plan", "charges", "credits", "spend_alerts"))
+            tenant = self.text(node, entry, "tenant")
+            assert tenant is not None
+            entry = f"customers[{tenant}]"
+            if tenant in customers:
+                raise self.fail(node, entry, "is defined twice", "tenant")
+            plan = self.text(node, entry, "plan")
+            assert plan is not None
+            if plan not in plans:
+                raise self.fail(node, entry, f"unknown plan {plan!r}", "plan")
+            alerts = []
+            for position, threshold in enumerate(self.sequence(node, entry, "spend_alerts")):
+                holder = _Node({f"spend_alerts[{position}]": threshold})
+                holder.line, holder.key_lines = node.key_lines.get("spend_alerts", node.line), {}
+                value = self.decimal(holder, entry, f"spend_alerts[{position}]", required=True, positive=True)
+                assert value is not None
+                alerts.append(value)
+            customers[tenant] = Customer(
+                tenant,
+                plan,
+                self.read_charges(node, entry, meters, required=False),
+                self.decimal(node, entry, "credits"),
+                tuple(sorted(alerts)),
+            )
+        return customers

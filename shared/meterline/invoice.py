@@ -1,0 +1,98 @@
+"""Invoices: lines, and the totals that always add up (SPEC §3, §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from meterline.metering import Group
+from meterline.periods import Period
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    meter: str
+    group: dict[str, Any]
+    quantity: Fraction
+    amount: Decimal
+    period: Period | None = None
+    """Set on an adjustment line: the earlier, closed period whose late usage it bills."""
+
+    def to_json(self) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "meter": self.meter,
+            "group": {name: _json_scalar(value) for name, value in self.group.items()},
+            "quantity": format_quantity(self.quantity),
+            "amount": str(self.amount),
+        }
+        if self.period is not None:
+            line["adjusts_period"] = str(self.period)
+        return line
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    tenant: str
+    period: Period
+    plan: str
+    version: int
+    currency: str
+    lines: tuple[Line, ...]
+    subtotal: Decimal
+    discount: Decimal
+    commitment_true_up: Decimal
+    credits_applied: Decimal
+    total: Decimal
+    adjustments: tuple[Line, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "plan": self.plan,
+            "version": self.version,
+            "currency": self.currency,
+            "lines": [line.to_json() for line in (*self.lines, *self.adjustments)],
+            "subtotal": str(self.subtotal),
+            "discount": str(self.discount),
+            "commitment_true_up": str(self.commitment_true_up),
+            "credits_applied": str(self.credits_applied),
+            "total": str(self.total),
+        }
+
+
+def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:
+    return dict(zip(names, group, strict=True))
+
+
+def format_quantity(quantity: Fraction) -> str:
+    """Exact decimal text when the quantity has one; else 18 places (display only, never priced)."""
+    denominator = quantity.denominator
+    twos = fives = 0
+    while denominator % 2 == 0:
+        denominator //= 2
+        twos += 1
+    while denominator % 5 == 0:
+        denominator //= 5
+        fives += 1
+    if denominator == 1:
+        places = max(twos, fives)
+        scaled = quantity * 10**places
+        text = str(Decimal(int(scaled)).scaleb(-places))
+    else:
+        text = str(Decimal(round(quantity * 10**18)).scaleb(-18))
+    return _plain(text)
+
+
+def _plain(text: str) -> str:
+    number = Decimal(text)
+    if "E" in text or "e" in text:
+        text = f"{number:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _json_scalar(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value

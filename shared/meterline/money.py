@@ -1,0 +1,41 @@
+"""Currencies, their ISO 4217 minor units, and the one rounding rule of SPEC §3."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from functools import cache
+
+import iso4217
+
+
+class UnknownCurrencyError(ValueError):
+    pass
+
+
+@cache
+def minor_units(currency: str) -> int:
+    """Decimal places of the currency's minor unit (USD 2, JPY 0, KWD 3), from ISO 4217."""
+    try:
+        exponent = iso4217.Currency(currency).exponent
+    except ValueError:
+        exponent = None
+    if exponent is None:
+        raise UnknownCurrencyError(f"{currency!r} is not an ISO 4217 currency with a minor unit")
+    return int(exponent)
+
+
+def round_money(amount: Decimal | Fraction | int, currency: str) -> Decimal:
+    """Round once to the currency's minor unit, half away from zero (ROUND_HALF_UP on Decimal)."""
+    return _round_fraction(Fraction(amount), minor_units(currency))
+
+
+def _round_fraction(value: Fraction, places: int) -> Decimal:
+    # Exact: the value is a Fraction, so no context precision can round it first.
+    scaled = value * 10**places
+    sign = -1 if scaled < 0 else 1
+    magnitude = abs(scaled)
+    whole, remainder = divmod(magnitude.numerator, magnitude.denominator)
+    if 2 * remainder >= magnitude.denominator:
+        whole += 1
+    return Decimal(sign * whole).scaleb(-places)
