@@ -31,9 +31,12 @@ class StreamView(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Table:
+    """Every ledger table is keyed by two strings, ``pk`` and ``sk``, so that one store port
+    fits DynamoDB, Firestore and Azure Tables (PartitionKey/RowKey) alike."""
+
     name: str
     partition_key: str
-    sort_key: str | None
+    sort_key: str
     stream: StreamView | None
     ttl_attribute: str | None
     purpose: str
@@ -42,10 +45,10 @@ class Table:
 USAGE_TABLE = Table(
     "usage",
     "pk",
-    None,
+    "sk",
     StreamView.NEW_IMAGE,
     "expires_at",
-    "one item per accepted event, keyed by (subject, source, id): the permanent dedup record and "
+    "one item per accepted event, keyed by a digest of (subject, source, id): the permanent dedup record and "
     "the event's measurements; its stream feeds aggregation",
 )
 AGGREGATES_TABLE = Table(
@@ -73,7 +76,16 @@ INVOICES_TABLE = Table(
     None,
     "closed invoices, written once (conditional put), with their publication state",
 )
-TABLES = (USAGE_TABLE, AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE)
+OUTCOMES_TABLE = Table(
+    "outcomes",
+    "pk",
+    "sk",
+    None,
+    "expires_at",
+    "one item per delivered record that was not accepted (duplicate or rejected), keyed by its "
+    "topic, partition and offset: what the reconciliation counts",
+)
+TABLES = (USAGE_TABLE, AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE, OUTCOMES_TABLE)
 
 
 class TriggerKind(StrEnum):
@@ -106,7 +118,7 @@ METER = Function(
     1769,
     60,
     reads=(USAGE_TABLE.name,),
-    writes=(USAGE_TABLE.name,),
+    writes=(USAGE_TABLE.name, OUTCOMES_TABLE.name),
     publishes=(USAGE_REJECTED.name,),
 )
 AGGREGATE = Function(

@@ -1,0 +1,124 @@
+"""In-memory store and publisher: the fakes for unit tests and the handler-speed benchmark.
+They pass the same contract suite as the real adapters."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from meterline.ports import (
+    MAX_TRANSACTION_WRITES,
+    ConditionFailedError,
+    Expect,
+    Item,
+    Put,
+    PutNew,
+    Scalar,
+    StoreError,
+    Write,
+)
+
+
+class MemoryStore:
+    def __init__(self, tables: Sequence[str]) -> None:
+        self.tables: dict[str, dict[tuple[str, str], Item]] = {name: {} for name in tables}
+        self._lock = threading.Lock()
+
+    def _table(self, name: str) -> dict[tuple[str, str], Item]:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise StoreError(f"no table {name!r}") from None
+
+    def get(self, table: str, pk: str, sk: str) -> Item | None:
+        with self._lock:
+            item = self._table(table).get((pk, sk))
+            return copy.copy(item) if item is not None else None
+
+    def put_new(self, table: str, item: Item) -> Item | None:
+        with self._lock:
+            rows = self._table(table)
+            key = _key(item)
+            if key in rows:
+                return copy.copy(rows[key])
+            rows[key] = copy.copy(item)
+            return None
+
+    def put(self, table: str, item: Item) -> None:
+        with self._lock:
+            self._table(table)[_key(item)] = copy.copy(item)
+
+    def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
+        with self._lock:
+            rows = self._table(table)
+            found = [copy.copy(item) for (p, s), item in rows.items() if p == pk and s.startswith(sk_prefix)]
+        return sorted(found, key=lambda item: str(item["sk"]))
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        if len(writes) > MAX_TRANSACTION_WRITES:
+            raise StoreError(f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes")
+        with self._lock:
+            keys = [(write.table, *_write_key(write)) for write in writes]
+            if len(set(keys)) != len(keys):
+                raise StoreError("a transaction may touch each item once")
+            for index, write in enumerate(writes):
+                rows = self._table(write.table)
+                current = rows.get(_write_key(write))
+                if not _holds(write, current):
+                    raise ConditionFailedError(index)
+            for write in writes:
+                if not isinstance(write, Expect):
+                    self._table(write.table)[_key(write.item)] = copy.copy(write.item)
+
+    def scan(self, table: str) -> Iterator[Item]:
+        with self._lock:
+            items = [copy.copy(item) for item in self._table(table).values()]
+        return iter(items)
+
+
+def _key(item: Item) -> tuple[str, str]:
+    return str(item["pk"]), str(item["sk"])
+
+
+def _write_key(write: Write) -> tuple[str, str]:
+    if isinstance(write, Expect):
+        return write.pk, write.sk
+    return _key(write.item)
+
+
+def _holds(write: Write, current: Item | None) -> bool:
+    if isinstance(write, PutNew):
+        return current is None
+    if isinstance(write, Put):
+        return True
+    return _attribute(current, write.attribute) == write.expected
+
+
+def _attribute(item: Item | None, name: str) -> Scalar | None:
+    return None if item is None else item.get(name)
+
+
+@dataclass
+class Message:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+class MemoryPublisher:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def publish(
+        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.messages.append(Message(topic, key, value, dict(headers or {})))
+
+    def flush(self) -> None:
+        return None
+
+    def on(self, topic: str) -> list[Message]:
+        return [message for message in self.messages if message.topic == topic]

@@ -1,0 +1,110 @@
+"""The store port every ledger stands on, and the publisher port for topics.
+
+A store offers a few primitives over tables of items keyed by two strings (``pk``, ``sk``):
+read, conditional create, overwrite, prefix query and an all-or-nothing transaction. The
+ledgers (``meterline.ledgers``) hold all the billing logic on top of them; an adapter (DynamoDB,
+Firestore, Azure Tables, in-memory) only does I/O. One contract suite
+(``tests/contract/test_store_contract.py``) runs against every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+Scalar = str | int | bytes | bool
+Item = dict[str, Scalar]
+"""An item: ``pk`` and ``sk`` (strings) plus scalar attributes. Integers are whole numbers that
+fit in 64 bits; exact decimals are stored as their text."""
+
+
+class StoreError(Exception):
+    """A store call failed."""
+
+
+class RetriableStoreError(StoreError):
+    """Throttling, a timeout, a transaction that lost a race: the same call may succeed later."""
+
+
+class ConditionFailedError(StoreError):
+    """A transaction's condition did not hold; nothing was written."""
+
+    def __init__(self, index: int, message: str = "") -> None:
+        super().__init__(message or f"condition {index} of the transaction failed")
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class PutNew:
+    """Create the item; the transaction fails if an item with its keys exists."""
+
+    table: str
+    item: Item
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Create or overwrite the item."""
+
+    table: str
+    item: Item
+
+
+@dataclass(frozen=True, slots=True)
+class PutIf:
+    """Create or overwrite the item if the stored item's ``attribute`` equals ``expected``
+    (``None``: if there is no stored item, or it lacks the attribute)."""
+
+    table: str
+    item: Item
+    attribute: str
+    expected: Scalar | None
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """Write nothing; the transaction fails unless the stored item's ``attribute`` equals
+    ``expected`` (``None``: there is no such item, or it lacks the attribute)."""
+
+    table: str
+    pk: str
+    sk: str
+    attribute: str
+    expected: Scalar | None
+
+
+Write = PutNew | Put | PutIf | Expect
+
+MAX_TRANSACTION_WRITES = 100
+"""The smallest limit of the backing stores (DynamoDB and Azure Tables both take 100)."""
+
+
+class Store(Protocol):
+    def get(self, table: str, pk: str, sk: str) -> Item | None:
+        """Strongly consistent read of one item."""
+
+    def put_new(self, table: str, item: Item) -> Item | None:
+        """Create the item unless its keys exist; return the stored item when they do."""
+
+    def put(self, table: str, item: Item) -> None: ...
+
+    def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
+        """Every item under ``pk`` whose ``sk`` starts with the prefix, by ``sk`` ascending."""
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        """All or nothing; at most ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item.
+        Raises ConditionFailedError naming the first write whose condition failed."""
+
+    def scan(self, table: str) -> Iterator[Item]:
+        """Every item of the table (for reconciliation and tests, not hot paths)."""
+
+
+class Publisher(Protocol):
+    """Publishes to a topic; ``flush`` returns once every message so far is acknowledged."""
+
+    def publish(
+        self, topic: str, key: bytes, value: bytes, headers: Mapping[str, bytes] | None = None
+    ) -> None: ...
+
+    def flush(self) -> None: ...
