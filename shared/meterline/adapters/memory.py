@@ -122,3 +122,55 @@ class MemoryPublisher:
 
     def on(self, topic: str) -> list[Message]:
         return [message for message in self.messages if message.topic == topic]
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    table: str
+    sequence: str
+    item: Item
+
+
+class StreamingMemoryStore(MemoryStore):
+    """A MemoryStore whose tables with streams log each item they create, as DynamoDB Streams
+    shows a NEW_IMAGE INSERT record: once per created item, in commit order."""
+
+    def __init__(self, tables: Sequence[str], streamed: Sequence[str]) -> None:
+        super().__init__(tables)
+        self.streams: dict[str, list[StreamEntry]] = {name: [] for name in streamed}
+        self._sequence = 0
+
+    def _log(self, table: str, item: Item) -> None:
+        if table in self.streams:
+            self._sequence += 1
+            self.streams[table].append(StreamEntry(table, f"{self._sequence:021d}", copy.copy(item)))
+
+    def put_new(self, table: str, item: Item) -> Item | None:
+        with self._lock:
+            rows = self._table(table)
+            key = _key(item)
+            if key in rows:
+                return copy.copy(rows[key])
+            rows[key] = copy.copy(item)
+            self._log(table, item)
+            return None
+
+    def put(self, table: str, item: Item) -> None:
+        with self._lock:
+            rows = self._table(table)
+            if _key(item) not in rows:
+                self._log(table, item)
+            rows[_key(item)] = copy.copy(item)
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        with self._lock:
+            created = [
+                write
+                for write in writes
+                if not isinstance(write, Expect) and _key(write.item) not in self._table(write.table)
+            ]
+        super().transact(writes)
+        with self._lock:
+            for write in created:
+                assert not isinstance(write, Expect)
+                self._log(write.table, write.item)

@@ -1,0 +1,157 @@
+"""Aggregate: fold newly accepted usage into partial states, exactly once per stream record.
+
+A batch of usage-ledger stream records (one shard, ascending sequence numbers) becomes one
+partial state per (period, tenant bucket), written in ONE transaction together with the shard's
+checkpoint (the last sequence number applied). A redelivered or overlapping batch is trimmed to
+the records after the checkpoint; a crash before the commit leaves nothing behind.
+
+Usage for a period that was already closed (its fence exists) is billed in the first open
+period after it: the partial is stored with the usage's own period and tagged with the period
+that bills it, and the transaction checks that period's fence is still absent — so a close and
+an aggregation can never both claim the same usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from meterline.catalog import Catalog
+from meterline.periods import Period
+from meterline.ports import (
+    MAX_TRANSACTION_WRITES,
+    ConditionFailedError,
+    Expect,
+    Put,
+    PutIf,
+    PutNew,
+    Store,
+    Write,
+)
+from meterline.records import AcceptedUsage, bucket_of, key_part, pack_book
+from meterline.topology import AGGREGATES_TABLE
+from meterline.usage import UsageBook
+
+TABLE = AGGREGATES_TABLE.name
+MAX_PARTIAL_BYTES = 350_000
+"""Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    shard: str
+    sequence: str
+    """A decimal string, increasing within the shard."""
+    usage: AcceptedUsage
+
+
+def fence_key(period: Period) -> tuple[str, str]:
+    return "fence", str(period)
+
+
+def partial_pk(period: Period, bucket: int) -> str:
+    return f"partial|{period}|{bucket:02d}"
+
+
+class Aggregator:
+    def __init__(self, catalog: Catalog, store: Store) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.indexed: set[Period] = set()
+
+    def run(self, shard: str, records: Sequence[StreamRecord], attempts: int = 8) -> int:
+        """Apply the records after the shard's checkpoint; return how many were applied."""
+        applied = 0
+        for _ in range(attempts):
+            checkpoint = self.checkpoint(shard)
+            fresh = [r for r in records if checkpoint is None or int(r.sequence) > int(checkpoint)]
+            if not fresh:
+                return applied
+            try:
+                applied += self.commit(shard, checkpoint, fresh)
+                return applied
+            except ConditionFailedError:
+                continue  # a fence appeared or the checkpoint moved: plan again from the store
+        raise ConditionFailedError(-1, f"shard {shard}: gave up after {attempts} conflicting attempts")
+
+    def checkpoint(self, shard: str) -> str | None:
+        item = self.store.get(TABLE, "checkpoint", key_part(shard))
+        return None if item is None else str(item["seq"])
+
+    def commit(self, shard: str, checkpoint: str | None, records: Sequence[StreamRecord]) -> int:
+        """Commit the longest prefix of records that fits one transaction; return its length."""
+        count = len(records)
+        while True:
+            writes = self.plan(shard, checkpoint, records[:count])
+            if writes is not None:
+                self.store.transact(writes)
+                return count
+            if count == 1:
+                raise ValueError(f"shard {shard}: one record does not fit a transaction")
+            count //= 2
+
+    def plan(self, shard: str, checkpoint: str | None, records: Sequence[StreamRecord]) -> list[Write] | None:
+        billing_period = self.billing_periods({r.usage.period for r in records})
+        books: dict[tuple[Period, int, Period], UsageBook] = {}
+        for record in records:
+            usage = record.usage
+            period = usage.period
+            slot = (period, bucket_of(usage.tenant), billing_period[period])
+            book = books.get(slot)
+            if book is None:
+                book = books[slot] = UsageBook()
+            usage.record_into(book, self.catalog, period)
+        self.index_periods(billing_period.values())
+        first = records[0].sequence
+        writes: list[Write] = []
+        for (period, bucket, billed_in), book in sorted(books.items(), key=lambda kv: kv[0]):
+            blob = pack_book(book)
+            if len(blob) > MAX_PARTIAL_BYTES:
+                return None
+            writes.append(
+                PutNew(
+                    TABLE,
+                    {
+                        "pk": partial_pk(period, bucket),
+                        "sk": f"{billed_in}|{key_part(shard)}|{int(first):040d}",
+                        "book": blob,
+                        "tenants": len({tenant for tenant, _ in book.states}),
+                    },
+                )
+            )
+        for period in sorted(set(billing_period.values())):
+            writes.append(Expect(TABLE, *fence_key(period), "closed_at", None))
+        for period, billed_in in sorted(billing_period.items()):
+            if billed_in != period:
+                writes.append(Put(TABLE, {"pk": f"late|{billed_in}", "sk": str(period)}))
+        writes.append(
+            PutIf(
+                TABLE,
+                {"pk": "checkpoint", "sk": key_part(shard), "seq": records[-1].sequence},
+                "seq",
+                checkpoint,
+            )
+        )
+        return writes if len(writes) <= MAX_TRANSACTION_WRITES else None
+
+    def index_periods(self, periods: Iterable[Period]) -> None:
+        """Note which periods have usage (for the closer), outside the transaction: a shared
+        item in every transaction would make concurrent shards conflict."""
+        for period in set(periods) - self.indexed:
+            self.store.put(TABLE, {"pk": "periods", "sk": str(period)})
+            self.indexed.add(period)
+
+    def billing_periods(self, periods: set[Period]) -> dict[Period, Period]:
+        """Each usage period, mapped to the first period from it on whose fence is absent."""
+        result: dict[Period, Period] = {}
+        closed: dict[Period, bool] = {}
+        for period in periods:
+            candidate = period
+            while True:
+                if candidate not in closed:
+                    closed[candidate] = self.store.get(TABLE, *fence_key(candidate)) is not None
+                if not closed[candidate]:
+                    break
+                candidate = candidate.next()
+            result[period] = candidate
+        return result

@@ -1,0 +1,154 @@
+"""The whole billing cell on in-memory fakes: meter, aggregate, rate and close agree with
+`meterline rate` on the same events, through duplicates, conflicts, redeliveries and late usage."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from meterline.adapters.memory import MemoryPublisher
+from meterline.catalog import parse_catalog
+from meterline.offline import rate_lines
+from meterline.periods import Period
+from meterline.pipeline.cell import Cell
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.reconcile import differences
+from meterline.records import Delivery
+from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, INVOICES_TABLE, USAGE_EVENTS, USAGE_REJECTED
+
+CATALOG = parse_catalog(
+    """
+meters:
+  - {key: ingress_gb, event_type: kafka.ingress, aggregation: sum, value: bytes, divide_by: "1000000000", group_by: [cluster]}
+  - {key: cku_hours, event_type: kafka.status, aggregation: time_weighted, value: cku}
+  - {key: peak_partitions, event_type: kafka.status, aggregation: max, value: partitions}
+  - {key: schemas, event_type: schema.use, aggregation: unique_count, value: schema}
+plans:
+  - key: standard
+    version: 1
+    effective_from: "2026-01-01"
+    currency: USD
+    charges:
+      - meter: ingress_gb
+        model: graduated
+        tiers: [{up_to: "50", unit_price: "0.11"}, {up_to: null, unit_price: "0.05"}]
+      - {meter: cku_hours, model: per_unit, unit_price: "1.75"}
+      - {meter: peak_partitions, model: package, package_size: "100", package_price: "1.50"}
+      - {meter: schemas, model: volume, tiers: [{up_to: "10", unit_price: "0"}, {up_to: null, unit_price: "0.20"}]}
+      - {key: support, model: flat, amount: "49.00"}
+    discount_percent: "5"
+    minimum_commit: "150.00"
+customers:
+  - {tenant: org-1, plan: standard, credits: "20.00", spend_alerts: ["50", "100"]}
+  - {tenant: org-2, plan: standard}
+  - {tenant: org-3, plan: standard}
+"""
+)
+
+
+def make_events(seed: int, count: int) -> list[bytes]:
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    for number in range(count):
+        tenant = rng.choice(["org-1", "org-2", "org-3", "org-9"])
+        time = start + timedelta(seconds=rng.randrange(61 * 86400))
+        kind = rng.random()
+        if kind < 0.6:
+            event_type, data = "kafka.ingress", {"bytes": rng.randrange(10**9), "cluster": rng.choice(["a", "b"])}
+        elif kind < 0.8:
+            event_type, data = "kafka.status", {"cku": str(rng.choice([1, 2, 4])), "partitions": rng.randrange(500)}
+        else:
+            event_type, data = "schema.use", {"schema": f"s-{rng.randrange(15)}"}
+        event = {
+            "specversion": "1.0", "id": f"e{number}", "source": "cell/test", "type": event_type,
+            "subject": tenant, "time": time.isoformat().replace("+00:00", "Z"), "data": data,
+        }
+        lines.append(orjson.dumps(event))
+        roll = rng.random()
+        if roll < 0.05:
+            lines.append(lines[-1])  # duplicate
+        elif roll < 0.08:
+            lines.append(orjson.dumps({**event, "data": {**data, "bytes": 7}}))  # conflict
+        elif roll < 0.10:
+            lines.append(b'{"specversion": "1.0", "id": ')  # malformed
+    return lines
+
+
+def deliver(cell: Cell, lines: list[bytes], first_offset: int, batch: int = 97) -> int:
+    received = 0
+    for start in range(0, len(lines), batch):
+        records = [
+            DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, first_offset + start + i), None, value)
+            for i, value in enumerate(lines[start : start + batch])
+        ]
+        report = cell.deliver(records)
+        assert not report.failed
+        received += len(records)
+        cell.pump()
+    return received
+
+
+def pipeline_invoices(cell: Cell) -> dict[str, list[dict[str, object]]]:
+    by_period: dict[str, list[dict[str, object]]] = {}
+    for item in cell.store.scan(INVOICES_TABLE.name):
+        by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+    return {period: sorted(invoices, key=lambda i: str(i["tenant"])) for period, invoices in by_period.items()}
+
+
+def test_closed_invoices_equal_offline_rating_with_late_usage_as_adjustments() -> None:
+    # GIVEN two months of usage with duplicates, conflicts and malformed lines, delivered in batches,
+    # October closed in the middle of November, and a tail of October usage arriving after that
+    publisher = MemoryPublisher()
+    cell = Cell(CATALOG, publisher)
+    lines = make_events(seed=7, count=3000)
+    late = [line for line in make_events(seed=8, count=200) if b'"time":"2026-10' in line]
+    deliver(cell, lines, first_offset=0)
+    cell.close(datetime(2026, 11, 15, tzinfo=UTC))
+    deliver(cell, late, first_offset=len(lines))
+    # WHEN November closes too
+    cell.close(datetime(2026, 12, 2, tzinfo=UTC))
+    # THEN every line of `meterline rate` is billed, to the cent, on its invoice or as an adjustment
+    everything = lines + late
+    invoices = pipeline_invoices(cell)
+    for period in ("2026-10", "2026-11"):
+        expected = rate_lines(CATALOG, everything, Period.parse(period)).to_json()
+        assert differences(period, expected, invoices) == []
+    adjustments = [
+        line for invoice in invoices["2026-11"] for line in invoice["lines"]  # type: ignore[attr-defined]
+        if line.get("adjusts_period") == "2026-10"
+    ]
+    assert adjustments, "the late October usage must show up as adjustment lines on November invoices"
+    # AND each invoice was published once, rejects were dead-lettered, alerts announced once each
+    assert len(publisher.on(BILLING_INVOICES.name)) == sum(len(v) for v in invoices.values())
+    assert publisher.on(USAGE_REJECTED.name)
+    alerts = [orjson.loads(m.value)["alert_id"] for m in publisher.on(BILLING_ALERTS.name)]
+    assert len(alerts) == len(set(alerts)) > 0
+
+
+def test_redelivered_batches_change_nothing() -> None:
+    # GIVEN a cell that metered and aggregated a month
+    once = Cell(CATALOG, MemoryPublisher())
+    twice = Cell(CATALOG, MemoryPublisher())
+    lines = make_events(seed=3, count=1500)
+    deliver(once, lines, 0)
+    # WHEN the other cell gets every batch twice (Kafka redelivery after a lost acknowledgement)
+    deliver(twice, lines, 0)
+    deliver(twice, lines, 0, batch=50)
+    # THEN the closed invoices are identical
+    for cell in (once, twice):
+        cell.close(datetime(2027, 1, 1, tzinfo=UTC))
+    assert pipeline_invoices(once) == pipeline_invoices(twice)
+
+
+@pytest.mark.parametrize("runs", [2])
+def test_closing_twice_yields_one_invoice_per_tenant(runs: int) -> None:
+    cell = Cell(CATALOG, MemoryPublisher())
+    deliver(cell, make_events(seed=5, count=400), 0)
+    for _ in range(runs):
+        cell.closer.close(Period(2026, 10), datetime(2026, 11, 2, tzinfo=UTC))
+    tenants = [str(item["pk"]) for item in cell.store.scan(INVOICES_TABLE.name) if item["sk"] == "2026-10"]
+    assert sorted(tenants) == ["org-1", "org-2", "org-3"]
