@@ -1,9 +1,11 @@
 """Aggregate: fold newly accepted usage into partial states, exactly once per stream record.
 
 A batch of usage-ledger stream records (one shard, ascending sequence numbers) becomes one
-partial state per (period, tenant bucket), written in ONE transaction together with the shard's
-checkpoint (the last sequence number applied). A redelivered or overlapping batch is trimmed to
-the records after the checkpoint; a crash before the commit leaves nothing behind.
+partial state per (period, tenant bucket), written in ONE transaction together with a batch
+marker: created under the batch's first sequence number, holding its last. Lambda retries a
+failed stream batch from the same first record, so a retry finds the marker and skips what it
+covers (a longer retry goes on after it); a crash before the commit leaves nothing behind. The
+marker needs no shard id, which Lambda's stream events do not carry.
 
 Usage for a period that was already closed (its fence exists) is billed in the first open
 period after it: the partial is stored with the usage's own period and tagged with the period
@@ -22,13 +24,13 @@ from meterline.ports import (
     MAX_TRANSACTION_WRITES,
     ConditionFailedError,
     Expect,
+    Item,
     Put,
-    PutIf,
     PutNew,
     Store,
     Write,
 )
-from meterline.records import AcceptedUsage, bucket_of, key_part, pack_book
+from meterline.records import AcceptedUsage, bucket_of, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -39,10 +41,13 @@ MAX_PARTIAL_BYTES = 350_000
 
 @dataclass(frozen=True, slots=True)
 class StreamRecord:
-    shard: str
     sequence: str
     """A decimal string, increasing within the shard."""
     usage: AcceptedUsage
+
+
+def _sequence_key(sequence: str) -> str:
+    return f"{int(sequence):040d}"
 
 
 def fence_key(period: Period) -> tuple[str, str]:
@@ -59,38 +64,41 @@ class Aggregator:
         self.store = store
         self.indexed: set[Period] = set()
 
-    def run(self, shard: str, records: Sequence[StreamRecord], attempts: int = 8) -> int:
-        """Apply the records after the shard's checkpoint; return how many were applied."""
+    def run(self, records: Sequence[StreamRecord], attempts: int = 8) -> int:
+        """Apply the records no batch marker covers yet; return how many were applied."""
         applied = 0
-        for _ in range(attempts):
-            checkpoint = self.checkpoint(shard)
-            fresh = [r for r in records if checkpoint is None or int(r.sequence) > int(checkpoint)]
-            if not fresh:
-                return applied
+        remaining = list(records)
+        conflicts = 0
+        while remaining:
+            marker = self.store.get(TABLE, "batch", _sequence_key(remaining[0].sequence))
+            if marker is not None:
+                last = int(str(marker["last"]))
+                remaining = [record for record in remaining if int(record.sequence) > last]
+                continue
             try:
-                applied += self.commit(shard, checkpoint, fresh)
-                return applied
+                count = self.commit(remaining)
             except ConditionFailedError:
-                continue  # a fence appeared or the checkpoint moved: plan again from the store
-        raise ConditionFailedError(-1, f"shard {shard}: gave up after {attempts} conflicting attempts")
+                conflicts += 1  # a fence appeared, or a twin invocation committed first: plan again
+                if conflicts >= attempts:
+                    raise
+                continue
+            applied += count
+            remaining = remaining[count:]
+        return applied
 
-    def checkpoint(self, shard: str) -> str | None:
-        item = self.store.get(TABLE, "checkpoint", key_part(shard))
-        return None if item is None else str(item["seq"])
-
-    def commit(self, shard: str, checkpoint: str | None, records: Sequence[StreamRecord]) -> int:
+    def commit(self, records: Sequence[StreamRecord]) -> int:
         """Commit the longest prefix of records that fits one transaction; return its length."""
         count = len(records)
         while True:
-            writes = self.plan(shard, checkpoint, records[:count])
+            writes = self.plan(records[:count])
             if writes is not None:
                 self.store.transact(writes)
                 return count
             if count == 1:
-                raise ValueError(f"shard {shard}: one record does not fit a transaction")
+                raise ValueError(f"record {records[0].sequence} does not fit a transaction")
             count //= 2
 
-    def plan(self, shard: str, checkpoint: str | None, records: Sequence[StreamRecord]) -> list[Write] | None:
+    def plan(self, records: Sequence[StreamRecord]) -> list[Write] | None:
         billing_period = self.billing_periods({r.usage.period for r in records})
         books: dict[tuple[Period, int, Period], UsageBook] = {}
         for record in records:
@@ -113,7 +121,7 @@ class Aggregator:
                     TABLE,
                     {
                         "pk": partial_pk(period, bucket),
-                        "sk": f"{billed_in}|{key_part(shard)}|{int(first):040d}",
+                        "sk": f"{billed_in}|{_sequence_key(first)}",
                         "book": blob,
                         "tenants": len({tenant for tenant, _ in book.states}),
                     },
@@ -124,14 +132,8 @@ class Aggregator:
         for period, billed_in in sorted(billing_period.items()):
             if billed_in != period:
                 writes.append(Put(TABLE, {"pk": f"late|{billed_in}", "sk": str(period)}))
-        writes.append(
-            PutIf(
-                TABLE,
-                {"pk": "checkpoint", "sk": key_part(shard), "seq": records[-1].sequence},
-                "seq",
-                checkpoint,
-            )
-        )
+        marker: Item = {"pk": "batch", "sk": _sequence_key(first), "last": records[-1].sequence}
+        writes.append(PutNew(TABLE, marker))
         return writes if len(writes) <= MAX_TRANSACTION_WRITES else None
 
     def index_periods(self, periods: Iterable[Period]) -> None:

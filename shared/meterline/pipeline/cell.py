@@ -54,11 +54,8 @@ class Cell:
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
-            records = [
-                StreamRecord("shard-0", entry.sequence, AcceptedUsage.from_item(entry.item))
-                for entry in batch
-            ]
-            self.aggregator.run("shard-0", records)
+            records = [StreamRecord(entry.sequence, AcceptedUsage.from_item(entry.item)) for entry in batch]
+            self.aggregator.run(records)
             self.position.usage += len(batch)
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [

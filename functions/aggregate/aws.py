@@ -1,0 +1,41 @@
+"""aggregate on AWS Lambda: DynamoDB stream of the usage ledger (INSERT records)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from meterline.adapters.aws_lambda import Settings, Wiring, usage_from_stream
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+
+logger = Logger(service="meterline-aggregate")
+metrics = Metrics(namespace="meterline", service="aggregate")
+tracer = Tracer(service="meterline-aggregate")
+
+
+@cache
+def aggregator() -> Aggregator:
+    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
+    return Aggregator(wiring.catalog, wiring.store)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # All or nothing: the batch's partials and its marker commit in one transaction, so on any
+    # error the whole batch is retried from its first record and the marker makes that safe.
+    records = [
+        StreamRecord(record["dynamodb"]["SequenceNumber"], usage_from_stream(record["dynamodb"]["NewImage"]))
+        for record in event.get("Records", [])
+        if record.get("eventName") == "INSERT"
+    ]
+    applied = aggregator().run(records)
+    metrics.add_metric(name="usage_aggregated", unit=MetricUnit.Count, value=applied)
+    return {"batchItemFailures": []}
