@@ -29,9 +29,25 @@ def meter() -> Meter:
     return Meter(wiring.catalog, wiring.store, wiring.publisher)
 
 
+class PartitionStalledError(Exception):
+    """An earlier record of this partition failed: keep the partition's order, retry from there."""
+
+
+stalled: set[tuple[str, int]] = set()
+
+
 def meter_record(record: KafkaEventRecord) -> None:
     delivery = Delivery(record.topic, record.partition, record.offset)
-    outcome, reason = meter().meter_one(DeliveredRecord(delivery, record.decoded_key, record.decoded_value))
+    partition = (record.topic, record.partition)
+    if partition in stalled:
+        raise PartitionStalledError(str(delivery))
+    try:
+        outcome, reason = meter().meter_one(
+            DeliveredRecord(delivery, record.decoded_key, record.decoded_value)
+        )
+    except Exception:
+        stalled.add(partition)
+        raise
     metrics.add_metric(name=f"events_{outcome}", unit=MetricUnit.Count, value=1)
     if outcome is Outcome.REJECTED:
         metrics.add_metric(name=f"rejected_{reason}", unit=MetricUnit.Count, value=1)
@@ -44,6 +60,7 @@ def meter_record(record: KafkaEventRecord) -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A store or publish failure raises inside meter_record: that record (and the rest of its
     # partition after it) is reported back and delivered again; outcomes are idempotent.
+    stalled.clear()
     return process_partial_response(
         event=event, record_handler=meter_record, processor=processor, context=context
     )

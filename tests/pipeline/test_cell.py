@@ -58,14 +58,25 @@ def make_events(seed: int, count: int) -> list[bytes]:
         time = start + timedelta(seconds=rng.randrange(61 * 86400))
         kind = rng.random()
         if kind < 0.6:
-            event_type, data = "kafka.ingress", {"bytes": rng.randrange(10**9), "cluster": rng.choice(["a", "b"])}
+            event_type, data = (
+                "kafka.ingress",
+                {"bytes": rng.randrange(10**9), "cluster": rng.choice(["a", "b"])},
+            )
         elif kind < 0.8:
-            event_type, data = "kafka.status", {"cku": str(rng.choice([1, 2, 4])), "partitions": rng.randrange(500)}
+            event_type, data = (
+                "kafka.status",
+                {"cku": str(rng.choice([1, 2, 4])), "partitions": rng.randrange(500)},
+            )
         else:
             event_type, data = "schema.use", {"schema": f"s-{rng.randrange(15)}"}
         event = {
-            "specversion": "1.0", "id": f"e{number}", "source": "cell/test", "type": event_type,
-            "subject": tenant, "time": time.isoformat().replace("+00:00", "Z"), "data": data,
+            "specversion": "1.0",
+            "id": f"e{number}",
+            "source": "cell/test",
+            "type": event_type,
+            "subject": tenant,
+            "time": time.isoformat().replace("+00:00", "Z"),
+            "data": data,
         }
         lines.append(orjson.dumps(event))
         roll = rng.random()
@@ -96,7 +107,9 @@ def pipeline_invoices(cell: Cell) -> dict[str, list[dict[str, object]]]:
     by_period: dict[str, list[dict[str, object]]] = {}
     for item in cell.store.scan(INVOICES_TABLE.name):
         by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-    return {period: sorted(invoices, key=lambda i: str(i["tenant"])) for period, invoices in by_period.items()}
+    return {
+        period: sorted(invoices, key=lambda i: str(i["tenant"])) for period, invoices in by_period.items()
+    }
 
 
 def test_closed_invoices_equal_offline_rating_with_late_usage_as_adjustments() -> None:
@@ -118,7 +131,9 @@ def test_closed_invoices_equal_offline_rating_with_late_usage_as_adjustments() -
         expected = rate_lines(CATALOG, everything, Period.parse(period)).to_json()
         assert differences(period, expected, invoices) == []
     adjustments = [
-        line for invoice in invoices["2026-11"] for line in invoice["lines"]  # type: ignore[attr-defined]
+        line
+        for invoice in invoices["2026-11"]
+        for line in invoice["lines"]  # type: ignore[attr-defined]
         if line.get("adjusts_period") == "2026-10"
     ]
     assert adjustments, "the late October usage must show up as adjustment lines on November invoices"

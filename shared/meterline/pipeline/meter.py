@@ -64,13 +64,22 @@ class Meter:
         self.publisher = publisher
 
     def run(self, records: Iterable[DeliveredRecord]) -> MeterReport:
+        """Meter a batch in partition order. After a record fails, the rest of its partition is
+        handed back unprocessed, as Lambda redelivers it: were a later record admitted first, a
+        conflicting pair could stand the other way round than the partition's order says."""
         report = MeterReport()
         dead_lettered: list[DeliveredRecord] = []
+        stalled: set[tuple[str, int]] = set()
         for record in records:
+            partition = (record.delivery.topic, record.delivery.partition)
+            if partition in stalled:
+                report.failed.append(record)
+                continue
             try:
                 outcome, reason = self.meter_one(record)
             except (StoreError, PublishError):
                 report.failed.append(record)
+                stalled.add(partition)
                 continue
             if outcome is Outcome.ACCEPTED:
                 report.accepted += 1
