@@ -20,7 +20,7 @@ from meterline.records import Delivery
 logger = Logger(service="meterline-meter")
 metrics = Metrics(namespace="meterline", service="meter")
 tracer = Tracer(service="meterline-meter")
-processor = BatchProcessor(event_type=EventType.Kafka)
+processor = BatchProcessor(event_type=EventType.Kafka, raise_on_entire_batch_failure=False)
 
 
 @cache

@@ -41,7 +41,7 @@ class SumState:
         self.total = total
 
     def add(self, value: Value, time: datetime, event_id: str) -> None:
-        self.total = _exact_add(self.total, value)
+        self.total = _EXACT.add(self.total, value)  # a Decimal: its meter's values are numbers
 
     def merge(self, other: SumState) -> None:
         self.total = _exact_add(self.total, other.total)
@@ -164,9 +164,10 @@ class LatestState:
 
     def add(self, value: Value, time: datetime, event_id: str) -> None:
         assert isinstance(value, Decimal)
-        sample = Sample(time, event_id, value)
-        if self.latest is None or (sample.time, sample.event_id) > (self.latest.time, self.latest.event_id):
-            self.latest = sample
+        latest = self.latest
+        # Two sources may send one id at one time: the greater value wins, whatever the order.
+        if latest is None or (time, event_id, value) > (latest.time, latest.event_id, latest.value):
+            self.latest = Sample(time, event_id, value)
 
     def merge(self, other: LatestState) -> None:
         if other.latest is not None:
@@ -201,17 +202,23 @@ class TimeWeightedState:
 
     def quantity(self, period: Period) -> Fraction:
         """Σ value × hours held: until the next sample, the last one until the period ends."""
-        ordered = sorted(set(self.samples))
-        total = Fraction(0)
-        for sample, following in zip(ordered, [*ordered[1:], None], strict=True):
-            until = following.time if following is not None else period.end
-            held = until - sample.time
-            seconds = Fraction(held.days * 86_400 + held.seconds) + Fraction(held.microseconds, 10**6)
-            total += Fraction(sample.value) * seconds / 3600
-        return total
+        ordered = self._ordered()
+        ends = [sample[0] for sample in ordered[1:]]
+        ends.append(period.end)
+        # Exact: Σ value × microseconds held in integer-scaled Decimals, then one division to hours.
+        total = Decimal(0)
+        for (start, _, value), until in zip(ordered, ends, strict=True):
+            held = until - start
+            microseconds = (held.days * 86_400 + held.seconds) * 1_000_000 + held.microseconds
+            total = _EXACT.add(total, _EXACT.multiply(value, microseconds))
+        return Fraction(total) / _MICROSECONDS_PER_HOUR
+
+    def _ordered(self) -> list[tuple[datetime, str, Decimal]]:
+        """The distinct samples by (time, event id), as tuples: sorting them costs no Python calls."""
+        return sorted({(sample.time, sample.event_id, sample.value) for sample in self.samples})
 
     def to_json(self) -> Any:
-        return [_sample_json(sample) for sample in sorted(set(self.samples))]
+        return [[time.isoformat(), event_id, str(value)] for time, event_id, value in self._ordered()]
 
     @classmethod
     def from_json(cls, data: Any) -> TimeWeightedState:
@@ -240,6 +247,7 @@ def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fract
 
 
 _EPOCH = datetime(1970, 1, 1)
+_MICROSECONDS_PER_HOUR = 3_600_000_000
 
 
 def _exact_add(total: Decimal, value: Value) -> Decimal:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,27 @@ def load_catalog(path: str | Path) -> Catalog:
     return parse_catalog(text, str(path))
 
 
+def sample_catalog() -> Catalog:
+    """The catalog shipped with the package (``meterline/samples/catalog.yaml``)."""
+    sample = resources.files("meterline").joinpath("samples", "catalog.yaml")
+    return parse_catalog(sample.read_text(encoding="utf-8"), "meterline/samples/catalog.yaml")
+
+
 def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     try:
         document = yaml.load(text, Loader=_CatalogLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+            problem = f"{problem}, {context} from line {context_mark.line + 1}"
         raise CatalogError(f"{source}{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise CatalogError(f"{source}: not valid YAML (nested too deeply)") from None
+    if document is None:
+        raise CatalogError(f"{source}: catalog: the catalog is empty (expected meters, plans, customers)")
     return _CatalogReader(source).read(document)
 
 
@@ -157,24 +171,41 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
 
 
 class _Node(dict[str, Any]):
-    """A mapping that remembers the line of each of its keys."""
+    """A mapping that remembers the line of each of its keys, and any key given twice."""
 
     line: int
     key_lines: dict[str, int]
+    repeated: str | None = None
+
+
+class _Seq(list[Any]):
+    """A sequence that remembers the line of each item."""
+
+    line: int
+    item_lines: list[int]
 
 
 class _CatalogLoader(yaml.SafeLoader):
     pass
 
 
-def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
-    text = str(loader.construct_scalar(node)).replace("_", "")
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | str:
+    """A YAML number as the exact decimal its text says; YAML 1.1 oddities (0x1A, 1:30, .inf) stay
+    text, so the field that holds one reports it with its entry."""
+    text = str(loader.construct_scalar(node))
     try:
-        return Decimal(text)
+        return Decimal(text.replace("_", ""))
     except InvalidOperation:
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{node.value!r} is not a number", node.start_mark
-        ) from None
+        return text
+
+
+def _construct_date(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> date | str:
+    """A date stays a date; a timestamp or an impossible date (2026-13-01) stays text for the reader."""
+    text = str(loader.construct_scalar(node))
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return text
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Node:
@@ -183,15 +214,30 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Node
     mapping.key_lines = {}
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        mapping[str(key)] = loader.construct_object(value_node, deep=True)
-        mapping.key_lines[str(key)] = key_node.start_mark.line + 1
+        key = str(loader.construct_object(key_node, deep=True))
+        if key in mapping and mapping.repeated is None:
+            mapping.repeated = key
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = key_node.start_mark.line + 1
     return mapping
+
+
+def _construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> _Seq:
+    sequence = _Seq(loader.construct_object(item, deep=True) for item in node.value)
+    sequence.line = node.start_mark.line + 1
+    sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return sequence
 
 
 _CatalogLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 _CatalogLoader.add_constructor("tag:yaml.org,2002:int", _construct_decimal)
 _CatalogLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+_CatalogLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_date)
+
+_MAX_DIGITS = 30
+"""Digits allowed either side of the point in a catalog number: enough for any price or divisor,
+and no more, so that exact arithmetic on it stays cheap."""
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -201,9 +247,11 @@ class _CatalogReader:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, node: Any, entry: str, message: str, field_name: str | None = None) -> CatalogError:
-        line = getattr(node, "line", None)
-        if field_name and line is not None:
+    def fail(
+        self, node: Any, entry: str, message: str, field_name: str | None = None, *, line: int | None = None
+    ) -> CatalogError:
+        line = line or getattr(node, "line", None)
+        if field_name and isinstance(node, _Node):
             line = node.key_lines.get(field_name, line)
         where = f"{self.source}:{line}" if line else self.source
         what = f"{entry}.{field_name}" if field_name else entry
@@ -211,10 +259,18 @@ class _CatalogReader:
 
     # fields ------------------------------------------------------------------------------------
 
-    def mapping(self, node: Any, entry: str) -> _Node:
+    def mapping(self, node: Any, entry: str, *, line: int | None = None) -> _Node:
         if not isinstance(node, _Node):
-            raise self.fail(node, entry, "must be a mapping")
+            raise self.fail(node, entry, f"must be a mapping, not {_kind(node)}", line=line)
+        if node.repeated is not None:
+            raise self.fail(node, entry, "is given twice", node.repeated)
         return node
+
+    def items(self, node: _Node, entry: str, name: str) -> Iterable[tuple[int, int | None, Any]]:
+        """(index, line, item) for each item of a list field."""
+        sequence = self.sequence(node, entry, name)
+        lines = getattr(sequence, "item_lines", [None] * len(sequence))
+        return zip(range(len(sequence)), lines, sequence, strict=True)
 
     def known_fields(self, node: _Node, entry: str, allowed: Iterable[str]) -> None:
         unknown = sorted(set(node) - set(allowed))
@@ -249,7 +305,16 @@ class _CatalogReader:
             except InvalidOperation:
                 raise self.fail(node, entry, f"{value!r} is not a decimal number", name) from None
         if not isinstance(value, Decimal) or not value.is_finite():
-            raise self.fail(node, entry, "must be a finite decimal number", name)
+            raise self.fail(node, entry, f"must be a finite decimal number, not {_kind(value)}", name)
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if value and (value.adjusted() >= _MAX_DIGITS or -exponent > _MAX_DIGITS):
+            raise self.fail(
+                node,
+                entry,
+                f"{value} is out of range (at most {_MAX_DIGITS} digits each side of the point)",
+                name,
+            )
         if value < 0 or (positive and value == 0):
             raise self.fail(
                 node, entry, "must be greater than zero" if positive else "must not be negative", name
@@ -261,7 +326,7 @@ class _CatalogReader:
         if value is None:
             return ()
         if not isinstance(value, list):
-            raise self.fail(node, entry, "must be a list", name)
+            raise self.fail(node, entry, f"must be a list, not {_kind(value)}", name)
         return value
 
     # catalog -----------------------------------------------------------------------------------
@@ -276,12 +341,11 @@ class _CatalogReader:
 
     def read_meters(self, root: _Node) -> dict[str, Meter]:
         meters: dict[str, Meter] = {}
-        entries = self.sequence(root, "catalog", "meters")
-        if not entries:
+        if not self.sequence(root, "catalog", "meters"):
             raise self.fail(root, "catalog", "must list at least one meter", "meters")
-        for index, raw in enumerate(entries):
+        for index, line, raw in self.items(root, "catalog", "meters"):
             entry = f"meters[{index}]"
-            node = self.mapping(raw, entry)
+            node = self.mapping(raw, entry, line=line)
             self.known_fields(
                 node, entry, ("key", "event_type", "aggregation", "value", "divide_by", "group_by")
             )
@@ -318,9 +382,9 @@ class _CatalogReader:
 
     def read_plans(self, root: _Node, meters: Mapping[str, Meter]) -> dict[str, tuple[Plan, ...]]:
         versions: dict[str, list[Plan]] = {}
-        for index, raw in enumerate(self.sequence(root, "catalog", "plans")):
+        for index, line, raw in self.items(root, "catalog", "plans"):
             entry = f"plans[{index}]"
-            node = self.mapping(raw, entry)
+            node = self.mapping(raw, entry, line=line)
             self.known_fields(
                 node,
                 entry,
@@ -336,7 +400,7 @@ class _CatalogReader:
             )
             key = self.text(node, entry, "key")
             assert key is not None
-            version = node.get("version", 1)
+            version = node.get("version", Decimal(1))
             if not isinstance(version, Decimal) or version != version.to_integral_value() or version < 1:
                 raise self.fail(node, f"plans[{key}]", "must be a whole number from 1", "version")
             entry = f"plans[{key} v{int(version)}]"
@@ -378,7 +442,7 @@ class _CatalogReader:
 
     def read_date(self, node: _Node, entry: str, name: str) -> date:
         value = node.get(name)
-        if isinstance(value, date):
+        if isinstance(value, date) and not isinstance(value, datetime):
             return value
         if isinstance(value, str):
             try:
@@ -393,20 +457,20 @@ class _CatalogReader:
         self, node: _Node, entry: str, meters: Mapping[str, Meter], *, required: bool
     ) -> tuple[Charge, ...]:
         charges: list[Charge] = []
-        raw_charges = self.sequence(node, entry, "charges")
-        if required and not raw_charges:
+        if required and not self.sequence(node, entry, "charges"):
             raise self.fail(node, entry, "must list at least one charge", "charges")
         seen: set[str] = set()
-        for index, raw in enumerate(raw_charges):
-            charge = self.read_charge(raw, f"{entry}.charges[{index}]", meters)
+        for index, line, raw in self.items(node, entry, "charges"):
+            charge_entry = f"{entry}.charges[{index}]"
+            charge = self.read_charge(self.mapping(raw, charge_entry, line=line), charge_entry, meters)
             if charge.line_key in seen:
-                raise self.fail(raw, f"{entry}.charges[{index}]", f"prices {charge.line_key!r} a second time")
+                field_name = "key" if charge.model is PricingModel.FLAT else "meter"
+                raise self.fail(raw, charge_entry, f"prices {charge.line_key!r} a second time", field_name)
             seen.add(charge.line_key)
             charges.append(charge)
         return tuple(charges)
 
-    def read_charge(self, raw: Any, entry: str, meters: Mapping[str, Meter]) -> Charge:
-        node = self.mapping(raw, entry)
+    def read_charge(self, node: _Node, entry: str, meters: Mapping[str, Meter]) -> Charge:
         model_name = self.text(node, entry, "model")
         try:
             model = PricingModel(str(model_name))
@@ -447,9 +511,9 @@ class _CatalogReader:
         if not raw_tiers:
             raise self.fail(node, entry, "must list at least one tier", "tiers")
         tiers: list[Tier] = []
-        for index, raw in enumerate(raw_tiers):
+        for index, line, raw in self.items(node, entry, "tiers"):
             tier_entry = f"{entry}.tiers[{index}]"
-            tier = self.mapping(raw, tier_entry)
+            tier = self.mapping(raw, tier_entry, line=line)
             self.known_fields(tier, tier_entry, ("up_to", "unit_price", "flat_fee"))
             if "up_to" not in tier:
                 raise self.fail(tier, tier_entry, "is required (null for the last, unbounded tier)", "up_to")
@@ -479,9 +543,9 @@ class _CatalogReader:
         self, root: _Node, meters: Mapping[str, Meter], plans: Mapping[str, tuple[Plan, ...]]
     ) -> dict[str, Customer]:
         customers: dict[str, Customer] = {}
-        for index, raw in enumerate(self.sequence(root, "catalog", "customers")):
+        for index, line, raw in self.items(root, "catalog", "customers"):
             entry = f"customers[{index}]"
-            node = self.mapping(raw, entry)
+            node = self.mapping(raw, entry, line=line)
             self.known_fields(node, entry, ("tenant", "plan", "charges", "credits", "spend_alerts"))
             tenant = self.text(node, entry, "tenant")
             assert tenant is not None
@@ -493,9 +557,9 @@ class _CatalogReader:
             if plan not in plans:
                 raise self.fail(node, entry, f"unknown plan {plan!r}", "plan")
             alerts = []
-            for position, threshold in enumerate(self.sequence(node, entry, "spend_alerts")):
+            for position, line, threshold in self.items(node, entry, "spend_alerts"):
                 holder = _Node({f"spend_alerts[{position}]": threshold})
-                holder.line, holder.key_lines = node.key_lines.get("spend_alerts", node.line), {}
+                holder.line, holder.key_lines = line or node.key_lines.get("spend_alerts", node.line), {}
                 value = self.decimal(holder, entry, f"spend_alerts[{position}]", required=True, positive=True)
                 assert value is not None
                 alerts.append(value)
@@ -507,3 +571,20 @@ class _CatalogReader:
                 tuple(sorted(alerts)),
             )
         return customers
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in the catalog author's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Decimal):
+        return f"the number {value}"
+    if isinstance(value, date):
+        return f"the date {value}"
+    return repr(value)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import orjson
 
-from meterline.catalog import CatalogError, load_catalog
+from meterline import bench, cost_cli, stacks_cli
+from meterline.catalog import CatalogError, load_catalog, sample_catalog
+from meterline.generate import FaultRates, GenerateError, GenerateSpec, generate, line_counts
 from meterline.offline import rate_lines
 from meterline.periods import Period, PeriodError
 
@@ -55,6 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--usage", required=True, help="NDJSON usage events, or - for standard input")
     rate.add_argument("--period", required=True, type=_period, help="billing month, YYYY-MM (UTC)")
     rate.set_defaults(run=run_rate)
+    bench.add_parser(commands)
+
+    cost_cli.add_parser(commands)
+    stacks_cli.add_parser(commands)
+
+    generate = commands.add_parser("generate", help="write a realistic month of usage events as NDJSON")
+    generate.add_argument("--period", required=True, type=_period, help="the month, YYYY-MM (UTC)")
+    generate.add_argument("--tenants", type=int, default=20, help="tenants: the catalog's customers first")
+    generate.add_argument("--seed", type=int, default=1, help="same seed, same bytes")
+    generate.add_argument("--events", type=int, default=100_000, help="lines to write, faults included")
+    generate.add_argument("--catalog", type=Path, help="catalog YAML (default: the bundled sample)")
+    generate.add_argument("--out", default="-", help="NDJSON file to write, or - for standard output")
+    for fault, default in (
+        ("duplicate", "0.01"),
+        ("conflict", "0.005"),
+        ("late", "0.01"),
+        ("malformed", "0.01"),
+    ):
+        generate.add_argument(f"--{fault}-rate", type=_rate, default=Decimal(default), help="share of lines")
+    generate.set_defaults(run=run_generate)
+
+    demo = commands.add_parser("demo", help="generate a month, rate it, and print the invoices")
+    demo.add_argument("--period", type=_period, default=Period(2026, 11), help="the month (default 2026-11)")
+    demo.add_argument("--tenants", type=int, default=20, help="tenants: the catalog's customers first")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--events", type=int, default=100_000, help="events to generate, faults included")
+    demo.add_argument("--catalog", type=Path, help="catalog YAML (default: the bundled sample)")
+    demo.set_defaults(run=run_demo)
     return parser
 
 
@@ -63,6 +94,54 @@ def _period(text: str) -> Period:
         return Period.parse(text)
     except PeriodError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _rate(text: str) -> Decimal:
+    try:
+        rate = Decimal(text)
+    except InvalidOperation:
+        rate = Decimal("NaN")
+    if not rate.is_finite() or not 0 <= rate <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return rate
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog) if args.catalog else sample_catalog()
+    faults = FaultRates(args.duplicate_rate, args.conflict_rate, args.late_rate, args.malformed_rate)
+    spec = GenerateSpec(args.period, args.tenants, args.seed, args.events, faults)
+    try:
+        lines = generate(catalog, spec)  # checks the arguments before the first line
+    except GenerateError as error:
+        raise UsageError(str(error)) from None
+    if args.out == "-":
+        sys.stdout.buffer.writelines(lines)
+        return 0
+    try:
+        with Path(args.out).open("wb") as out:
+            out.writelines(lines)
+    except OSError as error:
+        raise UsageError(f"{args.out}: cannot write events ({error.strerror})") from None
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog) if args.catalog else sample_catalog()
+    spec = GenerateSpec(args.period, args.tenants, args.seed, args.events)
+    try:
+        injected = line_counts(spec)
+        result = rate_lines(catalog, generate(catalog, spec), args.period)
+    except GenerateError as error:
+        raise UsageError(str(error)) from None
+    from rich.console import Console  # the `cli` extra: only the commands that draw need it
+
+    from meterline import report
+
+    title = (
+        f"meterline demo · {args.period} · {args.tenants} tenants · {args.events:,} events · seed {args.seed}"
+    )
+    report.render(Console(), result, injected.by_outcome(), title=title)
+    return 0
 
 
 def run_rate(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,7 +44,7 @@ EventKey = tuple[str, str, str]
 """The dedup key: (subject, source, id)."""
 
 _REQUIRED_STRINGS = ("id", "source", "type", "subject")
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,60 +69,85 @@ class UsageEvent:
 
 def parse_event(raw: bytes | str) -> UsageEvent:
     """Parse and validate one structured-mode CloudEvent; raise ``EventError`` if it is rejected."""
+    subject, source, event_id, event_type, time, data, content = read_event(raw)
+    return UsageEvent(subject, source, event_id, event_type, time, data, digest(content))
+
+
+EventFields = tuple[str, str, str, str, datetime, dict[str, Any], bytes]
+"""subject, source, id, type, time, data and the canonical content (see ``canonical_content``)."""
+
+
+def read_event(raw: bytes | str) -> EventFields:
+    """What ``parse_event`` reads, as a tuple: the batch path's per-line step, with no event object."""
     document = _load(raw)
-    if not isinstance(document, dict):
+    if type(document) is not dict:
         raise EventError(Reason.MALFORMED, "an event must be a JSON object")
-    if document.get("specversion") != "1.0":
+    get: Callable[[str], Any] = document.get
+    if get("specversion") != "1.0":
         raise EventError(Reason.INVALID_ENVELOPE, 'specversion must be the string "1.0"')
-    for name in _REQUIRED_STRINGS:
-        value = document.get(name)
-        if type(value) is not str or not value:
-            raise EventError(Reason.INVALID_ENVELOPE, f"{name} must be a non-empty string")
-    data = document.get("data", {})
+    subject, source, event_id, event_type = get("subject"), get("source"), get("id"), get("type")
+    if not (
+        type(subject) is str and subject and type(source) is str and source
+        and type(event_id) is str and event_id and type(event_type) is str and event_type
+    ):  # fmt: skip
+        for name in _REQUIRED_STRINGS:  # name the first attribute at fault
+            value = get(name)
+            if type(value) is not str or not value:
+                raise EventError(Reason.INVALID_ENVELOPE, f"{name} must be a non-empty string")
+    data = get("data")
     if data is None:
         data = {}
-    if not isinstance(data, dict):
+    elif type(data) is not dict:
         raise EventError(Reason.INVALID_ENVELOPE, "data must be a JSON object")
-    return UsageEvent(
-        subject=document["subject"],
-        source=document["source"],
-        id=document["id"],
-        type=document["type"],
-        time=parse_time(document.get("time")),
-        data=data,
-        fingerprint=fingerprint(document),
-    )
+    # orjson reads a number with a fraction as a binary float: then read the text again, exactly.
+    # Only data and extension attributes need looking at: the others are strings or rejected.
+    if _holds_float(data) or (len(document) > _ATTRIBUTES + ("data" in document) and _holds_float(document)):
+        document = _load_exact(raw)
+        data = document.get("data") or {}
+    time = parse_time(get("time"))
+    return subject, source, event_id, event_type, time, data, canonical_content(document)
+
+
+_ATTRIBUTES = 6
+"""specversion, id, source, type, subject and time; data is optional."""
 
 
 def parse_time(value: object) -> datetime:
     """RFC 3339 with an offset, in UTC. Digits past microseconds are dropped (Python's limit)."""
-    if type(value) is not str or not _RFC3339.match(value):
+    match = _RFC3339.match(value) if type(value) is str else None
+    if match is None:
         raise EventError(Reason.INVALID_ENVELOPE, "time must be an RFC 3339 timestamp with offset")
-    text = value.upper()
-    dot = text.find(".")
-    if dot != -1:
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        if end - dot > 7:
-            text = text[: dot + 7] + text[end:]
+    text: str = match.string
+    if len(text) > _SHORTEST_WITH_LONG_FRACTION:
+        start, end = match.span(1)
+        if end - start > 7:
+            text = text[: start + 7] + text[end:]
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise EventError(Reason.INVALID_ENVELOPE, f"time {value!r} is not a valid instant") from error
-    if moment.utcoffset():
-        return moment.astimezone(UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is not UTC else moment
+        moment = _fromisoformat(text)
+    except ValueError:
+        try:
+            moment = _fromisoformat(text.upper())  # fromisoformat takes only "T" and "Z"
+        except ValueError as error:
+            raise EventError(Reason.INVALID_ENVELOPE, f"time {value!r} is not a valid instant") from error
+    if moment.tzinfo is UTC:
+        return moment
+    try:
+        return moment.astimezone(UTC) if moment.utcoffset() else moment.replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before year 1 in UTC
+        raise EventError(
+            Reason.INVALID_ENVELOPE, f"time {value!r} is outside years 1 to 9999 in UTC"
+        ) from None
+
+
+_SHORTEST_WITH_LONG_FRACTION = len("2026-11-03T10:15:00.1234567Z") - 1
+_fromisoformat = datetime.fromisoformat
 
 
 def _load(raw: bytes | str) -> Any:
     try:
-        document = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _load_exact(raw)  # integers beyond 64 bits, or not JSON at all
-    if _holds_float(document):
-        return _load_exact(raw)
-    return document
 
 
 def _load_exact(raw: bytes | str) -> Any:
@@ -141,12 +167,13 @@ def _first_line(error: Exception) -> str:
 
 
 def _holds_float(node: Any) -> bool:
-    if type(node) is float:
-        return True
-    if type(node) is dict:
-        return any(_holds_float(value) for value in node.values())
-    if type(node) is list:
-        return any(_holds_float(value) for value in node)
+    """Whether a dict or list holds a float at any depth."""
+    for value in node.values() if type(node) is dict else node:
+        kind = type(value)
+        if kind is str or kind is int:
+            continue
+        if kind is float or ((kind is dict or kind is list) and _holds_float(value)):
+            return True
     return False
 
 
@@ -163,11 +190,20 @@ def _canonical_number(value: Any) -> Any:
 
 def fingerprint(document: dict[str, Any]) -> bytes:
     """Content digest over the canonical JSON (sorted keys, numbers by exact value)."""
+    return digest(canonical_content(document))
+
+
+def digest(content: bytes) -> bytes:
+    return _blake2b(content, digest_size=16).digest()
+
+
+def canonical_content(document: dict[str, Any]) -> bytes:
+    """The event as canonical JSON: keys sorted, numbers by exact value. Equal for duplicates."""
     try:
-        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=_canonical_number)
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=_canonical_number)
     except TypeError:
         try:  # an integer past 64 bits: the standard library writes it exactly
-            canonical = json.dumps(
+            return json.dumps(
                 document,
                 sort_keys=True,
                 separators=(",", ":"),
@@ -176,4 +212,6 @@ def fingerprint(document: dict[str, Any]) -> bytes:
             ).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError) as error:
             raise EventError(Reason.MALFORMED, f"cannot read event content ({error})") from None
-    return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
+_blake2b = hashlib.blake2b

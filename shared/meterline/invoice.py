@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -79,10 +79,14 @@ def format_quantity(quantity: Fraction) -> str:
     if denominator == 1:
         places = max(twos, fives)
         scaled = quantity * 10**places
-        text = str(Decimal(int(scaled)).scaleb(-places))
+        text = str(Decimal(int(scaled)).scaleb(-places, _EXACT))
     else:
-        text = str(Decimal(round(quantity * 10**18)).scaleb(-18))
+        text = str(Decimal(round(quantity * 10**18)).scaleb(-18, _EXACT))
     return _plain(text)
+
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""scaleb rounds to its context's precision (28 digits by default): a quantity may have more."""
 
 
 def _plain(text: str) -> str:

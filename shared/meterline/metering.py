@@ -23,6 +23,11 @@ class Measurement:
     value: Value
 
 
+Reading = tuple[tuple[str, Group], Meter, Value]
+"""A measurement as a plain tuple: the state it adds to (meter key, group), its meter, its value."""
+
+_COUNT = Aggregation.COUNT
+_UNIQUE_COUNT = Aggregation.UNIQUE_COUNT
 _NON_NEGATIVE = (Aggregation.SUM, Aggregation.TIME_WEIGHTED)
 
 
@@ -31,31 +36,58 @@ class Metering:
 
     def __init__(self, meters_by_type: Mapping[str, tuple[Meter, ...]]) -> None:
         self.meters_by_type = meters_by_type
+        # An ungrouped meter always adds to the same state: its key is made once, not per event.
+        self._state_keys = {
+            event_type: tuple((meter, None if meter.group_by else (meter.key, ())) for meter in meters)
+            for event_type, meters in meters_by_type.items()
+        }
 
     def measure(self, event: UsageEvent) -> list[Measurement]:
-        meters = self.meters_by_type.get(event.type)
+        readings = self.readings(event.type, event.data)
+        return [Measurement(meter, group, value) for (_, group), meter, value in readings]
+
+    def readings(self, event_type: str, data: Mapping[str, Any]) -> list[Reading]:
+        """What ``measure`` measures, as tuples."""
+        meters = self._state_keys.get(event_type)
         if not meters:
-            raise EventError(Reason.UNKNOWN_TYPE, f"no meter counts events of type {event.type!r}")
-        data = event.data
-        return [Measurement(meter, group_of(meter, data), read_value(meter, data)) for meter in meters]
+            raise EventError(Reason.UNKNOWN_TYPE, f"no meter counts events of type {event_type!r}")
+        return [
+            (
+                key or (meter.key, group_of(meter, data)),
+                meter,
+                None if meter.aggregation is _COUNT else read_value(meter, data),
+            )
+            for meter, key in meters
+        ]
 
 
 def group_of(meter: Meter, data: Mapping[str, Any]) -> Group:
-    if not meter.group_by:
-        return ()
-    group: list[GroupValue] = []
-    for name in meter.group_by:
-        value = data.get(name)
-        if isinstance(value, dict | list):
+    group = tuple([data.get(name) for name in meter.group_by])
+    for name, value in zip(meter.group_by, group, strict=True):
+        if isinstance(value, _CONTAINERS):
             raise EventError(
                 Reason.INVALID_VALUE, f"data.{name} groups meter {meter.key!r}, so it must be a scalar"
             )
-        group.append(value)
-    return tuple(group)
+        if type(value) is bool or type(value) is Decimal:
+            return tuple(_group_value(value) for value in group)
+    return group
+
+
+def _group_value(value: GroupValue) -> GroupValue:
+    """One spelling per group: 5.0 groups with 5 as 5, and true (which Python takes for 1) as "true"."""
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is Decimal:
+        return int(value) if value == value.to_integral_value() else value.normalize()
+    return value
+
+
+_CONTAINERS = (dict, list)
 
 
 def read_value(meter: Meter, data: Mapping[str, Any]) -> Value:
-    if meter.aggregation is Aggregation.COUNT:
+    aggregation = meter.aggregation
+    if aggregation is _COUNT:
         return None
     assert meter.value is not None
     value: Any = data
@@ -65,10 +97,10 @@ def read_value(meter: Meter, data: Mapping[str, Any]) -> Value:
                 Reason.INVALID_VALUE, f"data.{'.'.join(meter.value)} is missing (meter {meter.key!r})"
             )
         value = value[step]
-    if meter.aggregation is Aggregation.UNIQUE_COUNT:
+    if aggregation is _UNIQUE_COUNT:
         return _identifier(meter, value)
-    number = _number(meter, value)
-    if number < 0 and meter.aggregation in _NON_NEGATIVE:
+    number = Decimal(value) if type(value) is int else _number(meter, value)
+    if aggregation in _NON_NEGATIVE and number < 0:
         raise EventError(
             Reason.INVALID_VALUE,
             f"data.{'.'.join(meter.value)} is negative; meter {meter.key!r} ({meter.aggregation}) needs >= 0",
@@ -80,20 +112,29 @@ def _number(meter: Meter, value: Any) -> Decimal:
     kind = type(value)
     if kind is int:
         return Decimal(value)
-    if kind is Decimal and value.is_finite():
+    if kind is Decimal and _priceable(value):
         return value  # type: ignore[no-any-return]
     if kind is str:
         try:
             number = Decimal(value)
         except InvalidOperation:
             number = Decimal("NaN")
-        if number.is_finite() and value.strip() == value:
+        if _priceable(number) and value.strip() == value:
             return number
     path = ".".join(meter.value or ())
     raise EventError(
         Reason.INVALID_VALUE,
         f"data.{path} must be a finite number or decimal string (meter {meter.key!r}), not {value!r}",
     )
+
+
+_MAX_EXPONENT = 1000
+"""Beyond 10^±1000 an exact fraction grows without use (10^±10^9 never finishes): reject it."""
+
+
+def _priceable(number: Decimal) -> bool:
+    exponent = number.as_tuple().exponent
+    return isinstance(exponent, int) and -_MAX_EXPONENT <= exponent <= _MAX_EXPONENT
 
 
 def _identifier(meter: Meter, value: Any) -> str:

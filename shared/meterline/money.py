@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from fractions import Fraction
 from functools import cache
 
@@ -31,11 +31,13 @@ def round_money(amount: Decimal | Fraction | int, currency: str) -> Decimal:
 
 
 def _round_fraction(value: Fraction, places: int) -> Decimal:
-    # Exact: the value is a Fraction, so no context precision can round it first.
     scaled = value * 10**places
-    sign = -1 if scaled < 0 else 1
-    magnitude = abs(scaled)
-    whole, remainder = divmod(magnitude.numerator, magnitude.denominator)
-    if 2 * remainder >= magnitude.denominator:
+    whole, remainder = divmod(abs(scaled.numerator), scaled.denominator)
+    if 2 * remainder >= scaled.denominator:
         whole += 1
-    return Decimal(sign * whole).scaleb(-places)
+    signed = -whole if scaled < 0 else whole
+    # scaleb rounds to its context's precision (28 digits by default): give it room to be exact.
+    return Decimal(signed).scaleb(-places, _EXACT)
+
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+_PERIOD = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 
 
 class PeriodError(ValueError):
@@ -20,10 +20,13 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> Period:
-        match = _PERIOD.match(text)
+        match = _PERIOD.fullmatch(text)
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise PeriodError(f"period {text!r} is not a month written YYYY-MM")
-        return cls(int(match.group(1)), int(match.group(2)))
+        period = cls(int(match.group(1)), int(match.group(2)))
+        if not _FIRST <= period <= _LAST:
+            raise PeriodError(f"period {text!r} is outside {_FIRST}..{_LAST}")
+        return period
 
     @classmethod
     def of(cls, moment: datetime) -> Period:
@@ -46,3 +49,8 @@ class Period:
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+
+_FIRST = Period(1, 1)
+_LAST = Period(9999, 11)
+"""The last month whose end (the next month's first instant) a datetime can hold."""

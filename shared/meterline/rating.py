@@ -7,7 +7,6 @@ money, so the invoice's parts add up exactly to its total.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from fractions import Fraction
 
 from meterline.catalog import Catalog, Charge, Customer, Plan, PricingModel
@@ -51,19 +50,20 @@ def rate_tenant(
     charges = catalog.charges_for(customer, plan)
     currency = plan.currency
     lines = tuple(usage_lines(catalog, charges, currency, usage))
-    subtotal = sum((line.amount for line in (*lines, *adjustments)), Decimal(0))
-    discount = Decimal(0)
+    # Fractions, not Decimals: Decimal arithmetic rounds to its context's 28 digits.
+    subtotal = sum((Fraction(line.amount) for line in (*lines, *adjustments)), Fraction(0))
+    discount = Fraction(0)
     if plan.discount_percent:
-        discount = round_money(Fraction(subtotal) * Fraction(plan.discount_percent) / 100, currency)
+        discount = Fraction(round_money(subtotal * Fraction(plan.discount_percent) / 100, currency))
     net = subtotal - discount
-    true_up = Decimal(0)
+    true_up = Fraction(0)
     if plan.minimum_commit is not None:
-        true_up = max(Decimal(0), round_money(plan.minimum_commit, currency) - net)
-    credits_applied = Decimal(0)
+        true_up = max(Fraction(0), Fraction(round_money(plan.minimum_commit, currency)) - net)
+    credits_applied = Fraction(0)
     if customer.credits:
-        credits_applied = max(Decimal(0), min(round_money(customer.credits, currency), net + true_up))
+        credits = Fraction(round_money(customer.credits, currency))
+        credits_applied = max(Fraction(0), min(credits, net + true_up))
     total = net + true_up - credits_applied
-    zero = round_money(0, currency)
     return Invoice(
         tenant=customer.tenant,
         period=period,
@@ -71,15 +71,17 @@ def rate_tenant(
         version=plan.version,
         currency=currency,
         lines=lines,
-        subtotal=subtotal + zero,
-        discount=discount + zero,
-        commitment_true_up=true_up + zero,
-        credits_applied=credits_applied + zero,
-        total=total + zero,
+        # Each part is already a whole number of minor units: this only writes it at that scale.
+        subtotal=round_money(subtotal, currency),
+        discount=round_money(discount, currency),
+        commitment_true_up=round_money(true_up, currency),
+        credits_applied=round_money(credits_applied, currency),
+        total=round_money(total, currency),
         adjustments=adjustments,
     )
 
 
-def _usage_order(item: tuple[tuple[str, Group], Fraction]) -> tuple[str, list[tuple[int, str]]]:
+def _usage_order(item: tuple[tuple[str, Group], Fraction]) -> tuple[str, list[tuple[bool, str, str]]]:
+    """Meter key, then group values as text (null last); the type name orders 5 and "5"."""
     (meter_key, group), _ = item
-    return meter_key, [(value is None, str(value)) for value in group]
+    return meter_key, [(value is None, str(value), type(value).__name__) for value in group]

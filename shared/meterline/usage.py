@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from meterline.aggregation import AggregateState, meter_quantity, new_state, state_from_json
 from meterline.catalog import Catalog
-from meterline.metering import Group, Measurement
+from meterline.metering import Group, GroupValue, Measurement, Reading
 from meterline.periods import Period
 
 TenantPeriod = tuple[str, Period]
@@ -26,16 +27,15 @@ class UsageBook:
     def record(
         self, tenant: str, period: Period, measurements: Iterable[Measurement], time: datetime, event_id: str
     ) -> None:
+        readings = [((m.meter.key, m.group), m.meter, m.value) for m in measurements]
+        fold(self.states_of(tenant, period), readings, time, event_id)
+
+    def states_of(self, tenant: str, period: Period) -> dict[StateKey, AggregateState]:
+        """The tenant's states for the period, to ``fold`` readings into."""
         states = self.states.get((tenant, period))
         if states is None:
             states = self.states[(tenant, period)] = {}
-        for measurement in measurements:
-            meter = measurement.meter
-            key = (meter.key, measurement.group)
-            state = states.get(key)
-            if state is None:
-                state = states[key] = new_state(meter.aggregation)
-            state.add(measurement.value, time, event_id)
+        return states
 
     def merge(self, other: UsageBook) -> None:
         for tenant_period, other_states in other.states.items():
@@ -43,9 +43,9 @@ class UsageBook:
             for key, state in other_states.items():
                 mine = states.get(key)
                 if mine is None:
-                    states[key] = state
-                else:
-                    mine.merge(state)
+                    # A copy: the merged-in book's states stay its own.
+                    mine = states[key] = new_state(state.kind)
+                mine.merge(state)
 
     def tenants(self, period: Period) -> list[str]:
         return sorted(tenant for tenant, p in self.states if p == period)
@@ -65,7 +65,7 @@ class UsageBook:
                 "tenant": tenant,
                 "period": str(period),
                 "states": [
-                    {"meter": meter, "group": list(group), "state": state.to_json()}
+                    {"meter": meter, "group": [_group_json(v) for v in group], "state": state.to_json()}
                     for (meter, group), state in states.items()
                 ],
             }
@@ -79,5 +79,26 @@ class UsageBook:
             states = book.states.setdefault((entry["tenant"], Period.parse(entry["period"])), {})
             for item in entry["states"]:
                 meter = catalog.meters[item["meter"]]
-                states[(meter.key, tuple(item["group"]))] = state_from_json(meter.aggregation, item["state"])
+                group = tuple(_group_from_json(v) for v in item["group"])
+                states[(meter.key, group)] = state_from_json(meter.aggregation, item["state"])
         return book
+
+
+def fold(
+    states: dict[StateKey, AggregateState], readings: Iterable[Reading], time: datetime, event_id: str
+) -> None:
+    """Add one event's readings to a tenant's period states."""
+    for key, meter, value in readings:
+        state = states.get(key)
+        if state is None:
+            state = states[key] = new_state(meter.aggregation)
+        state.add(value, time, event_id)
+
+
+def _group_json(value: GroupValue) -> Any:
+    """JSON has no Decimal: a group value with a fraction is written {"decimal": "1.5"}."""
+    return {"decimal": str(value)} if type(value) is Decimal else value
+
+
+def _group_from_json(value: Any) -> GroupValue:
+    return Decimal(value["decimal"]) if type(value) is dict else value

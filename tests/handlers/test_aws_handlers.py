@@ -51,7 +51,12 @@ def test_meter_accepts_dedups_and_dead_letters_a_mixed_multi_partition_batch(aws
         ("rejected", "unknown_type"),
     ]
     rejected = aws_cell.publisher.on(USAGE_REJECTED.name)
-    assert sorted(m.headers["reason"] for m in rejected) == [b"conflict", b"malformed", b"malformed", b"unknown_type"]
+    assert sorted(m.headers["reason"] for m in rejected) == [
+        b"conflict",
+        b"malformed",
+        b"malformed",
+        b"unknown_type",
+    ]
     assert b"\xff\xfe not utf-8 \x80" in {m.value for m in rejected}
 
 
@@ -72,8 +77,11 @@ def test_oversized_record_is_rejected_not_retried(aws_cell: AwsCell) -> None:
     meter = load_handler("meter")
     event = load_event("msk_mixed_batch.json")
     big = b'{"specversion": "1.0", "id": "x", "data": "' + b"a" * 1_100_000 + b'"}'
-    event["records"] = {"usage.events-5": [{**event["records"]["usage.events-3"][0], "partition": 5,
-                                             "value": base64.b64encode(big).decode()}]}
+    event["records"] = {
+        "usage.events-5": [
+            {**event["records"]["usage.events-3"][0], "partition": 5, "value": base64.b64encode(big).decode()}
+        ]
+    }
     # WHEN metered THEN it is dead-lettered as an invalid envelope, not handed back
     assert meter.handler(event, aws_cell.context) == {"batchItemFailures": []}
     [message] = aws_cell.publisher.on(USAGE_REJECTED.name)
@@ -89,7 +97,10 @@ def test_store_outage_hands_records_back_as_batch_item_failures(aws_cell: AwsCel
 
     monkeypatch.setattr(DynamoStore, "put_new", throttled)
     response = meter.handler(load_event("msk_mixed_batch.json"), aws_cell.context)
-    failed = {(f["itemIdentifier"]["partition"], f["itemIdentifier"]["offset"]) for f in response["batchItemFailures"]}
+    failed = {
+        (f["itemIdentifier"]["partition"], f["itemIdentifier"]["offset"])
+        for f in response["batchItemFailures"]
+    }
     assert ("usage.events-0", 100) in failed and ("usage.events-3", 7) in failed
 
 
@@ -114,5 +125,7 @@ def test_aggregate_rate_and_close_on_dynamodb_produce_the_invoice(aws_cell: AwsC
     # partitions ceil(120/100) × 1.00 = 2.00; support 10.00
     assert invoices["org-2"]["total"] == "1997.28"
     assert len(aws_cell.publisher.on(BILLING_INVOICES.name)) == 2
-    assert [orjson.loads(m.value)["threshold"] for m in aws_cell.publisher.on(BILLING_ALERTS.name)] == ["0.05"]
+    assert [orjson.loads(m.value)["threshold"] for m in aws_cell.publisher.on(BILLING_ALERTS.name)] == [
+        "0.05"
+    ]
     assert datetime(2026, 12, 1, tzinfo=UTC)  # the close ran as of the event's "now"

@@ -22,7 +22,8 @@ from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, INVOICES_TABLE,
 CATALOG = parse_catalog(
     """
 meters:
-  - {key: ingress_gb, event_type: kafka.ingress, aggregation: sum, value: bytes, divide_by: "1000000000", group_by: [cluster]}
+  - {key: ingress_gb, event_type: kafka.ingress, aggregation: sum, value: bytes,
+     divide_by: "1000000000", group_by: [cluster]}
   - {key: cku_hours, event_type: kafka.status, aggregation: time_weighted, value: cku}
   - {key: peak_partitions, event_type: kafka.status, aggregation: max, value: partitions}
   - {key: schemas, event_type: schema.use, aggregation: unique_count, value: schema}
@@ -37,7 +38,9 @@ plans:
         tiers: [{up_to: "50", unit_price: "0.11"}, {up_to: null, unit_price: "0.05"}]
       - {meter: cku_hours, model: per_unit, unit_price: "1.75"}
       - {meter: peak_partitions, model: package, package_size: "100", package_price: "1.50"}
-      - {meter: schemas, model: volume, tiers: [{up_to: "10", unit_price: "0"}, {up_to: null, unit_price: "0.20"}]}
+      - meter: schemas
+        model: volume
+        tiers: [{up_to: "10", unit_price: "0"}, {up_to: null, unit_price: "0.20"}]
       - {key: support, model: flat, amount: "49.00"}
     discount_percent: "5"
     minimum_commit: "150.00"

@@ -93,7 +93,8 @@ def _holds(write: Write, current: Item | None) -> bool:
         return current is None
     if isinstance(write, Put):
         return True
-    return _attribute(current, write.attribute) == write.expected
+    stored = _attribute(current, write.attribute)
+    return stored == write.expected and type(stored) is type(write.expected)  # True is not 1
 
 
 def _attribute(item: Item | None, name: str) -> Scalar | None:

@@ -1,0 +1,1 @@
+"""The AWS billing cell, one ComponentResource per concern."""

@@ -1,0 +1,441 @@
+"""One Lambda per `meterline.topology.FUNCTIONS` entry, with its role, log group and trigger, plus
+the deploy-time topic administrator.
+
+Failures that exhaust retries go to an on-failure destination: an S3 bucket for the Kafka
+trigger (S3 is the only destination that keeps the failed records themselves, past the topic's
+retention) and an SQS queue for the table streams and the schedule (stream failures carry
+shard and sequence numbers; the records stay readable in the stream for 24 hours).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.aws.iam import FunctionAccess, assume_role_policy, function_policy
+from infra.components.aws.kafka import Kafka, topic_spec
+from infra.components.aws.ledgers import Ledgers
+from infra.config import KafkaPollers
+from infra.packaging import ARCHITECTURE, CATALOG_NAME, HANDLER, RUNTIME, LambdaPackages
+from meterline.topology import Function, Topic, TriggerKind
+
+TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300, (), (), ())
+STREAM_RETRIES = 10
+STREAM_MAX_RECORD_AGE_SECONDS = 6 * 3600
+SCHEDULE_RETRIES = 3
+FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionsArgs:
+    cell: str
+    region: str
+    functions: Sequence[Function]
+    topics: Sequence[Topic]
+    packages: LambdaPackages
+    kafka: Kafka
+    ledgers: Ledgers
+    subnet_ids: Sequence[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    kafka_pollers: KafkaPollers
+    log_retention_days: int
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedFunction:
+    definition: Function
+    name: pulumi.Output[str]
+    arn: pulumi.Output[str]
+    log_group: str
+
+
+class Functions(pulumi.ComponentResource):
+    functions: dict[str, DeployedFunction]
+    failure_queue_name: pulumi.Output[str]
+    failure_bucket_name: pulumi.Output[str]
+    cost_items: list[dict[str, Any]]
+
+    def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meterline:aws:Functions", name, None, opts)
+        self.args = args
+        self.child = pulumi.ResourceOptions(parent=self)
+        self.account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        key = args.ledgers.key_arn
+        self.layer = aws.lambda_.LayerVersion(
+            "dependencies",
+            layer_name=f"{args.cell}-dependencies",
+            code=pulumi.FileArchive(str(args.packages.layer)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="orjson, PyYAML, iso4217, Powertools, confluent-kafka, MSK IAM signer",
+            opts=self.child,
+        )
+        self.failure_queue = aws.sqs.Queue(
+            "failures",
+            name=f"{args.cell}-failures",
+            kms_master_key_id=key,
+            message_retention_seconds=FAILURE_RETENTION_SECONDS,
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        aws.sqs.QueuePolicy(
+            "failures",
+            queue_url=self.failure_queue.url,
+            policy=pulumi.Output.json_dumps(_deny_insecure_transport("sqs:*", [self.failure_queue.arn])),
+            opts=self.child,
+        )
+        self.failure_bucket = self._failure_bucket(key)
+        self.functions = {}
+        for function in args.functions:
+            self.functions[function.job] = self._function(function)
+        admin = self._function(TOPIC_ADMIN)
+        self.topics_ready = aws.lambda_.Invocation(
+            "topics",
+            function_name=admin.name,
+            input=pulumi.Output.json_dumps(
+                {
+                    "bootstrap": args.kafka.bootstrap_servers,
+                    "topics": [topic_spec(topic) for topic in args.topics],
+                }
+            ),
+            opts=self.child,
+        )
+        for function in args.functions:
+            self._trigger(function, self.functions[function.job])
+        self.failure_queue_name = self.failure_queue.name
+        self.failure_bucket_name = self.failure_bucket.bucket
+        self.cost_items = self._cost_items([*args.functions, TOPIC_ADMIN])
+        self.register_outputs({job: deployed.arn for job, deployed in self.functions.items()})
+
+    def _failure_bucket(self, key: pulumi.Output[str]) -> aws.s3.Bucket:
+        bucket = aws.s3.Bucket(
+            "kafka-failures",
+            bucket_prefix=f"{self.args.cell}-kafka-failures-",
+            force_destroy=False,
+            tags=dict(self.args.tags),
+            opts=self.child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            "kafka-failures",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": {
+                        "sse_algorithm": "aws:kms",
+                        "kms_master_key_id": key,
+                    },
+                    "bucket_key_enabled": True,
+                }
+            ],
+            opts=self.child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            "kafka-failures",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self.child,
+        )
+        aws.s3.BucketPolicy(
+            "kafka-failures",
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps(
+                _deny_insecure_transport("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
+            ),
+            opts=self.child,
+        )
+        return bucket
+
+    def _function(self, function: Function) -> DeployedFunction:
+        args = self.args
+        job = function.job
+        physical = f"{args.cell}-{job}"
+        log_group_name = f"/aws/lambda/{physical}"
+        log_group = aws.cloudwatch.LogGroup(
+            job,
+            name=log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.ledgers.key_arn,
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        role = aws.iam.Role(
+            job,
+            name=f"{physical}-function",
+            assume_role_policy=json.dumps(assume_role_policy("lambda.amazonaws.com")),
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        policy = aws.iam.RolePolicy(
+            job,
+            role=role.id,
+            policy=pulumi.Output.json_dumps(function_policy(self._access(function, log_group.arn))),
+            opts=self.child,
+        )
+        environment = self._environment(function)
+        resource = aws.lambda_.Function(
+            job,
+            name=physical,
+            runtime=RUNTIME,
+            architectures=[ARCHITECTURE],
+            handler=HANDLER,
+            code=pulumi.FileArchive(str(args.packages.functions[job])),
+            layers=[self.layer.arn],
+            memory_size=function.memory_mb,
+            timeout=function.timeout_seconds,
+            role=role.arn,
+            vpc_config={"subnet_ids": list(args.subnet_ids), "security_group_ids": [args.security_group_id]},
+            environment={"variables": environment},
+            logging_config={"log_format": "JSON", "log_group": log_group.name},
+            tags={**args.tags, "job": job},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+        )
+        return DeployedFunction(function, resource.name, resource.arn, log_group_name)
+
+    def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
+        args = self.args
+        tables = args.ledgers.tables
+        access = FunctionAccess(
+            log_group_arn=log_group_arn,
+            reads=[tables[name].arn for name in function.reads],
+            writes=[tables[name].arn for name in function.writes],
+            publishes=[args.kafka.topic_arn(topic) for topic in function.publishes],
+            key=args.ledgers.key_arn,
+        )
+        if function.trigger is TriggerKind.KAFKA:
+            access.consumes = (
+                args.kafka.topic_arn(function.source),
+                args.kafka.group_arn(self._group(function)),
+            )
+            access.failure_bucket = self.failure_bucket.arn
+        elif function.trigger is TriggerKind.TABLE_STREAM:
+            stream = tables[function.source].stream_arn
+            if stream is None:
+                raise ValueError(f"function {function.job}: table {function.source} has no stream")
+            access.stream = stream
+            access.failure_queue = self.failure_queue.arn
+        if function is TOPIC_ADMIN:
+            access.administers_topics = [args.kafka.topic_arn(topic.name) for topic in args.topics]
+        if function.trigger is TriggerKind.KAFKA or function.publishes or access.administers_topics:
+            access.kafka_cluster = args.kafka.cluster_arn
+        return access
+
+    def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
+        args = self.args
+        variables: dict[str, pulumi.Input[str]] = {
+            "METERLINE_CELL": args.cell,
+            "METERLINE_CATALOG": CATALOG_NAME,  # relative to the package root
+            # meterline.adapters.dynamodb.physical_name: prefix + table name
+            "METERLINE_TABLE_PREFIX": f"{args.cell}-",
+            "POWERTOOLS_SERVICE_NAME": f"meterline-{function.job}",
+            "POWERTOOLS_METRICS_NAMESPACE": "meterline",
+        }
+        if function.publishes or function.trigger is TriggerKind.KAFKA or function is TOPIC_ADMIN:
+            variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
+        return variables
+
+    def _group(self, function: Function) -> str:
+        return f"{self.args.cell}-{function.job}"
+
+    def _trigger(self, function: Function, deployed: DeployedFunction) -> None:
+        args = self.args
+        common: dict[str, Any] = {
+            "function_name": deployed.arn,
+            "batch_size": function.batch_size,
+            "maximum_batching_window_in_seconds": function.batching_window_seconds,
+            "function_response_types": ["ReportBatchItemFailures"],
+            "starting_position": "TRIM_HORIZON",
+            "bisect_batch_on_function_error": False,
+            "maximum_retry_attempts": STREAM_RETRIES,
+        }
+        if function.trigger is TriggerKind.KAFKA:
+            # Partial batch responses and bounded retries on a Kafka trigger need provisioned pollers.
+            aws.lambda_.EventSourceMapping(
+                function.job,
+                event_source_arn=args.kafka.cluster_arn,
+                topics=[function.source],
+                amazon_managed_kafka_event_source_config={"consumer_group_id": self._group(function)},
+                provisioned_poller_config={
+                    "minimum_pollers": args.kafka_pollers.minimum,
+                    "maximum_pollers": args.kafka_pollers.maximum,
+                },
+                destination_config={"on_failure": {"destination_arn": self.failure_bucket.arn}},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.topics_ready]),
+                **common,
+            )
+        elif function.trigger is TriggerKind.TABLE_STREAM:
+            aws.lambda_.EventSourceMapping(
+                function.job,
+                event_source_arn=args.ledgers.tables[function.source].stream_arn,
+                maximum_record_age_in_seconds=STREAM_MAX_RECORD_AGE_SECONDS,
+                parallelization_factor=1,
+                destination_config={"on_failure": {"destination_arn": self.failure_queue.arn}},
+                opts=self.child,
+                **common,
+            )
+        else:
+            self._schedule(function, deployed)
+
+    def _schedule(self, function: Function, deployed: DeployedFunction) -> None:
+        role = aws.iam.Role(
+            f"{function.job}-scheduler",
+            name=f"{self.args.cell}-{function.job}-scheduler",
+            assume_role_policy=pulumi.Output.json_dumps(
+                assume_role_policy("scheduler.amazonaws.com", self.account)
+            ),
+            tags=dict(self.args.tags),
+            opts=self.child,
+        )
+        aws.iam.RolePolicy(
+            f"{function.job}-scheduler",
+            role=role.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "Invoke",
+                            "Effect": "Allow",
+                            "Action": ["lambda:InvokeFunction"],
+                            "Resource": [deployed.arn],
+                        },
+                        {
+                            "Sid": "DeadLetter",
+                            "Effect": "Allow",
+                            "Action": ["sqs:SendMessage"],
+                            "Resource": [self.failure_queue.arn],
+                        },
+                        {
+                            "Sid": "DeadLetterKey",
+                            "Effect": "Allow",
+                            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                            "Resource": [self.args.ledgers.key_arn],
+                        },
+                    ],
+                }
+            ),
+            opts=self.child,
+        )
+        aws.scheduler.Schedule(
+            function.job,
+            name=f"{self.args.cell}-{function.job}",
+            schedule_expression=function.source,
+            schedule_expression_timezone="UTC",
+            flexible_time_window={"mode": "OFF"},
+            target={
+                "arn": deployed.arn,
+                "role_arn": role.arn,
+                "retry_policy": {
+                    "maximum_retry_attempts": SCHEDULE_RETRIES,
+                    "maximum_event_age_in_seconds": 3600,
+                },
+                "dead_letter_config": {"arn": self.failure_queue.arn},
+            },
+            opts=self.child,
+        )
+
+    def _cost_items(self, functions: Sequence[Function]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = [
+            {"kind": "lambda_layer", "name": f"{self.args.cell}-dependencies", "count": 1}
+        ]
+        for function in functions:
+            name = f"{self.args.cell}-{function.job}"
+            items.append(
+                {
+                    "kind": "lambda_function",
+                    "name": name,
+                    "job": function.job,
+                    "memory_mb": function.memory_mb,
+                    "architecture": ARCHITECTURE,
+                    "timeout_seconds": function.timeout_seconds,
+                    "trigger": function.trigger.value if function is not TOPIC_ADMIN else "deploy",
+                }
+            )
+            items.append(
+                {
+                    "kind": "cloudwatch_log_group",
+                    "name": f"/aws/lambda/{name}",
+                    "retention_days": self.args.log_retention_days,
+                }
+            )
+            if function.trigger is TriggerKind.KAFKA:
+                items.append(
+                    {
+                        "kind": "lambda_event_source_mapping",
+                        "name": function.job,
+                        "source": "kafka",
+                        "provisioned_pollers": {
+                            "minimum": self.args.kafka_pollers.minimum,
+                            "maximum": self.args.kafka_pollers.maximum,
+                        },
+                    }
+                )
+            elif function.trigger is TriggerKind.TABLE_STREAM:
+                items.append(
+                    {"kind": "lambda_event_source_mapping", "name": function.job, "source": "dynamodb_stream"}
+                )
+            elif function is not TOPIC_ADMIN:
+                items.append(
+                    {
+                        "kind": "scheduler_schedule",
+                        "name": function.job,
+                        "invocations_per_month": invocations_per_month(function.source),
+                    }
+                )
+        items.append({"kind": "sqs_queue", "name": f"{self.args.cell}-failures", "purpose": "dead letters"})
+        items.append(
+            {"kind": "s3_bucket", "name": f"{self.args.cell}-kafka-failures", "purpose": "dead letters"}
+        )
+        return items
+
+
+def invocations_per_month(expression: str, days: int = 30) -> int:
+    """Invocations in a 30-day month of an EventBridge `rate(...)` or `cron(...)` expression whose
+    day, month and weekday fields are wildcards."""
+    rate = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if rate:
+        per_day = {"minute": 1440, "hour": 24, "day": 1}[rate[2].rstrip("s")]
+        return per_day * days // int(rate[1])
+    cron = re.fullmatch(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+)(?: (\S+))?\)", expression)
+    if not cron or any(field not in ("*", "?") for field in (cron[3], cron[4], cron[5])):
+        raise ValueError(f"cannot count invocations of schedule {expression!r}")
+    return _cron_field_count(cron[1], 60) * _cron_field_count(cron[2], 24) * days
+
+
+def _cron_field_count(field: str, size: int) -> int:
+    if field == "*":
+        return size
+    values: set[int] = set()
+    for part in field.split(","):
+        step_match = re.fullmatch(r"(\*|\d+(?:-\d+)?)(?:/(\d+))?", part)
+        if not step_match:
+            raise ValueError(f"cannot count cron field {field!r}")
+        span, step = step_match[1], int(step_match[2] or 1)
+        low, high = (0, size - 1) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
+        values.update(range(low, high + 1, step))
+    return len(values)
+
+
+def _deny_insecure_transport(actions: str, resources: list[pulumi.Input[str]]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": actions,
+                "Resource": resources,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }

@@ -1,0 +1,226 @@
+"""Alarms and a dashboard for one cell, all notifying one encrypted SNS topic.
+
+Consumer lag is MSK's own `MaxOffsetLag` for the meter's consumer group, alarmed at five minutes
+of the stack's expected event rate; the table streams' lag is the functions' `IteratorAge`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.aws.functions import Functions
+from infra.components.aws.kafka import Kafka
+from infra.components.aws.ledgers import Ledgers
+from meterline.topology import TriggerKind
+
+LAG_MINUTES = 5
+ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OperationsArgs:
+    cell: str
+    region: str
+    events_per_second: Decimal
+    kafka: Kafka
+    ledgers: Ledgers
+    functions: Functions
+    tags: Mapping[str, str]
+
+
+class Operations(pulumi.ComponentResource):
+    alarm_topic_arn: pulumi.Output[str]
+    dashboard_name: pulumi.Output[str]
+    alarm_count: int
+    cost_items: list[dict[str, Any]]
+
+    def __init__(self, name: str, args: OperationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meterline:aws:Operations", name, None, opts)
+        self.args = args
+        self.child = pulumi.ResourceOptions(parent=self)
+        topic = aws.sns.Topic(
+            "alarms",
+            name=f"{args.cell}-alarms",
+            kms_master_key_id=args.ledgers.key_arn,
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        self.alarm_topic_arn = topic.arn
+        self.alarm_count = 0
+        for job, deployed in args.functions.functions.items():
+            for metric in ("Errors", "Throttles"):
+                self._alarm(
+                    f"{job}-{metric.lower()}",
+                    "AWS/Lambda",
+                    metric,
+                    {"FunctionName": deployed.name},
+                    threshold=0,
+                    description=f"{job}: {metric.lower()} in the last 5 minutes",
+                )
+            if deployed.definition.trigger is TriggerKind.TABLE_STREAM:
+                self._alarm(
+                    f"{job}-iterator-age",
+                    "AWS/Lambda",
+                    "IteratorAge",
+                    {"FunctionName": deployed.name},
+                    threshold=ITERATOR_AGE_ALARM_MS,
+                    statistic="Maximum",
+                    description=f"{job}: its table stream is more than 5 minutes behind",
+                )
+            if deployed.definition.trigger is TriggerKind.KAFKA:
+                lag = int(args.events_per_second * 60 * LAG_MINUTES)
+                self._alarm(
+                    f"{job}-consumer-lag",
+                    "AWS/Kafka",
+                    "MaxOffsetLag",
+                    {
+                        "Cluster Name": args.kafka.cluster_name,
+                        "Consumer Group": f"{args.cell}-{job}",
+                        "Topic": deployed.definition.source,
+                    },
+                    threshold=lag,
+                    statistic="Maximum",
+                    description=f"{job}: more than {LAG_MINUTES} minutes of expected events behind",
+                )
+        self._alarm(
+            "failures-queue",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            {"QueueName": args.functions.failure_queue_name},
+            threshold=0,
+            statistic="Maximum",
+            description="stream or schedule failures were dead-lettered",
+        )
+        self._alarm(
+            "kafka-failures-bucket",
+            "AWS/S3",
+            "NumberOfObjects",
+            {"BucketName": args.functions.failure_bucket_name, "StorageType": "AllStorageTypes"},
+            threshold=0,
+            statistic="Maximum",
+            period=86400,
+            description="Kafka batches were dead-lettered (S3 storage metrics are daily)",
+        )
+        for table, ledger in args.ledgers.tables.items():
+            for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+                self._alarm(
+                    f"{table}-{metric.removesuffix('ThrottleEvents').lower()}-throttles",
+                    "AWS/DynamoDB",
+                    metric,
+                    {"TableName": ledger.name},
+                    threshold=0,
+                    description=f"ledger {table}: {metric} in the last 5 minutes",
+                )
+        dashboard = aws.cloudwatch.Dashboard(
+            "cell",
+            dashboard_name=args.cell,
+            dashboard_body=pulumi.Output.all(
+                functions=[deployed.name for deployed in args.functions.functions.values()],
+                tables=[ledger.name for ledger in args.ledgers.tables.values()],
+                cluster=args.kafka.cluster_name,
+            ).apply(lambda names: json.dumps(dashboard_body(args.region, args.cell, **names))),
+            opts=self.child,
+        )
+        self.dashboard_name = dashboard.dashboard_name
+        self.cost_items = [
+            {"kind": "cloudwatch_alarm", "count": self.alarm_count},
+            {"kind": "cloudwatch_dashboard", "count": 1},
+            {"kind": "sns_topic", "name": f"{args.cell}-alarms", "count": 1},
+        ]
+        self.register_outputs({"alarm_topic_arn": self.alarm_topic_arn, "dashboard": self.dashboard_name})
+
+    def _alarm(
+        self,
+        name: str,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, pulumi.Input[str]],
+        *,
+        threshold: int,
+        description: str,
+        statistic: str = "Sum",
+        period: int = 300,
+    ) -> None:
+        aws.cloudwatch.MetricAlarm(
+            name,
+            name=f"{self.args.cell}-{name}",
+            namespace=namespace,
+            metric_name=metric,
+            dimensions=dict(dimensions),
+            statistic=statistic,
+            period=period,
+            evaluation_periods=1,
+            threshold=threshold,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_description=description,
+            alarm_actions=[self.alarm_topic_arn],
+            ok_actions=[self.alarm_topic_arn],
+            tags=dict(self.args.tags),
+            opts=self.child,
+        )
+        self.alarm_count += 1
+
+
+def dashboard_body(
+    region: str, cell: str, functions: list[str], tables: list[str], cluster: str
+) -> dict[str, Any]:
+    def widget(title: str, metrics: list[list[Any]], y: int, x: int = 0) -> dict[str, Any]:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "stat": "Sum",
+                "period": 300,
+                "metrics": metrics,
+            },
+        }
+
+    return {
+        "widgets": [
+            widget(
+                f"{cell}: invocations",
+                [["AWS/Lambda", "Invocations", "FunctionName", f] for f in functions],
+                0,
+            ),
+            widget(
+                "errors and throttles",
+                [["AWS/Lambda", m, "FunctionName", f] for f in functions for m in ("Errors", "Throttles")],
+                0,
+                12,
+            ),
+            widget(
+                "duration (p99)",
+                [["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p99"}] for f in functions],
+                6,
+            ),
+            widget("Kafka bytes in", [["AWS/Kafka", "BytesInPerSec", "Cluster Name", cluster]], 6, 12),
+            widget(
+                "ledger consumed writes",
+                [["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", t] for t in tables],
+                12,
+            ),
+            widget(
+                "ledger throttles",
+                [
+                    ["AWS/DynamoDB", m, "TableName", t]
+                    for t in tables
+                    for m in ("ReadThrottleEvents", "WriteThrottleEvents")
+                ],
+                12,
+                12,
+            ),
+        ]
+    }

@@ -1,0 +1,356 @@
+"""One stack's configuration, validated once into a typed, frozen object.
+
+Pulumi hands a program its configuration as strings (structured values as JSON text); the
+stack files in stacks/ hold the same keys as YAML. Both paths end in `load_stack_config`, so a
+bad key fails the same way in a preview, a test and a deployment: one line naming the stack
+and the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACKS_DIR = REPO_ROOT / "stacks"
+PROJECT = "meterline"
+CLOUDS = ("aws", "gcp", "azure")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+REQUIRED_TAGS = ("owner", "cost-center")
+_STACK_NAME = re.compile(r"^(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
+_KNOWN_KEYS = frozenset(
+    {
+        "aws:region",
+        "meterline:cloud",
+        "meterline:expectedLoad",
+        "meterline:budgetUsdMonth",
+        "meterline:catalog",
+        "meterline:tags",
+        "meterline:logRetentionDays",
+        "meterline:network",
+        "meterline:kafkaPollers",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A stack configuration that cannot be deployed: names the stack and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedLoad:
+    events_per_second: Decimal
+    avg_event_bytes: int
+    tenants: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewNetwork:
+    """A VPC this stack creates: private subnets only, one per availability zone."""
+
+    cidr: str
+    availability_zones: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingNetwork:
+    """A VPC someone else owns: the cell only adds security groups and endpoints to it."""
+
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    route_table_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaPollers:
+    """Provisioned-mode event pollers of the Kafka trigger (needed for partial batch responses)."""
+
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    stack: str
+    cloud: str
+    region: str
+    load: ExpectedLoad
+    budget_usd_month: Decimal
+    catalog: Path
+    tags: tuple[tuple[str, str], ...]
+    log_retention_days: int
+    network: NewNetwork | ExistingNetwork
+    kafka_pollers: KafkaPollers
+
+    @property
+    def cell(self) -> str:
+        """The short name every physical resource name starts with, e.g. `ml-use1`."""
+        return f"ml-{_region_code(self.region)}"
+
+    def resource_tags(self) -> dict[str, str]:
+        return {"app": PROJECT, "cell": self.stack, **dict(self.tags)}
+
+
+def stack_file(stack: str) -> Path:
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def stack_names() -> list[str]:
+    return sorted(
+        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml")
+    )
+
+
+def read_stack_file(stack: str) -> dict[str, str]:
+    """A stack file's `config:` in the form Pulumi gives a program: strings, objects as JSON text."""
+    path = stack_file(stack)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"stack {stack}: cannot read {path} ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"stack {stack}: {path} is not valid YAML ({error})") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"stack {stack}: {path} has no `config:` mapping")
+    return {str(key): _as_pulumi_text(value) for key, value in config.items()}
+
+
+def _as_pulumi_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
+
+
+def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
+    """Validate `raw` (Pulumi's `namespace:key` → text) for `stack`; raise one ConfigError."""
+    reader = _Reader(stack, raw)
+    matched = _STACK_NAME.match(stack)
+    if not matched:
+        raise ConfigError(f"stack {stack}: stack names are <cloud>-<region>, e.g. aws-us-east-1")
+    unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"stack {stack}: unknown key {unknown[0]}")
+    cloud = reader.text("meterline:cloud")
+    if cloud not in CLOUDS:
+        raise ConfigError(f"stack {stack}: meterline:cloud must be one of {', '.join(CLOUDS)}, not {cloud!r}")
+    if cloud != matched["cloud"]:
+        raise ConfigError(
+            f"stack {stack}: meterline:cloud is {cloud} but the stack name says {matched['cloud']}"
+        )
+    region = reader.text(f"{cloud}:region")
+    if region != matched["region"]:
+        raise ConfigError(
+            f"stack {stack}: {cloud}:region is {region} but the stack name says {matched['region']}"
+        )
+    return StackConfig(
+        stack=stack,
+        cloud=cloud,
+        region=region,
+        load=reader.load(),
+        budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
+        catalog=reader.catalog(),
+        tags=reader.tags(),
+        log_retention_days=reader.log_retention(),
+        network=reader.network(region),
+        kafka_pollers=reader.kafka_pollers(),
+    )
+
+
+def load_from_pulumi() -> StackConfig:
+    import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    raw = {**get_config_env(), **CONFIG.get()}
+    return load_stack_config(pulumi.get_stack(), {str(k): str(v) for k, v in raw.items()})
+
+
+class _Reader:
+    def __init__(self, stack: str, raw: Mapping[str, str]) -> None:
+        self.stack = stack
+        self.raw = raw
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"stack {self.stack}: {key} {problem}")
+
+    def text(self, key: str) -> str:
+        value = self.raw.get(key)
+        if value is None or not value.strip():
+            raise self.fail(key, "is missing")
+        return value.strip()
+
+    def structured(self, key: str) -> Any:
+        text = self.text(key)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise self.fail(key, "must be a mapping") from None
+
+    def mapping(self, key: str) -> Mapping[str, Any]:
+        value = self.structured(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a mapping")
+        return value
+
+    def decimal(self, key: str, *, positive: bool, value: object = None) -> Decimal:
+        text = self.text(key) if value is None else value
+        if isinstance(text, bool) or not isinstance(text, str | int):
+            raise self.fail(key, f"must be a decimal string, not {text!r}")
+        try:
+            number = Decimal(str(text))
+        except InvalidOperation:
+            raise self.fail(key, f"must be a decimal number, not {text!r}") from None
+        if not number.is_finite() or (positive and number <= 0):
+            raise self.fail(key, f"must be a positive number, not {text!r}")
+        return number
+
+    def integer(self, key: str, value: object, *, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise self.fail(key, f"must be a whole number, not {value!r}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(key, f"must be a whole number, not {value!r}") from None
+        if number < minimum:
+            raise self.fail(key, f"must be at least {minimum}, not {number}")
+        return number
+
+    def load(self) -> ExpectedLoad:
+        key = "meterline:expectedLoad"
+        load = self.mapping(key)
+        for field in ("eventsPerSecond", "avgEventBytes", "tenants"):
+            if field not in load:
+                raise self.fail(f"{key}.{field}", "is missing")
+        return ExpectedLoad(
+            events_per_second=self.decimal(
+                f"{key}.eventsPerSecond", positive=True, value=load["eventsPerSecond"]
+            ),
+            avg_event_bytes=self.integer(f"{key}.avgEventBytes", load["avgEventBytes"], minimum=1),
+            tenants=self.integer(f"{key}.tenants", load["tenants"], minimum=1),
+        )
+
+    def catalog(self) -> Path:
+        from meterline.catalog import CatalogError, load_catalog
+
+        key = "meterline:catalog"
+        path = Path(self.text(key))
+        resolved = path if path.is_absolute() else REPO_ROOT / path
+        if not resolved.is_file():
+            raise self.fail(key, f"names {path}, which is not a file in {REPO_ROOT}")
+        try:
+            load_catalog(resolved)
+        except CatalogError as error:
+            raise self.fail(key, f"is not a usable catalog: {error}") from None
+        return resolved
+
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        key = "meterline:tags"
+        tags = self.mapping(key)
+        for name in REQUIRED_TAGS:
+            if not isinstance(tags.get(name), str) or not tags[name].strip():
+                raise self.fail(f"{key}.{name}", "is missing (every cell names its owner and cost centre)")
+        for name, value in tags.items():
+            if not isinstance(value, str):
+                raise self.fail(f"{key}.{name}", f"must be a string, not {value!r}")
+        return tuple(sorted((str(name), value) for name, value in tags.items()))
+
+    def log_retention(self) -> int:
+        key = "meterline:logRetentionDays"
+        days = self.integer(key, self.raw.get(key, "30"), minimum=1)
+        if days not in LOG_RETENTION_DAYS:
+            raise self.fail(
+                key, f"must be a CloudWatch retention period ({', '.join(map(str, LOG_RETENTION_DAYS))})"
+            )
+        return days
+
+    def network(self, region: str) -> NewNetwork | ExistingNetwork:
+        key = "meterline:network"
+        network = self.mapping(key) if key in self.raw else {}
+        if "vpcId" in network:
+            subnets = self._strings(f"{key}.subnetIds", network.get("subnetIds"))
+            if len(subnets) < 2:
+                raise self.fail(
+                    f"{key}.subnetIds", "needs at least 2 subnets in different zones (MSK Serverless)"
+                )
+            return ExistingNetwork(
+                vpc_id=self._string(f"{key}.vpcId", network["vpcId"]),
+                subnet_ids=subnets,
+                route_table_ids=self._strings(f"{key}.routeTableIds", network.get("routeTableIds")),
+            )
+        cidr = network.get("cidr", "10.42.0.0/16")
+        try:
+            block = ipaddress.ip_network(cidr)
+        except (TypeError, ValueError):
+            raise self.fail(f"{key}.cidr", f"is not a CIDR block: {cidr!r}") from None
+        if block.prefixlen > 20:
+            raise self.fail(f"{key}.cidr", "must be /20 or larger (one /24 or bigger subnet per zone)")
+        zones = self._strings(
+            f"{key}.availabilityZones", network.get("availabilityZones", [f"{region}a", f"{region}b"])
+        )
+        if len(set(zones)) < 2:
+            raise self.fail(f"{key}.availabilityZones", "needs at least 2 distinct zones (MSK Serverless)")
+        foreign = [zone for zone in zones if not zone.startswith(region)]
+        if foreign:
+            raise self.fail(f"{key}.availabilityZones", f"names {foreign[0]}, which is not in {region}")
+        return NewNetwork(cidr=str(block), availability_zones=zones)
+
+    def kafka_pollers(self) -> KafkaPollers:
+        key = "meterline:kafkaPollers"
+        pollers = self.mapping(key) if key in self.raw else {}
+        minimum = self.integer(f"{key}.minimum", pollers.get("minimum", 1), minimum=1)
+        maximum = self.integer(f"{key}.maximum", pollers.get("maximum", 3), minimum=minimum)
+        if maximum > 2000:
+            raise self.fail(f"{key}.maximum", "must be at most 2000")
+        return KafkaPollers(minimum, maximum)
+
+    def _string(self, key: str, value: object) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "must be a non-empty string")
+        return value
+
+    def _strings(self, key: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, "must be a non-empty list")
+        return tuple(self._string(f"{key}[{index}]", item) for index, item in enumerate(value))
+
+
+def _region_code(region: str) -> str:
+    """`us-east-1` → `use1`, `ap-south-1` → `aps1`: short enough for 64-character IAM role names."""
+    parts = region.split("-")
+    return parts[0] + "".join(part[0] for part in parts[1:-1]) + parts[-1]

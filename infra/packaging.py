@@ -1,0 +1,247 @@
+"""Lambda packages: one small zip per function (its handler, the meterline core, the catalog) and
+one shared layer with the third-party runtime dependencies, built for arm64 / Python 3.13.
+
+The zips are deterministic (sorted entries, fixed timestamps) so an unchanged function does not
+redeploy. The layer is fetched once with pip for the Lambda platform and cached by its pins.
+Run `python -m infra.packaging --measure` for package sizes and handler cold-import times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.config import REPO_ROOT
+
+RUNTIME = "python3.13"
+ARCHITECTURE = "arm64"
+HANDLER = "aws.handler"
+CATALOG_NAME = "catalog.yaml"
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+CORE_DIR = REPO_ROOT / "shared" / "meterline"
+INFRA_FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
+BUILD_DIR = REPO_ROOT / "build" / "lambda"
+_PLATFORM = (
+    "--platform",
+    "manylinux_2_28_aarch64",
+    "--platform",
+    "manylinux2014_aarch64",
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.13",
+    "--only-binary=:all:",
+)
+# The full closure, installed with --no-deps: boto3, botocore, jmespath, s3transfer, urllib3,
+# python-dateutil and six come with the Lambda Python runtime and stay out of the layer.
+LAYER_DISTRIBUTIONS = (
+    "orjson",
+    "PyYAML",
+    "iso4217",
+    "aws-lambda-powertools",
+    "aws-xray-sdk",
+    "wrapt",
+    "typing_extensions",
+    "confluent-kafka",
+    "aws-msk-iam-sasl-signer-python",
+    "click",
+)
+# Core modules no function imports: the command line, the local runtime, other clouds, samples.
+_CORE_EXCLUDED = frozenset(
+    {
+        "cli.py",
+        "stacks_cli.py",
+        "bench.py",
+        "local",
+        "samples",
+        "gcp",
+        "azure",
+        "gcp.py",
+        "azure.py",
+        "__pycache__",
+        "py.typed",
+    }
+)
+_HANDLER_EXCLUDED = frozenset({"gcp.py", "azure.py", "tests", "__pycache__"})
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class PackagingError(RuntimeError):
+    """A function or layer that cannot be packaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaPackages:
+    functions: dict[str, Path]
+    layer: Path
+    layer_built: bool
+    """False when offline: the layer's path is planned, its content not fetched."""
+
+
+def function_source(job: str) -> Path:
+    """Where a job's handler lives: functions/<job>/ for the pipeline, infra/functions/<job>/ for
+    the cell's own deploy-time helpers (the Kafka topic administrator)."""
+    for root in (FUNCTIONS_DIR, INFRA_FUNCTIONS_DIR):
+        if (root / job / "aws.py").is_file():
+            return root / job
+    return FUNCTIONS_DIR / job
+
+
+def present_jobs() -> list[str]:
+    return sorted(path.parent.name for path in FUNCTIONS_DIR.glob("*/aws.py"))
+
+
+def build_packages(jobs: list[str], catalog: Path, out_dir: Path, *, offline: bool) -> LambdaPackages:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archives = {job: build_function_archive(job, catalog, out_dir) for job in jobs}
+    layer = layer_archive_path()
+    if not layer.is_file() and not offline:
+        build_layer(layer)
+    return LambdaPackages(archives, layer, layer.is_file())
+
+
+def build_function_archive(job: str, catalog: Path, out_dir: Path) -> Path:
+    """`<out_dir>/<job>.zip`: the handler at the root (handler `aws.handler`), the core as
+    `meterline/` and the stack's catalog as `catalog.yaml`. A missing handler still gets an
+    archive with the core, so an offline preview of a cell works before its handlers exist."""
+    source = function_source(job)
+    archive = out_dir / f"{job}.zip"
+    entries = sorted(
+        [*_tree(source, source, _HANDLER_EXCLUDED), *_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED)],
+        key=lambda entry: entry[0],
+    )
+    entries.append((CATALOG_NAME, catalog))
+    _write_zip(archive, entries)
+    return archive
+
+
+def _tree(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[str, Path]]:
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part in excluded or part.startswith("test") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix not in (".pyc", ".pyo"):
+            yield path.relative_to(base).as_posix(), path
+
+
+def _write_zip(archive: Path, entries: list[tuple[str, Path]]) -> None:
+    partial = archive.with_suffix(".zip.partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+        for name, path in entries:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, path.read_bytes())
+    partial.replace(archive)
+
+
+def layer_pins() -> list[str]:
+    """The layer's requirements, pinned to the versions this checkout is tested with."""
+    pins = []
+    for name in LAYER_DISTRIBUTIONS:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            raise PackagingError(f"{name} is not installed here; install the project's [aws] extra") from None
+    return pins
+
+
+def layer_archive_path() -> Path:
+    digest = hashlib.sha256("\n".join([*layer_pins(), *_PLATFORM]).encode()).hexdigest()[:12]
+    return BUILD_DIR / f"layer-{digest}.zip"
+
+
+def build_layer(archive: Path) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / "python"
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            *_PLATFORM,
+            *layer_pins(),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PackagingError(f"cannot fetch the Lambda dependency layer: {last}")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        _write_zip(archive, sorted(_tree(target, target.parent, frozenset({"__pycache__", "bin"}))))
+
+
+def measure(jobs: list[str], catalog: Path) -> None:
+    from infra.config import stack_names
+    from infra.preview import preview_stack
+
+    for stack in stack_names():
+        print(f"stack {stack}: {len(preview_stack(stack)['resources'])} resources")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch)
+        for job in jobs:
+            archive = build_function_archive(job, catalog, out)
+            extracted = out / job
+            shutil.unpack_archive(archive, extracted)
+            has_handler = (extracted / "aws.py").is_file()
+            seconds = _cold_import_seconds(extracted) if has_handler else None
+            timing = f"cold import {seconds * 1000:.0f} ms" if seconds is not None else "no handler yet"
+            print(f"function {job}: {archive.stat().st_size / 1024:.1f} KiB zipped; {timing}")
+        layer = layer_archive_path()
+        if layer.is_file():
+            print(f"layer {layer.name}: {layer.stat().st_size / 1024 / 1024:.1f} MiB zipped")
+
+
+def _cold_import_seconds(root: Path) -> float:
+    code = "import time; t = time.perf_counter(); import aws; print(time.perf_counter() - t)"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "METERLINE_CATALOG": str(root / CATALOG_NAME),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise PackagingError(f"handler in {root.name} does not import: {result.stderr.strip()[-300:]}")
+    return float(result.stdout.strip() or time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.packaging")
+    parser.add_argument("--measure", action="store_true", help="print resource counts, sizes, import times")
+    parser.add_argument("--layer", action="store_true", help="fetch and cache the dependency layer")
+    args = parser.parse_args()
+    from meterline.topology import FUNCTIONS
+
+    catalog = REPO_ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
+    if args.layer:
+        build_layer(layer_archive_path())
+        print(layer_archive_path())
+    if args.measure:
+        measure([function.job for function in FUNCTIONS], catalog)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The meterline policy pack. Building a PolicyPack starts the analyzer server and blocks, so it
+happens only when Pulumi runs this file (`pulumi preview --policy-pack infra/policies`)."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy
+
+from infra.policies.aws import AWS_RULES
+
+
+def rules() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    from infra.policies.budget import BUDGET_RULES
+
+    return [*AWS_RULES, *BUDGET_RULES]
+
+
+def serve() -> PolicyPack:
+    return PolicyPack(
+        name="meterline", version="0.1.0", policies=rules(), enforcement_level=EnforcementLevel.MANDATORY
+    )
+
+
+if __name__ == "__main__":
+    serve()

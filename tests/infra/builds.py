@@ -1,0 +1,27 @@
+"""Finding resources in a stack build."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def of_type(build: dict[str, Any], token: str) -> list[dict[str, Any]]:
+    return [resource for resource in build["resources"] if resource["type"] == token]
+
+
+def named(build: dict[str, Any], token: str, name: str) -> dict[str, Any]:
+    [resource] = [r for r in of_type(build, token) if r["name"] == name]
+    return resource
+
+
+def policy_document(build: dict[str, Any], role_policy: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        named(build, "aws:iam/rolePolicy:RolePolicy", role_policy)["inputs"]["policy"]
+    )
+    return document
+
+
+def statement(document: dict[str, Any], sid: str) -> dict[str, Any]:
+    [found] = [s for s in document["Statement"] if s["Sid"] == sid]
+    return found

@@ -1,0 +1,204 @@
+"""Every stack in stacks/ builds under mocks, with the resources a billing cell depends on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.config import load_stack_config, read_stack_file, stack_names
+from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
+from tests.infra.builds import named, of_type, policy_document, statement
+
+TABLE = "aws:dynamodb/table:Table"
+FUNCTION = "aws:lambda/function:Function"
+MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+
+
+def test_every_stack_file_builds_and_reports_cost_inputs_in_the_agreed_shape(
+    previews: dict[str, Any],
+) -> None:
+    # GIVEN every stack file  WHEN each is built offline  THEN cost_inputs names it and its expected load
+    assert sorted(previews) == stack_names() and len(previews) >= 3
+    for stack, build in previews.items():
+        config = load_stack_config(stack, read_stack_file(stack))
+        cost = build["outputs"]["cost_inputs"]
+        assert (cost["stack"], cost["cloud"], cost["region"]) == (stack, "aws", config.region)
+        assert cost["budget_usd_month"] == str(config.budget_usd_month)
+        assert cost["usage"] == {
+            "events_per_second": str(config.load.events_per_second),
+            "avg_event_bytes": config.load.avg_event_bytes,
+            "tenants": config.load.tenants,
+            "retention_hours": {t.name: t.retention_hours for t in TOPICS},
+        }
+        json.dumps(cost)  # plain JSON values only
+
+
+def test_cost_inputs_list_what_the_cell_creates(previews: dict[str, Any]) -> None:
+    for build in previews.values():
+        resources = build["outputs"]["cost_inputs"]["resources"]
+        kinds = {item["kind"] for item in resources}
+        # THEN every kind the cost model prices is there, and the counts match the resources built
+        assert {
+            "msk_serverless_cluster",
+            "msk_partition",
+            "dynamodb_table",
+            "lambda_function",
+            "scheduler_schedule",
+            "kms_key",
+            "cloudwatch_log_group",
+            "cloudwatch_alarm",
+            "cloudwatch_dashboard",
+            "nat_gateway",
+            "vpc_endpoint",
+            "sqs_queue",
+        } <= kinds
+        partitions = {i["topic"]: i["count"] for i in resources if i["kind"] == "msk_partition"}
+        assert partitions == {topic.name: topic.partitions for topic in TOPICS}
+        [alarms] = [i["count"] for i in resources if i["kind"] == "cloudwatch_alarm"]
+        assert alarms == len(of_type(build, "aws:cloudwatch/metricAlarm:MetricAlarm"))
+        functions = {i["job"]: i for i in resources if i["kind"] == "lambda_function"}
+        assert len(functions) == len(of_type(build, FUNCTION))
+        for function in FUNCTIONS:
+            assert functions[function.job]["memory_mb"] == function.memory_mb
+            assert functions[function.job]["architecture"] == "arm64"
+        endpoints = {i["type"]: i["count"] for i in resources if i["kind"] == "vpc_endpoint"}
+        assert endpoints["Gateway"] + endpoints["Interface"] == len(
+            of_type(build, "aws:ec2/vpcEndpoint:VpcEndpoint")
+        )
+        [nat] = [i["count"] for i in resources if i["kind"] == "nat_gateway"]
+        assert nat == len(of_type(build, "aws:ec2/natGateway:NatGateway")) == 0
+        [schedule] = [i for i in resources if i["kind"] == "scheduler_schedule"]
+        assert schedule["invocations_per_month"] == 720  # hourly close, 30-day month
+
+
+def test_ledgers_follow_the_topology_and_are_durable_and_encrypted(cell: dict[str, Any]) -> None:
+    tables = {r["name"]: r["inputs"] for r in of_type(cell, TABLE)}
+    assert sorted(tables) == sorted(table.name for table in TABLES)
+    [key] = of_type(cell, "aws:kms/key:Key")
+    for table in TABLES:
+        inputs = tables[table.name]
+        assert inputs["name"] == f"ml-use1-{table.name}"
+        assert inputs["billingMode"] == "PAY_PER_REQUEST"
+        assert inputs["pointInTimeRecovery"] == {"enabled": True}
+        assert inputs["deletionProtectionEnabled"] is True
+        assert inputs["serverSideEncryption"]["kmsKeyArn"].startswith(
+            "arn:aws:kms:us-east-1:123456789012:key/"
+        )
+        assert inputs["hashKey"] == table.partition_key and inputs.get("rangeKey") == table.sort_key
+        assert inputs["streamEnabled"] is (table.stream is not None)
+        if table.stream:
+            assert inputs["streamViewType"] == table.stream.value
+        assert inputs.get("ttl", {}).get("attributeName") == table.ttl_attribute
+    assert key["inputs"]["enableKeyRotation"] is True
+
+
+def test_kafka_is_serverless_with_iam_and_every_topic_is_ensured_on_deploy(cell: dict[str, Any]) -> None:
+    [cluster] = of_type(cell, "aws:msk/serverlessCluster:ServerlessCluster")
+    assert cluster["inputs"]["clientAuthentication"] == {"sasl": {"iam": {"enabled": True}}}
+    assert len(cluster["inputs"]["vpcConfigs"][0]["subnetIds"]) >= 2
+    [invocation] = of_type(cell, "aws:lambda/invocation:Invocation")
+    request = json.loads(invocation["inputs"]["input"])
+    assert request["bootstrap"].endswith(".kafka-serverless.us-east-1.amazonaws.com:9098")
+    assert request["topics"] == [
+        {"name": t.name, "partitions": t.partitions, "retention_ms": t.retention_hours * 3_600_000}
+        for t in TOPICS
+    ]
+
+
+def test_each_function_runs_arm64_in_the_vpc_with_its_topology_sizes(cell: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        inputs = named(cell, FUNCTION, function.job)["inputs"]
+        assert inputs["architectures"] == ["arm64"] and inputs["runtime"] in ("python3.13", "python3.12")
+        assert (inputs["memorySize"], inputs["timeout"]) == (function.memory_mb, function.timeout_seconds)
+        assert inputs["handler"] == "aws.handler" and len(inputs["vpcConfig"]["subnetIds"]) == 3
+        assert inputs["loggingConfig"]["logGroup"] == f"/aws/lambda/ml-use1-{function.job}"
+        variables = inputs["environment"]["variables"]
+        assert variables["METERLINE_TABLE_PREFIX"] == "ml-use1-"  # + table name: adapters.dynamodb
+        assert variables["METERLINE_CATALOG"] == "catalog.yaml"
+
+
+def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(cell: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        if function.trigger is TriggerKind.SCHEDULE:
+            schedule = named(cell, "aws:scheduler/schedule:Schedule", function.job)["inputs"]
+            assert schedule["scheduleExpression"] == function.source
+            assert schedule["target"]["deadLetterConfig"]["arn"].startswith("arn:aws:sqs:us-east-1:")
+            continue
+        mapping = named(cell, MAPPING, function.job)["inputs"]
+        assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["batchSize"] == function.batch_size
+        assert mapping["bisectBatchOnFunctionError"] is False and mapping["maximumRetryAttempts"] == 10
+        destination = mapping["destinationConfig"]["onFailure"]["destinationArn"]
+        if function.trigger is TriggerKind.KAFKA:
+            assert mapping["topics"] == [function.source]
+            assert mapping["eventSourceArn"].startswith(
+                "arn:aws:kafka:us-east-1:123456789012:cluster/ml-use1-kafka/"
+            )
+            assert mapping["provisionedPollerConfig"] == {"minimumPollers": 1, "maximumPollers": 4}
+            assert destination.startswith("arn:aws:s3:::ml-use1-kafka-failures-")
+        else:
+            assert mapping["eventSourceArn"].endswith("/stream/2026-11-28T17:42:00.000")
+            assert f":table/ml-use1-{function.source}/" in mapping["eventSourceArn"]
+            assert destination == "arn:aws:sqs:us-east-1:123456789012:ml-use1-failures"
+
+
+def test_each_role_reaches_only_the_tables_and_topics_its_function_uses(cell: dict[str, Any]) -> None:
+    prefix = "arn:aws:dynamodb:us-east-1:123456789012:table/ml-use1-"
+    for function in FUNCTIONS:
+        document = policy_document(cell, function.job)
+        granted = {s["Sid"]: s["Resource"] for s in document["Statement"]}
+        assert granted.get("LedgerRead", []) == [prefix + name for name in function.reads]
+        assert granted.get("LedgerWrite", []) == [prefix + name for name in function.writes]
+        topics = [arn.rsplit("/", 1)[1] for arn in granted.get("KafkaPublish", [])]
+        assert topics == list(function.publishes)
+        if function.trigger is TriggerKind.TABLE_STREAM:
+            [stream] = statement(document, "LedgerStream")["Resource"]
+            assert stream.startswith(f"{prefix}{function.source}/stream/")
+    meter = policy_document(cell, "meter")
+    assert statement(meter, "KafkaConsume")["Resource"][0].split(":topic/")[1].endswith("/usage.events")
+    assert statement(meter, "KafkaGroup")["Resource"][0].endswith("/ml-use1-meter")
+
+
+def test_every_function_log_group_keeps_logs_for_the_configured_days(cell: dict[str, Any]) -> None:
+    groups = {r["inputs"]["name"]: r["inputs"] for r in of_type(cell, "aws:cloudwatch/logGroup:LogGroup")}
+    for function in of_type(cell, FUNCTION):
+        group = groups[function["inputs"]["loggingConfig"]["logGroup"]]
+        assert group["retentionInDays"] == 30 and group["kmsKeyId"].startswith("arn:aws:kms:")
+
+
+def test_operations_alarm_on_errors_throttles_dead_letters_lag_and_ledger_throttles(
+    cell: dict[str, Any],
+) -> None:
+    alarms = {
+        (r["inputs"]["namespace"], r["inputs"]["metricName"])
+        for r in of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    }
+    assert {
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/Lambda", "IteratorAge"),
+        ("AWS/Kafka", "MaxOffsetLag"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/S3", "NumberOfObjects"),
+        ("AWS/DynamoDB", "WriteThrottleEvents"),
+        ("AWS/DynamoDB", "ReadThrottleEvents"),
+    } <= alarms
+    lag = [
+        r["inputs"]
+        for r in of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r["inputs"]["metricName"] == "MaxOffsetLag"
+    ]
+    assert lag[0]["threshold"] == 200 * 60 * 5 and lag[0]["dimensions"]["Consumer Group"] == "ml-use1-meter"
+    [dashboard] = of_type(cell, "aws:cloudwatch/dashboard:Dashboard")
+    assert "ml-use1-meter" in dashboard["inputs"]["dashboardBody"]
+
+
+def test_components_are_typed_and_parent_their_children(cell: dict[str, Any]) -> None:
+    tokens = {r["type"] for r in cell["resources"] if r["type"].startswith("meterline:")}
+    assert tokens == {
+        "meterline:aws:Network",
+        "meterline:aws:Kafka",
+        "meterline:aws:Ledgers",
+        "meterline:aws:Functions",
+        "meterline:aws:Operations",
+    }

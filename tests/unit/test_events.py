@@ -1,0 +1,151 @@
+"""SPEC §1: which events are rejected and why, and how valid ones are read (exact numbers, UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from meterline.events import EventError, Reason, parse_event
+from meterline.metering import Metering
+from tests.helpers import BadEvent, bad_events, catalog, corpus_catalog, event, invoice_of, rate
+
+CORPUS = bad_events()
+
+
+def test_the_corpus_covers_every_reason_with_at_least_thirty_cases() -> None:
+    assert len(CORPUS) >= 30
+    assert {case.reason for case in CORPUS} == {reason.value for reason in Reason}
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: f"{case.reason}/{case.name}")
+def test_a_bad_event_is_rejected_with_its_reason_and_nothing_else(case: BadEvent) -> None:
+    # GIVEN the corpus catalog and one bad case (a conflict case: the event that stands, then the bad one)
+    # WHEN the file is rated
+    summary = rate(corpus_catalog(), case.lines)["summary"]
+
+    # THEN exactly the last line is rejected, with the expected reason; the rest are accepted
+    expected = {reason.value: 0 for reason in Reason} | {case.reason: 1}
+    assert summary["rejected_by_reason"] == expected
+    assert summary["rejected"] == 1
+    assert summary["accepted"] == len(case.lines) - 1
+    assert summary["received"] == len(case.lines)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in CORPUS if case.reason in ("malformed", "invalid_envelope")],
+    ids=lambda case: case.name,
+)
+def test_parse_event_names_the_reason_in_a_one_line_error(case: BadEvent) -> None:
+    # GIVEN an event that fails before any meter looks at it
+    # WHEN it is parsed
+    with pytest.raises(EventError) as caught:
+        parse_event(case.raw.rstrip(b"\n"))
+
+    # THEN the error carries the reason code and reads as one line
+    assert caught.value.reason.value == case.reason
+    assert "\n" not in str(caught.value)
+
+
+def test_fractional_json_numbers_are_read_as_exact_decimals() -> None:
+    # GIVEN a value written as a JSON number with a fraction and an integer past 64 bits
+    raw = event("e1", {"bytes": 0.1, "big": 123456789012345678901234567890, "cluster": "c"})
+
+    # WHEN it is parsed
+    parsed = parse_event(raw)
+
+    # THEN both are exact: Decimal from the text, int without loss
+    assert parsed.data["bytes"] == Decimal("0.1")
+    assert type(parsed.data["bytes"]) is Decimal
+    assert parsed.data["big"] == 123456789012345678901234567890
+
+
+def test_point_one_plus_point_two_totals_exactly_point_three() -> None:
+    # GIVEN a sum meter and two events of 0.1 and 0.2 (JSON numbers, which a float would get wrong)
+    plans = catalog(
+        """
+        meters: [{key: data, event_type: t, aggregation: sum, value: v}]
+        plans:
+          - {key: p, version: 1, effective_from: "2026-01-01", currency: USD,
+             charges: [{meter: data, model: per_unit, unit_price: "1"}]}
+        customers: [{tenant: org-42, plan: p}]
+        """
+    )
+    lines = [
+        '{"specversion":"1.0","id":"a","source":"s","type":"t","subject":"org-42",'
+        '"time":"2026-11-01T00:00:00Z","data":{"v":0.1}}',
+        '{"specversion":"1.0","id":"b","source":"s","type":"t","subject":"org-42",'
+        '"time":"2026-11-01T00:00:00Z","data":{"v":0.2}}',
+    ]
+
+    # WHEN rated
+    line = invoice_of(rate(plans, lines))["lines"][0]
+
+    # THEN the quantity is 0.3 exactly (0.1 + 0.2), not 0.30000000000000004
+    assert line["quantity"] == "0.3"
+    assert line["amount"] == "0.30"
+
+
+def test_time_with_an_offset_is_converted_to_utc() -> None:
+    # GIVEN 23:30 on 30 November at UTC-01:00, which is 00:30 on 1 December in UTC
+    parsed = parse_event(event("e1", {"bytes": 1}, time="2026-11-30T23:30:00-01:00"))
+
+    # THEN the event's instant and period are December's
+    assert parsed.time == datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    assert str(parsed.period) == "2026-12"
+
+
+def test_time_keeps_microseconds_and_drops_later_digits() -> None:
+    parsed = parse_event(event("e1", {"bytes": 1}, time="2026-11-03T10:15:00.123456789Z"))
+    assert parsed.time == datetime(2026, 11, 3, 10, 15, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("level", ["-5", -5, "-0.25"])
+def test_a_negative_value_is_accepted_by_max_min_and_latest(level: object) -> None:
+    # GIVEN the gauge type, measured by max, min and latest
+    lines = [event("g1", {"level": level}, type="gauge.reading")]
+
+    # WHEN rated
+    summary = rate(corpus_catalog(), lines)["summary"]
+
+    # THEN it is accepted
+    assert summary["accepted"] == 1
+    assert summary["rejected"] == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "outcome"),
+    [
+        (5, 5.0, "duplicates"),  # same number, other spelling
+        (5, "5", "conflict"),  # a number and a string differ
+        (0.1, 0.10, "duplicates"),
+    ],
+)
+def test_content_compares_numbers_by_exact_value(first: object, second: object, outcome: str) -> None:
+    # GIVEN two events with the same dedup key whose value is spelled differently
+    lines = [event("e1", {"bytes": first, "cluster": "c"}), event("e1", {"bytes": second, "cluster": "c"})]
+
+    # WHEN rated
+    summary = rate(corpus_catalog(), lines)["summary"]
+
+    # THEN equal numbers make a duplicate; a number and a string make a conflict
+    assert summary["accepted"] == 1
+    if outcome == "duplicates":
+        assert summary["duplicates"] == 1
+    else:
+        assert summary["rejected_by_reason"]["conflict"] == 1
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "1e-999999999", "-1E+400000000"])
+def test_a_value_too_large_or_too_fine_to_price_is_an_invalid_value(value: str) -> None:
+    # GIVEN a finite decimal whose exact fraction would need a billion digits (rating it never ends)
+    parsed = parse_event(event("e1", {"level": value}, type="gauge.reading"))
+
+    # WHEN its meters read it
+    with pytest.raises(EventError) as caught:
+        Metering(corpus_catalog().meters_by_type).measure(parsed)
+
+    # THEN it is rejected as an invalid value, not accepted
+    assert caught.value.reason is Reason.INVALID_VALUE
