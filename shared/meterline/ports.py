@@ -4,7 +4,7 @@ A store offers a few primitives over tables of items keyed by two strings (``pk`
 read, conditional create, overwrite, prefix query and an all-or-nothing transaction. The
 ledgers (``meterline.ledgers``) hold all the billing logic on top of them; an adapter (DynamoDB,
 Firestore, Azure Tables, in-memory) only does I/O. One contract suite
-(``tests/contract/test_store_contract.py``) runs against every adapter.
+(``tests/contract/store_contract.py``, run by ``test_store_<adapter>.py``) runs against every adapter.
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@ error mapping and the write request units the adapter counts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
-from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from meterline.adapters.dynamodb import DynamoStore, create_tables, item_size, write_request_units
 from meterline.ports import (
@@ -24,6 +23,9 @@ from meterline.ports import (
 )
 from meterline.topology import TABLES
 from tests.contract.store_contract import StoreContract, item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 PREFIX = "test-"
 REGION = "us-east-1"
@@ -108,7 +110,7 @@ def test_a_value_of_an_unsupported_type_is_a_one_line_store_error(dynamo: Dynamo
 
 def test_a_stored_fraction_is_reported_not_truncated(dynamo: DynamoStore) -> None:
     # GIVEN an item another writer stored with a fractional number
-    dynamo._client.put_item(
+    client().put_item(
         TableName="test-usage", Item={"pk": {"S": "t-1"}, "sk": {"S": "e-1"}, "q": {"N": "1.5"}}
     )
     # WHEN it is read THEN the store refuses to turn it into an int
