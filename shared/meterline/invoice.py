@@ -99,4 +99,7 @@ def _plain(text: str) -> str:
 
 
 def _json_scalar(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
+    """Group values as JSON: decimals, and integers past 64 bits (which orjson cannot write), as text."""
+    if isinstance(value, Decimal) or (type(value) is int and not -(2**63) <= value < 2**64):
+        return str(value)
+    return value
