@@ -109,12 +109,10 @@ class AcceptedUsage:
         )
 
     def record_into(self, book: UsageBook, catalog: Catalog, period: Period) -> None:
-        from meterline.metering import Measurement as M
-
         book.record(
             self.tenant,
             period,
-            [M(catalog.meters[meter], group, value) for meter, group, value in self.measurements],
+            [Measurement(catalog.meters[meter], group, value) for meter, group, value in self.measurements],
             self.time,
             self.event_id,
         )

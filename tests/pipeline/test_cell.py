@@ -170,3 +170,23 @@ def test_closing_twice_yields_one_invoice_per_tenant(runs: int) -> None:
         cell.closer.close(Period(2026, 10), datetime(2026, 11, 2, tzinfo=UTC))
     tenants = [str(item["pk"]) for item in cell.store.scan(INVOICES_TABLE.name) if item["sk"] == "2026-10"]
     assert sorted(tenants) == ["org-1", "org-2", "org-3"]
+
+
+def test_an_unacknowledged_dead_letter_hands_the_record_back_and_stalls_its_partition() -> None:
+    # GIVEN a broker that takes messages but never acknowledges them
+    class Unacknowledged(MemoryPublisher):
+        def flush(self) -> None:
+            raise TimeoutError("1 message not acknowledged")
+
+    cell = Cell(CATALOG, Unacknowledged())
+    good = make_events(seed=1, count=1)[0]
+    records = [
+        DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, 0), None, b"not json"),
+        DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, 1), None, good),
+        DeliveredRecord(Delivery(USAGE_EVENTS.name, 1, 0), None, good.replace(b'"e0"', b'"other"')),
+    ]
+    # WHEN the batch is metered
+    report = cell.deliver(records)
+    # THEN the reject and the rest of its partition go back for redelivery; the other partition goes on
+    assert [r.delivery.offset for r in report.failed if r.delivery.partition == 0] == [0, 1]
+    assert report.accepted == 1 and report.rejected == 0

@@ -68,7 +68,6 @@ class Meter:
         handed back unprocessed, as Lambda redelivers it: were a later record admitted first, a
         conflicting pair could stand the other way round than the partition's order says."""
         report = MeterReport()
-        dead_lettered: list[DeliveredRecord] = []
         stalled: set[tuple[str, int]] = set()
         for record in records:
             partition = (record.delivery.topic, record.delivery.partition)
@@ -87,11 +86,6 @@ class Meter:
                 report.duplicates += 1
             else:
                 report.rejected_by_reason[reason] += 1
-                dead_lettered.append(record)
-        try:
-            self.publisher.flush()
-        except Exception:
-            report.failed.extend(dead_lettered)
         return report
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
@@ -124,7 +118,10 @@ class Meter:
             "delivery": str(record.delivery).encode(),
         }
         try:
+            # Flushed per reject (rejects are rare): the record counts as handled only once the
+            # dead letter is acknowledged, and a frozen Lambda keeps nothing buffered.
             self.publisher.publish(USAGE_REJECTED.name, record.key or b"", record.value, headers)
+            self.publisher.flush()
         except Exception as failure:
             raise PublishError(str(failure)) from failure
 
