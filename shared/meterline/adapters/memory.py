@@ -37,18 +37,28 @@ class MemoryStore:
             item = self._table(table).get((pk, sk))
             return copy.copy(item) if item is not None else None
 
+    def _write(self, table: str, item: Item) -> None:
+        """Store the item; the caller holds the lock."""
+        rows = self._table(table)
+        key = _key(item)
+        if key not in rows:
+            self._created(table, item)
+        rows[key] = copy.copy(item)
+
+    def _created(self, table: str, item: Item) -> None:
+        """Called, under the lock, when a write creates an item (not when it overwrites one)."""
+
     def put_new(self, table: str, item: Item) -> Item | None:
         with self._lock:
-            rows = self._table(table)
-            key = _key(item)
-            if key in rows:
-                return copy.copy(rows[key])
-            rows[key] = copy.copy(item)
+            current = self._table(table).get(_key(item))
+            if current is not None:
+                return copy.copy(current)
+            self._write(table, item)
             return None
 
     def put(self, table: str, item: Item) -> None:
         with self._lock:
-            self._table(table)[_key(item)] = copy.copy(item)
+            self._write(table, item)
 
     def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
         with self._lock:
@@ -70,7 +80,7 @@ class MemoryStore:
                     raise ConditionFailedError(index)
             for write in writes:
                 if not isinstance(write, Expect):
-                    self._table(write.table)[_key(write.item)] = copy.copy(write.item)
+                    self._write(write.table, write.item)
 
     def scan(self, table: str) -> Iterator[Item]:
         with self._lock:
@@ -141,37 +151,7 @@ class StreamingMemoryStore(MemoryStore):
         self.streams: dict[str, list[StreamEntry]] = {name: [] for name in streamed}
         self._sequence = 0
 
-    def _log(self, table: str, item: Item) -> None:
+    def _created(self, table: str, item: Item) -> None:
         if table in self.streams:
             self._sequence += 1
             self.streams[table].append(StreamEntry(table, f"{self._sequence:021d}", copy.copy(item)))
-
-    def put_new(self, table: str, item: Item) -> Item | None:
-        with self._lock:
-            rows = self._table(table)
-            key = _key(item)
-            if key in rows:
-                return copy.copy(rows[key])
-            rows[key] = copy.copy(item)
-            self._log(table, item)
-            return None
-
-    def put(self, table: str, item: Item) -> None:
-        with self._lock:
-            rows = self._table(table)
-            if _key(item) not in rows:
-                self._log(table, item)
-            rows[_key(item)] = copy.copy(item)
-
-    def transact(self, writes: Sequence[Write]) -> None:
-        with self._lock:
-            created = [
-                write
-                for write in writes
-                if not isinstance(write, Expect) and _key(write.item) not in self._table(write.table)
-            ]
-        super().transact(writes)
-        with self._lock:
-            for write in created:
-                assert not isinstance(write, Expect)
-                self._log(write.table, write.item)
