@@ -190,3 +190,23 @@ def test_an_unacknowledged_dead_letter_hands_the_record_back_and_stalls_its_part
     # THEN the reject and the rest of its partition go back for redelivery; the other partition goes on
     assert [r.delivery.offset for r in report.failed if r.delivery.partition == 0] == [0, 1]
     assert report.accepted == 1 and report.rejected == 0
+
+
+def test_a_batch_too_big_for_one_transaction_commits_in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN transactions that may carry only 600 bytes of partial states
+    import meterline.pipeline.aggregate as aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_TRANSACTION_BYTES", 600)
+    small, split = Cell(CATALOG, MemoryPublisher()), Cell(CATALOG, MemoryPublisher())
+    monkeypatch.undo()
+    lines = make_events(seed=21, count=600)
+    deliver(small, lines, 0)
+    monkeypatch.setattr(aggregate, "MAX_TRANSACTION_BYTES", 600)
+    # WHEN the same usage is aggregated under that limit
+    deliver(split, lines, 0)
+    # THEN it took more transactions (batch markers), and the invoices are the same
+    markers = [cell.store.query("aggregates", "batch") for cell in (small, split)]
+    assert len(markers[1]) > len(markers[0])
+    for cell in (small, split):
+        cell.close(datetime(2027, 1, 1, tzinfo=UTC))
+    assert pipeline_invoices(small) == pipeline_invoices(split)

@@ -36,6 +36,8 @@ from meterline.usage import UsageBook
 
 TABLE = AGGREGATES_TABLE.name
 MAX_PARTIAL_BYTES = 350_000
+MAX_TRANSACTION_BYTES = 3_500_000
+"""Below the 4 MB a DynamoDB transaction (and an Azure Tables batch) may carry in all."""
 """Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
 
 
@@ -112,9 +114,11 @@ class Aggregator:
         self.index_periods(billing_period.values())
         first = records[0].sequence
         writes: list[Write] = []
+        total_bytes = 0
         for (period, bucket, billed_in), book in sorted(books.items(), key=lambda kv: kv[0]):
             blob = pack_book(book)
-            if len(blob) > MAX_PARTIAL_BYTES:
+            total_bytes += len(blob)
+            if len(blob) > MAX_PARTIAL_BYTES or total_bytes > MAX_TRANSACTION_BYTES:
                 return None
             writes.append(
                 PutNew(
