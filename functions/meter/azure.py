@@ -1,0 +1,42 @@
+"""meter on Azure Functions: Event Hubs trigger on usage.events, a batch from one partition per call."""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+from pathlib import Path
+
+import azure.functions as func
+
+from meterline.adapters.azure_functions import Settings, Wiring, hub_records
+from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
+from meterline.topology import USAGE_EVENTS
+
+logger = logging.getLogger("meterline.meter")
+blueprint = func.Blueprint()
+
+
+@cache
+def meter() -> Meter:
+    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
+    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+
+
+@blueprint.function_name("meter")
+@blueprint.retry(strategy="fixed_delay", max_retry_count="-1", delay_interval="00:00:10")
+@blueprint.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name=USAGE_EVENTS.name,
+    connection="METERLINE_EVENTHUB",
+    cardinality=func.Cardinality.MANY,
+)
+def handler(events: list[func.EventHubEvent]) -> None:
+    # No partial batch failures: the first store or publish failure raises, the partition stops
+    # there and the whole batch runs again; records already metered reach the same outcome.
+    job = meter()
+    for record in hub_records(USAGE_EVENTS.name, events):
+        outcome, reason = job.meter_one(DeliveredRecord(record.delivery, record.key, record.value))
+        if outcome is Outcome.REJECTED:
+            logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})
+    job.publisher.flush()

@@ -1,0 +1,265 @@
+"""Wiring for the Cloud Run functions (2nd gen): the jobs on Firestore and Managed Kafka, and the
+decoding of their Eventarc events. The handlers pass ``os.environ`` in; nothing here reads it.
+
+What the triggers are taken to carry:
+
+- meter: a Pub/Sub ``messagePublished`` CloudEvent per Kafka record, as the Kafka Connect Pub/Sub
+  sink forwards it with ``metadata.publish=true``: ``message.data`` is the record value and the
+  attributes ``kafka.topic``, ``kafka.partition`` and ``kafka.offset`` say where it came from
+  (``kafka.key``, else the sink's ``key`` attribute, is the record key). Without them the Pub/Sub
+  topic, partition 0 and the ``messageId`` stand in: Pub/Sub redelivers a message with the same
+  ``messageId``, so a redelivery keeps its delivery identity either way. Eventarc pushes without
+  ordering keys, so two conflicting events of one partition may be metered in either order:
+  which one stands (and which is rejected as the conflict) is arrival order here, not offset order.
+- aggregate and rate: a Firestore ``document.v1.created`` event per document, in protobuf
+  (``DocumentEventData``) or its JSON form. The document's fields are the store item's
+  attributes, ``pk`` and ``sk`` included, with Firestore's own string, integer, bytes and boolean
+  values; timestamp fields (a TTL's ``expires_at``) are not ledger data and are left out.
+
+Stream sequence for the aggregator: one event carries one document, so every batch has one
+record, and its marker is keyed by that record's sequence. The sequence is the document's
+create time in microseconds, shifted left 64 bits, plus a 64-bit digest of the document name:
+stable across redeliveries of the event (same document, same create time), distinct for two
+documents created in the same microsecond. Consequences: the aggregator's ``last`` comparison
+only ever covers the one record it keys, so Eventarc's lack of ordering costs nothing in
+correctness; but every usage event becomes its own transaction, its own partial and its own
+batch marker (one more document per event, under keys that grow with time), and rate re-reads
+its bucket's partials for each one — cost grows with events per period, not with batches.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from meterline.catalog import Catalog, load_catalog
+from meterline.ports import Item, Publisher
+from meterline.records import Delivery
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class TriggerError(ValueError):
+    """The event is not of the shape this function is deployed for (a wiring mistake)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    catalog_path: Path
+    collection_prefix: str
+    grace: timedelta
+    project: str | None = None
+    database: str = "(default)"
+    kafka_bootstrap: str = ""
+    kafka_auth: str = "oauth"
+    """``oauth``: SASL OAUTHBEARER with the service account's Google token; ``plain``: SASL PLAIN."""
+    kafka_username: str = ""
+    kafka_password: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
+        prefix = env.get("METERLINE_TABLE_PREFIX")
+        if not prefix:
+            raise SettingsError("the function setting METERLINE_TABLE_PREFIX is missing")
+        try:
+            grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
+        except ValueError:
+            raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
+        auth = env.get("METERLINE_KAFKA_AUTH", "oauth")
+        if auth not in ("oauth", "plain"):
+            raise SettingsError(f"METERLINE_KAFKA_AUTH must be oauth or plain, not {auth!r}")
+        return cls(
+            catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
+            collection_prefix=prefix,
+            grace=timedelta(hours=grace_hours),
+            project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+            database=env.get("METERLINE_FIRESTORE_DATABASE", "(default)"),
+            kafka_bootstrap=env.get("METERLINE_KAFKA_BOOTSTRAP", ""),
+            kafka_auth=auth,
+            kafka_username=env.get("METERLINE_KAFKA_USERNAME", ""),
+            kafka_password=env.get("METERLINE_KAFKA_PASSWORD", ""),
+        )
+
+
+class Wiring:
+    """Built once per function instance; clients are reused across invocations."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.catalog_path)
+
+    @cached_property
+    def store(self) -> Any:
+        from google.cloud import firestore
+
+        from meterline.adapters.firestore import FirestoreStore  # type: ignore[import-not-found,unused-ignore]
+
+        client = firestore.Client(project=self.settings.project, database=self.settings.database)
+        return FirestoreStore(client, self.settings.collection_prefix)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        from meterline.adapters.kafka import KafkaPublisher
+
+        settings = self.settings
+        if not settings.kafka_bootstrap:
+            raise SettingsError("the function setting METERLINE_KAFKA_BOOTSTRAP is missing")
+        if settings.kafka_auth == "plain":
+            return KafkaPublisher(
+                managed_kafka_plain_config(
+                    settings.kafka_bootstrap, settings.kafka_username, settings.kafka_password
+                )
+            )
+        return KafkaPublisher(managed_kafka_oauth_config(settings.kafka_bootstrap))
+
+
+def managed_kafka_oauth_config(bootstrap: str) -> dict[str, Any]:
+    """Managed Service for Apache Kafka with SASL OAUTHBEARER: the function's own service account,
+    its Google access token wrapped in the JWT shape librdkafka expects (see google_kafka_token)."""
+    import google.auth
+    from google.auth.transport.requests import Request
+
+    credentials: Any = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0]
+
+    def token(_: str) -> tuple[str, float]:
+        if not credentials.valid:
+            credentials.refresh(Request())
+        expiry = credentials.expiry.replace(tzinfo=UTC).timestamp()  # google-auth keeps naive UTC
+        principal = getattr(credentials, "service_account_email", "")
+        return google_kafka_token(credentials.token, principal, int(expiry), int(time.time())), expiry
+
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "OAUTHBEARER",
+        "oauth_cb": token,
+    }
+
+
+def managed_kafka_plain_config(bootstrap: str, username: str, password: str) -> dict[str, Any]:
+    """SASL PLAIN: the service account's email and, as password, its base64 key file (from a
+    secret) or an access token — a token expires within the hour, so prefer OAUTHBEARER."""
+    if not username or not password:
+        raise SettingsError("METERLINE_KAFKA_USERNAME and METERLINE_KAFKA_PASSWORD are needed for plain auth")
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": username,
+        "sasl.password": password,
+    }
+
+
+def google_kafka_token(access_token: str, principal: str, expires: int, issued: int) -> str:
+    """Managed Kafka's OAUTHBEARER token: a JWT-shaped string whose header names the
+    ``GOOG_OAUTH2_TOKEN`` algorithm and whose third part is the access token itself."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = json.dumps({"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"}).encode()
+    claims = json.dumps({"exp": expires, "iat": issued, "iss": "Google", "sub": principal, "scope": "kafka"})
+    return ".".join((part(header), part(claims.encode()), part(access_token.encode())))
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubRecord:
+    delivery: Delivery
+    key: bytes | None
+    value: bytes
+
+
+def pubsub_record(source: str, data: Mapping[str, Any]) -> PubSubRecord:
+    """The Kafka record inside a Pub/Sub ``messagePublished`` event's data."""
+    message = data.get("message")
+    if not isinstance(message, Mapping):
+        raise TriggerError(f"a Pub/Sub event from {source} without a message")
+    attributes: Mapping[str, str] = message.get("attributes") or {}
+    try:
+        value = base64.b64decode(message.get("data") or "", validate=True)
+    except ValueError:
+        raise TriggerError(
+            f"Pub/Sub message {message.get('messageId')} holds data that is not base64"
+        ) from None
+    key_text = attributes.get("kafka.key", attributes.get("key"))
+    return PubSubRecord(
+        _delivery(source, message, attributes), None if key_text is None else key_text.encode(), value
+    )
+
+
+def _delivery(source: str, message: Mapping[str, Any], attributes: Mapping[str, str]) -> Delivery:
+    topic, partition, offset = (attributes.get(f"kafka.{name}") for name in ("topic", "partition", "offset"))
+    if topic and partition and offset:
+        try:
+            return Delivery(topic, int(partition), int(offset))
+        except ValueError:
+            raise TriggerError(
+                f"kafka.partition {partition!r} or kafka.offset {offset!r} is not a whole number"
+            ) from None
+    message_id = str(message.get("messageId") or "")
+    if not message_id:
+        raise TriggerError(f"a Pub/Sub message from {source} has neither kafka.* attributes nor a messageId")
+    # Pub/Sub's message ids are decimal in practice; any other spelling still maps to one number.
+    number = int(message_id) if message_id.isdigit() else _digest64(message_id)
+    return Delivery("pubsub:" + source.rsplit("/", 1)[-1], 0, number)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedDocument:
+    name: str
+    sequence: str
+    item: Item
+
+    @property
+    def collection(self) -> str:
+        return self.name.rsplit("/", 2)[-2]
+
+
+def created_document(data: bytes | Mapping[str, Any]) -> CreatedDocument:
+    """The document a Firestore ``document.v1.created`` event carries, as a store item."""
+    from google.events.cloud.firestore import Document, DocumentEventData
+
+    try:
+        if isinstance(data, bytes | bytearray):
+            event = DocumentEventData.deserialize(bytes(data))
+        else:
+            event = DocumentEventData.from_json(json.dumps(data), ignore_unknown_fields=True)
+    except Exception as error:
+        raise TriggerError(f"a Firestore event that is not DocumentEventData: {error}") from None
+    document = Document.pb(event.value)
+    if not document.name:
+        raise TriggerError("a Firestore event without a created document")
+    created = document.create_time.seconds * 1_000_000 + document.create_time.nanos // 1000
+    item = document_item(document)
+    for key in ("pk", "sk"):
+        if not isinstance(item.get(key), str):
+            raise TriggerError(f"document {document.name} has no string field {key!r}")
+    return CreatedDocument(document.name, str((created << 64) | _digest64(document.name)), item)
+
+
+def document_item(document: Any) -> Item:
+    item: Item = {}
+    for name, value in document.fields.items():
+        kind = value.WhichOneof("value_type")
+        if kind in ("string_value", "integer_value", "bytes_value", "boolean_value"):
+            item[name] = getattr(value, kind)
+        elif kind != "timestamp_value":
+            raise TriggerError(f"field {name!r} of {document.name} holds a {kind}, not a ledger value")
+    return item
+
+
+def _digest64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

@@ -1,0 +1,318 @@
+"""Azure handler tests: the functions the Function App registers, called with Event Hubs batches
+(fixtures from tests/events/azure) and timers, on an in-memory store and publisher."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import azure.functions as func
+import orjson
+import pytest
+from azure.functions.meta import Datum
+from azure.functions.timer import TimerRequest
+
+from meterline.adapters import azure_functions
+from meterline.adapters.azure_functions import (
+    NotYetMeteredError,
+    Wiring,
+    event_hubs_oauth_config,
+    event_hubs_plain_config,
+)
+from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
+from meterline.catalog import load_catalog
+from meterline.offline import rate_lines
+from meterline.periods import Period
+from meterline.ports import RetriableStoreError
+from meterline.reconcile import differences
+from meterline.topology import (
+    AGGREGATES_TABLE,
+    BILLING_ALERTS,
+    BILLING_INVOICES,
+    INVOICES_TABLE,
+    TABLES,
+    USAGE_REJECTED,
+)
+from tests.pipeline.test_cell import make_events
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "events" / "azure"
+CATALOG = ROOT / "tests" / "events" / "aws" / "catalog.yaml"
+
+Function = Callable[..., None]
+
+
+def load_module(job: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"handler_{job}_azure", ROOT / "functions" / job / "azure.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_function(job: str) -> Function:
+    """The job's function as the Function App runs it (unwrapped from its blueprint)."""
+    user_function: Function = load_module(job).handler.build().get_user_function()
+    return user_function
+
+
+def hub_batch(partition: str, events: list[dict[str, Any]]) -> list[func.EventHubEvent]:
+    """Events as the worker hands a cardinality=many trigger: one partition, shared metadata."""
+    metadata = {
+        "PartitionContext": Datum(json.dumps({"PartitionId": partition, "ConsumerGroup": "$Default"}), "json")
+    }
+    return [
+        func.EventHubEvent(
+            body=base64.b64decode(event["body"]),
+            trigger_metadata=metadata,
+            sequence_number=event["sequence_number"],
+            offset=event.get("offset"),
+            partition_key=event.get("partition_key"),
+        )
+        for event in events
+    ]
+
+
+def fixture_batch(partition: str) -> list[func.EventHubEvent]:
+    loaded = json.loads((EVENTS / f"usage_events_partition_{partition}.json").read_text())
+    return hub_batch(loaded["partition_id"], loaded["events"])
+
+
+def line_batch(partition: str, first: int, lines: list[bytes]) -> list[func.EventHubEvent]:
+    events = [
+        {"sequence_number": first + n, "body": base64.b64encode(line).decode()}
+        for n, line in enumerate(lines)
+    ]
+    return hub_batch(partition, events)
+
+
+@dataclass
+class AzureCell:
+    store: StreamingMemoryStore
+    publisher: MemoryPublisher
+
+
+@pytest.fixture
+def azure_cell(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureCell]:
+    monkeypatch.setenv("METERLINE_TABLE_PREFIX", "test")
+    monkeypatch.setenv("METERLINE_CATALOG", str(CATALOG))
+    store = StreamingMemoryStore([t.name for t in TABLES], [t.name for t in TABLES if t.stream is not None])
+    publisher = MemoryPublisher()
+    monkeypatch.setattr(Wiring, "store", store)  # Azure Tables and Event Hubs are faked
+    monkeypatch.setattr(Wiring, "publisher", publisher)
+    yield AzureCell(store, publisher)
+
+
+def outcomes(store: StreamingMemoryStore) -> list[tuple[str, str, str, str]]:
+    return sorted(
+        (str(i["pk"]), str(i["sk"]), str(i["outcome"]), str(i["reason"])) for i in store.scan("outcomes")
+    )
+
+
+def aggregates(store: StreamingMemoryStore, pk_prefix: str) -> list[dict[str, Any]]:
+    return [item for item in store.scan(AGGREGATES_TABLE.name) if str(item["pk"]).startswith(pk_prefix)]
+
+
+def timer() -> TimerRequest:
+    return TimerRequest(past_due=False)
+
+
+def test_meter_accepts_dedups_and_dead_letters_each_partitions_batch(azure_cell: AzureCell) -> None:
+    # GIVEN the mixed batch as two Event Hubs batches, partitions 0 and 3
+    meter = load_function("meter")
+    # WHEN each batch is metered
+    meter(fixture_batch("0"))
+    meter(fixture_batch("3"))
+    # THEN three events are accepted and each other record has an outcome under its sequence number
+    assert sorted(str(u["at"]) for u in azure_cell.store.scan("usage")) == [
+        "usage.events|0|100",
+        "usage.events|3|100",
+        "usage.events|3|101",
+    ]
+    assert outcomes(azure_cell.store) == [
+        ("usage.events|0", "00000000000000000101", "duplicate", "duplicate"),
+        ("usage.events|0", "00000000000000000102", "rejected", "conflict"),
+        ("usage.events|0", "00000000000000000103", "rejected", "malformed"),
+        ("usage.events|0", "00000000000000000104", "rejected", "malformed"),
+        ("usage.events|3", "00000000000000000102", "rejected", "unknown_type"),
+    ]
+    rejected = azure_cell.publisher.on(USAGE_REJECTED.name)
+    assert sorted(m.headers["reason"] for m in rejected) == [
+        b"conflict",
+        b"malformed",
+        b"malformed",
+        b"unknown_type",
+    ]
+
+
+def test_a_rerun_batch_reaches_the_same_outcomes(azure_cell: AzureCell) -> None:
+    meter = load_function("meter")
+    meter(fixture_batch("0"))
+    before = (outcomes(azure_cell.store), sorted(str(u["at"]) for u in azure_cell.store.scan("usage")))
+    # WHEN the retry policy runs the same batch again
+    meter(fixture_batch("0"))
+    # THEN nothing changes
+    assert (
+        outcomes(azure_cell.store),
+        sorted(str(u["at"]) for u in azure_cell.store.scan("usage")),
+    ) == before
+
+
+def test_store_failure_stops_the_partition_and_raises_so_the_batch_runs_again(
+    azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store that throttles the outcomes ledger (the second record of partition 0 is a duplicate)
+    meter = load_function("meter")
+    real_put = StreamingMemoryStore.put
+
+    def throttled(store: StreamingMemoryStore, table: str, item: Any) -> None:
+        if table == "outcomes":
+            raise RetriableStoreError("TooManyRequests")
+        real_put(store, table, item)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StreamingMemoryStore, "put", throttled)
+        # WHEN the batch runs THEN it raises, and nothing after the failed record was metered
+        with pytest.raises(RetriableStoreError):
+            meter(fixture_batch("0"))
+    assert [str(u["at"]) for u in azure_cell.store.scan("usage")] == ["usage.events|0|100"]
+    assert azure_cell.publisher.on(USAGE_REJECTED.name) == []
+    # AND the rerun completes with the outcomes of an undisturbed run
+    meter(fixture_batch("0"))
+    assert [o[2:] for o in outcomes(azure_cell.store)] == [
+        ("duplicate", "duplicate"),
+        ("rejected", "conflict"),
+        ("rejected", "malformed"),
+        ("rejected", "malformed"),
+    ]
+
+
+def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: AzureCell) -> None:
+    # GIVEN two partitions whose batches have the same sequence numbers
+    meter, aggregate = load_function("meter"), load_function("aggregate")
+    # WHEN aggregate reaches partition 0 before meter does THEN it raises and writes nothing
+    with pytest.raises(NotYetMeteredError, match=r"usage.events\|0\|100"):
+        aggregate(fixture_batch("0"))
+    assert list(azure_cell.store.scan(AGGREGATES_TABLE.name)) == []
+    # WHEN meter has run, and aggregate runs each batch twice (a retried invocation)
+    meter(fixture_batch("0"))
+    meter(fixture_batch("3"))
+    for _ in range(2):
+        aggregate(fixture_batch("0"))
+        aggregate(fixture_batch("3"))
+    # THEN each partition's batch has one marker and one partial: org-1's event, org-2's two
+    assert len(aggregates(azure_cell.store, "batch")) == 2
+    assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, "partial|")) == [1, 1]
+    # AND rating counts every event of both: org-2 is 0.25 GB, 2 CKU from Nov 3 10:15, 120 partitions
+    load_function("rate")(timer())
+    running = {
+        str(c["pk"]): c["subtotal"]
+        for c in azure_cell.store.scan("charges")
+        if str(c["sk"]).endswith("running")
+    }
+    assert running == {"org-1": "10.10", "org-2": "1997.28"}
+
+
+def test_rate_timer_announces_each_spend_alert_once(azure_cell: AzureCell) -> None:
+    # GIVEN org-1's 1 GB aggregated (0.10 spent, over its 0.05 alert)
+    load_function("meter")(fixture_batch("0"))
+    load_function("aggregate")(fixture_batch("0"))
+    rate = load_function("rate")
+    # WHEN the timer fires twice
+    rate(timer())
+    rate(timer())
+    # THEN the running charge is stored and the alert published once
+    assert [orjson.loads(m.value)["threshold"] for m in azure_cell.publisher.on(BILLING_ALERTS.name)] == [
+        "0.05"
+    ]
+    [running] = [c for c in azure_cell.store.scan("charges") if str(c["sk"]).endswith("running")]
+    assert running["pk"] == "org-1" and running["spend"] == "10.10"
+
+
+def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
+    azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two months of generated usage over two partitions, in batches, the first retried
+    functions = {job: load_function(job) for job in ("meter", "aggregate", "rate")}
+    lines = make_events(seed=12, count=240)
+    batches = [
+        line_batch(str(n % 2), 1000 + n * 25, lines[n * 25 : (n + 1) * 25])
+        for n in range(len(lines) // 25 + 1)
+    ]
+    batches = [batches[0], *batches]
+    # WHEN meter and aggregate consume every batch, and the timers fire after November's grace
+    for batch in batches:
+        functions["meter"](batch)
+        functions["aggregate"](batch)
+        functions["rate"](timer())
+    close = load_module("close")
+    monkeypatch.setattr(close, "now", lambda: datetime(2026, 12, 2, tzinfo=UTC))
+    close.handler.build().get_user_function()(timer())
+    # THEN October and November invoices equal `meterline rate` on the same records
+    invoices: dict[str, list[dict[str, Any]]] = {}
+    for item in azure_cell.store.scan(INVOICES_TABLE.name):
+        invoices.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+    catalog = load_catalog(CATALOG)
+    assert sorted(invoices) == ["2026-10", "2026-11"]
+    for period in ("2026-10", "2026-11"):
+        assert differences(period, rate_lines(catalog, lines, Period.parse(period)).to_json(), invoices) == []
+    assert len(azure_cell.publisher.on(BILLING_INVOICES.name)) == 4
+
+
+def test_function_app_registers_the_four_jobs_with_their_triggers() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "function_app_under_test", ROOT / "functions" / "function_app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    triggers = {}
+    for function in module.app.get_functions():
+        [binding] = function.get_bindings_dict()["bindings"]
+        triggers[function.get_function_name()] = (
+            binding["type"],
+            binding.get("eventHubName") or binding.get("schedule"),
+            binding.get("consumerGroup"),
+        )
+    assert triggers == {
+        "meter": ("eventHubTrigger", "usage.events", None),
+        "aggregate": ("eventHubTrigger", "usage.events", "aggregate"),
+        "rate": ("timerTrigger", "0 */5 * * * *", None),
+        "close": ("timerTrigger", "0 15 * * * *", None),
+    }
+
+
+def test_event_hubs_kafka_configs() -> None:
+    plain = event_hubs_plain_config("ns.servicebus.windows.net:9093", "Endpoint=sb://ns/;SharedAccessKey=k")
+    assert plain["sasl.username"] == "$ConnectionString" and plain["sasl.mechanisms"] == "PLAIN"
+
+    @dataclass
+    class Token:
+        token: str
+        expires_on: int
+
+    asked: list[str] = []
+
+    class Credential:
+        def get_token(self, *scopes: str) -> Token:
+            asked.extend(scopes)
+            return Token("eyJ0", 1_800_000_000)
+
+    oauth = event_hubs_oauth_config("ns.servicebus.windows.net:9093", Credential())
+    assert oauth["oauth_cb"]("") == ("eyJ0", 1_800_000_000.0)
+    assert asked == ["https://ns.servicebus.windows.net/.default"]
+
+
+def test_a_batch_without_partition_context_is_a_one_line_trigger_error(azure_cell: AzureCell) -> None:
+    events = [func.EventHubEvent(body=b"{}", sequence_number=1)]
+    with pytest.raises(azure_functions.TriggerError, match="PartitionId"):
+        load_function("meter")(events)
