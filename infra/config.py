@@ -49,6 +49,14 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 REQUIRED_TAGS = ("owner", "cost-center")
+# Where each cloud's provider reads its region from (azure-native calls it a location).
+REGION_KEYS = {"aws": "aws:region", "gcp": "gcp:region", "azure": "azure-native:location"}
+# Log Analytics keeps 30 to 730 days on the pay-as-you-go tier.
+AZURE_LOG_RETENTION_DAYS = (30, 730)
+# Managed Service for Apache Kafka: at least 3 vCPUs, 1 to 8 GiB of memory per vCPU.
+MANAGED_KAFKA_MIN_VCPUS = 3
+# Event Hubs tiers that carry the Kafka endpoint; the longest retention each allows (hours).
+EVENT_HUBS_MAX_RETENTION_HOURS = {"Standard": 7 * 24, "Premium": 90 * 24}
 _STACK_NAME = re.compile(r"^(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
 _KNOWN_KEYS = frozenset(
     {
@@ -61,6 +69,8 @@ _KNOWN_KEYS = frozenset(
         "meterline:logRetentionDays",
         "meterline:network",
         "meterline:kafkaPollers",
+        "meterline:managedKafka",
+        "meterline:eventHubs",
     }
 )
 
@@ -102,6 +112,34 @@ class KafkaPollers:
 
 
 @dataclass(frozen=True, slots=True)
+class GcpNetwork:
+    """The VPC network and subnet a GCP cell creates for its Kafka cluster and functions' egress."""
+
+    cidr: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedKafka:
+    """Capacity of a GCP cell's Managed Service for Apache Kafka cluster."""
+
+    vcpus: int
+    memory_gib: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventHubs:
+    """An Azure cell's Event Hubs namespace: tier and throughput (or processing) units."""
+
+    sku: str
+    capacity: int
+    maximum_throughput_units: int
+
+    @property
+    def max_retention_hours(self) -> int:
+        return EVENT_HUBS_MAX_RETENTION_HOURS[self.sku]
+
+
+@dataclass(frozen=True, slots=True)
 class StackConfig:
     stack: str
     cloud: str
@@ -111,13 +149,18 @@ class StackConfig:
     catalog: Path
     tags: tuple[tuple[str, str], ...]
     log_retention_days: int
-    network: NewNetwork | ExistingNetwork
+    network: NewNetwork | ExistingNetwork | GcpNetwork | None
+    """AWS: a new or existing VPC; GCP: the cell's own network; Azure: none (public endpoints, Entra auth)."""
     kafka_pollers: KafkaPollers
+    project: str | None = None
+    """The GCP project (`gcp:project`); None elsewhere."""
+    managed_kafka: ManagedKafka | None = None
+    event_hubs: EventHubs | None = None
 
     @property
     def cell(self) -> str:
         """The short name every physical resource name starts with, e.g. `ml-use1`."""
-        return f"ml-{_region_code(self.region)}"
+        return f"ml-{_region_code(self.region, self.cloud)}"
 
     def resource_tags(self) -> dict[str, str]:
         return {"app": PROJECT, "cell": self.stack, **dict(self.tags)}
@@ -174,10 +217,32 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
         raise ConfigError(
             f"stack {stack}: meterline:cloud is {cloud} but the stack name says {matched['cloud']}"
         )
-    region = reader.text(f"{cloud}:region")
+    region_key = REGION_KEYS[cloud]
+    region = reader.text(region_key)
     if region != matched["region"]:
         raise ConfigError(
-            f"stack {stack}: {cloud}:region is {region} but the stack name says {matched['region']}"
+            f"stack {stack}: {region_key} is {region} but the stack name says {matched['region']}"
+        )
+    for key, only in (("meterline:kafkaPollers", "aws"), ("meterline:managedKafka", "gcp")):
+        if key in raw and cloud != only:
+            raise ConfigError(f"stack {stack}: {key} applies to {only} cells only, not {cloud}")
+    if "meterline:eventHubs" in raw and cloud != "azure":
+        raise ConfigError(f"stack {stack}: meterline:eventHubs applies to azure cells only, not {cloud}")
+    if cloud != "aws":
+        return StackConfig(
+            stack=stack,
+            cloud=cloud,
+            region=region,
+            load=reader.load(),
+            budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
+            catalog=reader.catalog(),
+            tags=reader.tags(),
+            log_retention_days=reader.log_retention(cloud),
+            network=reader.gcp_network() if cloud == "gcp" else reader.no_network(),
+            kafka_pollers=KafkaPollers(1, 1),
+            project=reader.text("gcp:project") if cloud == "gcp" else None,
+            managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
+            event_hubs=reader.event_hubs() if cloud == "azure" else None,
         )
     return StackConfig(
         stack=stack,
@@ -290,9 +355,20 @@ class _Reader:
                 raise self.fail(f"{key}.{name}", f"must be a string, not {value!r}")
         return tuple(sorted((str(name), value) for name, value in tags.items()))
 
-    def log_retention(self) -> int:
+    def log_retention(self, cloud: str = "aws") -> int:
         key = "meterline:logRetentionDays"
+        if cloud == "gcp":
+            if key in self.raw:
+                raise self.fail(
+                    key, "does not apply to gcp cells (functions log to the project's _Default bucket)"
+                )
+            return 30
         days = self.integer(key, self.raw.get(key, "30"), minimum=1)
+        if cloud == "azure":
+            low, high = AZURE_LOG_RETENTION_DAYS
+            if not low <= days <= high:
+                raise self.fail(key, f"must be {low} to {high} days (Log Analytics), not {days}")
+            return days
         if days not in LOG_RETENTION_DAYS:
             raise self.fail(
                 key, f"must be a CloudWatch retention period ({', '.join(map(str, LOG_RETENTION_DAYS))})"
@@ -330,6 +406,53 @@ class _Reader:
             raise self.fail(f"{key}.availabilityZones", f"names {foreign[0]}, which is not in {region}")
         return NewNetwork(cidr=str(block), availability_zones=zones)
 
+    def gcp_network(self) -> GcpNetwork:
+        key = "meterline:network"
+        network = self.mapping(key) if key in self.raw else {}
+        unknown = sorted(set(network) - {"cidr"})
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", "is not a gcp network setting (only cidr)")
+        cidr = network.get("cidr", "10.52.0.0/20")
+        try:
+            block = ipaddress.ip_network(cidr)
+        except (TypeError, ValueError):
+            raise self.fail(f"{key}.cidr", f"is not a CIDR block: {cidr!r}") from None
+        if block.prefixlen > 24:
+            raise self.fail(f"{key}.cidr", "must be /24 or larger (Kafka endpoints and functions' egress)")
+        return GcpNetwork(cidr=str(block))
+
+    def no_network(self) -> None:
+        if "meterline:network" in self.raw:
+            raise self.fail("meterline:network", "does not apply to azure cells (no VNet is created)")
+
+    def managed_kafka(self) -> ManagedKafka:
+        key = "meterline:managedKafka"
+        kafka = self.mapping(key) if key in self.raw else {}
+        vcpus = self.integer(f"{key}.vcpus", kafka.get("vcpus", MANAGED_KAFKA_MIN_VCPUS), minimum=3)
+        memory = self.integer(f"{key}.memoryGib", kafka.get("memoryGib", vcpus), minimum=1)
+        if not vcpus <= memory <= 8 * vcpus:
+            raise self.fail(
+                f"{key}.memoryGib", f"must be 1 to 8 GiB per vCPU ({vcpus} to {8 * vcpus}), not {memory}"
+            )
+        return ManagedKafka(vcpus, memory)
+
+    def event_hubs(self) -> EventHubs:
+        key = "meterline:eventHubs"
+        hubs = self.mapping(key) if key in self.raw else {}
+        sku = hubs.get("sku", "Standard")
+        if sku not in EVENT_HUBS_MAX_RETENTION_HOURS:
+            tiers = ", ".join(EVENT_HUBS_MAX_RETENTION_HOURS)
+            raise self.fail(
+                f"{key}.sku", f"must be one of {tiers} (the tiers with a Kafka endpoint), not {sku!r}"
+            )
+        capacity = self.integer(f"{key}.capacity", hubs.get("capacity", 1), minimum=1)
+        maximum = self.integer(
+            f"{key}.maximumThroughputUnits", hubs.get("maximumThroughputUnits", capacity), minimum=capacity
+        )
+        if sku == "Standard" and maximum > 40:
+            raise self.fail(f"{key}.maximumThroughputUnits", "must be at most 40 on Standard")
+        return EventHubs(str(sku), capacity, maximum)
+
     def kafka_pollers(self) -> KafkaPollers:
         key = "meterline:kafkaPollers"
         pollers = self.mapping(key) if key in self.raw else {}
@@ -350,7 +473,29 @@ class _Reader:
         return tuple(self._string(f"{key}[{index}]", item) for index, item in enumerate(value))
 
 
-def _region_code(region: str) -> str:
-    """`us-east-1` → `use1`, `ap-south-1` → `aps1`: short enough for 64-character IAM role names."""
+# Azure regions have no dashes; these are the codes Azure's own naming guidance uses.
+_AZURE_REGION_CODES = {
+    "eastus": "eus",
+    "eastus2": "eus2",
+    "westus2": "wus2",
+    "westus3": "wus3",
+    "centralus": "cus",
+    "westeurope": "weu",
+    "northeurope": "neu",
+    "uksouth": "uks",
+    "swedencentral": "sec",
+    "southeastasia": "sea",
+    "centralindia": "inc",
+}
+
+
+def _region_code(region: str, cloud: str = "aws") -> str:
+    """`us-east-1` → `use1`, `ap-south-1` → `aps1`: short enough for 64-character IAM role names;
+    GCP `us-central1` → `usc1`, `europe-west1` → `euw1`; Azure `eastus` → `eus`."""
+    if cloud == "azure":
+        return _AZURE_REGION_CODES.get(region, region[:8])
+    if cloud == "gcp":
+        head, _, rest = region.partition("-")
+        return head[:2] + rest[:1] + rest.lstrip("abcdefghijklmnopqrstuvwxyz")
     parts = region.split("-")
     return parts[0] + "".join(part[0] for part in parts[1:-1]) + parts[-1]

@@ -1,5 +1,6 @@
-"""Pulumi mocks that answer like AWS: realistic ids, names and ARNs for every resource the cell
-creates, and a record of each resource's inputs (wire names, as policies see them)."""
+"""Pulumi mocks that answer like AWS, GCP and Azure: realistic ids, names and ARNs (resource paths)
+for every resource a cell creates, and a record of each resource's inputs (wire names, as policies
+see them)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from typing import Any
 import pulumi
 
 ACCOUNT = "123456789012"
+GCP_PROJECT_NUMBER = "429815730216"
+AZURE_SUBSCRIPTION = "6f0b2c8e-3d51-4a7e-9c1a-2b7d90e4f315"
+AZURE_TENANT = "0d7e43a9-8c26-4b1f-a5e0-93c6d1f27b48"
 
 
 class CellMocks(pulumi.runtime.Mocks):
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, project: str = "meterline-test") -> None:
         self.region = region
+        self.project = project
         self.resources: list[dict[str, Any]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -26,6 +31,21 @@ class CellMocks(pulumi.runtime.Mocks):
             }
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region, "id": self.region}
+        if args.token == "gcp:organizations/getProject:getProject":
+            project = args.args.get("projectId") or self.project
+            return {
+                "projectId": project,
+                "number": GCP_PROJECT_NUMBER,
+                "name": project,
+                "id": f"projects/{project}",
+            }
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "clientId": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+                "objectId": "5a1c9e2f-7b34-4d08-8e61-c3f2a9d0b7e5",
+                "subscriptionId": AZURE_SUBSCRIPTION,
+                "tenantId": AZURE_TENANT,
+            }
         return {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -33,7 +53,12 @@ class CellMocks(pulumi.runtime.Mocks):
         self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
         if not args.custom:
             return None, inputs
-        resource_id, outputs = _outputs(args.typ, args.name, inputs, self.region)
+        if args.typ.startswith("gcp:"):
+            resource_id, outputs = _gcp_outputs(args.typ, args.name, inputs, self.region, self.project)
+        elif args.typ.startswith("azure-native:"):
+            resource_id, outputs = _azure_outputs(args.typ, args.name, inputs)
+        else:
+            resource_id, outputs = _outputs(args.typ, args.name, inputs, self.region)
         return resource_id, {**inputs, **outputs}
 
 
@@ -128,3 +153,190 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
             return f"{_suffix(name, 32)}", {"result": '{"created": [], "repartitioned": [], "drift": []}'}
         case _:
             return f"{name}-{_suffix(name, 12)}", {}
+
+
+def _gcp_outputs(
+    typ: str, name: str, inputs: dict[str, Any], region: str, project: str
+) -> tuple[str, dict[str, Any]]:
+    """GCP resources are named by their paths (`projects/P/locations/L/...`)."""
+    location = inputs.get("location") or inputs.get("region") or region
+    match typ:
+        case "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            path = f"projects/{project}/serviceAccounts/{email}"
+            return path, {
+                "email": email,
+                "member": f"serviceAccount:{email}",
+                "name": path,
+                "uniqueId": str(int(_suffix(name, 12), 16)),
+            }
+        case "gcp:kms/keyRing:KeyRing":
+            return f"projects/{project}/locations/{location}/keyRings/{inputs['name']}", {}
+        case "gcp:kms/cryptoKey:CryptoKey":
+            return f"{inputs['keyRing']}/cryptoKeys/{inputs['name']}", {}
+        case "gcp:managedkafka/cluster:Cluster":
+            return f"projects/{project}/locations/{location}/clusters/{inputs['clusterId']}", {}
+        case "gcp:managedkafka/topic:Topic":
+            cluster = f"projects/{project}/locations/{location}/clusters/{inputs['cluster']}"
+            path = f"{cluster}/topics/{inputs['topicId']}"
+            return path, {"name": path}
+        case "gcp:managedkafka/connectCluster:ConnectCluster":
+            path = f"projects/{project}/locations/{location}/connectClusters/{inputs['connectClusterId']}"
+            return path, {"name": path, "state": "ACTIVE"}
+        case "gcp:pubsub/topic:Topic":
+            return f"projects/{project}/topics/{inputs['name']}", {}
+        case "gcp:firestore/database:Database":
+            return f"projects/{project}/databases/{inputs['name']}", {"uid": _suffix(name, 32)}
+        case "gcp:compute/network:Network":
+            return f"projects/{project}/global/networks/{inputs['name']}", {
+                "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/networks/{inputs['name']}"
+            }
+        case "gcp:compute/subnetwork:Subnetwork":
+            return f"projects/{project}/regions/{location}/subnetworks/{inputs['name']}", {}
+        case "gcp:storage/bucket:Bucket":
+            return inputs["name"], {
+                "url": f"gs://{inputs['name']}",
+                "selfLink": f"https://www.googleapis.com/storage/v1/b/{inputs['name']}",
+            }
+        case "gcp:storage/bucketObject:BucketObject":
+            return f"{inputs['bucket']}-{inputs['name']}", {"generation": 1, "md5hash": _suffix(name, 24)}
+        case "gcp:cloudfunctionsv2/function:Function":
+            service = inputs["name"]
+            url = f"https://{service}-{GCP_PROJECT_NUMBER}.{location}.run.app"
+            config = {
+                **inputs.get("serviceConfig", {}),
+                "service": f"projects/{project}/locations/{location}/services/{service}",
+                "uri": url,
+            }
+            return f"projects/{project}/locations/{location}/functions/{service}", {
+                "url": url,
+                "serviceConfig": config,
+                "state": "ACTIVE",
+            }
+        case "gcp:monitoring/notificationChannel:NotificationChannel":
+            return f"projects/{project}/notificationChannels/{int(_suffix(name, 15), 16)}", {}
+        case "gcp:monitoring/alertPolicy:AlertPolicy":
+            return f"projects/{project}/alertPolicies/{int(_suffix(name, 15), 16)}", {}
+        case "gcp:cloudscheduler/job:Job":
+            return f"projects/{project}/locations/{location}/jobs/{inputs['name']}", {}
+        case _:
+            return f"{name}-{_suffix(name, 12)}", {}
+
+
+def _azure_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Azure resources are named by their ARM ids; identities get principal and client ids."""
+    identity = inputs.get("identity")
+    if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+        # ARM answers a map of identity id → its principal and client ids.
+        identity = {**identity, "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]}}
+        inputs = {**inputs, "identity": identity}
+    id_, outputs = _azure_resource(typ, name, inputs)
+    return id_, ({"identity": identity, **outputs} if identity is not None else outputs)
+
+
+def _azure_resource(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    subscription = f"/subscriptions/{AZURE_SUBSCRIPTION}"
+    group = f"{subscription}/resourceGroups/{inputs.get('resourceGroupName', '')}"
+    guid = "-".join(
+        _suffix(name + part, size) for part, size in (("", 8), ("1", 4), ("2", 4), ("3", 4), ("4", 12))
+    )
+    match typ:
+        case "azure-native:resources:ResourceGroup":
+            return f"{subscription}/resourceGroups/{inputs['resourceGroupName']}", {
+                "name": inputs["resourceGroupName"]
+            }
+        case "azure-native:managedidentity:UserAssignedIdentity":
+            path = (
+                f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{inputs['resourceName']}"
+            )
+            client = "-".join(
+                _suffix(name + "c" + part, size)
+                for part, size in (("", 8), ("1", 4), ("2", 4), ("3", 4), ("4", 12))
+            )
+            return path, {
+                "name": inputs["resourceName"],
+                "principalId": guid,
+                "clientId": client,
+                "tenantId": AZURE_TENANT,
+            }
+        case "azure-native:storage:StorageAccount":
+            account = inputs["accountName"]
+            path = f"{group}/providers/Microsoft.Storage/storageAccounts/{account}"
+            endpoints = {
+                kind: f"https://{account}.{kind}.core.windows.net/" for kind in ("blob", "table", "queue")
+            }
+            return path, {"name": account, "primaryEndpoints": endpoints}
+        case "azure-native:storage:Table":
+            account = inputs["accountName"]
+            return (
+                f"{group}/providers/Microsoft.Storage/storageAccounts/{account}/tableServices/default/tables/{inputs['tableName']}",
+                {"name": inputs["tableName"], "tableName": inputs["tableName"]},
+            )
+        case "azure-native:storage:BlobContainer":
+            account = inputs["accountName"]
+            return (
+                f"{group}/providers/Microsoft.Storage/storageAccounts/{account}/blobServices/default/containers/{inputs['containerName']}",
+                {"name": inputs["containerName"]},
+            )
+        case "azure-native:eventhub:Namespace":
+            namespace = inputs["namespaceName"]
+            return f"{group}/providers/Microsoft.EventHub/namespaces/{namespace}", {
+                "name": namespace,
+                "serviceBusEndpoint": f"https://{namespace}.servicebus.windows.net:443/",
+                "kafkaEnabled": True,
+            }
+        case "azure-native:eventhub:EventHub":
+            return (
+                f"{group}/providers/Microsoft.EventHub/namespaces/{inputs['namespaceName']}/eventhubs/{inputs['eventHubName']}",
+                {"name": inputs["eventHubName"]},
+            )
+        case "azure-native:eventhub:ConsumerGroup":
+            return (
+                f"{group}/providers/Microsoft.EventHub/namespaces/{inputs['namespaceName']}/eventhubs/{inputs['eventHubName']}/consumergroups/{inputs['consumerGroupName']}",
+                {"name": inputs["consumerGroupName"]},
+            )
+        case "azure-native:keyvault:Vault":
+            vault = inputs["vaultName"]
+            return f"{group}/providers/Microsoft.KeyVault/vaults/{vault}", {
+                "name": vault,
+                "properties": {
+                    **inputs.get("properties", {}),
+                    "vaultUri": f"https://{vault}.vault.azure.net/",
+                },
+            }
+        case "azure-native:keyvault:Key":
+            vault, key = inputs["vaultName"], inputs["keyName"]
+            return f"{group}/providers/Microsoft.KeyVault/vaults/{vault}/keys/{key}", {
+                "name": key,
+                "keyUri": f"https://{vault}.vault.azure.net/keys/{key}",
+                "keyUriWithVersion": f"https://{vault}.vault.azure.net/keys/{key}/{_suffix(name, 32)}",
+            }
+        case "azure-native:operationalinsights:Workspace":
+            return f"{group}/providers/Microsoft.OperationalInsights/workspaces/{inputs['workspaceName']}", {
+                "name": inputs["workspaceName"],
+                "customerId": guid,
+            }
+        case "azure-native:applicationinsights:Component":
+            return f"{group}/providers/Microsoft.Insights/components/{inputs['resourceName']}", {
+                "name": inputs["resourceName"],
+                "connectionString": f"InstrumentationKey={guid};IngestionEndpoint="
+                f"https://{inputs.get('location', 'eastus')}.in.applicationinsights.azure.com/",
+                "instrumentationKey": guid,
+            }
+        case "azure-native:web:AppServicePlan":
+            return f"{group}/providers/Microsoft.Web/serverfarms/{inputs['name']}", {}
+        case "azure-native:web:WebApp":
+            return f"{group}/providers/Microsoft.Web/sites/{inputs['name']}", {
+                "defaultHostName": f"{inputs['name']}.azurewebsites.net"
+            }
+        case "azure-native:monitor:ActionGroup":
+            return f"{group}/providers/Microsoft.Insights/actionGroups/{inputs['actionGroupName']}", {}
+        case "azure-native:monitor:MetricAlert":
+            return f"{group}/providers/Microsoft.Insights/metricAlerts/{inputs['ruleName']}", {}
+        case "azure-native:authorization:RoleAssignment":
+            return (
+                f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{inputs['roleAssignmentName']}",
+                {},
+            )
+        case _:
+            return f"{group}/providers/{name}-{_suffix(name, 12)}", {}

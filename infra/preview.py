@@ -60,7 +60,8 @@ def build_in_this_process(stack_name: str) -> dict[str, Any]:
     from infra.mocks import CellMocks
 
     raw = read_stack_file(stack_name)
-    mocks = CellMocks(raw.get("aws:region", "us-east-1"))
+    region = raw.get("aws:region") or raw.get("gcp:region") or raw.get("azure-native:location")
+    mocks = CellMocks(region or "us-east-1", raw.get("gcp:project", "meterline-test"))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name, preview=False)
     set_all_config(raw)
     outputs: dict[str, Any] = {}

@@ -206,7 +206,7 @@ def estimate(
 ) -> StackCost:
     """The stack's cost lines; `events_per_second` overrides the configured volume (what-if)."""
     # The rules register themselves on import; the import is here to keep the registry explicit.
-    from infra.cost import rules_aws  # noqa: F401
+    from infra.cost import rules_aws, rules_azure, rules_gcp  # noqa: F401
 
     pricing = Pricing(inputs, prices, figures)
     lines: list[Line] = []

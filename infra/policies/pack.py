@@ -6,12 +6,14 @@ from __future__ import annotations
 from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy, StackValidationPolicy
 
 from infra.policies.aws import AWS_RULES
+from infra.policies.azure import AZURE_RULES
+from infra.policies.gcp import GCP_RULES
 
 
 def rules() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     from infra.policies.budget import BUDGET_RULES
 
-    return [*AWS_RULES, *BUDGET_RULES]
+    return [*AWS_RULES, *GCP_RULES, *AZURE_RULES, *BUDGET_RULES]
 
 
 def serve() -> PolicyPack:

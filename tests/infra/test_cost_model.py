@@ -124,12 +124,12 @@ def test_unknown_kind_is_reported_while_the_rest_is_priced(tmp_path: Path) -> No
 
 
 def test_another_clouds_kinds_are_unpriced_until_their_rules_exist() -> None:
-    # GIVEN a GCP stack (its rules and price rows come later)
+    # GIVEN a stack on a cloud the model has no rules or price rows for
     inputs = parse_cost_inputs(
         stack(
-            SMALL_STACK, cloud="gcp", region="europe-west1", resources=[{"kind": "pubsub_topic", "count": 1}]
+            SMALL_STACK, cloud="oci", region="us-ashburn-1", resources=[{"kind": "streaming_pool", "count": 1}]
         ),
-        "gcp",
+        "oci",
     )
 
     # WHEN it is estimated with the committed prices
@@ -137,8 +137,8 @@ def test_another_clouds_kinds_are_unpriced_until_their_rules_exist() -> None:
 
     # THEN both the region and the kind are reported, and nothing counts as zero cost
     assert {e.reason for e in cost.unpriced} == {
-        "no gcp price rows for this region",
-        "no cost rule for gcp kind 'pubsub_topic'",
+        "no oci price rows for this region",
+        "no cost rule for oci kind 'streaming_pool'",
     }
     assert cost.lines == ()
 

@@ -1,0 +1,1 @@
+"""The Azure billing cell: one ComponentResource per concern (`meterline:azure:*`)."""

@@ -1,0 +1,87 @@
+"""An Azure billing cell composed from its components; returns the stack's outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_azure_native.authorization as authorization
+import pulumi_azure_native.resources as resources
+
+from infra.components.azure.events import Events, EventsArgs
+from infra.components.azure.functions import Functions, FunctionsArgs, hub_of
+from infra.components.azure.ledgers import Ledgers, LedgersArgs
+from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
+from infra.config import REPO_ROOT, StackConfig
+from infra.outputs import cost_inputs
+from meterline.topology import FUNCTIONS, TABLES, TOPICS
+
+BUILD_DIR = REPO_ROOT / "build" / "azure"
+
+
+def azure_cell(config: StackConfig) -> dict[str, Any]:
+    assert config.event_hubs is not None
+    tags = config.resource_tags()
+    client = authorization.get_client_config_output()
+    group = resources.ResourceGroup(
+        "cell", resource_group_name=f"{config.cell}-billing", location=config.region, tags=tags
+    )
+    consumers = {f.job: hub for f in FUNCTIONS if (hub := hub_of(f)) is not None}
+    events = Events(
+        "events",
+        EventsArgs(config.cell, config.region, group.name, config.event_hubs, TOPICS, consumers, tags),
+    )
+    ledgers = Ledgers(
+        "ledgers",
+        LedgersArgs(
+            config.cell, config.region, group.name, client.tenant_id, client.subscription_id, TABLES, tags
+        ),
+    )
+    insights = Insights(
+        "insights", InsightsArgs(config.cell, config.region, group.name, config.log_retention_days, tags)
+    )
+    functions = Functions(
+        "functions",
+        FunctionsArgs(
+            cell=config.cell,
+            location=config.region,
+            resource_group=group.name,
+            subscription_id=client.subscription_id,
+            functions=FUNCTIONS,
+            catalog=config.catalog,
+            build_dir=BUILD_DIR / config.stack,
+            events=events,
+            ledgers=ledgers,
+            insights_id=insights.component_id,
+            insights_connection=insights.connection_string,
+            tags=tags,
+        ),
+    )
+    alerts = Alerts(
+        "alerts",
+        AlertsArgs(
+            config.cell,
+            group.name,
+            insights.component_id,
+            [(job, f.name) for job, f in functions.functions.items()],
+            events.namespace_id,
+            ledgers.account_id,
+            tags,
+        ),
+    )
+    return {
+        "resource_group": group.name,
+        "eventhubs_namespace": events.namespace_id,
+        "kafka_bootstrap_servers": events.kafka_bootstrap,
+        "tables": ledgers.table_ids,
+        "table_endpoint": ledgers.table_endpoint,
+        "functions": {job: {"name": f.name, "id": f.app_id} for job, f in functions.functions.items()},
+        "cost_inputs": cost_inputs(config, TOPICS, [events, ledgers, insights, functions, alerts]),
+        "retention_capped_hours": pulumi.Output.from_input(
+            {
+                t: h
+                for t, h in events.retention_hours.items()
+                if h < next((x.retention_hours for x in TOPICS if x.name == t), h)
+            }
+        ),
+    }

@@ -1,0 +1,323 @@
+"""One Flex Consumption function app (Python) per `meterline.topology.FUNCTIONS` entry, each in its
+own FC1 plan (Flex hosts one app per plan) with its own user-assigned identity, so every job gets
+exactly its data roles:
+
+- Kafka-triggered jobs (meter): an Event Hubs trigger on the topic's hub (batches, like MSK's);
+- table-stream jobs (aggregate, rate): an Event Hubs trigger on the ledger's change hub;
+- the schedule (close): a timer trigger (NCRONTAB in `METERLINE_CLOSE_SCHEDULE`).
+
+Packages are deployed from a blob container of the cell's host storage account, read with the
+app's identity (`functionAppConfig.deployment.storage`, the documented Flex way). No connection
+strings: host storage, Event Hubs and Application Insights use the identity too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_azure_native.managedidentity as managedidentity
+import pulumi_azure_native.storage as storage
+import pulumi_azure_native.web as web
+
+from infra.components.aws.functions import invocations_per_month
+from infra.components.azure.events import CHANGE_HUBS, Events
+from infra.components.azure.ledgers import Ledgers, account_name
+from infra.components.azure.roles import (
+    BLOB_OWNER,
+    EVENTHUB_RECEIVER,
+    EVENTHUB_SENDER,
+    METRICS_PUBLISHER,
+    TABLE_CONTRIBUTOR,
+    TABLE_READER,
+    assign,
+)
+from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip
+from meterline.topology import Function, TriggerKind
+
+PYTHON_VERSION = "3.12"
+FLEX_MEMORY_MB = (512, 2048, 4096)
+_CORE_EXCLUDED = frozenset(
+    {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionsArgs:
+    cell: str
+    location: str
+    resource_group: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    functions: Sequence[Function]
+    catalog: Path
+    build_dir: Path
+    events: Events
+    ledgers: Ledgers
+    insights_id: pulumi.Input[str]
+    insights_connection: pulumi.Input[str]
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedFunction:
+    definition: Function
+    name: pulumi.Output[str]
+    app_id: pulumi.Output[str]
+    principal_id: pulumi.Output[str]
+
+
+def flex_memory(memory_mb: int) -> int:
+    """The smallest Flex instance size that holds the job's memory."""
+    return next((size for size in FLEX_MEMORY_MB if size >= memory_mb), FLEX_MEMORY_MB[-1])
+
+
+def hub_of(function: Function) -> str | None:
+    if function.trigger is TriggerKind.KAFKA:
+        return function.source
+    if function.trigger is TriggerKind.TABLE_STREAM:
+        return CHANGE_HUBS[function.source].name
+    return None
+
+
+def change_hubs_written(function: Function) -> list[str]:
+    """The change hubs a job publishes to: those of the streamed tables it appends to. The close
+    job's fence writes are not streamed; the rate job has no use for them."""
+    if function.trigger is TriggerKind.SCHEDULE:
+        return []
+    return [CHANGE_HUBS[table].name for table in function.writes if table in CHANGE_HUBS]
+
+
+def ncrontab(expression: str) -> str:
+    """EventBridge `cron(m h dom mon dow [year])` → the six-field NCRONTAB of a timer trigger."""
+    matched = re.fullmatch(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+)(?: \S+)?\)", expression)
+    if not matched:
+        raise ValueError(f"not an EventBridge cron expression: {expression!r}")
+    return "0 " + " ".join("*" if field == "?" else field for field in matched.groups())
+
+
+class Functions(pulumi.ComponentResource):
+    functions: dict[str, DeployedFunction]
+
+    def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("meterline:azure:Functions", name, None, opts)
+        self.args = args
+        self.child = pulumi.ResourceOptions(parent=self)
+        self.host = storage.StorageAccount(
+            "host",
+            account_name=account_name(args.cell, "host"),
+            resource_group_name=args.resource_group,
+            location=args.location,
+            kind="StorageV2",
+            sku={"name": "Standard_LRS"},
+            allow_blob_public_access=False,
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            identity={
+                "type": "UserAssigned",
+                "user_assigned_identities": [args.ledgers.encryption_identity_id],
+            },
+            encryption={
+                "key_source": "Microsoft.Keyvault",
+                "key_vault_properties": {
+                    "key_name": args.ledgers.key_id.apply(lambda path: path.rsplit("/", 1)[-1]),
+                    "key_vault_uri": args.ledgers.vault_id.apply(
+                        lambda path: f"https://{path.rsplit('/', 1)[-1]}.vault.azure.net/"
+                    ),
+                },
+                "encryption_identity": {
+                    "encryption_user_assigned_identity": args.ledgers.encryption_identity_id
+                },
+                "services": {"blob": {"enabled": True, "key_type": "Account"}},
+            },
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        self.functions = {function.job: self._function(function) for function in args.functions}
+        self.cost_items = self._cost_items()
+        self.register_outputs({job: f.app_id for job, f in self.functions.items()})
+
+    def _function(self, function: Function) -> DeployedFunction:
+        args = self.args
+        job = function.job
+        physical = f"{args.cell}-{job}"
+        identity = managedidentity.UserAssignedIdentity(
+            job,
+            resource_name_=physical,
+            resource_group_name=args.resource_group,
+            location=args.location,
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        grants = self._grants(function, identity.principal_id)
+        container = storage.BlobContainer(
+            job,
+            container_name=f"{job}-package",
+            account_name=self.host.name,
+            resource_group_name=args.resource_group,
+            public_access="None",
+            opts=self.child,
+        )
+        archive = self._archive(job)
+        storage.Blob(
+            job,
+            blob_name="released-package.zip",
+            container_name=container.name,
+            account_name=self.host.name,
+            resource_group_name=args.resource_group,
+            type="Block",
+            content_type="application/zip",
+            source=pulumi.FileAsset(str(archive)),
+            metadata={"sha256": hashlib.sha256(archive.read_bytes()).hexdigest()},
+            opts=self.child,
+        )
+        plan = web.AppServicePlan(
+            job,
+            name=physical,
+            resource_group_name=args.resource_group,
+            location=args.location,
+            kind="functionapp",
+            reserved=True,
+            sku={"name": "FC1", "tier": "FlexConsumption"},
+            tags=dict(args.tags),
+            opts=self.child,
+        )
+        package_url = pulumi.Output.concat(self.host.primary_endpoints.blob, container.name)
+        app = web.WebApp(
+            job,
+            name=physical,
+            resource_group_name=args.resource_group,
+            location=args.location,
+            kind="functionapp,linux",
+            server_farm_id=plan.id,
+            https_only=True,
+            public_network_access="Disabled",
+            client_cert_enabled=False,
+            identity={"type": "UserAssigned", "user_assigned_identities": [identity.id]},
+            function_app_config={
+                "deployment": {
+                    "storage": {
+                        "type": "blobContainer",
+                        "value": package_url,
+                        "authentication": {
+                            "type": "UserAssignedIdentity",
+                            "user_assigned_identity_resource_id": identity.id,
+                        },
+                    }
+                },
+                "runtime": {"name": "python", "version": PYTHON_VERSION},
+                "scale_and_concurrency": {
+                    "instance_memory_mb": flex_memory(function.memory_mb),
+                    "maximum_instance_count": 40,
+                },
+            },
+            site_config={
+                "min_tls_version": "1.2",
+                "ftps_state": "Disabled",
+                "app_settings": self._settings(function, identity),
+            },
+            tags={**args.tags, "job": job},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+        )
+        return DeployedFunction(function, app.name, app.id, identity.principal_id)
+
+    def _grants(self, function: Function, principal: pulumi.Output[str]) -> list[pulumi.Resource]:
+        args = self.args
+        job = f"{args.cell}-{function.job}"
+        tables = args.ledgers.table_ids
+        hubs = args.events.hub_ids
+
+        def grant(label: str, role: str, scope: pulumi.Input[str]) -> pulumi.Resource:
+            return assign(f"{job}-{label}", role, principal, scope, args.subscription_id, self)
+
+        grants = [
+            grant("host", BLOB_OWNER, self.host.id),
+            grant("insights", METRICS_PUBLISHER, args.insights_id),
+        ]
+        for table in sorted(set(function.reads) | set(function.writes)):
+            role = TABLE_CONTRIBUTOR if table in function.writes else TABLE_READER
+            grants.append(grant(f"table-{table}", role, tables[table]))
+        source = hub_of(function)
+        if source is not None:
+            grants.append(grant(f"reads-{source}", EVENTHUB_RECEIVER, hubs[source]))
+        for hub in [*function.publishes, *change_hubs_written(function)]:
+            grants.append(grant(f"sends-{hub}", EVENTHUB_SENDER, hubs[hub]))
+        return grants
+
+    def _settings(
+        self, function: Function, identity: managedidentity.UserAssignedIdentity
+    ) -> list[dict[str, Any]]:
+        args = self.args
+        settings: dict[str, pulumi.Input[str]] = {
+            "AzureWebJobsStorage__accountName": self.host.name,
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": identity.client_id,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": args.insights_connection,
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
+                "ClientId=", identity.client_id, ";Authorization=AAD"
+            ),
+            "AZURE_CLIENT_ID": identity.client_id,
+            "METERLINE_CELL": args.cell,
+            "METERLINE_CATALOG": CATALOG_NAME,
+            "METERLINE_TABLE_ENDPOINT": args.ledgers.table_endpoint,
+            "METERLINE_JOB": function.job,
+        }
+        source = hub_of(function)
+        if source is not None or function.publishes or change_hubs_written(function):
+            namespace = pulumi.Output.concat(args.events.namespace_name, ".servicebus.windows.net")
+            settings["EventHubs__fullyQualifiedNamespace"] = namespace
+            settings["EventHubs__credential"] = "managedidentity"
+            settings["EventHubs__clientId"] = identity.client_id
+            settings["METERLINE_KAFKA_BOOTSTRAP"] = args.events.kafka_bootstrap
+        if source is not None:
+            settings["METERLINE_SOURCE_HUB"] = source
+            settings["METERLINE_CONSUMER_GROUP"] = function.job
+        if function.trigger is TriggerKind.SCHEDULE:
+            settings["METERLINE_CLOSE_SCHEDULE"] = ncrontab(function.source)
+        return [{"name": name, "value": value} for name, value in settings.items()]
+
+    def _archive(self, job: str) -> Path:
+        """`function_app.py` (functions/<job>/azure.py), the core and the catalog."""
+        out = self.args.build_dir
+        out.mkdir(parents=True, exist_ok=True)
+        entries = sorted(_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0])
+        handler = FUNCTIONS_DIR / job / "azure.py"
+        if handler.is_file():
+            entries.append(("function_app.py", handler))
+        entries.append((CATALOG_NAME, self.args.catalog))
+        archive = out / f"{job}.zip"
+        _write_zip(archive, entries)
+        return archive
+
+    def _cost_items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = [
+            {
+                "kind": "storage_account",
+                "name": account_name(self.args.cell, "host"),
+                "purpose": "function host: packages, checkpoints, leases",
+            }
+        ]
+        for function in self.args.functions:
+            items.append(
+                {
+                    "kind": "function_app_flex",
+                    "name": f"{self.args.cell}-{function.job}",
+                    "job": function.job,
+                    "memory_mb": function.memory_mb,
+                    "instance_memory_mb": flex_memory(function.memory_mb),
+                    "trigger": "timer" if function.trigger is TriggerKind.SCHEDULE else "eventhub",
+                    "source": hub_of(function) or function.source,
+                    **(
+                        {"invocations_per_month": invocations_per_month(function.source)}
+                        if function.trigger is TriggerKind.SCHEDULE
+                        else {}
+                    ),
+                }
+            )
+        return items

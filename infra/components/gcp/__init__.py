@@ -1,0 +1,1 @@
+"""The GCP billing cell: one ComponentResource per concern (`meterline:gcp:*`)."""
