@@ -1,0 +1,103 @@
+"""`meterline bench --pipeline` on a tiny run: write units on moto and CPU time in memory.
+
+No timing is asserted: only that every figure is there, positive where it must be, consistent
+with the write units the DynamoDB adapter itself counted, and in the format infra/cost reads.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.cost.measured import MEASURED_JSON, load_figures
+from meterline.bench_pipeline import STAGES, bench_pipeline, cost_figures, measured_json
+from meterline.catalog import sample_catalog
+from meterline.cli import main
+
+EVENTS = 600
+TENANTS = 12
+TODAY = date(2026, 11, 28)
+MEASURED = (
+    "dynamodb.usage.write_units",
+    "dynamodb.aggregates.write_units",
+    "dynamodb.charges.write_units",
+    "dynamodb.outcomes.write_units",
+    "dynamodb.invoices.write_units",
+    "dynamodb.usage.stored_bytes",
+    "lambda.meter.gb_seconds",
+    "lambda.aggregate.gb_seconds",
+    "lambda.rate.gb_seconds",
+    "lambda.meter.requests",
+    "lambda.aggregate.requests",
+    "lambda.rate.requests",
+)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    # One run for the module: the sample catalog keeps the close stage to its few customers.
+    return bench_pipeline(EVENTS, TENANTS, batch=100, speed_events=EVENTS, catalog=sample_catalog())
+
+
+def test_every_accepted_event_costs_at_least_its_conditional_put(report: dict[str, Any]) -> None:
+    # GIVEN a run of 600 events through meter, aggregate, rate and close on moto (the fixture)
+    units = report["units"]
+    per_event = units["wru_per_accepted_event"]
+    # THEN each stage wrote something, and metering alone costs ≥ 1 unit per accepted event
+    assert units["accepted"] > 0
+    assert all(units["write_units"][stage] > 0 for stage in STAGES)
+    assert per_event["meter"] >= 1
+    assert per_event["total"] >= per_event["streaming"] >= per_event["meter"]
+    assert units["accepted"] + units["duplicates"] + units["rejected"] == EVENTS
+
+
+def test_the_split_by_table_adds_up_to_what_the_adapter_counted(report: dict[str, Any]) -> None:
+    units = report["units"]
+    assert units["write_units_check"] is True
+    assert sum(units["write_units_by_table"].values()) == sum(units["write_units"].values())
+
+
+def test_the_naive_design_writes_once_per_event_and_meter(report: dict[str, Any]) -> None:
+    naive = report["units"]["naive"]
+    assert naive["measurements_per_accepted_event"] >= 1
+    assert naive["wru_per_accepted_event"] > report["units"]["wru_per_accepted_event"]["meter"]
+
+
+def test_cpu_time_is_reported_for_each_job_and_the_handler(report: dict[str, Any]) -> None:
+    speed = report["speed"]
+    assert speed["handler_failures"] == 0  # the handler metered every record, not failed them fast
+    for job in ("meter", "aggregate", "rate", "cell", "meter_handler"):
+        assert speed["events_per_cpu_second"][job] > 0
+        assert Decimal(speed["gb_seconds_per_million_events"][job]) > 0
+
+
+def test_figures_are_in_the_cost_models_format_and_positive(report: dict[str, Any], tmp_path: Path) -> None:
+    # GIVEN the committed measured.json and the run's figures laid over it
+    committed = json.loads(MEASURED_JSON.read_text())
+    written = measured_json(report, committed, TODAY)
+    path = tmp_path / "measured.json"
+    path.write_text(json.dumps(written, default=str))
+    # WHEN infra/cost reads the file back
+    figures = load_figures(path)
+    # THEN every measured figure is there, positive, and names the command and date it came from
+    for name in MEASURED:
+        figure = figures.get(name)
+        assert figure is not None, name
+        assert figure.value > 0, name
+        assert figure.source == "meterline bench --pipeline --json, 2026-11-28"
+    # AND a figure the bench cannot measure keeps its committed entry unchanged
+    assert "kms.requests" not in cost_figures(report, TODAY)
+    assert written["figures"]["kms.requests"] == committed["figures"]["kms.requests"]
+    assert len(figures) == len(committed["figures"])
+
+
+def test_too_few_events_for_the_tenants_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "--pipeline", "--events", "10", "--tenants", "1000"])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("meterline bench: --events 10 is too few for 1000 tenants")
