@@ -126,9 +126,7 @@ def test_unknown_kind_is_reported_while_the_rest_is_priced(tmp_path: Path) -> No
 def test_another_clouds_kinds_are_unpriced_until_their_rules_exist() -> None:
     # GIVEN a stack on a cloud the model has no rules or price rows for
     inputs = parse_cost_inputs(
-        stack(
-            SMALL_STACK, cloud="oci", region="us-ashburn-1", resources=[{"kind": "streaming_pool", "count": 1}]
-        ),
+        stack(SMALL_STACK, cloud="oci", region="us-ashburn-1", resources=[{"kind": "streaming_pool"}]),
         "oci",
     )
 

@@ -322,16 +322,3 @@ def test_bad_arguments_end_in_one_error_line_and_status_2(
     assert status == 2
     assert "error:" in err.splitlines()[-1]
     assert "Traceback" not in err
-
-
-def test_the_demo_prints_each_invoice_and_a_reconciled_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    # WHEN the demo runs small
-    status = main(["demo", "--tenants", "5", "--events", "6000", "--seed", "2"])
-
-    # THEN every tenant with a plan gets an invoice table and the events reconcile
-    out = capsys.readouterr().out
-    assert status == 0
-    for tenant in ("org-acme", "org-globex", "org-kaiju", "org-initech", "org-hooli"):
-        assert f"{tenant} · " in out
-    assert "total" in out
-    assert "✓ reconciled" in out

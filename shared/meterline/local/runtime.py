@@ -1,0 +1,158 @@
+"""The Lambda runtime, locally: the real handler modules, loaded the way Lambda loads them, with
+their settings in the environment and one invocation at a time.
+
+One at a time because the handlers keep per-container state in module globals (Powertools'
+metric set is even shared by every ``Metrics`` in a process); on AWS each concurrent invocation
+has a container of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+FUNCTIONS_ROOT = Path(__file__).resolve().parents[3] / "functions"
+
+QUIET_POWERTOOLS = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "LOG_LEVEL": "WARNING",
+    "POWERTOOLS_METRICS_NAMESPACE": "meterline",
+}
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """What the handlers read from their environment (adapters/aws_lambda.Settings.from_env)."""
+
+    catalog: Path
+    table_prefix: str
+    kafka_bootstrap: str
+    dynamodb_endpoint: str
+    region: str = "us-east-1"
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **QUIET_POWERTOOLS,
+            "METERLINE_TABLE_PREFIX": self.table_prefix,
+            "METERLINE_CATALOG": str(self.catalog.resolve()),
+            "METERLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "METERLINE_KAFKA_AUTH": "plain",
+            "METERLINE_DYNAMODB_ENDPOINT": self.dynamodb_endpoint,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            # moto's streams 404 on account-scoped endpoints
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        }
+
+
+def load_handler(job: str, root: Path = FUNCTIONS_ROOT) -> ModuleType:
+    path = root / job / "aws.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the {job} handler is missing (run from a checkout of meterline)")
+    spec = importlib.util.spec_from_file_location(f"meterline_local_{job}_aws", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def function_arn(job: str) -> str:
+    return f"arn:aws:lambda:local:000000000000:function:meterline-{job}"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    deadline: float = field(default_factory=lambda: time.monotonic() + 900)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Invocations:
+    count: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+class Runtime:
+    """The functions of one cell. ``invoke`` raises what the handler raised, as Lambda reports it."""
+
+    def __init__(self, settings: CellSettings, jobs: Mapping[str, int]) -> None:
+        """``jobs`` maps each job to its memory size in MB."""
+        environment = settings.environment()
+        self._saved = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
+        self._warning_filters = warnings.filters[:]
+        # Powertools warns when a batch flushed its metrics midway (every 100 values) and has none left
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+        self.modules = {job: load_handler(job) for job in jobs}
+        self.handlers: dict[str, Handler] = {job: module.handler for job, module in self.modules.items()}
+        self.memory = dict(jobs)
+        self.stats: dict[str, Invocations] = {job: Invocations() for job in jobs}
+        self.errors: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._requests = 0
+
+    def invoke(self, job: str, event: dict[str, Any], timeout_seconds: int = 900) -> dict[str, Any]:
+        with self._lock:
+            self._requests += 1
+            context = LambdaContext(
+                function_name=f"meterline-{job}",
+                aws_request_id=f"local-{self._requests:08d}",
+                memory_limit_in_mb=self.memory[job],
+                invoked_function_arn=function_arn(job),
+                log_group_name=f"/aws/lambda/meterline-{job}",
+                deadline=time.monotonic() + timeout_seconds,
+            )
+            stats = self.stats[job]
+            started = time.perf_counter()
+            try:
+                return self.handlers[job](event, context)
+            except Exception as error:
+                stats.errors += 1
+                self.errors[f"{job}: {type(error).__name__}"] += 1
+                raise
+            finally:
+                stats.count += 1
+                stats.seconds += time.perf_counter() - started
+
+    def shutdown(self) -> None:
+        """Let go of the containers: their cached clients (Kafka producers among them) close now,
+        while the servers still run, not at exit against a stopped broker."""
+        for module in self.modules.values():
+            for value in list(vars(module).values()):
+                clear = getattr(value, "cache_clear", None)
+                if callable(clear):
+                    clear()
+        self.modules.clear()
+        self.handlers.clear()
+        gc.collect()
+        warnings.filters[:] = self._warning_filters  # type: ignore[index]
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
