@@ -137,8 +137,8 @@ RATE = Function(
     "rate",
     TriggerKind.TABLE_STREAM,
     AGGREGATES_TABLE.name,
-    100,
-    30,
+    1000,  # running charges are written per tenant per run: larger runs, fewer writes
+    60,
     1024,
     120,
     reads=(AGGREGATES_TABLE.name, CHARGES_TABLE.name),
