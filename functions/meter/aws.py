@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class PartitionStalledError(Exception):
 
 
 stalled: set[tuple[str, int]] = set()
+outcomes: Counter[str] = Counter()
+"""This invocation's outcomes, published as metrics once per batch rather than per record."""
 
 
 def meter_record(record: KafkaEventRecord) -> None:
@@ -48,9 +51,9 @@ def meter_record(record: KafkaEventRecord) -> None:
     except Exception:
         stalled.add(partition)
         raise
-    metrics.add_metric(name=f"events_{outcome}", unit=MetricUnit.Count, value=1)
+    outcomes[f"events_{outcome}"] += 1
     if outcome is Outcome.REJECTED:
-        metrics.add_metric(name=f"rejected_{reason}", unit=MetricUnit.Count, value=1)
+        outcomes[f"rejected_{reason}"] += 1
         logger.info("event rejected", extra={"delivery": str(delivery), "reason": reason})
 
 
@@ -61,6 +64,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A store or publish failure raises inside meter_record: that record (and the rest of its
     # partition after it) is reported back and delivered again; outcomes are idempotent.
     stalled.clear()
-    return process_partial_response(
+    outcomes.clear()
+    response = process_partial_response(
         event=event, record_handler=meter_record, processor=processor, context=context
     )
+    for name, count in sorted(outcomes.items()):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    return response
