@@ -76,8 +76,8 @@ class Settings:
         except ValueError:
             raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
         auth = env.get("METERLINE_KAFKA_AUTH", "oauth")
-        if auth not in ("oauth", "plain"):
-            raise SettingsError(f"METERLINE_KAFKA_AUTH must be oauth or plain, not {auth!r}")
+        if auth not in ("oauth", "plain", "none"):
+            raise SettingsError(f"METERLINE_KAFKA_AUTH must be oauth, plain or none, not {auth!r}")
         return cls(
             catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
             collection_prefix=prefix,
@@ -117,6 +117,8 @@ class Wiring:
         settings = self.settings
         if not settings.kafka_bootstrap:
             raise SettingsError("the function setting METERLINE_KAFKA_BOOTSTRAP is missing")
+        if settings.kafka_auth == "none":  # a plaintext listener: the local runtime's broker
+            return KafkaPublisher({"bootstrap.servers": settings.kafka_bootstrap})
         if settings.kafka_auth == "plain":
             return KafkaPublisher(
                 managed_kafka_plain_config(

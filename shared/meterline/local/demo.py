@@ -43,12 +43,31 @@ from meterline.reconcile import differences
 from .cell import CellOptions, LocalCell, PipelineStalledError, cpu_seconds, peak_memory_mb
 from .esm import KafkaEventSourceMapping
 from .feed import FeedError
+from .firestore_emulator import EmulatorUnavailableError, emulator_command
+from .gcp import GcpCell
+from .gcp_triggers import DocumentCreatedTrigger, PubSubPush
 from .ledgers import LedgerCounts, closed_periods, invoice_from_json, invoices_by_period
 from .process import LocalServerError
 from .streams import StreamEventSourceMapping
 
 LocalRunError = (LocalServerError, PipelineStalledError, FeedError)
 """What can stop a run short: a server that would not start or answer, a pipeline that stopped moving."""
+
+
+def unavailable(cloud: str) -> str | None:
+    """Why the demo cannot run ``cloud``'s pipeline on this machine, or None."""
+    if cloud == "azure":
+        return (
+            "--cloud azure is not supported: the aggregate transaction spans partitions,"
+            " which an Azure Tables transaction (one PartitionKey) cannot do"
+        )
+    if cloud == "gcp":
+        try:
+            emulator_command("127.0.0.1", 0)
+        except EmulatorUnavailableError as error:
+            return str(error)
+    return None
+
 
 GRACE = timedelta(hours=1)
 """The functions' default grace (METERLINE_GRACE_HOURS unset): a period closes an hour after its end."""
@@ -66,6 +85,8 @@ class DemoSpec:
     catalog_name: str = "catalog.yaml"
     kafka: str | None = None
     aws_endpoint: str | None = None
+    cloud: str = "aws"
+    """aws: Lambda handlers on moto's DynamoDB; gcp: Cloud Run entrypoints on the Firestore emulator."""
 
 
 @dataclass
@@ -95,7 +116,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     out.mkdir(parents=True, exist_ok=True)
     (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
     (out / "events.ndjson").write_bytes(b"".join(value + b"\n" for value in values))
-    for name in ("demo.log", "demo.broker.log", "demo.moto.log", "on-failure.ndjson"):
+    for name in ("demo.log", "demo.broker.log", "demo.moto.log", "demo.firestore.log", "on-failure.ndjson"):
         (out / name).unlink(missing_ok=True)
     before_close = len(values) - counts.late // 2
     options = CellOptions(
@@ -107,18 +128,24 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     )
     previous = spec.period.previous()
     console.rule(
-        f"meterline demo · {spec.period} · {spec.tenants} tenants · {spec.events:,} events · seed {spec.seed}"
+        f"meterline demo · {spec.cloud.upper()} · {spec.period} · {spec.tenants} tenants"
+        f" · {spec.events:,} events · seed {spec.seed}"
     )
-    with LocalCell(options) as cell:
-        console.print(
-            f"Kafka {cell.bootstrap} · DynamoDB (moto) {cell.endpoint} · tables {cell.prefix}*"
-            f" · log {options.log}"
-        )
+    with GcpCell(options) if spec.cloud == "gcp" else LocalCell(options) as cell:
+        if isinstance(cell, GcpCell):
+            console.print(cell.describe())
+            metering, aggregating = GcpCell.labels
+        else:
+            console.print(
+                f"Kafka {cell.bootstrap} · DynamoDB (moto) {cell.endpoint} · tables {cell.prefix}*"
+                f" · log {options.log}"
+            )
+            metering, aggregating = "metered (Kafka ESM → meter)", "aggregated (usage stream)"
         flowing = 0.0
         with _progress(console) as progress:
             produced = progress.add_task("produced to usage.events", total=len(values))
-            metered = progress.add_task("metered (Kafka ESM → meter)", total=len(values))
-            aggregated = progress.add_task("aggregated (usage stream)", total=counts.usage + counts.late)
+            metered = progress.add_task(metering, total=len(values))
+            aggregated = progress.add_task(aggregating, total=counts.usage + counts.late)
 
             def tick() -> None:
                 progress.update(metered, completed=cell.meter.delivered)
@@ -198,8 +225,11 @@ def _check(
     return found
 
 
-def _stats(cell: LocalCell) -> dict[str, Any]:
-    mappings: dict[str, KafkaEventSourceMapping | StreamEventSourceMapping] = {
+Trigger = KafkaEventSourceMapping | StreamEventSourceMapping | PubSubPush | DocumentCreatedTrigger
+
+
+def _stats(cell: LocalCell | GcpCell) -> dict[str, Any]:
+    mappings: dict[str, Trigger] = {
         "meter": cell.meter,
         "aggregate": cell.usage_stream,
         "rate": cell.aggregates_stream,

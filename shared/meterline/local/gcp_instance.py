@@ -1,0 +1,79 @@
+"""One Cloud Run function instance in a process of its own, as on Google Cloud: the entrypoint's
+module, its clients and its share of the CPU are its own, so the functions of the demo run side
+by side instead of taking turns on one interpreter. It takes one CloudEvent at a time over a pipe
+and answers None, or what the entrypoint raised as one line (the trigger delivers again)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+STOP_SECONDS = 10.0
+
+
+class InstanceError(RuntimeError):
+    """What the entrypoint raised, as the trigger sees it: the event was not acknowledged."""
+
+
+class InstanceProcess:
+    def __init__(self, job: str, index: int) -> None:
+        self.name = f"function {job} #{index}"
+        context = multiprocessing.get_context("spawn")  # no fork: the parent runs gRPC threads
+        self._connection, remote = context.Pipe()
+        self._process = context.Process(target=serve, args=(job, index, remote), name=self.name, daemon=True)
+        self._process.start()
+        remote.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def call(self, attributes: dict[str, Any], data: Any) -> None:
+        try:
+            self._connection.send((attributes, data))
+            answer = self._connection.recv()
+        except (EOFError, OSError) as error:
+            raise InstanceError(f"{self.name} exited (status {self._process.exitcode}): {error}") from None
+        if answer is not None:
+            raise InstanceError(str(answer))
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._connection.send(None)
+            self._process.join(STOP_SECONDS)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._connection.close()
+
+
+def serve(job: str, index: int, connection: Connection) -> None:
+    """The instance's side: the environment came with the process (the runtime set it first)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the demo's to handle: it stops us
+    from cloudevents.http import CloudEvent
+
+    from .gcp_runtime import load_entrypoint, quiet_google_imports
+
+    quiet_google_imports()
+    module = load_entrypoint(job, index)
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            break
+        if request is None:
+            break
+        try:
+            module.handler(CloudEvent(*request))
+        except Exception as error:
+            connection.send(f"{type(error).__name__}: {error}")
+        else:
+            connection.send(None)
+    for value in list(vars(module).values()):  # the Kafka producer flushes and closes now
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear):
+            clear()

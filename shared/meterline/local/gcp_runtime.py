@@ -1,0 +1,231 @@
+"""Cloud Run functions, locally: the real ``functions/<job>/gcp.py`` entrypoints, their settings in
+the environment, called with the CloudEvents (or the HTTP request) their triggers deliver.
+
+Each instance of an event-driven function is a process of its own (gcp_instance.py), as on Cloud
+Run: its module, clients and CPU are its own, and it takes one event at a time. close, called
+twice a run over HTTP, runs in this process.
+
+One departure from Google Cloud: Managed Kafka only speaks SASL over TLS, the local broker
+neither, so the functions run with METERLINE_KAFKA_AUTH=none (a plaintext publisher).
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import importlib.util
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .runtime import FUNCTIONS_ROOT, Invocations
+
+PROJECT = "meterline-demo"
+DATABASE = f"projects/{PROJECT}/databases/(default)"
+PUBSUB_TOPIC = f"projects/{PROJECT}/topics/usage-events"
+
+
+def quiet_google_imports() -> None:
+    # google.api_core warns on every import that Python 3.11 support ends in 2027
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+
+
+@dataclass(frozen=True)
+class GcpSettings:
+    """What the entrypoints read from their environment (adapters/gcp_functions.Settings.from_env)."""
+
+    catalog: Path
+    collection_prefix: str
+    kafka_bootstrap: str
+    firestore_host: str
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "METERLINE_TABLE_PREFIX": self.collection_prefix,
+            "METERLINE_CATALOG": str(self.catalog.resolve()),
+            "METERLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "METERLINE_KAFKA_AUTH": "none",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+        }
+
+
+def load_entrypoint(job: str, instance: int, root: Path = FUNCTIONS_ROOT) -> ModuleType:
+    path = root / job / "gcp.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the {job} function is missing (run from a checkout of meterline)")
+    spec = importlib.util.spec_from_file_location(f"meterline_local_{job}_gcp_{instance}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class GcpRuntime:
+    """The functions of one cell. ``call`` raises what the entrypoint raised."""
+
+    def __init__(self, settings: GcpSettings, instances: Mapping[str, int]) -> None:
+        """``instances``: per event-driven job, how many instances deliveries may run on at once."""
+        from .gcp_instance import InstanceProcess
+
+        quiet_google_imports()
+        environment = settings.environment()
+        self._saved = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)  # before the instances start: they inherit it
+        self.instances: dict[str, list[InstanceProcess]] = {}
+        try:
+            for job, count in instances.items():
+                self.instances[job] = [InstanceProcess(job, index) for index in range(count)]
+            self.close = load_entrypoint("close", 0)
+        except BaseException:
+            self.shutdown()
+            raise
+        self.stats: dict[str, Invocations] = {job: Invocations() for job in (*instances, "close")}
+        self._lock = threading.Lock()
+
+    def deliver(self, job: str, instance: int, event: Any) -> None:
+        """A CloudEvent to one instance of ``job``."""
+        with self._counted(job):
+            self.instances[job][instance].call(dict(event.get_attributes()), event.data)
+
+    def call_close(self, now: str) -> tuple[dict[str, Any], int]:
+        """Cloud Scheduler's HTTP call: the response body and status."""
+        with self._counted("close"):
+            answer: tuple[dict[str, Any], int] = self.close.handler(close_request(now))
+            return answer
+
+    @contextmanager
+    def _counted(self, job: str) -> Iterator[None]:
+        started = time.perf_counter()
+        failed = False
+        try:
+            yield
+        except Exception:
+            failed = True
+            raise
+        finally:
+            with self._lock:
+                stats = self.stats[job]
+                stats.count += 1
+                stats.errors += failed
+                stats.seconds += time.perf_counter() - started
+
+    def processes(self) -> list[Any]:
+        return [instance for instances in self.instances.values() for instance in instances]
+
+    def shutdown(self) -> None:
+        """Stop the instances and let go of close's clients while the servers still run."""
+        for instance in self.processes():
+            instance.stop()
+        self.instances.clear()
+        close = getattr(self, "close", None)
+        for value in list(vars(close).values()) if close else ():
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()
+        gc.collect()
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# What the triggers deliver ------------------------------------------------------------------------
+
+
+def pubsub_push_event(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes, timestamp_ms: int
+) -> Any:
+    """A Kafka record as the Kafka Connect Pub/Sub sink (``metadata.publish=true``) publishes it,
+    pushed by Eventarc as a ``messagePublished`` CloudEvent."""
+    from cloudevents.http import CloudEvent
+
+    message_id = f"{partition}{offset:012d}"
+    published = _rfc3339(timestamp_ms / 1000 if timestamp_ms > 0 else time.time())
+    attributes = {"kafka.topic": topic, "kafka.partition": str(partition), "kafka.offset": str(offset)}
+    if key is not None:
+        attributes["key"] = key.decode("utf-8", "replace")
+    data = {
+        "message": {
+            "data": base64.b64encode(value).decode(),
+            "attributes": attributes,
+            "messageId": message_id,
+            "publishTime": published,
+        },
+        "subscription": f"projects/{PROJECT}/subscriptions/eventarc-meter",
+    }
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": message_id,
+            "source": f"//pubsub.googleapis.com/{PUBSUB_TOPIC}",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "datacontenttype": "application/json",
+            "time": published,
+        },
+        data,
+    )
+
+
+def document_created_event(name: str, fields: Mapping[str, Any], created: datetime) -> Any:
+    """A Firestore ``document.v1.created`` CloudEvent, its data ``DocumentEventData`` in protobuf."""
+    from cloudevents.http import CloudEvent
+    from google.events.cloud.firestore import Document, DocumentEventData
+
+    values = {field: _value(field, value) for field, value in fields.items()}
+    data = DocumentEventData(
+        value=Document(name=name, fields=values, create_time=created, update_time=created)
+    )
+    path = name.split("/documents/", 1)[1]
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": f"{path}@{created.timestamp():.6f}",
+            "source": f"//firestore.googleapis.com/{DATABASE}",
+            "type": "google.cloud.firestore.document.v1.created",
+            "datacontenttype": "application/protobuf",
+            "subject": f"documents/{path}",
+            "time": _rfc3339(created.timestamp()),
+            "database": "(default)",
+            "namespace": "(default)",
+            "document": path,
+        },
+        DocumentEventData.serialize(data),
+    )
+
+
+def _value(field: str, value: Any) -> Any:
+    from google.events.cloud.firestore import Value
+
+    if isinstance(value, bool):
+        return Value(boolean_value=value)
+    if isinstance(value, int):
+        return Value(integer_value=value)
+    if isinstance(value, str):
+        return Value(string_value=value)
+    if isinstance(value, bytes):
+        return Value(bytes_value=value)
+    if isinstance(value, datetime):
+        return Value(timestamp_value=value)
+    raise TypeError(f"field {field!r}: a {type(value).__name__} is not a value the ledgers store")
+
+
+def close_request(now: str) -> Any:
+    """Cloud Scheduler's HTTP call to close: a POST with ``{"now": ...}``."""
+    import flask
+    from werkzeug.test import EnvironBuilder
+
+    return flask.Request(EnvironBuilder(method="POST", json={"now": now}).get_environ())
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
