@@ -33,7 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         stream_image(record["dynamodb"]["NewImage"])
         for record in event.get("Records", [])
         if record.get("eventName") == "INSERT"
-        and record["dynamodb"]["NewImage"].get("pk", {}).get("S", "").startswith("partial|")
+        and record["dynamodb"]["NewImage"].get("sk", {}).get("S", "").startswith("partial|")
     ]
     alerts = running_charges().run(partials)
     metrics.add_metric(name="spend_alerts_published", unit=MetricUnit.Count, value=alerts)

@@ -1,4 +1,4 @@
-"""rate on Azure Functions: a timer re-rates every open period's tenants from its partials."""
+"""rate on Azure Functions: a timer re-rates the tenants with usage not rolled up yet in every open period."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import Settings, Wiring, open_partials
+from meterline.adapters.azure_functions import Settings, Wiring
 from meterline.pipeline.rate import RunningCharges
 
 blueprint = func.Blueprint()
@@ -27,5 +27,4 @@ def running_charges() -> RunningCharges:
 def handler(timer: func.TimerRequest) -> None:
     # Azure Tables cannot announce new partials; re-rating is idempotent and each spend alert is a
     # conditional create, so rating everything again loses nothing and announces nothing twice.
-    job = running_charges()
-    job.run(open_partials(job.store))
+    running_charges().run_open()

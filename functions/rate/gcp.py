@@ -10,6 +10,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from meterline.adapters.gcp_functions import Settings, Wiring, created_document
+from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.rate import RunningCharges
 
 
@@ -23,5 +24,5 @@ def running_charges() -> RunningCharges:
 def handler(cloud_event: CloudEvent) -> None:
     # Markers, fences and indexes land in the same collection; only partial states are rated.
     document = created_document(cloud_event.data)
-    if str(document.item["pk"]).startswith("partial|"):
+    if is_partial(document.item):
         running_charges().run([document.item])

@@ -46,6 +46,7 @@ from meterline.generate import GenerateError, GenerateSpec, generate
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.pipeline.cell import Cell
 from meterline.pipeline.close import Closer
+from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.meter import DeliveredRecord, Meter, MeterReport
 from meterline.pipeline.rate import RunningCharges
 from meterline.ports import Expect, Item, Put, PutNew, Write
@@ -265,7 +266,7 @@ def _run_stages(catalog: Catalog, store: CountingStore, lines: Sequence[bytes], 
         job = RunningCharges(catalog, store, publisher)
         rated = len(aggregates_log)
         for records in batches(aggregates_log[:rated], RATE.batch_size):
-            job.run([item for item in records if str(item["pk"]).startswith("partial|")])
+            job.run([item for item in records if is_partial(item)])
 
     invoices: list[Item] = []
 
@@ -346,7 +347,7 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
         while len(aggregates_log) - position["aggregates"] >= (1 if final else RATE.batch_size):
             entries = aggregates_log[position["aggregates"] : position["aggregates"] + RATE.batch_size]
             position["aggregates"] += len(entries)
-            partials = [e.item for e in entries if str(e.item["pk"]).startswith("partial|")]
+            partials = [e.item for e in entries if is_partial(e.item)]
             timed("rate", partial(cell.charges.run, partials))
 
     for chunk in batches(records, batch):

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, encode_item
+from meterline.pipeline.ledger import is_partial
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
 
 from .conftest import AwsCell, load_event, load_handler
@@ -113,7 +114,7 @@ def test_aggregate_rate_and_close_on_dynamodb_produce_the_invoice(aws_cell: AwsC
     aggregate = load_handler("aggregate")
     for _ in range(2):
         aggregate.handler(stream_event(aws_cell.client, "usage", usage_items), aws_cell.context)
-    partials = [item for item in store.scan("aggregates") if str(item["pk"]).startswith("partial|")]
+    partials = [item for item in store.scan("aggregates") if is_partial(item)]
     load_handler("rate").handler(stream_event(aws_cell.client, "aggregates", partials), aws_cell.context)
     # AND the schedule closes November
     response = load_handler("close").handler({"now": "2026-12-01T02:00:00+00:00"}, aws_cell.context)

@@ -118,8 +118,8 @@ def outcomes(store: StreamingMemoryStore) -> list[tuple[str, str, str, str]]:
     )
 
 
-def aggregates(store: StreamingMemoryStore, pk_prefix: str) -> list[dict[str, Any]]:
-    return [item for item in store.scan(AGGREGATES_TABLE.name) if str(item["pk"]).startswith(pk_prefix)]
+def aggregates(store: StreamingMemoryStore, sk_prefix: str) -> list[dict[str, Any]]:
+    return [item for item in store.scan(AGGREGATES_TABLE.name) if str(item["sk"]).startswith(sk_prefix)]
 
 
 def timer() -> TimerRequest:
@@ -210,7 +210,7 @@ def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: 
         aggregate(fixture_batch("0"))
         aggregate(fixture_batch("3"))
     # THEN each partition's batch has one marker and one partial: org-1's event, org-2's two
-    assert len(aggregates(azure_cell.store, "batch")) == 2
+    assert len(aggregates(azure_cell.store, "batch|")) == 2
     assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, "partial|")) == [1, 1]
     # AND rating counts every event of both: org-2 is 0.25 GB, 2 CKU from Nov 3 10:15, 120 partitions
     load_function("rate")(timer())

@@ -23,6 +23,7 @@ from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.pipeline.close import Closer
+from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.meter import DeliveredRecord, Meter
 from meterline.pipeline.rate import RunningCharges
 from meterline.ports import Item, RetriableStoreError, Write
@@ -139,7 +140,7 @@ def test_faults_lose_nothing_and_count_nothing_twice() -> None:
             positions["usage"] += len(entries)
         partial_log = inner.streams[AGGREGATES_TABLE.name]
         new = [
-            e.item for e in partial_log[positions["aggregates"] :] if str(e.item["pk"]).startswith("partial|")
+            e.item for e in partial_log[positions["aggregates"] :] if is_partial(e.item)
         ]
         positions["aggregates"] = len(partial_log)
         if new:

@@ -39,11 +39,9 @@ from typing import Any, Protocol
 from meterline.catalog import Catalog, load_catalog
 from meterline.events import EventError, parse_event
 from meterline.metering import Metering
-from meterline.periods import Period
-from meterline.pipeline.ledger_reads import billed_in, partials
-from meterline.ports import Item, Publisher, Store
+from meterline.ports import Publisher, Store
 from meterline.records import AcceptedUsage, Delivery, event_digest
-from meterline.topology import AGGREGATES_TABLE, USAGE_TABLE
+from meterline.topology import USAGE_TABLE
 
 
 class SettingsError(ValueError):
@@ -237,14 +235,3 @@ def accepted_usage(store: Store, metering: Metering, record: HubRecord) -> Accep
     if item.get("at") != str(record.delivery):
         return None
     return AcceptedUsage.from_item(item)
-
-
-def open_partials(store: Store) -> list[Item]:
-    """Every partial that bills a period with usage not yet closed, in the period it bills."""
-    table = AGGREGATES_TABLE.name
-    found: list[Item] = []
-    for index in store.query(table, "periods"):
-        period = Period.parse(str(index["sk"]))
-        if store.get(table, "closed", str(period)) is None:
-            found.extend(item for item in partials(store, period) if billed_in(item) == period)
-    return found

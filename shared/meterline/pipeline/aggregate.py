@@ -1,16 +1,19 @@
 """Aggregate: fold newly accepted usage into partial states, exactly once per stream record.
 
 A batch of usage-ledger stream records (one shard, ascending sequence numbers) becomes one
-partial state per (period, tenant bucket), written in ONE transaction together with a batch
-marker: created under the batch's first sequence number, holding its last. Lambda retries a
-failed stream batch from the same first record, so a retry finds the marker and skips what it
-covers (a longer retry goes on after it); a crash before the commit leaves nothing behind. The
-marker needs no shard id, which Lambda's stream events do not carry.
+partial state per billing period it touches (almost always one), each written in ONE
+single-partition transaction (see ``ledger``) together with a marker: filed under the batch's
+first sequence number and the partial's first record, saying up to which record and for which
+usage periods it applied. Lambda retries a failed stream batch from the same first record, so a
+retry finds the markers of its batch and skips what they cover (a longer retry goes on after
+them); a crash before a commit leaves nothing of it behind. The marker needs no shard id, which
+Lambda's stream events do not carry.
 
-Usage for a period that was already closed (its fence exists) is billed in the first open
-period after it: the partial is stored with the usage's own period and tagged with the period
-that bills it, and the transaction checks that period's fence is still absent — so a close and
-an aggregation can never both claim the same usage.
+Each transaction also checks that the fence of the window it files its partial under is absent:
+once a window is sealed (for a rollup, or for good when its period closes) nothing joins it.
+Usage of a period that is closed is billed in the first open period after it: its partial goes
+to that period's ledger, its states still labelled with their own period, so a close and an
+aggregation can never both claim the same usage.
 """
 
 from __future__ import annotations
@@ -20,25 +23,22 @@ from dataclasses import dataclass
 
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import (
-    MAX_TRANSACTION_WRITES,
-    ConditionFailedError,
-    Expect,
-    Item,
-    Put,
-    PutNew,
-    Store,
-    Write,
-)
-from meterline.records import AcceptedUsage, bucket_of, pack_book
+from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
+from meterline.records import AcceptedUsage, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
+from .ledger import (
+    MAX_CHUNK_BYTES,
+    PeriodLedger,
+    fence_sk,
+    marker_prefix,
+    partial_sk,
+    period_pk,
+    sequence_key,
+)
+
 TABLE = AGGREGATES_TABLE.name
-MAX_PARTIAL_BYTES = 350_000
-MAX_TRANSACTION_BYTES = 3_500_000
-"""Below the 4 MB a DynamoDB transaction (and an Azure Tables batch) may carry in all."""
-"""Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,116 +48,130 @@ class StreamRecord:
     usage: AcceptedUsage
 
 
-def _sequence_key(sequence: str) -> str:
-    return f"{int(sequence):040d}"
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where usage of a period is filed now: the ledger of the period that bills it, and its open window."""
+
+    billed_in: Period
+    window: int
 
 
-def fence_key(period: Period) -> tuple[str, str]:
-    return "fence", str(period)
+@dataclass(frozen=True, slots=True)
+class Marker:
+    first: int
+    last: int
+    periods: frozenset[str]
 
-
-def partial_pk(period: Period, bucket: int) -> str:
-    return f"partial|{period}|{bucket:02d}"
+    def covers(self, record: StreamRecord) -> bool:
+        return str(record.usage.period) in self.periods and self.first <= int(record.sequence) <= self.last
 
 
 class Aggregator:
     def __init__(self, catalog: Catalog, store: Store) -> None:
         self.catalog = catalog
         self.store = store
+        self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
 
     def run(self, records: Sequence[StreamRecord], attempts: int = 8) -> int:
-        """Apply the records no batch marker covers yet; return how many were applied."""
-        applied = 0
-        remaining = list(records)
-        conflicts = 0
+        """Apply the records no marker of this batch covers yet; return how many were applied."""
+        if not records:
+            return 0
+        batch = records[0].sequence
+        remaining = self.unapplied(batch, records)
+        applied = conflicts = 0
         while remaining:
-            marker = self.store.get(TABLE, "batch", _sequence_key(remaining[0].sequence))
-            if marker is not None:
-                last = int(str(marker["last"]))
-                remaining = [record for record in remaining if int(record.sequence) > last]
-                continue
             try:
-                count = self.commit(remaining)
+                committed = self.commit(batch, remaining)
             except ConditionFailedError:
-                conflicts += 1  # a fence appeared, or a twin invocation committed first: plan again
+                # a window was sealed or a period closed, or a twin invocation committed first
+                conflicts += 1
                 if conflicts >= attempts:
                     raise
+                self.slots.clear()
+                remaining = self.unapplied(batch, remaining)
                 continue
-            applied += count
-            remaining = remaining[count:]
+            applied += len(committed)
+            done = {id(record) for record in committed}
+            remaining = [record for record in remaining if id(record) not in done]
         return applied
 
-    def commit(self, records: Sequence[StreamRecord]) -> int:
-        """Commit the longest prefix of records that fits one transaction; return its length."""
-        count = len(records)
-        while True:
-            writes = self.plan(records[:count])
-            if writes is not None:
-                self.store.transact(writes)
-                return count
-            if count == 1:
-                raise ValueError(f"record {records[0].sequence} does not fit a transaction")
-            count //= 2
+    def unapplied(self, batch: str, records: Sequence[StreamRecord]) -> list[StreamRecord]:
+        """The records no marker of this batch covers, looking in every ledger that may have
+        billed them (their own period's, and each later one up to where they are billed now)."""
+        markers: list[Marker] = []
+        for billed_in in sorted(self.ledgers_for({record.usage.period for record in records})):
+            for item in self.store.query(TABLE, period_pk(billed_in), marker_prefix(batch)):
+                periods = frozenset(str(item["periods"]).split(","))
+                first = int(str(item["sk"]).rsplit("|", 1)[1])
+                markers.append(Marker(first, int(str(item["last"])), periods))
+        if not markers:
+            return list(records)
+        return [record for record in records if not any(marker.covers(record) for marker in markers)]
 
-    def plan(self, records: Sequence[StreamRecord]) -> list[Write] | None:
-        billing_period = self.billing_periods({r.usage.period for r in records})
-        books: dict[tuple[Period, int, Period], UsageBook] = {}
-        for record in records:
-            usage = record.usage
-            period = usage.period
-            slot = (period, bucket_of(usage.tenant), billing_period[period])
-            book = books.get(slot)
-            if book is None:
-                book = books[slot] = UsageBook()
-            usage.record_into(book, self.catalog, period)
-        self.index_periods(billing_period.values())
-        first = records[0].sequence
-        writes: list[Write] = []
-        total_bytes = 0
-        for (period, bucket, billed_in), book in sorted(books.items(), key=lambda kv: kv[0]):
-            blob = pack_book(book)
-            total_bytes += len(blob)
-            if len(blob) > MAX_PARTIAL_BYTES or total_bytes > MAX_TRANSACTION_BYTES:
-                return None
-            writes.append(
-                PutNew(
-                    TABLE,
-                    {
-                        "pk": partial_pk(period, bucket),
-                        "sk": f"{billed_in}|{_sequence_key(first)}",
-                        "book": blob,
-                        "tenants": len({tenant for tenant, _ in book.states}),
-                    },
-                )
-            )
-        for period in sorted(set(billing_period.values())):
-            writes.append(Expect(TABLE, *fence_key(period), "closed_at", None))
-        for period, billed_in in sorted(billing_period.items()):
-            if billed_in != period:
-                writes.append(Put(TABLE, {"pk": f"late|{billed_in}", "sk": str(period)}))
-        marker: Item = {"pk": "batch", "sk": _sequence_key(first), "last": records[-1].sequence}
-        writes.append(PutNew(TABLE, marker))
-        return writes if len(writes) <= MAX_TRANSACTION_WRITES else None
-
-    def index_periods(self, periods: Iterable[Period]) -> None:
-        """Note which periods have usage (for the closer), outside the transaction: a shared
-        item in every transaction would make concurrent shards conflict."""
-        for period in set(periods) - self.indexed:
-            self.store.put(TABLE, {"pk": "periods", "sk": str(period)})
-            self.indexed.add(period)
-
-    def billing_periods(self, periods: set[Period]) -> dict[Period, Period]:
-        """Each usage period, mapped to the first period from it on whose fence is absent."""
-        result: dict[Period, Period] = {}
-        closed: dict[Period, bool] = {}
+    def ledgers_for(self, periods: Iterable[Period]) -> set[Period]:
+        found: set[Period] = set()
         for period in periods:
             candidate = period
-            while True:
-                if candidate not in closed:
-                    closed[candidate] = self.store.get(TABLE, *fence_key(candidate)) is not None
-                if not closed[candidate]:
-                    break
+            while candidate <= self.slot(period).billed_in:
+                found.add(candidate)
                 candidate = candidate.next()
-            result[period] = candidate
-        return result
+        return found
+
+    def slot(self, period: Period) -> Slot:
+        slot = self.slots.get(period)
+        if slot is None:
+            billed_in = period
+            while (window := PeriodLedger(self.catalog, self.store, billed_in).open_window()) is None:
+                billed_in = billed_in.next()
+            slot = self.slots[period] = Slot(billed_in, window)
+        return slot
+
+    def commit(self, batch: str, records: Sequence[StreamRecord]) -> list[StreamRecord]:
+        """Commit the records of the first ledger they go to (as many as fit one transaction);
+        return those committed."""
+        slot = self.slot(records[0].usage.period)
+        group = [record for record in records if self.slot(record.usage.period) == slot]
+        count = len(group)
+        while True:
+            writes = self.plan(batch, slot, group[:count])
+            if writes is not None:
+                self.index_period(slot.billed_in)
+                self.store.transact(writes)
+                return group[:count]
+            if count == 1:
+                raise ValueError(f"record {group[0].sequence} does not fit a transaction")
+            count //= 2
+
+    def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
+        book = UsageBook()
+        for record in records:
+            record.usage.record_into(book, self.catalog, record.usage.period)
+        blob = pack_book(book)
+        if len(blob) > MAX_CHUNK_BYTES:
+            return None
+        pk, first = period_pk(slot.billed_in), records[0].sequence
+        partial: Item = {
+            "pk": pk,
+            "sk": partial_sk(slot.window, first),
+            "book": blob,
+            "tenants": len({tenant for tenant, _ in book.states}),
+        }
+        marker: Item = {
+            "pk": pk,
+            "sk": marker_prefix(batch) + sequence_key(first),
+            "last": records[-1].sequence,
+            "periods": ",".join(sorted({str(record.usage.period) for record in records})),
+        }
+        return [
+            PutNew(TABLE, partial),
+            Expect(TABLE, pk, fence_sk(slot.window), "sealed_at", None),
+            PutNew(TABLE, marker),
+        ]
+
+    def index_period(self, period: Period) -> None:
+        """Note which periods have usage (for the closer), outside the transaction: a shared
+        item in every transaction would make concurrent shards conflict."""
+        if period not in self.indexed:
+            self.store.put(TABLE, {"pk": "periods", "sk": str(period)})
+            self.indexed.add(period)

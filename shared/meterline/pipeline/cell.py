@@ -19,6 +19,7 @@ from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
 from .aggregate import Aggregator, StreamRecord
 from .close import Closer
+from .ledger import is_partial
 from .meter import DeliveredRecord, Meter, MeterReport
 from .rate import RunningCharges
 
@@ -61,7 +62,7 @@ class Cell:
         new = [
             entry.item
             for entry in partial_log[self.position.aggregates :]
-            if str(entry.item["pk"]).startswith("partial|")
+            if is_partial(entry.item)
         ]
         self.position.aggregates = len(partial_log)
         if new:

@@ -1,8 +1,8 @@
 """Close: a period, once past its grace window, becomes one immutable invoice per customer.
 
-1. The period's fence is created first: from then on the aggregator bills any usage of the
-   period in a later one (its transaction checks the fence), so the partials read next are all
-   the period will ever have.
+1. The period's open window is sealed for good first: from then on the aggregator bills any
+   usage of the period in a later one (its transaction checks the fence), so the rollup made
+   next holds all the period will ever have.
 2. Each invoice is written with a conditional create: running the close twice, or two closers at
    once, leaves one invoice per tenant and period; a loser reads back the winner's.
 3. Usage that arrived after its own period closed is billed here as adjustment lines: that
@@ -22,12 +22,11 @@ from meterline.invoice import Invoice, Line
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.rating import rate_tenant, usage_lines
-from meterline.records import key_part
+from meterline.records import bucket_of, key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
 from meterline.usage import UsageBook
 
-from .aggregate import fence_key
-from .ledger_reads import billed_in, merge, partials
+from .ledger import PeriodLedger
 
 AGGREGATES = AGGREGATES_TABLE.name
 INVOICES = INVOICES_TABLE.name
@@ -60,12 +59,12 @@ class Closer:
         return closed
 
     def close(self, period: Period, now: datetime) -> list[Item]:
-        pk, sk = fence_key(period)
-        self.store.put_new(AGGREGATES, {"pk": pk, "sk": sk, "closed_at": now.isoformat()})
-        items = partials(self.store, period)
-        book = merge(self.catalog, [item for item in items if billed_in(item) == period])
-        adjustments = self.adjustments(period)
-        with_usage = {tenant for tenant, p in book.states if p == period}
+        ledger = PeriodLedger(self.catalog, self.store, period)
+        ledger.seal(now, final=True)
+        ledger.roll_up()
+        book = ledger.book()
+        adjustments = self.adjustments(period, book)
+        with_usage = set(book.tenants(period))
         unbilled = sorted(with_usage - self.catalog.customers.keys())
         invoices: list[Item] = []
         for tenant, customer in sorted(self.catalog.customers.items()):
@@ -108,20 +107,34 @@ class Closer:
         for item in pending:
             self.store.put(INVOICES, {**item, "published": True})
 
-    def adjustments(self, period: Period) -> dict[str, tuple[Line, ...]]:
-        """Lines for usage of earlier, closed periods that is billed in this one."""
+    def adjustments(self, period: Period, book: UsageBook) -> dict[str, tuple[Line, ...]]:
+        """Lines for the usage of earlier, closed periods that the book bills in this one."""
+        late: dict[Period, set[str]] = {}
+        for tenant, usage_period in book.states:
+            if usage_period < period:
+                late.setdefault(usage_period, set()).add(tenant)
         by_tenant: dict[str, list[Line]] = {}
-        for late_item in self.store.query(AGGREGATES, f"late|{period}"):
-            late = Period.parse(str(late_item["sk"]))
-            items = partials(self.store, late)
-            before = merge(self.catalog, [item for item in items if billed_in(item) < period])
-            now = merge(self.catalog, [item for item in items if billed_in(item) == period])
-            tenants = {tenant for tenant, p in now.states if p == late}
-            now.merge(before)  # now holds all usage of the late period billed so far and here
+        for usage_period, tenants in sorted(late.items()):
+            before = (
+                UsageBook()
+            )  # the period's usage billed before this one: in its own ledger and later ones
+            ledger_period = usage_period
+            while ledger_period < period:
+                ledger = PeriodLedger(self.catalog, self.store, ledger_period)
+                before.merge(ledger.book(bucket_of(tenant) for tenant in tenants))
+                ledger_period = ledger_period.next()
+            after = UsageBook()
+            after.merge(before)
+            for tenant in tenants:
+                late_part = UsageBook()
+                late_part.states[(tenant, usage_period)] = book.states[(tenant, usage_period)]
+                after.merge(late_part)
             for tenant in sorted(tenants):
                 customer = self.catalog.customers.get(tenant)
                 if customer is not None:
-                    by_tenant.setdefault(tenant, []).extend(self.difference(customer, late, before, now))
+                    by_tenant.setdefault(tenant, []).extend(
+                        self.difference(customer, usage_period, before, after)
+                    )
         return {tenant: tuple(lines) for tenant, lines in by_tenant.items()}
 
     def difference(self, customer: Customer, late: Period, before: UsageBook, after: UsageBook) -> list[Line]:

@@ -1,16 +1,20 @@
 """Rate: each tenant's running charges for the open period, and spend alerts announced once.
 
-Triggered by new partial states. For every tenant in them it re-rates the period from all of
-the period's partials with the same rating code as the invoice, stores the running figures, and
-for each catalog threshold the spend has reached creates an alert record (conditional: one per
-threshold) and publishes it until the record says it was published. A crash between publishing
-and marking can publish an alert twice; it carries a stable ``alert_id`` for consumers to drop
-the repeat.
+Triggered by new partial states. For every tenant in them it re-rates the period with the same
+rating code as the invoice, from the tenant bucket's rollup and the partials after it, stores the
+running figures, and for each catalog threshold the spend has reached creates an alert record
+(conditional: one per threshold) and publishes it until the record says it was published. A crash
+between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for
+consumers to drop the repeat.
+
+Rate also keeps the reads bounded: once a period has gathered ``SEAL_AFTER_PARTIALS`` partials
+after its rollups, it seals the open window and rolls it up (see ``ledger``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import orjson
 
@@ -18,10 +22,10 @@ from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.rating import Usage, rate_tenant
-from meterline.records import key_part, unpack_book
-from meterline.topology import BILLING_ALERTS, CHARGES_TABLE
+from meterline.records import bucket_of, key_part, unpack_book
+from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
 
-from .ledger_reads import billed_in, merge, partials
+from .ledger import SEAL_AFTER_PARTIALS, PeriodLedger, billing_period_of, is_partial
 
 TABLE = CHARGES_TABLE.name
 
@@ -32,29 +36,50 @@ class RunningCharges:
         self.store = store
         self.publisher = publisher
 
-    def run(self, new_partials: Iterable[Item]) -> int:
-        """Re-rate the tenants of the new partials; return how many alerts were published."""
-        touched: dict[tuple[Period, int], set[str]] = {}
-        for item in new_partials:
-            _, period_text, bucket_text = str(item["pk"]).split("|")
-            period, bucket = Period.parse(period_text), int(bucket_text)
-            if billed_in(item) != period:
-                continue  # late usage: billed as an adjustment when its billing period closes
+    def run(self, new_items: Iterable[Item], now: datetime | None = None) -> int:
+        """Re-rate the tenants of the new partials among the items; return how many alerts were published."""
+        touched: dict[Period, set[str]] = {}
+        for item in new_items:
+            if not is_partial(item):
+                continue
+            period = billing_period_of(item)
             book = unpack_book(self.catalog, bytes(item["book"]))  # type: ignore[arg-type]
-            touched.setdefault((period, bucket), set()).update(tenant for tenant, _ in book.states)
+            # late usage (of an earlier period) is billed as an adjustment when this period closes
+            touched.setdefault(period, set()).update(book.tenants(period))
+        return sum(self.rate_period(period, tenants, now) for period, tenants in sorted(touched.items()))
+
+    def run_open(self, now: datetime | None = None) -> int:
+        """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
+        ledger cannot announce new partials: a timer calls this)."""
         published = 0
-        for (period, bucket), tenants in sorted(touched.items()):
-            items = [
-                i for i in partials(self.store, period, range(bucket, bucket + 1)) if billed_in(i) == period
-            ]
-            book = merge(self.catalog, items)
-            for tenant in sorted(tenants):
-                published += self.rate(
-                    tenant, period, book.quantities(self.catalog, tenant, period), len(items)
-                )
+        for index in self.store.query(AGGREGATES_TABLE.name, "periods"):
+            period = Period.parse(str(index["sk"]))
+            if self.store.get(AGGREGATES_TABLE.name, "closed", str(period)) is not None:
+                continue
+            tenants: set[str] = set()
+            for item in PeriodLedger(self.catalog, self.store, period).open_partials():
+                tenants.update(unpack_book(self.catalog, bytes(item["book"])).tenants(period))  # type: ignore[arg-type]
+            published += self.rate_period(period, tenants, now)
         return published
 
-    def rate(self, tenant: str, period: Period, usage: Usage, partial_count: int) -> int:
+    def rate_period(self, period: Period, tenants: set[str], now: datetime | None) -> int:
+        ledger = PeriodLedger(self.catalog, self.store, period)
+        head = ledger.head()
+        open_partials = ledger.open_partials(head)
+        buckets = {bucket_of(tenant) for tenant in tenants}
+        if len(open_partials) >= SEAL_AFTER_PARTIALS:
+            ledger.seal(now or datetime.now(UTC))
+            # what joined the window since it was read is rated here too, now that it is rolled up
+            tenants |= {tenant for tenant, p in ledger.roll_up() if p == period}
+            book = ledger.book({bucket_of(tenant) for tenant in tenants})
+        else:
+            book = ledger.book(buckets, head, open_partials)
+        return sum(
+            self.rate(tenant, period, book.quantities(self.catalog, tenant, period), len(open_partials))
+            for tenant in sorted(tenants)
+        )
+
+    def rate(self, tenant: str, period: Period, usage: Usage, open_partials: int) -> int:
         customer = self.catalog.customers.get(tenant)
         if customer is None:
             return 0
@@ -72,7 +97,7 @@ class RunningCharges:
                 "currency": invoice.currency,
                 "subtotal": str(invoice.subtotal),
                 "spend": str(spend),
-                "partials": partial_count,
+                "open_partials": open_partials,
             },
         )
         published = 0
