@@ -1,0 +1,143 @@
+"""The whole pipeline — meter, aggregate, rate with rollups, close with late usage — on every real
+ledger: each transaction it issues must be one the store can commit (Azure Tables: one partition
+only), and the invoices must equal `meterline rate` on the same events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import orjson
+import pytest
+from moto import mock_aws
+
+import meterline.pipeline.rate
+from meterline.adapters.dynamodb import DynamoStore
+from meterline.adapters.dynamodb import create_tables as create_dynamo_tables
+from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.offline import rate_lines
+from meterline.periods import Period
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.close import Closer
+from meterline.pipeline.ledger import PeriodLedger
+from meterline.pipeline.meter import DeliveredRecord, Meter
+from meterline.pipeline.rate import RunningCharges
+from meterline.ports import Store
+from meterline.reconcile import differences
+from meterline.records import AcceptedUsage, Delivery
+from meterline.topology import INVOICES_TABLE, TABLES, USAGE_EVENTS, USAGE_TABLE
+from tests.contract.conftest import FIRESTORE_PROJECT, reset_firestore
+from tests.pipeline.test_cell import CATALOG, make_events
+
+StoreFactory = Callable[[], Store]
+BATCH = 40
+
+
+@pytest.fixture
+def memory() -> StoreFactory:
+    return lambda: MemoryStore([table.name for table in TABLES])
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[StoreFactory]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_dynamo_tables(client, "pipeline-")
+        yield lambda: DynamoStore(client, "pipeline-")
+
+
+@pytest.fixture
+def tables(azurite: str) -> StoreFactory:
+    data_tables = pytest.importorskip(
+        "azure.data.tables", reason="azure-data-tables (azure extra) is not installed"
+    )
+    from meterline.adapters.tables import TablesStore
+    from meterline.adapters.tables import create_tables as create_azure_tables
+
+    service = data_tables.TableServiceClient.from_connection_string(azurite)
+    create_azure_tables(service, "pipeline")
+    return lambda: TablesStore(service, "pipeline")
+
+
+@pytest.fixture
+def firestore(firestore_emulator: str) -> StoreFactory:
+    cloud_firestore = pytest.importorskip(
+        "google.cloud.firestore", reason="google-cloud-firestore is not installed"
+    )
+    from meterline.adapters.firestore import FirestoreStore
+
+    reset_firestore(firestore_emulator)
+    client = cloud_firestore.Client(project=FIRESTORE_PROJECT)
+    return lambda: FirestoreStore(client, "pipeline-")
+
+
+class Pipeline:
+    """The four jobs on one store, with the usage stream read back from the ledger in delivery order."""
+
+    def __init__(self, store: Store) -> None:
+        publisher = MemoryPublisher()
+        self.store = store
+        self.meter = Meter(CATALOG, store, publisher)
+        self.aggregator = Aggregator(CATALOG, store)
+        self.charges = RunningCharges(CATALOG, store, publisher)
+        self.closer = Closer(CATALOG, store, publisher, timedelta(hours=1))
+        self.offset = 0
+        self.aggregated: set[str] = set()
+
+    def deliver(self, lines: list[bytes]) -> None:
+        for start in range(0, len(lines), BATCH):
+            records = [
+                DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, self.offset + i), None, line)
+                for i, line in enumerate(lines[start : start + BATCH])
+            ]
+            self.offset += len(records)
+            assert not self.meter.run(records).failed
+            self.pump()
+
+    def pump(self) -> None:
+        new = [item for item in self.store.scan(USAGE_TABLE.name) if str(item["pk"]) not in self.aggregated]
+        new.sort(key=lambda item: int(str(item["at"]).rsplit("|", 1)[1]))
+        stream = [
+            StreamRecord(str(item["at"]).rsplit("|", 1)[1] + "1", AcceptedUsage.from_item(item))
+            for item in new
+        ]
+        self.aggregator.run(stream)
+        self.aggregated.update(str(item["pk"]) for item in new)
+        self.charges.run_open(datetime(2026, 11, 20, tzinfo=UTC))
+
+    def invoices(self) -> dict[str, list[dict[str, object]]]:
+        by_period: dict[str, list[dict[str, object]]] = {}
+        for item in self.store.scan(INVOICES_TABLE.name):
+            by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+        return {period: sorted(found, key=lambda i: str(i["tenant"])) for period, found in by_period.items()}
+
+
+@pytest.mark.parametrize("ledger", ["memory", "dynamodb", "tables", "firestore"])
+def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
+    ledger: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a ledger, windows sealed after every 2 open partials (so rollups are made and read),
+    # two months of usage, October closed mid-November and a tail of October usage after that
+    monkeypatch.setattr(meterline.pipeline.rate, "SEAL_AFTER_PARTIALS", 2)
+    pipeline = Pipeline(request.getfixturevalue(ledger)())
+    lines = make_events(seed=41, count=240)
+    late = [
+        line.replace(b'"id":"e', b'"id":"late-e')
+        for line in make_events(seed=42, count=60)
+        if b'"time":"2026-10' in line
+    ]
+    pipeline.deliver(lines)
+    pipeline.closer.run(datetime(2026, 11, 15, tzinfo=UTC))
+    pipeline.deliver(late)
+    # WHEN November closes too
+    pipeline.closer.run(datetime(2026, 12, 2, tzinfo=UTC))
+    # THEN November's ledger was rolled up in several windows, and every line of `meterline rate`
+    # is billed to the cent, on its invoice or as an adjustment
+    assert PeriodLedger(CATALOG, pipeline.store, Period(2026, 11)).head().window >= 2
+    invoices = pipeline.invoices()
+    for period in ("2026-10", "2026-11"):
+        expected = rate_lines(CATALOG, lines + late, Period.parse(period)).to_json()
+        assert differences(period, expected, invoices) == []
+    adjustments = [line for i in invoices["2026-11"] for line in i["lines"] if "adjusts_period" in line]  # type: ignore[operator]
+    assert adjustments
