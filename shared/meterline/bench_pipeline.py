@@ -41,6 +41,7 @@ import orjson
 from meterline.adapters.dynamodb import DynamoStore, item_size, write_request_units
 from meterline.adapters.memory import MemoryPublisher
 from meterline.bench import PERIOD, bench_catalog
+from meterline.bench_compaction import format_compaction, measure_compaction
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
@@ -49,7 +50,7 @@ from meterline.pipeline.close import Closer
 from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.meter import DeliveredRecord, Meter, MeterReport
 from meterline.pipeline.rate import RunningCharges
-from meterline.ports import Expect, Item, Put, PutNew, Write
+from meterline.ports import Expect, Item, Put, PutNew, Store, Write
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import (
     AGGREGATE,
@@ -73,10 +74,11 @@ READ_UNIT_BYTES = 4096
 ITEM_OVERHEAD_BYTES = 100
 """DynamoDB bills 100 bytes of storage per item on top of its attributes."""
 INVOICE_MONTHS_KEPT = 13
-GROWING_READS = (
-    "; the rate job re-reads every partial of a bucket on each run, so this grows with the period's volume"
-)
 STAGES = ("meter", "aggregate", "rate", "close")
+ROLLUP_READS = (
+    "; rate reads the touched buckets' rollups and at most a sealing threshold of open partials per run,"
+    " so this does not grow with the period's age (see the compaction figures)"
+)
 
 
 def events_for(catalog: Catalog, events: int, tenants: int, seed: int = 2026) -> list[bytes]:
@@ -113,8 +115,11 @@ class CountingStore:
     """The DynamoStore, with its request units counted per table and its two streamed tables
     logged as DynamoDB Streams shows them (an INSERT per created item, in commit order)."""
 
-    inner: DynamoStore
+    inner: Store
     write_units: Counter[str] = field(default_factory=Counter)
+    aggregates_write_units: Counter[str] = field(default_factory=Counter)
+    """The aggregates table's, by kind of item: partial, batch (marker), fence, rollup, head, ..."""
+    items_read: int = 0
     read_units: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     """Store calls, each one DynamoDB request (a query page or more): what the jobs wait on."""
@@ -128,11 +133,12 @@ class CountingStore:
         self.requests += 1
         item = self.inner.get(table, pk, sk)
         self.read_units[table] += _read_units(item_size(item) if item else 0)
+        self.items_read += item is not None
         return item
 
     def put_new(self, table: str, item: Item) -> Item | None:
         self.requests += 1
-        self.write_units[table] += write_request_units(item, transactional=False)
+        self._count(table, item, transactional=False)
         stored = self.inner.put_new(table, item)
         if stored is None:
             self._log(table, item)
@@ -140,7 +146,7 @@ class CountingStore:
 
     def put(self, table: str, item: Item) -> None:
         self.requests += 1
-        self.write_units[table] += write_request_units(item, transactional=False)
+        self._count(table, item, transactional=False)
         self.inner.put(table, item)
         self._log(table, item)
 
@@ -148,13 +154,14 @@ class CountingStore:
         self.requests += 1
         items = self.inner.query(table, pk, sk_prefix)
         self.read_units[table] += _read_units(sum(item_size(item) for item in items))
+        self.items_read += len(items)
         return items
 
     def transact(self, writes: Sequence[Write]) -> None:
         self.requests += 1
         for write in writes:
             item: Item = {"pk": write.pk, "sk": write.sk} if isinstance(write, Expect) else write.item
-            self.write_units[write.table] += write_request_units(item, transactional=True)
+            self._count(write.table, item, transactional=True)
         self.inner.transact(writes)
         for write in writes:
             if isinstance(write, PutNew | Put):
@@ -162,6 +169,12 @@ class CountingStore:
 
     def scan(self, table: str) -> Iterator[Item]:
         return self.inner.scan(table)
+
+    def _count(self, table: str, item: Item, transactional: bool) -> None:
+        units = write_request_units(item, transactional=transactional)
+        self.write_units[table] += units
+        if table == AGGREGATES_TABLE.name:
+            self.aggregates_write_units[str(item["sk"]).split("|", 1)[0]] += units
 
     def _log(self, table: str, item: Item) -> None:
         key = (table, str(item["pk"]), str(item["sk"]))
@@ -214,10 +227,11 @@ def measure_units(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Units
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, "bench-")
         dynamo = DynamoStore(client, "bench-")
-        return _run_stages(catalog, CountingStore(dynamo), lines, batch)
+        return _run_stages(catalog, dynamo, lines, batch)
 
 
-def _run_stages(catalog: Catalog, store: CountingStore, lines: Sequence[bytes], batch: int) -> UnitsRun:
+def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], batch: int) -> UnitsRun:
+    store = CountingStore(dynamo)
     publisher = MemoryPublisher()
     writes: dict[str, int] = {}
     reads: dict[str, int] = {}
@@ -227,12 +241,12 @@ def _run_stages(catalog: Catalog, store: CountingStore, lines: Sequence[bytes], 
 
     def stage(name: str, work: Callable[[], None]) -> None:
         write_before, read_before, requests_before = (
-            store.inner.write_units,
+            dynamo.write_units,
             Counter(store.read_units),
             store.requests,
         )
         work()
-        writes[name] = store.inner.write_units - write_before
+        writes[name] = dynamo.write_units - write_before
         read_now = Counter(store.read_units)
         read_now.subtract(read_before)
         reads_by_table[name] = {table: units for table, units in read_now.items() if units}
@@ -470,9 +484,12 @@ def bench_pipeline(
     catalog = catalog or bench_catalog()
     units = measure_units(catalog, events_for(catalog, events, tenants), batch)
     speed = measure_speed(catalog, events_for(catalog, speed_events, tenants, seed=7), batch)
+    compaction_events = min(speed_events, COMPACTION_EVENTS)
+    compaction = measure_compaction(catalog, events_for(catalog, compaction_events, tenants, seed=11), batch)
     return {
         "units": _units_report(units, tenants, batch),
         "speed": _speed_report(speed, batch),
+        "compaction": {"events": compaction_events, **compaction},
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
     }
@@ -581,6 +598,7 @@ def format_pipeline_report(report: dict[str, Any]) -> str:
             f"    {job:<14} {rate:>9,} events per CPU second   "
             f"{speed['gb_seconds_per_million_events'][job]:>8} GB-s per million events at 1,769 MB"
         )
+    lines += format_compaction(report["compaction"], report["compaction"]["events"])
     return "\n".join(lines)
 
 
@@ -613,7 +631,7 @@ def cost_figures(report: dict[str, Any], today: date) -> dict[str, dict[str, str
             "event",
             "read request units",
             "strongly consistent reads of the streaming jobs, 4 KB per unit, per received event"
-            + (GROWING_READS if table == "aggregates" else ""),
+            + (ROLLUP_READS if table == "aggregates" else ""),
         )
     for table in ("usage", "aggregates", "outcomes"):
         figures[f"dynamodb.{table}.stored_bytes"] = figure(
@@ -688,6 +706,7 @@ def print_json(report: dict[str, Any], today: date) -> None:
 
 UNITS_EVENTS = 20_000
 SPEED_EVENTS = 200_000
+COMPACTION_EVENTS = 40_000
 
 
 def run_pipeline_bench(args: argparse.Namespace) -> int:

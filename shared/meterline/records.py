@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -141,9 +142,17 @@ def pack_book(book: UsageBook) -> bytes:
     return zlib.compress(orjson.dumps(book.to_json(), default=_tag), 6)
 
 
-def unpack_book(catalog: Catalog, blob: bytes) -> UsageBook:
+def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = None) -> UsageBook:
+    """The packed book, or (``tenants``) only those tenants' part of it."""
     entries = orjson.loads(zlib.decompress(blob))
+    if tenants is not None:
+        entries = [entry for entry in entries if entry["tenant"] in tenants]
     for entry in entries:
         for state in entry["states"]:
             state["group"] = [_untag(value) for value in state["group"]]
     return UsageBook.from_json(catalog, entries)
+
+
+def book_tenants(blob: bytes) -> set[tuple[str, Period]]:
+    """The (tenant, period) pairs a packed book holds, without building its states."""
+    return {(entry["tenant"], Period.parse(entry["period"])) for entry in orjson.loads(zlib.decompress(blob))}

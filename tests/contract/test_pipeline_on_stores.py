@@ -12,7 +12,7 @@ import orjson
 import pytest
 from moto import mock_aws
 
-import meterline.pipeline.rate
+import meterline.pipeline.ledger
 from meterline.adapters.dynamodb import DynamoStore
 from meterline.adapters.dynamodb import create_tables as create_dynamo_tables
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
@@ -119,7 +119,7 @@ def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
 ) -> None:
     # GIVEN a ledger, windows sealed after every 2 open partials (so rollups are made and read),
     # two months of usage, October closed mid-November and a tail of October usage after that
-    monkeypatch.setattr(meterline.pipeline.rate, "SEAL_AFTER_PARTIALS", 2)
+    monkeypatch.setattr(meterline.pipeline.ledger, "SEAL_AFTER_PARTIALS", 2)
     pipeline = Pipeline(request.getfixturevalue(ledger)())
     lines = make_events(seed=41, count=240)
     late = [

@@ -59,11 +59,7 @@ class Cell:
             self.aggregator.run(records)
             self.position.usage += len(batch)
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
-        new = [
-            entry.item
-            for entry in partial_log[self.position.aggregates :]
-            if is_partial(entry.item)
-        ]
+        new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
         if new:
             self.charges.run(new)

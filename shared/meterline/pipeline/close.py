@@ -22,7 +22,7 @@ from meterline.invoice import Invoice, Line
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.rating import rate_tenant, usage_lines
-from meterline.records import bucket_of, key_part
+from meterline.records import key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
 from meterline.usage import UsageBook
 
@@ -121,7 +121,7 @@ class Closer:
             ledger_period = usage_period
             while ledger_period < period:
                 ledger = PeriodLedger(self.catalog, self.store, ledger_period)
-                before.merge(ledger.book(bucket_of(tenant) for tenant in tenants))
+                before.merge(ledger.book(tenants))
                 ledger_period = ledger_period.next()
             after = UsageBook()
             after.merge(before)

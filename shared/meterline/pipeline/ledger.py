@@ -22,7 +22,7 @@ the head: at most a sealing threshold's worth, however long the period has run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +30,7 @@ import orjson
 
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import ConditionFailedError, Item, PutIf, Store
+from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
 from meterline.records import BUCKETS, bucket_of, pack_book, unpack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
@@ -39,7 +39,12 @@ TABLE = AGGREGATES_TABLE.name
 MAX_CHUNK_BYTES = 350_000
 """Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
 SEAL_AFTER_PARTIALS = 32
-"""Open partials a period may gather before its window is sealed and rolled up."""
+"""Open partials a period gathers at least before its window is sealed and rolled up..."""
+SEAL_FRACTION = 4
+"""...and at least a quarter of the bytes already rolled up: a rollup rewrites the usage of its
+buckets, so without this a period whose states keep growing (time-weighted samples, unique
+identifiers) would rewrite all of them every few partials. With it each byte is rewritten about
+five times at most over a period, and rate reads no more than about the period's usage."""
 
 
 def period_pk(period: Period) -> str:
@@ -76,13 +81,26 @@ def rollup_prefix(bucket: int, window: int, base: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollup:
+    window: int
+    base: int
+    chunks: int
+    size: int
+    """bytes, packed"""
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
     window: int
     """Every window up to this one is rolled up (-1: none yet)."""
-    rollups: dict[int, tuple[int, int, int]]
-    """bucket → (window, base, chunks) of its newest rollup"""
+    rollups: dict[int, Rollup]
+    """The newest rollup of each tenant bucket."""
     final: bool = False
     """The window rolled up last was sealed for good: the period is closed and complete."""
+
+    @property
+    def size(self) -> int:
+        return sum(rollup.size for rollup in self.rollups.values())
 
     @classmethod
     def of(cls, item: Item | None) -> Head:
@@ -91,12 +109,15 @@ class Head:
         rollups = orjson.loads(item["rollups"])  # type: ignore[arg-type]
         return cls(
             int(item["window"]),
-            {int(b): (w, base, n) for b, (w, base, n) in rollups.items()},
+            {int(bucket): Rollup(*fields) for bucket, fields in rollups.items()},
             item.get("final") is True,
         )
 
     def to_item(self, period: Period) -> Item:
-        rollups = {f"{b:02d}": list(r) for b, r in sorted(self.rollups.items())}
+        rollups = {
+            f"{bucket:02d}": [r.window, r.base, r.chunks, r.size]
+            for bucket, r in sorted(self.rollups.items())
+        }
         return {
             "pk": period_pk(period),
             "sk": "head",
@@ -181,27 +202,38 @@ class PeriodLedger:
 
     def book(
         self,
-        buckets: Iterable[int] = range(BUCKETS),
+        tenants: Collection[str] | None = None,
         head: Head | None = None,
         partials: list[Item] | None = None,
     ) -> UsageBook:
-        """The period's usage (of the given tenant buckets; open partials whole): rollups plus
-        the partials after them (``partials``: as already read after ``head``). Complete once the
-        period is sealed for good and rolled up."""
+        """The period's usage (``tenants``: only theirs): rollups plus the partials after them
+        (``partials``: as already read after ``head``). Complete once the period is sealed for
+        good and rolled up."""
         head = head or self.head()
-        book = self.rolled_up(head, buckets)
+        buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
+        book = UsageBook()
+        for bucket in sorted(buckets):
+            book.merge(self.rolled_up(head, bucket, tenants))
         for item in self.open_partials(head) if partials is None else partials:
-            book.merge(unpack_book(self.catalog, _blob(item)))
+            book.merge(unpack_book(self.catalog, _blob(item), tenants))
         return book
 
-    def rolled_up(self, head: Head, buckets: Iterable[int]) -> UsageBook:
-        book = UsageBook()
-        for bucket in sorted(set(buckets)):
-            if bucket in head.rollups:
-                window, base, _ = head.rollups[bucket]
-                for chunk in self.store.query(TABLE, self.pk, rollup_prefix(bucket, window, base)):
-                    book.merge(unpack_book(self.catalog, _blob(chunk)))
-        return book
+    def rolled_up(self, head: Head, bucket: int, tenants: Collection[str] | None = None) -> UsageBook:
+        rollup = head.rollups.get(bucket)
+        if rollup is None:
+            return UsageBook()
+        chunks = self.store.query(TABLE, self.pk, rollup_prefix(bucket, rollup.window, rollup.base))
+        if len(chunks) != rollup.chunks:
+            raise StoreError(
+                f"rollup {bucket} of {self.period} has {len(chunks)} of its {rollup.chunks} chunks"
+            )
+        return unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
+
+    def due_for_rollup(self, head: Head, open_partials: list[Item]) -> bool:
+        """Enough open partials, and enough bytes in them next to what is rolled up already."""
+        if len(open_partials) < SEAL_AFTER_PARTIALS:
+            return False
+        return sum(len(_blob(item)) for item in open_partials) * SEAL_FRACTION >= head.size
 
     # compaction ------------------------------------------------------------------------------
 
@@ -225,10 +257,9 @@ class PeriodLedger:
                         folded.add((tenant, period))
             rollups = dict(head.rollups)
             for bucket, additions in sorted(fresh.items()):
-                book = self.rolled_up(head, [bucket])
+                book = self.rolled_up(head, bucket)
                 book.merge(additions)
-                chunks = self.write_rollup(bucket, target, head.window, book)
-                rollups[bucket] = (target, head.window, chunks)
+                rollups[bucket] = self.write_rollup(bucket, target, head.window, book)
             advanced = Head(target, rollups, sealed[-1].final)
             expected = None if head.window < 0 else head.window
             try:
@@ -238,32 +269,15 @@ class PeriodLedger:
             return folded
         raise ConditionFailedError(0, f"the head of {self.period} kept moving during {attempts} roll-ups")
 
-    def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> int:
+    def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
+        """Write the bucket's rollup, packed and cut into items under the size limit."""
         prefix = rollup_prefix(bucket, window, base)
-        chunks = _chunks(book)
+        packed = pack_book(book)
+        chunks = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
         for index, blob in enumerate(chunks):
             self.store.put(TABLE, {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": blob})
-        return len(chunks)
+        return Rollup(window, base, len(chunks), len(packed))
 
 
 def _blob(item: Item) -> bytes:
     return bytes(item["book"])  # type: ignore[arg-type]
-
-
-def _chunks(book: UsageBook) -> list[bytes]:
-    """The book packed into blobs under the item size limit, split between tenant-periods."""
-    whole = pack_book(book)
-    if len(whole) <= MAX_CHUNK_BYTES or len(book.states) == 1:
-        if len(whole) > MAX_CHUNK_BYTES:
-            raise ValueError(
-                f"one tenant's usage for a period packs to {len(whole)} bytes, over an item's limit"
-            )
-        return [whole]
-    keys = sorted(book.states)
-    halves = keys[: len(keys) // 2], keys[len(keys) // 2 :]
-    blobs: list[bytes] = []
-    for half in halves:
-        part = UsageBook()
-        part.states = {key: book.states[key] for key in half}
-        blobs.extend(_chunks(part))
-    return blobs

@@ -18,9 +18,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from meterline.catalog import Catalog
-from meterline.events import EventError, Reason, parse_event
+from meterline.events import EventError, Reason, digest, read_event
 from meterline.metering import Metering
 from meterline.ports import Item, Publisher, Store, StoreError
 from meterline.records import AcceptedUsage, Delivery
@@ -33,11 +34,22 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveredRecord:
+class DeliveredRecord(NamedTuple):
     delivery: Delivery
     key: bytes | None
     value: bytes
+
+
+class Rejection(NamedTuple):
+    delivery: Delivery
+    reason: str
+
+
+class Stall(NamedTuple):
+    """The failure that stopped a partition at this delivery."""
+
+    delivery: Delivery
+    error: Exception
 
 
 @dataclass
@@ -47,6 +59,8 @@ class MeterReport:
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     failed: list[DeliveredRecord] = field(default_factory=list)
     """Records to deliver again: a store or publish call failed for them."""
+    rejections: list[Rejection] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -57,45 +71,66 @@ class PublishError(Exception):
     pass
 
 
+_ACCEPTED, _DUPLICATE = Outcome.ACCEPTED, Outcome.DUPLICATE
+
+
 class Meter:
     def __init__(self, catalog: Catalog, store: Store, publisher: Publisher) -> None:
         self.metering = Metering(catalog.meters_by_type)
         self.store = store
         self.publisher = publisher
 
-    def run(self, records: Iterable[DeliveredRecord]) -> MeterReport:
+    def run(
+        self,
+        records: Iterable[DeliveredRecord],
+        retry_on: type[Exception] | tuple[type[Exception], ...] = (StoreError, PublishError),
+    ) -> MeterReport:
         """Meter a batch in partition order. After a record fails, the rest of its partition is
         handed back unprocessed, as Lambda redelivers it: were a later record admitted first, a
-        conflicting pair could stand the other way round than the partition's order says."""
+        conflicting pair could stand the other way round than the partition's order says.
+
+        ``retry_on`` names the failures that hand a record back; any other propagates."""
         report = MeterReport()
+        accepted = duplicates = 0
         stalled: set[tuple[str, int]] = set()
         for record in records:
-            partition = (record.delivery.topic, record.delivery.partition)
-            if partition in stalled:
+            delivery = record.delivery
+            if stalled and (delivery.topic, delivery.partition) in stalled:
                 report.failed.append(record)
                 continue
             try:
                 outcome, reason = self.meter_one(record)
-            except (StoreError, PublishError):
+            except retry_on as error:
                 report.failed.append(record)
-                stalled.add(partition)
+                report.stalls.append(Stall(delivery, error))
+                stalled.add((delivery.topic, delivery.partition))
                 continue
-            if outcome is Outcome.ACCEPTED:
-                report.accepted += 1
-            elif outcome is Outcome.DUPLICATE:
-                report.duplicates += 1
+            if outcome is _ACCEPTED:
+                accepted += 1
+            elif outcome is _DUPLICATE:
+                duplicates += 1
             else:
                 report.rejected_by_reason[reason] += 1
+                report.rejections.append(Rejection(delivery, reason))
+        report.accepted, report.duplicates = accepted, duplicates
         return report
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
+        # read_event and readings rather than parse_event and measure: the same checks, without
+        # the UsageEvent and Measurement objects an accepted event would only be copied out of.
         try:
-            event = parse_event(record.value)
-            measurements = self.metering.measure(event)
+            subject, source, event_id, event_type, time, data, content = read_event(record.value)
+            readings = self.metering.readings(event_type, data)
         except EventError as error:
             self.reject(record, error)
             return Outcome.REJECTED, error.reason.value
-        usage = AcceptedUsage.of(event, measurements, record.delivery)
+        usage = AcceptedUsage(
+            (subject, source, event_id),
+            digest(content),
+            time,
+            tuple([(meter_key, group, value) for (meter_key, group), _, value in readings]),
+            str(record.delivery),
+        )
         first = self.store.put_new(USAGE_TABLE.name, usage.to_item())
         if first is None or first.get("at") == usage.delivery:
             return Outcome.ACCEPTED, ""

@@ -7,8 +7,8 @@ running figures, and for each catalog threshold the spend has reached creates an
 between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for
 consumers to drop the repeat.
 
-Rate also keeps the reads bounded: once a period has gathered ``SEAL_AFTER_PARTIALS`` partials
-after its rollups, it seals the open window and rolls it up (see ``ledger``).
+Rate also keeps the reads bounded: once a period has gathered enough partials after its
+rollups, it seals the open window and rolls it up (see ``ledger``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.rating import Usage, rate_tenant
-from meterline.records import bucket_of, key_part, unpack_book
+from meterline.records import book_tenants, key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
 
-from .ledger import SEAL_AFTER_PARTIALS, PeriodLedger, billing_period_of, is_partial
+from .ledger import PeriodLedger, billing_period_of, is_partial
 
 TABLE = CHARGES_TABLE.name
 
@@ -43,9 +43,8 @@ class RunningCharges:
             if not is_partial(item):
                 continue
             period = billing_period_of(item)
-            book = unpack_book(self.catalog, bytes(item["book"]))  # type: ignore[arg-type]
             # late usage (of an earlier period) is billed as an adjustment when this period closes
-            touched.setdefault(period, set()).update(book.tenants(period))
+            touched.setdefault(period, set()).update(_tenants_of(item, period))
         return sum(self.rate_period(period, tenants, now) for period, tenants in sorted(touched.items()))
 
     def run_open(self, now: datetime | None = None) -> int:
@@ -58,7 +57,7 @@ class RunningCharges:
                 continue
             tenants: set[str] = set()
             for item in PeriodLedger(self.catalog, self.store, period).open_partials():
-                tenants.update(unpack_book(self.catalog, bytes(item["book"])).tenants(period))  # type: ignore[arg-type]
+                tenants.update(_tenants_of(item, period))
             published += self.rate_period(period, tenants, now)
         return published
 
@@ -66,14 +65,13 @@ class RunningCharges:
         ledger = PeriodLedger(self.catalog, self.store, period)
         head = ledger.head()
         open_partials = ledger.open_partials(head)
-        buckets = {bucket_of(tenant) for tenant in tenants}
-        if len(open_partials) >= SEAL_AFTER_PARTIALS:
+        if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
             tenants |= {tenant for tenant, p in ledger.roll_up() if p == period}
-            book = ledger.book({bucket_of(tenant) for tenant in tenants})
+            book = ledger.book(tenants)
         else:
-            book = ledger.book(buckets, head, open_partials)
+            book = ledger.book(tenants, head, open_partials)
         return sum(
             self.rate(tenant, period, book.quantities(self.catalog, tenant, period), len(open_partials))
             for tenant in sorted(tenants)
@@ -122,3 +120,7 @@ class RunningCharges:
             self.store.put(TABLE, {**stored, "published": True})
             published += 1
         return published
+
+
+def _tenants_of(partial: Item, period: Period) -> set[str]:
+    return {tenant for tenant, p in book_tenants(bytes(partial["book"])) if p == period}  # type: ignore[arg-type]

@@ -1,0 +1,118 @@
+"""Measurement 3 of `meterline bench --pipeline`: does rating stay flat as a period fills up?
+
+The period's events are metered into an in-memory ledger, then aggregated in small batches (many
+partials, as a month at volume makes) with the rate job run on every new partial, the way its
+stream trigger would at low traffic. For each rate call it takes the CPU time and the items read;
+the calls are split into quarters of the period so that a cost growing with the period's age
+shows as a ratio above one (re-reading every partial, as before rollups, grows linearly: the last
+quarter's mean is about seven times the first's). It also counts the write units the rollups and
+heads cost, per accepted event, since compaction is paid in writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.catalog import Catalog
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, is_partial
+from meterline.pipeline.meter import Meter
+from meterline.pipeline.rate import RunningCharges
+from meterline.records import AcceptedUsage
+from meterline.topology import TABLES, USAGE_TABLE
+
+if TYPE_CHECKING:
+    from meterline.bench_pipeline import CountingStore
+
+PARTIAL_EVENTS = 50
+"""Usage records per aggregate transaction here: small, to make many partials from few events."""
+QUARTERS = 4
+
+
+@dataclass
+class RateCall:
+    cpu_seconds: float
+    items_read: int
+
+
+def measure_compaction(catalog: Catalog, lines: Sequence[bytes], batch: int) -> dict[str, Any]:
+    from meterline.bench_pipeline import CountingStore, batches, delivered
+
+    store = CountingStore(MemoryStore([table.name for table in TABLES]))
+    publisher = MemoryPublisher()
+    accepted = sum(
+        Meter(catalog, store, publisher).run(chunk).accepted for chunk in batches(delivered(lines), batch)
+    )
+    usage = list(store.created[USAGE_TABLE.name])
+    store.aggregates_write_units.clear()
+    aggregator, charges = Aggregator(catalog, store), RunningCharges(catalog, store, publisher)
+    calls: list[RateCall] = []
+    seen = 0
+    log = store.created["aggregates"]
+    stream = [StreamRecord(str(n), AcceptedUsage.from_item(item)) for n, item in enumerate(usage, 1)]
+    for records in batches(stream, PARTIAL_EVENTS):
+        aggregator.run(records)
+        new, seen = [item for item in log[seen:] if is_partial(item)], len(log)
+        calls.append(_rate_call(charges, store, new))
+    return _report(calls, accepted, store)
+
+
+def _rate_call(charges: RunningCharges, store: CountingStore, partials: list[Any]) -> RateCall:
+    read_before = store.items_read
+    start = time.process_time()
+    charges.run(partials)
+    return RateCall(time.process_time() - start, store.items_read - read_before)
+
+
+def _report(calls: list[RateCall], accepted: int, store: CountingStore) -> dict[str, Any]:
+    size = max(1, len(calls) // QUARTERS)
+    quarters = [calls[index * size : (index + 1) * size] for index in range(QUARTERS)]
+    cpu_ms = [_mean([call.cpu_seconds * 1000 for call in quarter]) for quarter in quarters]
+    reads = [_mean([call.items_read for call in quarter]) for quarter in quarters]
+    kinds = store.aggregates_write_units
+    return {
+        "partials": len(calls),
+        "events_per_partial": PARTIAL_EVENTS,
+        "seal_after_partials": SEAL_AFTER_PARTIALS,
+        "rate_cpu_ms_per_call_by_quarter": [str(value) for value in cpu_ms],
+        "rate_items_read_per_call_by_quarter": [str(value) for value in reads],
+        "last_to_first_quarter_cpu": str(_quotient(cpu_ms[-1], cpu_ms[0])),
+        "last_to_first_quarter_reads": str(_quotient(reads[-1], reads[0])),
+        "max_items_read_per_call": max(call.items_read for call in calls),
+        "aggregates_wru_by_kind": dict(sorted(kinds.items())),
+        "compaction_wru_per_accepted_event": str(
+            _quotient(Decimal(kinds["rollup"] + kinds["head"] + kinds["fence"]), Decimal(accepted))
+        ),
+    }
+
+
+def _mean(values: list[float] | list[int]) -> Decimal:
+    if not values:
+        return Decimal(0)
+    return (Decimal(str(sum(values))) / len(values)).quantize(Decimal("0.01"))
+
+
+def _quotient(numerator: Decimal, denominator: Decimal) -> Decimal:
+    return (numerator / denominator).quantize(Decimal("0.0001")) if denominator else Decimal(0)
+
+
+def format_compaction(report: dict[str, Any], events: int) -> list[str]:
+    cpu = ", ".join(report["rate_cpu_ms_per_call_by_quarter"])
+    reads = ", ".join(report["rate_items_read_per_call_by_quarter"])
+    return [
+        f"Compaction, in-memory store, {events:,} events as {report['partials']:,} partials of "
+        f"{report['events_per_partial']} events, rate on every partial, sealing after "
+        f"{report['seal_after_partials']} open partials holding a quarter of the rolled-up bytes:",
+        f"    rate CPU ms per call by quarter of the period   {cpu}"
+        f"   (last/first {report['last_to_first_quarter_cpu']})",
+        f"    items read per rate call by quarter             {reads}"
+        f"   (last/first {report['last_to_first_quarter_reads']};"
+        f" at most {report['max_items_read_per_call']})",
+        f"    rollups, heads and fences: {report['compaction_wru_per_accepted_event']} WRU per accepted"
+        f" event   (aggregates by kind: {report['aggregates_wru_by_kind']})",
+    ]
