@@ -29,8 +29,9 @@ from meterline.topology import TABLES, USAGE_TABLE
 if TYPE_CHECKING:
     from meterline.bench_pipeline import CountingStore
 
-PARTIAL_EVENTS = 50
-"""Usage records per aggregate transaction here: small, to make many partials from few events."""
+PARTIAL_EVENTS = 250
+"""Usage records per aggregate transaction here: a quarter of a full stream batch, to make many
+partials from a bench-sized period."""
 QUARTERS = 4
 
 
