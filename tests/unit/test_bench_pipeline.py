@@ -76,6 +76,15 @@ def test_cpu_time_is_reported_for_each_job_and_the_handler(report: dict[str, Any
         assert Decimal(speed["gb_seconds_per_million_events"][job]) > 0
 
 
+def test_compaction_reports_rate_calls_by_quarter_and_what_rollups_write(report: dict[str, Any]) -> None:
+    compaction = report["compaction"]
+    # THEN every partial was rated once, the quarters cover the period, and reads were counted
+    assert compaction["events"] == EVENTS and compaction["partials"] >= 2
+    assert len(compaction["rate_cpu_ms_per_call_by_quarter"]) == 4
+    assert compaction["max_items_read_per_call"] > 0
+    assert compaction["aggregates_wru_by_kind"]["partial"] > 0
+
+
 def test_figures_are_in_the_cost_models_format_and_positive(report: dict[str, Any], tmp_path: Path) -> None:
     # GIVEN the committed measured.json and the run's figures laid over it
     committed = json.loads(MEASURED_JSON.read_text())
