@@ -29,8 +29,8 @@ def aggregator() -> Aggregator:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # All or nothing: the batch's partials and its marker commit in one transaction, so on any
-    # error the whole batch is retried from its first record and the marker makes that safe.
+    # All or nothing: on any error the whole batch is retried from its first record, and the
+    # markers committed with each billing period's partial make that safe.
     records = [
         StreamRecord(record["dynamodb"]["SequenceNumber"], usage_from_stream(record["dynamodb"]["NewImage"]))
         for record in event.get("Records", [])

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from infra.config import load_stack_config, read_stack_file, stack_names
+from meterline.pipeline.ledger import partial_sk
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 from tests.infra.builds import named, of_type, policy_document, statement
 
@@ -142,6 +143,11 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
             assert mapping["eventSourceArn"].endswith("/stream/2026-11-28T17:42:00.000")
             assert f":table/ml-use1-{function.source}/" in mapping["eventSourceArn"]
             assert destination == "arn:aws:sqs:us-east-1:123456789012:ml-use1-failures"
+            pattern = json.loads(mapping["filterCriteria"]["filters"][0]["pattern"])
+            assert pattern["eventName"] == ["INSERT"]
+            if function.job == "rate":  # only partials reach rate: the prefix is the ledger's own key shape
+                ((_, prefix),) = pattern["dynamodb"]["NewImage"]["sk"]["S"][0].items()
+                assert partial_sk(0, "1").startswith(prefix) and not "head".startswith(prefix)
 
 
 def test_each_role_reaches_only_the_tables_and_topics_its_function_uses(cell: dict[str, Any]) -> None:

@@ -29,6 +29,12 @@ TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300,
 STREAM_RETRIES = 10
 STREAM_MAX_RECORD_AGE_SECONDS = 6 * 3600
 SCHEDULE_RETRIES = 3
+STREAM_FILTERS = {
+    # TTL expiries arrive as REMOVE records: not usage
+    "aggregate": {"eventName": ["INSERT"]},
+    # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
+    "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "partial|"}]}}}},
+}
 FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
@@ -278,6 +284,7 @@ class Functions(pulumi.ComponentResource):
                 event_source_arn=args.ledgers.tables[function.source].stream_arn,
                 maximum_record_age_in_seconds=STREAM_MAX_RECORD_AGE_SECONDS,
                 parallelization_factor=1,
+                filter_criteria={"filters": [{"pattern": json.dumps(STREAM_FILTERS[function.job])}]},
                 destination_config={"on_failure": {"destination_arn": self.failure_queue.arn}},
                 opts=self.child,
                 **common,
