@@ -58,7 +58,8 @@ class MeterReport:
     duplicates: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     failed: list[DeliveredRecord] = field(default_factory=list)
-    """Records to deliver again: a store or publish call failed for them."""
+    """Records to deliver again: a store or publish call failed for them (or, as ``run`` was told,
+    any call), or for an earlier record of their partition."""
     rejections: list[Rejection] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
 
