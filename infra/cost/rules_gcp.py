@@ -28,6 +28,9 @@ Entries = list[Line | Unpriced]
 AWS_FIGURE = "AWS figure of the same work, not yet measured on GCP"
 REQUEST_OVERHEAD_SECONDS = Decimal("0.02")
 """Design estimate (2026-11): instance time per push delivery beyond the work itself (decode, ack)."""
+DRAIN_RUN_OVERHEAD_SECONDS = Decimal(1)
+"""Design estimate (2026-11): instance time per scheduled drain run beyond the work itself (a new
+consumer, topic metadata, one fetch to the end of each partition, committed offsets)."""
 PUBSUB_MIN_BYTES = Decimal(1000)
 """Pub/Sub bills at least 1000 bytes per message published and per message delivered."""
 BYTES_PER_TIB = Decimal(2**40)
@@ -201,9 +204,10 @@ def cloud_run_function(resource: Mapping[str, Any], pricing: Pricing) -> Entries
     if isinstance(work, Unpriced):
         return [work]
     # The work figure is GB-seconds at the job's memory: seconds = GB-s / GB, plus per-request overhead.
-    fixed_s = work[0] / memory_gib + fixed_requests * REQUEST_OVERHEAD_SECONDS
-    per_million_s = work[1] / memory_gib + requests_per_million * REQUEST_OVERHEAD_SECONDS
-    note = f"{AWS_FIGURE}; plus {REQUEST_OVERHEAD_SECONDS} s per request"
+    overhead = DRAIN_RUN_OVERHEAD_SECONDS if resource.get("joins") else REQUEST_OVERHEAD_SECONDS
+    fixed_s = work[0] / memory_gib + fixed_requests * overhead
+    per_million_s = work[1] / memory_gib + requests_per_million * overhead
+    note = f"{AWS_FIGURE}; plus {overhead} s per request"
     logs = pricing.flow_line(
         "logging",
         "ingestion",
@@ -211,7 +215,7 @@ def cloud_run_function(resource: Mapping[str, Any], pricing: Pricing) -> Entries
         (f"gcp.logs.{job}.ingested_bytes", f"logs.{job}.ingested_bytes", "logs.any.ingested_bytes"),
         scale=1 / BYTES_PER_GB,
     )
-    return [
+    entries: Entries = [
         pricing.line("cloud_run", "requests", f"{job} requests", fixed_requests, requests_per_million),
         pricing.line(
             "cloud_run", "vcpu_second", f"{job} vCPU-seconds", fixed_s * cpu, per_million_s * cpu, note
@@ -226,10 +230,30 @@ def cloud_run_function(resource: Mapping[str, Any], pricing: Pricing) -> Entries
         ),
         logs,
     ]
+    if resource.get("joins"):
+        entries.append(_join_reads(resource, job, pricing))
+    return entries
+
+
+def _join_reads(resource: Mapping[str, Any], job: str, pricing: Pricing) -> Line | Unpriced:
+    """A job that drains a topic reads the usage document of each valid record it joins."""
+    table, topic = str(resource["joins"]), str(resource.get("source", "?"))
+    records = _topic_records(topic, pricing)
+    if isinstance(records, Unpriced):
+        return records
+    return pricing.line(
+        "firestore",
+        "reads",
+        f"{job} {table} reads (one per {topic} record)",
+        records[0],
+        records[1],
+        note="an upper bound: records meter rejects as invalid are not read",
+    )
 
 
 def _requests(resource: Mapping[str, Any], job: str, pricing: Pricing) -> tuple[Decimal, Decimal] | Unpriced:
-    """(requests per month, per million events): push triggers deliver one message or document each."""
+    """(requests per month, per million events): push triggers deliver one message or document each;
+    a scheduled job (close, and aggregate draining its topic) is called by its schedule alone."""
     if pricing.figures.get(f"cloud_run.{job}.requests") is not None:
         return pricing.flow(f"{job} requests", (f"cloud_run.{job}.requests",))
     trigger, source = resource.get("trigger"), str(resource.get("source", "?"))

@@ -87,6 +87,23 @@ def _least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> N
             report(f"function {args.name}: runs as the default compute account; give it its own", None)
 
 
+def _one_drain_at_a_time(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A function that drains a topic in a consumer group relies on one run at a time: a second
+    instance could commit an offset inside a batch the first applied (see kafka_drain)."""
+    if args.resource_type != "gcp:cloudfunctionsv2/function:Function":
+        return
+    service = args.props.get("serviceConfig") or {}
+    if not (service.get("environmentVariables") or {}).get("METERLINE_CONSUMER_GROUP"):
+        return
+    instances, concurrency = service.get("maxInstanceCount"), service.get("maxInstanceRequestConcurrency")
+    if instances != 1 or concurrency != 1:
+        report(
+            f"function {args.name}: drains a consumer group on {instances or 'unbounded'} instances"
+            f" × {concurrency or 'default'} requests; it must run once at a time (1 × 1)",
+            None,
+        )
+
+
 def _required_labels(args: ResourceValidationArgs, report: ReportViolation) -> None:
     field = LABELLED.get(args.resource_type)
     if field is None:
@@ -115,6 +132,11 @@ GCP_RULES = [
     _policy("gcp-no-public-access", "No public IAM members, buckets or function ingress.", _no_public_access),
     _policy(
         "gcp-least-privilege", "No basic roles; ledger and Kafka roles are conditioned.", _least_privilege
+    ),
+    _policy(
+        "gcp-one-drain-at-a-time",
+        "A function that drains a Kafka consumer group runs on one instance, one request at a time.",
+        _one_drain_at_a_time,
     ),
     _policy(
         "gcp-required-labels", f"Labelled resources carry {', '.join(REQUIRED_LABELS)}.", _required_labels

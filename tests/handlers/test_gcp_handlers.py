@@ -7,14 +7,12 @@ import base64
 import copy
 import importlib.util
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import functions_framework
-import orjson
 import pytest
 from cloudevents.http import CloudEvent
 from google.events.cloud.firestore import Document, DocumentEventData, Value
@@ -24,21 +22,19 @@ from meterline.adapters import gcp_functions
 from meterline.adapters.gcp_functions import TriggerError, Wiring, google_kafka_token
 from meterline.adapters.memory import MemoryPublisher, StreamEntry, StreamingMemoryStore
 from meterline.catalog import load_catalog
-from meterline.offline import rate_lines
-from meterline.periods import Period
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.meter import PublishError
 from meterline.ports import Item, RetriableStoreError
-from meterline.reconcile import differences
+from meterline.records import AcceptedUsage
 from meterline.topology import (
     AGGREGATES_TABLE,
-    BILLING_ALERTS,
-    BILLING_INVOICES,
+    CHARGES_TABLE,
     INVOICES_TABLE,
     TABLES,
     USAGE_REJECTED,
     USAGE_TABLE,
 )
-from tests.pipeline.test_cell import make_events
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events" / "gcp"
@@ -126,20 +122,6 @@ def outcomes(store: StreamingMemoryStore) -> list[tuple[str, str, str, str]]:
     return sorted(
         (str(i["pk"]), str(i["sk"]), str(i["outcome"]), str(i["reason"])) for i in store.scan("outcomes")
     )
-
-
-def run_chain(cell: GcpCell, handlers: dict[str, ModuleType], messages: Iterable[CloudEvent]) -> None:
-    """Meter each message, then hand every created document to its trigger, twice (a redelivery)."""
-    micros = 1_793_700_000_000_000
-    for message in messages:
-        handlers["meter"].handler(message)
-        for entry in cell.created(USAGE_TABLE.name):
-            micros += 1
-            for _ in range(2):
-                handlers["aggregate"].handler(document_created(USAGE_TABLE.name, entry.item, micros))
-        for entry in cell.created(AGGREGATES_TABLE.name):
-            micros += 1
-            handlers["rate"].handler(document_created(AGGREGATES_TABLE.name, entry.item, micros))
 
 
 def test_meter_accepts_dedups_and_dead_letters_one_message_at_a_time(gcp_cell: GcpCell) -> None:
@@ -246,37 +228,6 @@ def test_an_event_that_is_not_a_pubsub_message_is_a_one_line_trigger_error(gcp_c
     assert "\n" not in str(raised.value)
 
 
-def test_aggregate_applies_a_usage_document_once_however_often_it_is_announced(gcp_cell: GcpCell) -> None:
-    # GIVEN one accepted event's usage document, announced in JSON form
-    load_handler("meter").handler(pubsub_events()[0])
-    [entry] = gcp_cell.created(USAGE_TABLE.name)
-    event = document_created(USAGE_TABLE.name, entry.item, 1_793_700_000_123_456, as_json=True)
-    aggregate = load_handler("aggregate")
-    # WHEN Eventarc delivers the event three times
-    for _ in range(3):
-        aggregate.handler(copy.deepcopy(event))
-    # THEN one partial state and one batch marker exist
-    aggregates = list(gcp_cell.store.scan(AGGREGATES_TABLE.name))
-    assert len([i for i in aggregates if str(i["pk"]).startswith("partial|")]) == 1
-    assert len([i for i in aggregates if i["pk"] == "batch"]) == 1
-
-
-def test_two_documents_created_in_the_same_microsecond_are_both_aggregated(gcp_cell: GcpCell) -> None:
-    # GIVEN two accepted events whose documents Firestore created in the same microsecond
-    meter = load_handler("meter")
-    for message in (pubsub_events()[0], pubsub_events()[5]):
-        meter.handler(message)
-    entries = gcp_cell.created(USAGE_TABLE.name)
-    aggregate = load_handler("aggregate")
-    # WHEN both are announced
-    for entry in entries:
-        aggregate.handler(document_created(USAGE_TABLE.name, entry.item, 1_793_700_000_000_001))
-    # THEN each has its own marker and partial: the document name keeps their sequences apart
-    aggregates = list(gcp_cell.store.scan(AGGREGATES_TABLE.name))
-    assert len([i for i in aggregates if i["pk"] == "batch"]) == 2
-    assert len([i for i in aggregates if str(i["pk"]).startswith("partial|")]) == 2
-
-
 def test_a_document_with_a_field_the_ledger_never_writes_is_a_trigger_error(gcp_cell: GcpCell) -> None:
     data = DocumentEventData(
         value=Document(
@@ -284,36 +235,8 @@ def test_a_document_with_a_field_the_ledger_never_writes_is_a_trigger_error(gcp_
         )
     )
     with pytest.raises(TriggerError, match=r"'n' of .* holds a double_value"):
-        load_handler("aggregate").handler(
-            CloudEvent({"type": "t", "source": "s"}, DocumentEventData.serialize(data))
-        )
-
-
-def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(gcp_cell: GcpCell) -> None:
-    # GIVEN two months of generated usage (with duplicates, conflicts, malformed lines) and the
-    # mixed fixture, one Pub/Sub message per Kafka record, some delivered twice
-    handlers = {job: load_handler(job) for job in ("meter", "aggregate", "rate", "close")}
-    lines = make_events(seed=11, count=160)
-    messages = [pubsub_event(line, "usage.events", 1, offset) for offset, line in enumerate(lines)]
-    messages += messages[::17] + pubsub_events()
-    # WHEN every created document reaches aggregate (twice) and rate, and the scheduler closes
-    run_chain(gcp_cell, handlers, messages)
-    client = functions_framework.create_app("handler", str(ROOT / "functions" / "close" / "gcp.py"))
-    response = client.test_client().post("/", json=json.loads((EVENTS / "scheduler_close.json").read_text()))
-    # THEN October and November close, and their invoices equal `meterline rate` on the same records
-    assert response.status_code == 200 and response.get_json() == {"closed": ["2026-10", "2026-11"]}
-    values = lines + [base64.b64decode(m.data["message"]["data"]) for m in pubsub_events()]
-    invoices: dict[str, list[dict[str, Any]]] = {}
-    for item in gcp_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-    catalog = load_catalog(CATALOG)
-    for period in ("2026-10", "2026-11"):
-        assert (
-            differences(period, rate_lines(catalog, values, Period.parse(period)).to_json(), invoices) == []
-        )
-    assert len(gcp_cell.publisher.on(BILLING_INVOICES.name)) == sum(len(v) for v in invoices.values()) == 4
-    alerts = [orjson.loads(m.value)["alert_id"] for m in gcp_cell.publisher.on(BILLING_ALERTS.name)]
-    assert len(alerts) == len(set(alerts)) > 0
+        event = CloudEvent({"type": "t", "source": "s"}, DocumentEventData.serialize(data))
+        load_handler("rate").handler(event)
 
 
 def test_close_answers_a_time_without_offset_with_400(gcp_cell: GcpCell) -> None:
@@ -338,31 +261,33 @@ def test_settings_name_the_missing_setting() -> None:
         gcp_functions.Settings.from_env({}, ROOT)
 
 
-def test_rate_and_aggregate_pass_over_documents_that_are_not_theirs(gcp_cell: GcpCell) -> None:
+def test_rate_passes_over_documents_that_are_not_partials(gcp_cell: GcpCell) -> None:
     # GIVEN a period fence created in the aggregates collection (JSON form, as Eventarc may send it)
     loaded = json.loads((EVENTS / "firestore_fence_created.json").read_text())
-    # WHEN rate and aggregate receive it
+    # WHEN rate receives it
     load_handler("rate").handler(CloudEvent(loaded["attributes"], loaded["data"]))
-    load_handler("aggregate").handler(CloudEvent(loaded["attributes"], loaded["data"]))
-    # THEN neither writes or publishes anything
+    # THEN it writes and publishes nothing
     assert all(list(gcp_cell.store.scan(t.name)) == [] for t in TABLES)
     assert gcp_cell.publisher.messages == []
 
 
-def test_functions_framework_hands_a_protobuf_document_event_to_aggregate(gcp_cell: GcpCell) -> None:
-    # GIVEN a usage document announced in protobuf, in binary content mode, as Eventarc posts it
+def test_functions_framework_hands_a_protobuf_partial_document_to_rate(gcp_cell: GcpCell) -> None:
+    # GIVEN a partial state the aggregator created, announced in protobuf, in binary content mode
     load_handler("meter").handler(pubsub_events()[0])
-    [entry] = gcp_cell.created(USAGE_TABLE.name)
-    event = document_created(USAGE_TABLE.name, entry.item, 1_793_700_000_000_007)
+    [usage] = gcp_cell.created(USAGE_TABLE.name)
+    Aggregator(load_catalog(CATALOG), gcp_cell.store).run(
+        [StreamRecord("1", AcceptedUsage.from_item(usage.item))]
+    )
+    [partial] = [e.item for e in gcp_cell.created(AGGREGATES_TABLE.name) if is_partial(e.item)]
+    event = document_created(AGGREGATES_TABLE.name, partial, 1_793_700_000_000_007)
     headers = {
         f"ce-{name}": value for name, value in event.get_attributes().items() if name != "datacontenttype"
     }
-    app = functions_framework.create_app("handler", str(ROOT / "functions" / "aggregate" / "gcp.py"))
-    # WHEN it is posted twice
-    for _ in range(2):
-        response = app.test_client().post(
-            "/", data=event.data, headers={**headers, "content-type": "application/protobuf"}
-        )
-        assert response.status_code == 200
-    # THEN the usage is aggregated once
-    assert len([i for i in gcp_cell.store.scan(AGGREGATES_TABLE.name) if i["pk"] == "batch"]) == 1
+    app = functions_framework.create_app("handler", str(ROOT / "functions" / "rate" / "gcp.py"))
+    # WHEN it is posted
+    response = app.test_client().post(
+        "/", data=event.data, headers={**headers, "content-type": "application/protobuf"}
+    )
+    # THEN rate stores the tenant's running charges
+    assert response.status_code == 200
+    assert [str(item["pk"]) for item in gcp_cell.store.scan(CHARGES_TABLE.name)] != []

@@ -19,6 +19,8 @@ PRICES = price_book(
         ("cloud_run", "vcpu_second", "1", "0.00002"),
         ("cloud_run", "gib_second", "1", "0.000002"),
         ("logging", "ingestion", "1", "0.50"),
+        ("firestore", "reads", "100000", "0.03"),
+        ("scheduler", "job_month", "1", "0.10"),
     ],
 )
 
@@ -79,6 +81,39 @@ def test_a_firestore_triggered_function_gets_one_request_per_document_created() 
     assert requests.units_per_million == Decimal("100000.0")
 
 
+def test_a_scheduled_drain_costs_its_schedule_not_a_request_per_event() -> None:
+    # GIVEN aggregate called every minute (43,200 runs a month), joining each usage record
+    stack = inputs(
+        "gcp",
+        REGION,
+        [
+            {
+                "kind": "cloud_run_function",
+                "job": "aggregate",
+                "memory_mb": 1024,
+                "cpu": 1,
+                "trigger": "scheduler",
+                "source": "usage.events",
+                "joins": "usage",
+            },
+            {"kind": "cloud_scheduler_job", "name": "aggregate", "invocations_per_month": 43200},
+        ],
+    )
+    work = figures(
+        lambda__aggregate__gb_seconds=("0", "million_events"), logs__any__ingested_bytes=("0", "event")
+    )
+    # WHEN it is estimated
+    cost = estimate(parse_cost_inputs(stack, "test"), PRICES, work)
+    # THEN the requests are the schedule's: none per event
+    [requests] = [line for line in cost.lines if line.item == "aggregate requests"]
+    assert (requests.fixed_units, requests.units_per_million) == (Decimal(43200), 0)
+    # AND fixed: 43 200 × 0.40/1e6 = 0.01728; 43 200 runs × 1 s → vCPU 0.864, GiB 0.0864; schedule 0.10
+    assert cost.fixed_usd_month == Decimal("1.06768")
+    # AND per million events: one usage read per record, 1e6 × 0.03/1e5 = 0.30
+    assert cost.usd_per_million_events == Decimal("0.30")
+    assert cost.complete
+
+
 def test_an_unknown_trigger_is_reported_unpriced_not_zero() -> None:
     stack = inputs(
         "gcp",
@@ -99,3 +134,6 @@ def test_every_gcp_stack_is_fully_priced_by_the_committed_book(previews: dict[st
             assert {"managed_kafka", "firestore", "cloud_run", "pubsub"} <= {
                 line.service for line in cost.lines
             }
+            # aggregate is paid per scheduled run, not per usage document
+            [requests] = [line for line in cost.lines if line.item == "aggregate requests"]
+            assert requests.units_per_million == 0 and requests.fixed_units == 43200

@@ -114,6 +114,13 @@ CASES = [
         "default compute account",
     ),
     (
+        "gcp-one-drain-at-a-time",
+        "gcp:cloudfunctionsv2/function:Function",
+        "aggregate",
+        lambda i: i["serviceConfig"].update(maxInstanceCount=20),
+        "must run once at a time",
+    ),
+    (
         "gcp-required-labels",
         "gcp:managedkafka/cluster:Cluster",
         "cluster",

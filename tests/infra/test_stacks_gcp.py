@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from infra.components.gcp.functions import FIRESTORE_CREATED, PUBSUB_PUBLISHED, unix_cron
+from infra.components.gcp.functions import FIRESTORE_CREATED, KAFKA_DRAINS, PUBSUB_PUBLISHED, unix_cron
 from infra.config import ConfigError, ManagedKafka, load_stack_config, read_stack_file, stack_names
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 from tests.infra.builds import named, of_type
@@ -81,7 +81,9 @@ def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_fo
         inputs = functions[function.job]
         assert inputs["serviceConfig"]["availableMemory"] == f"{function.memory_mb}Mi"
         trigger = inputs.get("eventTrigger")
-        if function.trigger is TriggerKind.KAFKA:
+        if function.job in KAFKA_DRAINS:
+            assert trigger is None
+        elif function.trigger is TriggerKind.KAFKA:
             assert trigger["eventType"] == PUBSUB_PUBLISHED and trigger["pubsubTopic"].endswith(
                 "usage-events"
             )
@@ -94,11 +96,51 @@ def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_fo
             } in trigger["eventFilters"]
         else:
             assert trigger is None
-    [job] = of_type(build, "gcp:cloudscheduler/job:Job")
-    assert job["inputs"]["schedule"] == "15 * * * *"
-    assert job["inputs"]["httpTarget"]["oidcToken"]["serviceAccountEmail"].startswith(
-        job["inputs"]["name"][:-6]
+    jobs = {job["name"]: job["inputs"] for job in of_type(build, "gcp:cloudscheduler/job:Job")}
+    assert sorted(jobs) == ["aggregate", "close"]
+    assert jobs["close"]["schedule"] == "15 * * * *"
+    assert jobs["close"]["httpTarget"]["oidcToken"]["serviceAccountEmail"].startswith(
+        jobs["close"]["name"][:-6]
     )
+
+
+def test_aggregate_drains_usage_events_every_minute_on_one_instance(gcp: tuple[str, dict[str, Any]]) -> None:
+    # GIVEN a GCP cell
+    _, build = gcp
+    functions = {r["name"]: r["inputs"] for r in of_type(build, FUNCTION)}
+    aggregate = functions["aggregate"]
+    [schedule] = [
+        j["inputs"] for j in of_type(build, "gcp:cloudscheduler/job:Job") if j["name"] == "aggregate"
+    ]
+    # THEN Cloud Scheduler calls it every minute, without retries, within its timeout
+    assert schedule["schedule"] == "* * * * *"
+    assert schedule["retryConfig"] == {"retryCount": 0}
+    service = aggregate["serviceConfig"]
+    assert schedule["attemptDeadline"] == f"{int(service['timeoutSeconds'])}s"
+    # AND it runs on one instance, reads Kafka in its own group, within a budget shorter than its timeout
+    assert service["maxInstanceCount"] == 1 and service["maxInstanceRequestConcurrency"] == 1
+    env = service["environmentVariables"]
+    assert env["METERLINE_CONSUMER_GROUP"] == "aggregate"
+    assert env["METERLINE_KAFKA_BOOTSTRAP"] == build["outputs"]["kafka_bootstrap_servers"]
+    assert float(env["METERLINE_DRAIN_SECONDS"]) < service["timeoutSeconds"]
+    # AND no Eventarc trigger fires on usage documents, and no Pub/Sub topic feeds aggregate
+    triggers = [f.get("eventTrigger") or {} for f in functions.values()]
+    assert not any(
+        "usage/{entry}" in str(t.get("eventFilters"))
+        for t in triggers
+        if t.get("eventType") == FIRESTORE_CREATED
+    )
+    assert [t["pubsubTopic"] for t in triggers if t.get("eventType") == PUBSUB_PUBLISHED] == [
+        build["outputs"]["pubsub_bridges"]["usage.events"]
+    ]
+    assert of_type(build, "gcp:pubsub/subscription:Subscription") == []
+
+
+def test_the_pubsub_sink_publishes_each_records_kafka_position(gcp: tuple[str, dict[str, Any]]) -> None:
+    # meter must record the Kafka position as the delivery: aggregate's join matches records by it
+    _, build = gcp
+    [connector] = of_type(build, "gcp:managedkafka/connector:Connector")
+    assert connector["inputs"]["configs"]["metadata.publish"] == "true"
 
 
 def test_ledger_and_kafka_grants_are_conditioned_on_the_cells_own_resources(
@@ -112,8 +154,13 @@ def test_ledger_and_kafka_grants_are_conditioned_on_the_cells_own_resources(
         assert grant["inputs"]["condition"]["expression"].endswith(
             "/databases/" + build["outputs"]["firestore_database"].rsplit("/", 1)[-1] + '"'
         )
-    kafka = [g["name"] for g in grants if g["inputs"]["role"] == "roles/managedkafka.client"]
-    assert sorted(kafka) == sorted(f"{f.job}-kafka" for f in FUNCTIONS if f.publishes)
+    kafka = [g for g in grants if g["inputs"]["role"] == "roles/managedkafka.client"]
+    assert sorted(g["name"] for g in kafka) == sorted(
+        f"{f.job}-kafka" for f in FUNCTIONS if f.publishes or f.job in KAFKA_DRAINS
+    )
+    assert "aggregate-kafka" in {g["name"] for g in kafka}
+    for grant in kafka:
+        assert grant["inputs"]["condition"]["expression"].startswith('resource.name.startsWith("')
 
 
 def test_eventbridge_cron_becomes_five_field_cron() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.components.gcp.functions import Functions, FunctionsArgs
+from infra.components.gcp.functions import KAFKA_DRAINS, Functions, FunctionsArgs
 from infra.components.gcp.kafka import Kafka, KafkaArgs
 from infra.components.gcp.keys import Keys, KeysArgs
 from infra.components.gcp.ledgers import Ledgers, LedgersArgs
@@ -30,8 +30,12 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
     network = Network("network", NetworkArgs(config.cell, config.region, config.network.cidr, labels))
     keys = Keys("keys", KeysArgs(config.cell, config.region, project, labels))
     kafka = Kafka("kafka", _kafka_args(config, project, capacity, network, keys, labels))
+    triggered = [
+        f.source for f in FUNCTIONS if f.trigger is TriggerKind.TABLE_STREAM and f.job not in KAFKA_DRAINS
+    ]
     ledgers = Ledgers(
-        "ledgers", LedgersArgs(config.cell, config.region, project, TABLES, keys.key_id, keys.grants, labels)
+        "ledgers",
+        LedgersArgs(config.cell, config.region, project, TABLES, keys.key_id, keys.grants, labels, triggered),
     )
     functions = Functions(
         "functions",

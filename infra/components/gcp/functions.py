@@ -2,13 +2,18 @@
 service account, and the triggers that stand in for Lambda's event source mappings:
 
 - Kafka-triggered jobs (meter): Pub/Sub push from the topic's Kafka Connect bridge;
-- table-stream jobs (aggregate, rate): Firestore `document.v1.created` events on the source
+- aggregate: no push trigger. A Firestore trigger on usage would make every event its own
+  aggregate transaction; instead Cloud Scheduler calls it every minute and it drains the topic
+  itself in its own consumer group, a batch per partition (`meterline.adapters.kafka_drain`).
+  It runs on one instance, and a tick that finds it busy is not retried: the next minute goes on;
+- other table-stream jobs (rate): Firestore `document.v1.created` events on the source
   collection (Eventarc) — one delivery per document, not a batch;
 - the schedule (close): Cloud Scheduler calls the function with an OIDC token.
 
 Least privilege: Firestore IAM stops at the database, so each account gets `datastore.user` (or
-`viewer`) under a condition naming the cell's database; Kafka access is `managedkafka.client`
-conditioned on the cell's cluster. One invoker account per cell may only invoke these functions.
+`viewer`) under a condition naming the cell's database; Kafka access (to publish, or to consume
+and commit in a consumer group) is `managedkafka.client` conditioned on the cell's cluster. One
+invoker account per cell may only invoke these functions.
 """
 
 from __future__ import annotations
@@ -27,13 +32,30 @@ from infra.components.gcp.kafka import Kafka
 from infra.components.gcp.keys import Keys
 from infra.components.gcp.ledgers import Ledgers
 from infra.components.gcp.source import ENTRY_POINT, source_archive
-from meterline.topology import Function, TriggerKind
+from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS
+from meterline.topology import AGGREGATE, Function, TriggerKind
 
 RUNTIME = "python313"
 EVENT_DRIVEN_MAX_TIMEOUT = 540
 FIRESTORE_CREATED = "google.cloud.firestore.document.v1.created"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 SCHEDULE_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaDrain:
+    """A job that Cloud Scheduler starts and that reads its topic itself, in its consumer group."""
+
+    topic: str
+    schedule: str
+    consumer_group: str
+    budget_seconds: float
+
+
+KAFKA_DRAINS = {
+    AGGREGATE.job: KafkaDrain("usage.events", "cron(* * * * ? *)", AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS)
+}
+"""The jobs that drain a topic on a schedule instead of their topology trigger, on GCP."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +137,15 @@ class Functions(pulumi.ComponentResource):
             source=pulumi.FileAsset(str(archive)),
             opts=self.child,
         )
-        scheduled = function.trigger is TriggerKind.SCHEDULE
+        drain = KAFKA_DRAINS.get(job)
+        scheduled = function.trigger is TriggerKind.SCHEDULE or drain is not None
         timeout = (
             function.timeout_seconds if scheduled else min(function.timeout_seconds, EVENT_DRIVEN_MAX_TIMEOUT)
         )
+        if drain is not None and drain.budget_seconds >= timeout:
+            raise ValueError(
+                f"{job}: its drain budget {drain.budget_seconds}s must end before its {timeout}s timeout"
+            )
         resource = gcp.cloudfunctionsv2.Function(
             job,
             name=physical,
@@ -135,7 +162,8 @@ class Functions(pulumi.ComponentResource):
                 "timeout_seconds": timeout,
                 "max_instance_request_concurrency": 1,
                 "min_instance_count": 0,
-                "max_instance_count": 20,
+                # one drain at a time: a second run would read the partitions the first is settling
+                "max_instance_count": 1 if drain else 20,
                 "ingress_settings": "ALLOW_INTERNAL_ONLY",
                 "all_traffic_on_latest_revision": True,
                 "service_account_email": account.email,
@@ -161,7 +189,7 @@ class Functions(pulumi.ComponentResource):
         )
         deployed = DeployedFunction(function, resource.name, service, resource.url, account.email)
         if scheduled:
-            self._schedule(function, deployed, invoker)
+            self._schedule(function, deployed, invoker, drain)
         return deployed
 
     def _grants(self, function: Function, account: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
@@ -180,7 +208,7 @@ class Functions(pulumi.ComponentResource):
                 opts=self.child,
             )
         ]
-        if function.publishes:
+        if function.publishes or function.job in KAFKA_DRAINS:
             grants.append(
                 gcp.projects.IAMMember(
                     f"{function.job}-kafka",
@@ -206,13 +234,18 @@ class Functions(pulumi.ComponentResource):
             "METERLINE_FIRESTORE_DATABASE": args.ledgers.database_name,
             "GOOGLE_CLOUD_PROJECT": args.project,
         }
-        if function.publishes:
+        if function.publishes or function.job in KAFKA_DRAINS:
             variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
+        if drain := KAFKA_DRAINS.get(function.job):
+            variables["METERLINE_CONSUMER_GROUP"] = drain.consumer_group
+            variables["METERLINE_DRAIN_SECONDS"] = str(drain.budget_seconds)
         return variables
 
     def _event_trigger(
         self, function: Function, invoker: gcp.serviceaccount.Account
     ) -> dict[str, Any] | None:
+        if function.job in KAFKA_DRAINS:
+            return None
         common = {
             "trigger_region": self.args.region,
             "retry_policy": "RETRY_POLICY_RETRY",
@@ -237,16 +270,26 @@ class Functions(pulumi.ComponentResource):
         return None
 
     def _schedule(
-        self, function: Function, deployed: DeployedFunction, invoker: gcp.serviceaccount.Account
+        self,
+        function: Function,
+        deployed: DeployedFunction,
+        invoker: gcp.serviceaccount.Account,
+        drain: KafkaDrain | None,
     ) -> None:
+        # A drain's tick is not retried: the next one, a minute later, goes on from the committed
+        # offsets, and a retry would only queue behind the instance still draining.
         gcp.cloudscheduler.Job(
             function.job,
             name=f"{self.args.cell}-{function.job}",
             region=self.args.region,
-            schedule=unix_cron(function.source),
+            schedule=unix_cron(drain.schedule if drain else function.source),
             time_zone="Etc/UTC",
-            attempt_deadline="1800s",
-            retry_config={"retry_count": SCHEDULE_RETRIES, "max_retry_duration": "3600s"},
+            attempt_deadline=f"{function.timeout_seconds}s" if drain else "1800s",
+            retry_config=(
+                {"retry_count": 0}
+                if drain
+                else {"retry_count": SCHEDULE_RETRIES, "max_retry_duration": "3600s"}
+            ),
             http_target={
                 "uri": deployed.uri,
                 "http_method": "POST",
@@ -258,28 +301,36 @@ class Functions(pulumi.ComponentResource):
     def _cost_items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = [{"kind": "storage_bucket", "name": f"{self.args.cell}-sources"}]
         for function in self.args.functions:
-            trigger = {
-                TriggerKind.KAFKA: "pubsub",
-                TriggerKind.TABLE_STREAM: "firestore",
-                TriggerKind.SCHEDULE: "scheduler",
-            }[function.trigger]
-            items.append(
-                {
-                    "kind": "cloud_run_function",
-                    "name": f"{self.args.cell}-{function.job}",
-                    "job": function.job,
-                    "memory_mb": function.memory_mb,
-                    "cpu": 1,
-                    "trigger": trigger,
-                    "source": function.source,
-                }
+            drain = KAFKA_DRAINS.get(function.job)
+            trigger = (
+                "scheduler"
+                if drain
+                else {
+                    TriggerKind.KAFKA: "pubsub",
+                    TriggerKind.TABLE_STREAM: "firestore",
+                    TriggerKind.SCHEDULE: "scheduler",
+                }[function.trigger]
             )
-            if function.trigger is TriggerKind.SCHEDULE:
+            item: dict[str, Any] = {
+                "kind": "cloud_run_function",
+                "name": f"{self.args.cell}-{function.job}",
+                "job": function.job,
+                "memory_mb": function.memory_mb,
+                "cpu": 1,
+                "trigger": trigger,
+                "source": drain.topic if drain else function.source,
+            }
+            if drain:
+                item["joins"] = "usage"  # one usage read per record drained (usage_join)
+            items.append(item)
+            if trigger == "scheduler":
                 items.append(
                     {
                         "kind": "cloud_scheduler_job",
                         "name": function.job,
-                        "invocations_per_month": invocations_per_month(function.source),
+                        "invocations_per_month": invocations_per_month(
+                            drain.schedule if drain else function.source
+                        ),
                     }
                 )
         return items

@@ -183,6 +183,9 @@ class Kafka(pulumi.ComponentResource):
                 "key.converter": "org.apache.kafka.connect.storage.StringConverter",
                 "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
                 "headers.publish": "true",
+                # kafka.topic, kafka.partition and kafka.offset attributes: meter records the
+                # Kafka position as the delivery, which aggregate's join matches its records with
+                "metadata.publish": "true",
             },
             task_restart_policy={"minimum_backoff": "60s", "maximum_backoff": "1800s"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[publisher, kafka_topic]),

@@ -3,7 +3,8 @@
 
 Regional (the cell's region), point-in-time recovery on (7 days), delete protection on, encrypted
 with the cell's key (CMEK). TTL policies on the `expires_at` field exactly where the topology has
-one. What DynamoDB streams do on AWS, Firestore's document-created events do here (Eventarc).
+one. What the aggregates table's stream does on AWS, Firestore's document-created events do
+here (Eventarc, to rate); nothing is triggered by usage documents: aggregate reads the topic.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class LedgersArgs:
     key_id: pulumi.Input[str]
     key_grants: Sequence[pulumi.Resource]
     labels: Mapping[str, str]
+    triggered: Sequence[str] = ()
+    """Collections whose created documents trigger a function (Eventarc)."""
 
 
 class Ledgers(pulumi.ComponentResource):
@@ -72,7 +75,7 @@ class Ledgers(pulumi.ComponentResource):
                 "table": table.name,
                 "pitr": True,
                 "ttl": table.ttl_attribute is not None,
-                "change_events": table.stream is not None,
+                "change_events": table.name in args.triggered,
             }
             for table in args.tables
         ]

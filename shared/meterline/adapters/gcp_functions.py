@@ -11,20 +11,15 @@ What the triggers are taken to carry:
   ``messageId``, so a redelivery keeps its delivery identity either way. Eventarc pushes without
   ordering keys, so two conflicting events of one partition may be metered in either order:
   which one stands (and which is rejected as the conflict) is arrival order here, not offset order.
-- aggregate and rate: a Firestore ``document.v1.created`` event per document, in protobuf
+- aggregate: no trigger of its own. Cloud Scheduler calls it over HTTP every minute and it reads
+  ``usage.events`` itself in its consumer group (``kafka_drain``), a batch of up to 1,000 records
+  per partition and one aggregator run per batch, as Lambda consumes a stream. It joins each
+  record with what meter wrote (``usage_join``), so meter's deliveries must be the Kafka
+  positions: the sink must publish the ``kafka.*`` attributes (``metadata.publish=true``).
+- rate: a Firestore ``document.v1.created`` event per aggregates document, in protobuf
   (``DocumentEventData``) or its JSON form. The document's fields are the store item's
   attributes, ``pk`` and ``sk`` included, with Firestore's own string, integer, bytes and boolean
   values; timestamp fields (a TTL's ``expires_at``) are not ledger data and are left out.
-
-Stream sequence for the aggregator: one event carries one document, so every batch has one
-record, and its marker is keyed by that record's sequence. The sequence is the document's
-create time in microseconds, shifted left 64 bits, plus a 64-bit digest of the document name:
-stable across redeliveries of the event (same document, same create time), distinct for two
-documents created in the same microsecond. Consequences: the aggregator's ``last`` comparison
-only ever covers the one record it keys, so Eventarc's lack of ordering costs nothing in
-correctness; but every usage event becomes its own transaction, its own partial and its own
-batch marker (one more document per event, under keys that grow with time), and rate re-reads
-its bucket's partials for each one — cost grows with events per period, not with batches.
 """
 
 from __future__ import annotations
@@ -38,11 +33,19 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterline.catalog import Catalog, load_catalog
 from meterline.ports import Item, Publisher
 from meterline.records import Delivery
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+
+DRAIN_SECONDS = 40.0
+"""A scheduled aggregate run takes no new batch after this long: it ends well inside its 60 s
+timeout and before the next minute's run."""
+AGGREGATE_CONSUMER_GROUP = "aggregate"
 
 
 class SettingsError(ValueError):
@@ -65,6 +68,8 @@ class Settings:
     """``oauth``: SASL OAUTHBEARER with the service account's Google token; ``plain``: SASL PLAIN."""
     kafka_username: str = ""
     kafka_password: str = ""
+    consumer_group: str = AGGREGATE_CONSUMER_GROUP
+    drain_seconds: float = DRAIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
@@ -75,6 +80,12 @@ class Settings:
             grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
         except ValueError:
             raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
+        try:
+            drain_seconds = float(env.get("METERLINE_DRAIN_SECONDS", str(DRAIN_SECONDS)))
+        except ValueError:
+            raise SettingsError("METERLINE_DRAIN_SECONDS must be a number of seconds") from None
+        if not 0 < drain_seconds <= 3600:
+            raise SettingsError(f"METERLINE_DRAIN_SECONDS must be in (0, 3600], not {drain_seconds}")
         auth = env.get("METERLINE_KAFKA_AUTH", "oauth")
         if auth not in ("oauth", "plain", "none"):
             raise SettingsError(f"METERLINE_KAFKA_AUTH must be oauth, plain or none, not {auth!r}")
@@ -88,6 +99,8 @@ class Settings:
             kafka_auth=auth,
             kafka_username=env.get("METERLINE_KAFKA_USERNAME", ""),
             kafka_password=env.get("METERLINE_KAFKA_PASSWORD", ""),
+            consumer_group=env.get("METERLINE_CONSUMER_GROUP") or AGGREGATE_CONSUMER_GROUP,
+            drain_seconds=drain_seconds,
         )
 
 
@@ -114,18 +127,36 @@ class Wiring:
     def publisher(self) -> Publisher:
         from meterline.adapters.kafka import KafkaPublisher
 
+        return KafkaPublisher(self.kafka_config())
+
+    def consumer(self) -> Consumer:
+        """A consumer in the job's group that commits only when told to, and reports the end of
+        each partition (what ends a batch short of its size)."""
+        from confluent_kafka import Consumer
+
+        return Consumer(
+            {
+                **self.kafka_config(),
+                "group.id": self.settings.consumer_group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 100,
+            }
+        )
+
+    def kafka_config(self) -> dict[str, Any]:
         settings = self.settings
         if not settings.kafka_bootstrap:
             raise SettingsError("the function setting METERLINE_KAFKA_BOOTSTRAP is missing")
         if settings.kafka_auth == "none":  # a plaintext listener: the local runtime's broker
-            return KafkaPublisher({"bootstrap.servers": settings.kafka_bootstrap})
+            return {"bootstrap.servers": settings.kafka_bootstrap}
         if settings.kafka_auth == "plain":
-            return KafkaPublisher(
-                managed_kafka_plain_config(
-                    settings.kafka_bootstrap, settings.kafka_username, settings.kafka_password
-                )
+            return managed_kafka_plain_config(
+                settings.kafka_bootstrap, settings.kafka_username, settings.kafka_password
             )
-        return KafkaPublisher(managed_kafka_oauth_config(settings.kafka_bootstrap))
+        return managed_kafka_oauth_config(settings.kafka_bootstrap)
 
 
 def managed_kafka_oauth_config(bootstrap: str) -> dict[str, Any]:
@@ -222,7 +253,6 @@ def _delivery(source: str, message: Mapping[str, Any], attributes: Mapping[str, 
 @dataclass(frozen=True, slots=True)
 class CreatedDocument:
     name: str
-    sequence: str
     item: Item
 
     @property
@@ -244,12 +274,11 @@ def created_document(data: bytes | Mapping[str, Any]) -> CreatedDocument:
     document = Document.pb(event.value)
     if not document.name:
         raise TriggerError("a Firestore event without a created document")
-    created = document.create_time.seconds * 1_000_000 + document.create_time.nanos // 1000
     item = document_item(document)
     for key in ("pk", "sk"):
         if not isinstance(item.get(key), str):
             raise TriggerError(f"document {document.name} has no string field {key!r}")
-    return CreatedDocument(document.name, str((created << 64) | _digest64(document.name)), item)
+    return CreatedDocument(document.name, item)
 
 
 def document_item(document: Any) -> Item:

@@ -45,7 +45,7 @@ from .esm import KafkaEventSourceMapping
 from .feed import FeedError
 from .firestore_emulator import EmulatorUnavailableError, emulator_command
 from .gcp import GcpCell
-from .gcp_triggers import DocumentCreatedTrigger, PubSubPush
+from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain
 from .ledgers import LedgerCounts, closed_periods, invoice_from_json, invoices_by_period
 from .process import LocalServerError
 from .streams import StreamEventSourceMapping
@@ -225,7 +225,9 @@ def _check(
     return found
 
 
-Trigger = KafkaEventSourceMapping | StreamEventSourceMapping | PubSubPush | DocumentCreatedTrigger
+Trigger = (
+    KafkaEventSourceMapping | StreamEventSourceMapping | PubSubPush | DocumentCreatedTrigger | ScheduledDrain
+)
 
 
 def _stats(cell: LocalCell | GcpCell) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS, USAGE_TABLE
+from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
 
 from .broker import TansuBroker, create_topics
 from .cell import STALL_SECONDS, CellOptions, PipelineStalledError
@@ -20,17 +20,19 @@ from .feed import UsageFeed
 from .firestore_emulator import FirestoreEmulator
 from .gcp_instance import InstanceProcess
 from .gcp_runtime import PROJECT, GcpRuntime, GcpSettings, quiet_google_imports
-from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, call_close
+from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain, call_close
 from .process import ChildProcess, LocalServerError
 
-INSTANCES = {"meter": 2, "aggregate": 2, "rate": 1}
-"""Instances (processes) per event-driven function. The emulator answers a write in ~4 ms and
-serves requests side by side; rate stays at one so two instances never race on a tenant's
-running charges."""
+INSTANCES = {"meter": 2, "aggregate": 1, "rate": 1}
+"""Instances (processes) per function. The emulator answers a write in ~4 ms and serves requests
+side by side; rate stays at one so two instances never race on a tenant's running charges, and
+aggregate at one (max_instance_count 1 on Google Cloud) so two runs never drain the same partition."""
+SCHEDULE_SECONDS = 1.0
+"""aggregate's schedule, compressed: every second here, every minute on Google Cloud."""
 
 
 class GcpCell:
-    labels = ("metered (Pub/Sub push → meter)", "aggregated (usage created)")
+    labels = ("metered (Pub/Sub push → meter)", "aggregated (scheduled Kafka drain)")
 
     def __init__(self, options: CellOptions) -> None:
         self.options = options
@@ -76,6 +78,7 @@ class GcpCell:
         self._exit.enter_context(contextlib.redirect_stdout(log))
         quiet_google_imports()
         settings = GcpSettings(options.catalog, self.prefix, self.bootstrap, emulator.host)
+        start_group_at_end(self.bootstrap, USAGE_EVENTS.name, settings.consumer_group)
         self.runtime = GcpRuntime(settings, INSTANCES)
         self._exit.callback(self._release_clients)
         self.children.extend(self.runtime.processes())  # for the CPU figures; the runtime stops them
@@ -94,16 +97,19 @@ class GcpCell:
             self.feed.firsts,
             INSTANCES["meter"],
         )
-        self.usage_stream, self.aggregates_stream = (
-            DocumentCreatedTrigger(
-                self.runtime, job, client, f"{self.prefix}{table.name}", options.on_failure, INSTANCES[job]
-            )
-            for job, table in (("aggregate", USAGE_TABLE), ("rate", AGGREGATES_TABLE))
+        self.usage_stream = ScheduledDrain(self.runtime, "aggregate", SCHEDULE_SECONDS)
+        self.aggregates_stream = DocumentCreatedTrigger(
+            self.runtime,
+            "rate",
+            client,
+            f"{self.prefix}{AGGREGATES_TABLE.name}",
+            options.on_failure,
+            INSTANCES["rate"],
         )
         self._exit.callback(self._stop_threads)
         for name, trigger in (
             ("pubsub-meter", self.meter),
-            ("eventarc-aggregate", self.usage_stream),
+            ("scheduler-aggregate", self.usage_stream),
             ("eventarc-rate", self.aggregates_stream),
         ):
             thread = threading.Thread(target=trigger.run, args=(self.stop,), name=name, daemon=True)
@@ -136,13 +142,13 @@ class GcpCell:
         return call_close(self.runtime, now)
 
     def drain(self, tick: Callable[[], None]) -> None:
-        """Until every acknowledged record went through meter, and no collection has a document
-        its function has not been given."""
+        """Until every acknowledged record went through meter, aggregate committed past all of
+        them, and the aggregates collection has no document rate has not been given."""
         ends = dict(self.feed.ends)
         self._wait(lambda: all(self.meter.positions.get(p, 0) >= end for p, end in ends.items()), tick)
-        for trigger in (self.usage_stream, self.aggregates_stream):
-            seen = trigger.idle_polls  # a poll in flight may predate the upstream's last write
-            self._wait(lambda trigger=trigger, seen=seen: trigger.idle_polls >= seen + 2, tick)  # type: ignore[misc]
+        self._wait(lambda: all(self.usage_stream.positions.get(p, 0) >= end for p, end in ends.items()), tick)
+        seen = self.aggregates_stream.idle_polls  # a poll in flight may predate aggregate's last write
+        self._wait(lambda: self.aggregates_stream.idle_polls >= seen + 2, tick)
 
     def lag(self) -> dict[int, int]:
         return {
@@ -160,16 +166,38 @@ class GcpCell:
             if now != progress:
                 progress, moved = now, time.monotonic()
             elif time.monotonic() - moved > STALL_SECONDS:
-                raise PipelineStalledError(f"no progress for {STALL_SECONDS:.0f}s: see {self.options.log}")
+                failing = (
+                    f" (aggregate: {self.usage_stream.last_error})" if self.usage_stream.last_error else ""
+                )
+                raise PipelineStalledError(
+                    f"no progress for {STALL_SECONDS:.0f}s{failing}: see {self.options.log}"
+                )
             tick()
             time.sleep(0.1)
         tick()
 
     def _progress(self) -> tuple[int, ...]:
+        # Not the idle polls: they go on while a failing aggregate leaves nothing for rate to do.
         return (
             self.meter.delivered,
             self.usage_stream.delivered,
+            sum(self.usage_stream.positions.values()),
             self.aggregates_stream.delivered,
-            self.usage_stream.idle_polls,
-            self.aggregates_stream.idle_polls,
         )
+
+
+def start_group_at_end(bootstrap: str, topic: str, group: str) -> None:
+    """Commit the group's offsets at the end of each partition before this run produces: a broker
+    passed with --kafka keeps other runs' records, whose usage this run's ledger never saw."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1])
+            for p in sorted(partitions)
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()

@@ -1,7 +1,8 @@
 """One Cloud Run function instance in a process of its own, as on Google Cloud: the entrypoint's
 module, its clients and its share of the CPU are its own, so the functions of the demo run side
-by side instead of taking turns on one interpreter. It takes one CloudEvent at a time over a pipe
-and answers None, or what the entrypoint raised as one line (the trigger delivers again)."""
+by side instead of taking turns on one interpreter. It takes one request at a time over a pipe —
+a CloudEvent, or an HTTP call with a JSON body — and answers with what the entrypoint returned, or
+what it raised as one line (the trigger delivers again)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,23 @@ class InstanceProcess:
         return self._process.pid
 
     def call(self, attributes: dict[str, Any], data: Any) -> None:
+        """A CloudEvent to the entrypoint."""
+        self._ask(("event", attributes, data))
+
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """An HTTP POST with a JSON body to the entrypoint: its answer and status."""
+        answer: tuple[dict[str, Any], int] = self._ask(("http", body))
+        return answer
+
+    def _ask(self, request: tuple[Any, ...]) -> Any:
         try:
-            self._connection.send((attributes, data))
-            answer = self._connection.recv()
+            self._connection.send(request)
+            error, answer = self._connection.recv()
         except (EOFError, OSError) as error:
             raise InstanceError(f"{self.name} exited (status {self._process.exitcode}): {error}") from None
-        if answer is not None:
-            raise InstanceError(str(answer))
+        if error is not None:
+            raise InstanceError(str(error))
+        return answer
 
     def stop(self) -> None:
         if self._process.is_alive():
@@ -56,7 +67,7 @@ def serve(job: str, index: int, connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the demo's to handle: it stops us
     from cloudevents.http import CloudEvent
 
-    from .gcp_runtime import load_entrypoint, quiet_google_imports
+    from .gcp_runtime import http_request, load_entrypoint, quiet_google_imports
 
     quiet_google_imports()
     module = load_entrypoint(job, index)
@@ -68,11 +79,14 @@ def serve(job: str, index: int, connection: Connection) -> None:
         if request is None:
             break
         try:
-            module.handler(CloudEvent(*request))
+            if request[0] == "http":
+                answer = module.handler(http_request(request[1]))
+            else:
+                answer = module.handler(CloudEvent(*request[1:]))
         except Exception as error:
-            connection.send(f"{type(error).__name__}: {error}")
+            connection.send((f"{type(error).__name__}: {error}", None))
         else:
-            connection.send(None)
+            connection.send((None, answer))
     for value in list(vars(module).values()):  # the Kafka producer flushes and closes now
         clear = getattr(value, "cache_clear", None)
         if callable(clear):

@@ -5,12 +5,15 @@
   between). Records of one partition go to one instance, in offset order — what an ordered
   subscription keyed by partition gives; Eventarc itself does not order, so there two conflicting
   events of a tenant could be metered in either order.
-- ``DocumentCreatedTrigger``: Firestore ``document.v1.created`` events for one collection. The
-  emulator has no Eventarc, so a poller lists the collection and announces each document it has
-  not seen before (its create time is the event's), one event per document.
+- ``DocumentCreatedTrigger``: Firestore ``document.v1.created`` events for one collection (rate's
+  on aggregates). The emulator has no Eventarc, so a poller lists the collection and announces
+  each document it has not seen before (its create time is the event's), one event per document.
+- ``ScheduledDrain``: Cloud Scheduler calling aggregate over HTTP, every second here (every minute
+  on Google Cloud); aggregate reads ``usage.events`` itself and answers with what it committed.
 
-Both deliver again when the function raises (``MAX_ATTEMPTS`` in all, backing off), then write the
-event to the on-failure file — Pub/Sub's dead-letter topic — and move on.
+The first two deliver again when the function raises (``MAX_ATTEMPTS`` in all, backing off), then
+write the event to the on-failure file — Pub/Sub's dead-letter topic — and move on. A failed
+scheduled run is not retried: the next tick goes on from the committed offsets.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from .esm import KafkaRecord
+from .gcp_instance import InstanceError
 from .gcp_runtime import GcpRuntime, document_created_event, pubsub_push_event
 
 MAX_ATTEMPTS = 5
@@ -271,3 +275,42 @@ def call_close(runtime: GcpRuntime, now: str) -> list[str]:
     if status != 200:
         raise RuntimeError(f"close answered {status}: {body}")
     return [str(period) for period in body["closed"]]
+
+
+class ScheduledDrain:
+    """Cloud Scheduler's job for aggregate: a POST to its one instance every ``period`` seconds,
+    the next one only after the last answered (the instance takes one request at a time)."""
+
+    def __init__(self, runtime: GcpRuntime, job: str, period: float) -> None:
+        self.runtime = runtime
+        self.job = job
+        self.period = period
+        self.delivered = 0
+        """Usage records the runs applied."""
+        self.retries = self.failed_batches = self.runs = 0
+        self.positions: dict[int, int] = {}
+        """Per partition, the offset the job last committed: every record before it is settled."""
+        self.last_error = ""
+        self.failure: BaseException | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.tick()
+                stop.wait(self.period)
+        except BaseException as error:  # surfaced by the driver
+            self.failure = error
+
+    def tick(self) -> None:
+        try:
+            body, status = self.runtime.post(self.job, 0, {})
+        except InstanceError as error:  # the run failed (500): what it committed before stays
+            self.retries += 1
+            self.last_error = str(error)
+            return
+        finally:
+            self.runs += 1
+        if status != 200:
+            raise RuntimeError(f"{self.job} answered {status}: {body}")
+        self.delivered += int(body["applied"])
+        self.positions.update((int(p), int(offset)) for p, offset in body["committed"].items())
