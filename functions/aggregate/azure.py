@@ -9,13 +9,12 @@ from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import Settings, Wiring, accepted_usage, hub_records
+from meterline.adapters.azure_functions import HUB_TRIGGERS, Settings, Wiring, accepted_usage, hub_records
 from meterline.metering import Metering
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
-from meterline.topology import USAGE_EVENTS
 
 blueprint = func.Blueprint()
-CONSUMER_GROUP = "aggregate"
+TRIGGER = HUB_TRIGGERS["aggregate"]
 
 
 @cache
@@ -33,17 +32,17 @@ def metering() -> Metering:
 @blueprint.retry(strategy="fixed_delay", max_retry_count="-1", delay_interval="00:00:10")
 @blueprint.event_hub_message_trigger(
     arg_name="events",
-    event_hub_name=USAGE_EVENTS.name,
+    event_hub_name=TRIGGER.hub,
     connection="METERLINE_EVENTHUB",
     cardinality=func.Cardinality.MANY,
-    consumer_group=CONSUMER_GROUP,
+    consumer_group=TRIGGER.consumer_group,
 )
 def handler(events: list[func.EventHubEvent]) -> None:
     # All or nothing, as on AWS: the partials and the batch marker commit in one transaction, and a
     # rerun of the batch starts at the same record, finds the marker and applies nothing twice.
     job = aggregator()
     records = []
-    for record in hub_records(USAGE_EVENTS.name, events):
+    for record in hub_records(TRIGGER.hub, events):
         usage = accepted_usage(job.store, metering(), record)  # raises while meter lags behind
         if usage is not None:
             records.append(StreamRecord(record.sequence, usage))

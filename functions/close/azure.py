@@ -10,13 +10,12 @@ from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import Settings, Wiring
+from meterline.adapters.azure_functions import TIMER_SCHEDULES, Settings, Wiring
 from meterline.pipeline.close import Closer
 
 logger = logging.getLogger("meterline.close")
 blueprint = func.Blueprint()
-SCHEDULE = "0 15 * * * *"
-"""Hourly at a quarter past, as on AWS."""
+SCHEDULE = TIMER_SCHEDULES["close"]
 
 
 @cache

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import Settings, Wiring, hub_records
+from meterline.adapters.azure_functions import HUB_TRIGGERS, Settings, Wiring, hub_records
 from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
-from meterline.topology import USAGE_EVENTS
 
 logger = logging.getLogger("meterline.meter")
 blueprint = func.Blueprint()
+TRIGGER = HUB_TRIGGERS["meter"]
 
 
 @cache
@@ -27,15 +27,15 @@ def meter() -> Meter:
 @blueprint.retry(strategy="fixed_delay", max_retry_count="-1", delay_interval="00:00:10")
 @blueprint.event_hub_message_trigger(
     arg_name="events",
-    event_hub_name=USAGE_EVENTS.name,
+    event_hub_name=TRIGGER.hub,
     connection="METERLINE_EVENTHUB",
     cardinality=func.Cardinality.MANY,
-)
+)  # in the hub's $Default consumer group (TRIGGER.consumer_group)
 def handler(events: list[func.EventHubEvent]) -> None:
     # No partial batch failures: the first store or publish failure raises, the partition stops
     # there and the whole batch runs again; records already metered reach the same outcome.
     job = meter()
-    for record in hub_records(USAGE_EVENTS.name, events):
+    for record in hub_records(TRIGGER.hub, events):
         outcome, reason = job.meter_one(DeliveredRecord(record.delivery, record.key, record.value))
         if outcome is Outcome.REJECTED:
             logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})

@@ -16,7 +16,6 @@ from infra.cost.rules_aws import _counted, _table_storage, _topic_records
 
 Entries = list[Line | Unpriced]
 AWS_FIGURE = "AWS figure of the same work, not yet measured on Azure"
-CHANGE_HUB_TABLES = {"ledger-usage": "usage", "ledger-aggregates": "aggregates"}
 LEASE_WRITES_PER_PARTITION_MONTH = Decimal(259_200)
 """Design estimate: the Event Hubs processor renews each partition's ownership blob every 10 s."""
 
@@ -55,17 +54,6 @@ def eventhub(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
     topic = str(resource.get("topic", "?"))
     if _namespace_sku(pricing) != "Standard":
         return [pricing.line("eventhubs", "premium_ingress", f"{topic} ingress", Decimal(1), note="included")]
-    table = CHANGE_HUB_TABLES.get(topic)
-    if table is not None:
-        return [
-            pricing.flow_line(
-                "eventhubs",
-                "standard_ingress_events",
-                f"{topic} ingress events",
-                (f"azure_tables.{table}.inserts", f"dynamodb.{table}.write_units"),
-                note=AWS_FIGURE,
-            )
-        ]
     records = _topic_records(topic, pricing)
     if isinstance(records, Unpriced):
         return [records]
@@ -107,28 +95,30 @@ def storage_table(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("azure", "storage_account")
 def storage_account(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    """The functions' host account: Event Hubs trigger leases and checkpoints are blob writes."""
-    partitions = sum(
-        Decimal(str(other.get("partitions", 0)))
+    """The functions' host account: Event Hubs trigger leases and checkpoints are blob writes, kept
+    per partition for each consumer group a function reads in."""
+    partitions = {
+        str(other.get("topic")): Decimal(str(other.get("partitions", 0)))
         for other in pricing.inputs.resources
-        if other["kind"] == "eventhub" and _consumed(str(other.get("topic")), pricing)
+        if other["kind"] == "eventhub"
+    }
+    owned = sum(
+        (
+            partitions.get(str(other.get("source")), Decimal(0))
+            for other in pricing.inputs.resources
+            if other["kind"] == "function_app_flex" and other.get("trigger") == "eventhub"
+        ),
+        Decimal(0),
     )
     return [
         pricing.line(
             "storage_blobs",
             "write_operations",
             f"{resource.get('name', '?')} lease and checkpoint writes",
-            partitions * LEASE_WRITES_PER_PARTITION_MONTH,
-            note="design estimate: one ownership renewal per consumed partition every 10 s",
+            owned * LEASE_WRITES_PER_PARTITION_MONTH,
+            note="design estimate: one ownership renewal per partition and consumer group every 10 s",
         )
     ]
-
-
-def _consumed(hub: str, pricing: Pricing) -> bool:
-    return any(
-        other["kind"] == "function_app_flex" and other.get("source") == hub
-        for other in pricing.inputs.resources
-    )
 
 
 @rule("azure", "function_app_flex")

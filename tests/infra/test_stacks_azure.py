@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.components.azure.functions import flex_memory, ncrontab
+from infra.components.azure.functions import flex_memory, ncrontab, tables_read
+from infra.components.azure.ledgers import TABLE_PREFIX
 from infra.components.azure.roles import EVENTHUB_RECEIVER, EVENTHUB_SENDER, TABLE_CONTRIBUTOR, TABLE_READER
 from infra.config import ConfigError, EventHubs, load_stack_config, read_stack_file, stack_names
-from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
+from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, Settings
+from meterline.topology import CLOSE, FUNCTIONS, TABLES, TOPICS, USAGE_EVENTS
 from tests.infra.builds import of_type
 
 AZURE_STACKS = [stack for stack in stack_names() if stack.startswith("azure-")]
@@ -45,7 +48,7 @@ def test_one_hub_per_topic_with_topology_partitions_and_retention_capped_at_the_
     hubs = {
         r["inputs"]["eventHubName"]: r["inputs"] for r in of_type(build, "azure-native:eventhub:EventHub")
     }
-    assert set(hubs) == {t.name for t in TOPICS} | {"ledger-usage", "ledger-aggregates"}
+    assert set(hubs) == {t.name for t in TOPICS}
     for topic in TOPICS:
         assert hubs[topic.name]["partitionCount"] == topic.partitions
         retention = hubs[topic.name]["retentionDescription"]["retentionTimeInHours"]
@@ -74,12 +77,16 @@ def test_each_job_is_a_flex_consumption_app_with_its_own_identity(azure: tuple[s
         identities.update(app["identity"]["userAssignedIdentities"])
         settings = {s["name"]: s["value"] for s in app["siteConfig"]["appSettings"]}
         assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
-        if function.trigger is TriggerKind.SCHEDULE:
-            assert settings["METERLINE_CLOSE_SCHEDULE"] == "0 15 * * * *"
+        # the settings the functions read are there, under the names the code reads
+        read = Settings.from_env(settings, Path("package"))
+        assert read.table_prefix == TABLE_PREFIX and read.tables_endpoint.startswith("https://")
+        assert bool(read.kafka_bootstrap) == bool(function.publishes)
+        # AND the Event Hubs trigger's identity connection, for the apps that have one
+        assert ("METERLINE_EVENTHUB__fullyQualifiedNamespace" in settings) == (function.job in HUB_TRIGGERS)
     assert len(identities) == len(FUNCTIONS)
 
 
-def test_data_roles_are_scoped_to_single_tables_and_hubs_as_the_topology_says(
+def test_data_roles_are_scoped_to_single_tables_and_hubs_as_the_functions_use_them(
     azure: tuple[str, dict[str, Any]],
 ) -> None:
     _, build = azure
@@ -87,14 +94,26 @@ def test_data_roles_are_scoped_to_single_tables_and_hubs_as_the_topology_says(
     by_role: dict[str, list[str]] = {}
     for assignment in assignments:
         by_role.setdefault(assignment["roleDefinitionId"].rsplit("/", 1)[-1], []).append(assignment["scope"])
-    tables = [scope.rsplit("/", 1)[-1] for scope in by_role[TABLE_CONTRIBUTOR]]
-    assert sorted(tables) == sorted(t for f in FUNCTIONS for t in f.writes)
-    reads_only = [t for f in FUNCTIONS for t in f.reads if t not in f.writes]
-    assert sorted(scope.rsplit("/", 1)[-1] for scope in by_role.get(TABLE_READER, [])) == sorted(reads_only)
-    received = sorted(scope.rsplit("/", 1)[-1] for scope in by_role[EVENTHUB_RECEIVER])
-    assert received == sorted(["usage.events", "ledger-usage", "ledger-aggregates"])
-    sent = sorted(scope.rsplit("/", 1)[-1] for scope in by_role[EVENTHUB_SENDER])
-    assert sent == sorted([*(t for f in FUNCTIONS for t in f.publishes), "ledger-usage", "ledger-aggregates"])
+
+    def names(role: str) -> list[str]:
+        return sorted(scope.rsplit("/", 1)[-1] for scope in by_role.get(role, []))
+
+    tables = [TABLE_PREFIX + t for f in FUNCTIONS for t in f.writes]
+    assert names(TABLE_CONTRIBUTOR) == sorted(tables)
+    reads_only = [TABLE_PREFIX + t for f in FUNCTIONS for t in set(tables_read(f)) - set(f.writes)]
+    assert names(TABLE_READER) == sorted(reads_only)
+    assert TABLE_PREFIX + "usage" in reads_only  # aggregate joins each record with meter's usage entity
+    # meter and aggregate receive from usage.events only; rate and close, on timers, receive nothing
+    assert names(EVENTHUB_RECEIVER) == [USAGE_EVENTS.name, USAGE_EVENTS.name]
+    assert names(EVENTHUB_SENDER) == sorted(t for f in FUNCTIONS for t in f.publishes)
+
+
+def test_usage_events_has_the_aggregate_consumer_group_and_no_hub_stands_in_for_a_table_stream(
+    azure: tuple[str, dict[str, Any]],
+) -> None:
+    _, build = azure
+    groups = [r["inputs"] for r in of_type(build, "azure-native:eventhub:ConsumerGroup")]
+    assert [(g["eventHubName"], g["consumerGroupName"]) for g in groups] == [(USAGE_EVENTS.name, "aggregate")]
 
 
 def test_the_ledger_account_is_key_vault_encrypted_zone_redundant_and_locked(
@@ -113,6 +132,7 @@ def test_the_ledger_account_is_key_vault_encrypted_zone_redundant_and_locked(
 
 def test_eventbridge_cron_becomes_six_field_ncrontab_and_memory_rounds_up_to_a_flex_size() -> None:
     assert ncrontab("cron(15 * * * ? *)") == "0 15 * * * *"
+    assert ncrontab(CLOSE.source) == TIMER_SCHEDULES["close"]  # close runs when it runs on AWS
     assert [flex_memory(mb) for mb in (256, 1024, 1769, 2048, 3000)] == [512, 2048, 2048, 2048, 4096]
 
 

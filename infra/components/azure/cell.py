@@ -9,7 +9,7 @@ import pulumi_azure_native.authorization as authorization
 import pulumi_azure_native.resources as resources
 
 from infra.components.azure.events import Events, EventsArgs
-from infra.components.azure.functions import Functions, FunctionsArgs, hub_of
+from infra.components.azure.functions import Functions, FunctionsArgs, hub_trigger
 from infra.components.azure.ledgers import Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
 from infra.config import REPO_ROOT, StackConfig
@@ -26,10 +26,10 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
     group = resources.ResourceGroup(
         "cell", resource_group_name=f"{config.cell}-billing", location=config.region, tags=tags
     )
-    consumers = {f.job: hub for f in FUNCTIONS if (hub := hub_of(f)) is not None}
+    consumer_groups = [(t.hub, t.consumer_group) for f in FUNCTIONS if (t := hub_trigger(f)) is not None]
     events = Events(
         "events",
-        EventsArgs(config.cell, config.region, group.name, config.event_hubs, TOPICS, consumers, tags),
+        EventsArgs(config.cell, config.region, group.name, config.event_hubs, TOPICS, consumer_groups, tags),
     )
     ledgers = Ledgers(
         "ledgers",

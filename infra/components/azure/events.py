@@ -2,10 +2,9 @@
 the topology's topics, one event hub each, with the topology's partitions and its retention capped
 at the tier's maximum (Standard: 7 days; the ledgers keep invoices and dead letters for longer).
 
-Two more hubs carry ledger changes, standing in for DynamoDB streams (Azure Tables have no change
-feed): the meter publishes each accepted usage record to `ledger-usage` after its conditional
-create, the aggregator each partial state to `ledger-aggregates`. Entra ID auth only (no SAS keys),
-TLS 1.2.
+No hub stands in for a table stream: the functions read `usage.events` only (meter in `$Default`,
+aggregate in a consumer group of its own) and rate and close run on timers (see
+`meterline.adapters.azure_functions`). Entra ID auth only (no SAS keys), TLS 1.2.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ import pulumi
 import pulumi_azure_native.eventhub as eventhub
 
 from infra.config import EventHubs
-from meterline.topology import USAGE_EVENTS, Topic
-
-CHANGE_HUBS = {"usage": Topic("ledger-usage", USAGE_EVENTS.partitions, 24, "accepted usage records")}
-CHANGE_HUBS["aggregates"] = Topic("ledger-aggregates", 3, 24, "partial aggregate states")
+from meterline.adapters.azure_functions import DEFAULT_CONSUMER_GROUP
+from meterline.topology import Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +28,8 @@ class EventsArgs:
     resource_group: pulumi.Input[str]
     sku: EventHubs
     topics: Sequence[Topic]
-    consumers: Mapping[str, str]
-    """Consumer group (a job) → the hub it reads."""
+    consumer_groups: Sequence[tuple[str, str]]
+    """(hub, consumer group) pairs the functions read in; `$Default` needs no resource."""
     tags: Mapping[str, str]
 
 
@@ -67,7 +64,8 @@ class Events(pulumi.ComponentResource):
         self.kafka_bootstrap = pulumi.Output.concat(namespace.name, ".servicebus.windows.net:9093")
         self.hub_ids = {}
         self.retention_hours = {}
-        for topic in [*args.topics, *CHANGE_HUBS.values()]:
+        hubs: dict[str, eventhub.EventHub] = {}
+        for topic in args.topics:
             hours = min(topic.retention_hours, args.sku.max_retention_hours)
             hub = eventhub.EventHub(
                 topic.name.replace(".", "-"),
@@ -78,16 +76,21 @@ class Events(pulumi.ComponentResource):
                 retention_description={"cleanup_policy": "Delete", "retention_time_in_hours": hours},
                 opts=child,
             )
+            hubs[topic.name] = hub
             self.hub_ids[topic.name] = hub.id
             self.retention_hours[topic.name] = hours
-        for group, hub_name in args.consumers.items():
+        for hub_name, group in sorted(set(args.consumer_groups)):
+            if hub_name not in hubs:
+                raise ValueError(f"consumer group {group!r} reads {hub_name!r}, which is not a topic")
+            if group == DEFAULT_CONSUMER_GROUP:
+                continue
             eventhub.ConsumerGroup(
-                f"{group}-group",
+                f"{hub_name.replace('.', '-')}-{group}",
                 consumer_group_name=group,
-                event_hub_name=hub_name,
+                event_hub_name=hubs[hub_name].name,
                 namespace_name=namespace.name,
                 resource_group_name=args.resource_group,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[]),
+                opts=child,
             )
         self.cost_items: list[dict[str, Any]] = [
             {
@@ -104,7 +107,7 @@ class Events(pulumi.ComponentResource):
                     "partitions": topic.partitions,
                     "retention_hours": self.retention_hours[topic.name],
                 }
-                for topic in [*args.topics, *CHANGE_HUBS.values()]
+                for topic in args.topics
             ),
         ]
         self.register_outputs({"namespace": self.namespace_id})

@@ -1,10 +1,10 @@
 """One Flex Consumption function app (Python) per `meterline.topology.FUNCTIONS` entry, each in its
 own FC1 plan (Flex hosts one app per plan) with its own user-assigned identity, so every job gets
-exactly its data roles:
+exactly its data roles. The triggers are the code's (`functions/<job>/azure.py`):
 
-- Kafka-triggered jobs (meter): an Event Hubs trigger on the topic's hub (batches, like MSK's);
-- table-stream jobs (aggregate, rate): an Event Hubs trigger on the ledger's change hub;
-- the schedule (close): a timer trigger (NCRONTAB in `METERLINE_CLOSE_SCHEDULE`).
+- meter and aggregate: Event Hubs triggers on `usage.events` (`HUB_TRIGGERS`), aggregate in a
+  consumer group of its own, joining each record with what meter wrote to the usage table;
+- rate and close: timers. Neither receives from Event Hubs.
 
 Packages are deployed from a blob container of the cell's host storage account, read with the
 app's identity (`functionAppConfig.deployment.storage`, the documented Flex way). No connection
@@ -26,8 +26,8 @@ import pulumi_azure_native.storage as storage
 import pulumi_azure_native.web as web
 
 from infra.components.aws.functions import invocations_per_month
-from infra.components.azure.events import CHANGE_HUBS, Events
-from infra.components.azure.ledgers import Ledgers, account_name
+from infra.components.azure.events import Events
+from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, account_name
 from infra.components.azure.roles import (
     BLOB_OWNER,
     EVENTHUB_RECEIVER,
@@ -38,10 +38,24 @@ from infra.components.azure.roles import (
     assign,
 )
 from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip
-from meterline.topology import Function, TriggerKind
+from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, HubTrigger
+from meterline.topology import AGGREGATE, USAGE_TABLE, Function
 
 PYTHON_VERSION = "3.12"
 FLEX_MEMORY_MB = (512, 2048, 4096)
+JOINS = {AGGREGATE.job: (USAGE_TABLE.name,)}
+"""Tables a job reads on Azure beyond the topology's: aggregate asks the usage table what meter
+made of each record (on AWS the usage stream brings it)."""
+TRIGGER_CONNECTION = "METERLINE_EVENTHUB"
+"""The `connection` of the functions' Event Hubs triggers: the prefix of its identity-based settings."""
+FUNCTION_APP = '''"""The {job} function app: its one blueprint (written by infra/components/azure)."""
+
+import azure.functions as func
+from {job}_function import blueprint
+
+app = func.FunctionApp()
+app.register_functions(blueprint)
+'''
 _CORE_EXCLUDED = frozenset(
     {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__"}
 )
@@ -76,20 +90,23 @@ def flex_memory(memory_mb: int) -> int:
     return next((size for size in FLEX_MEMORY_MB if size >= memory_mb), FLEX_MEMORY_MB[-1])
 
 
-def hub_of(function: Function) -> str | None:
-    if function.trigger is TriggerKind.KAFKA:
-        return function.source
-    if function.trigger is TriggerKind.TABLE_STREAM:
-        return CHANGE_HUBS[function.source].name
-    return None
+def hub_trigger(function: Function) -> HubTrigger | None:
+    """The hub and consumer group the job's Event Hubs trigger reads, None for a timer."""
+    return HUB_TRIGGERS.get(function.job)
 
 
-def change_hubs_written(function: Function) -> list[str]:
-    """The change hubs a job publishes to: those of the streamed tables it appends to. The close
-    job's fence writes are not streamed; the rate job has no use for them."""
-    if function.trigger is TriggerKind.SCHEDULE:
-        return []
-    return [CHANGE_HUBS[table].name for table in function.writes if table in CHANGE_HUBS]
+def tables_read(function: Function) -> tuple[str, ...]:
+    return (*function.reads, *JOINS.get(function.job, ()))
+
+
+def timer_invocations_per_month(function: Function) -> int:
+    """Firings in a 30-day month of the job's timer (NCRONTAB: second, minute, hour, day, month, weekday)."""
+    schedule = TIMER_SCHEDULES[function.job]
+    second, minute, hour, day, month, weekday = schedule.split()
+    if not second.isdigit():
+        raise ValueError(f"cannot count invocations of timer {schedule!r}: more than one a minute")
+    weekday = "?" if weekday == "*" else weekday
+    return invocations_per_month(f"cron({minute} {hour} {day} {month} {weekday} *)")
 
 
 def ncrontab(expression: str) -> str:
@@ -240,13 +257,13 @@ class Functions(pulumi.ComponentResource):
             grant("host", BLOB_OWNER, self.host.id),
             grant("insights", METRICS_PUBLISHER, args.insights_id),
         ]
-        for table in sorted(set(function.reads) | set(function.writes)):
+        for table in sorted(set(tables_read(function)) | set(function.writes)):
             role = TABLE_CONTRIBUTOR if table in function.writes else TABLE_READER
             grants.append(grant(f"table-{table}", role, tables[table]))
-        source = hub_of(function)
-        if source is not None:
-            grants.append(grant(f"reads-{source}", EVENTHUB_RECEIVER, hubs[source]))
-        for hub in [*function.publishes, *change_hubs_written(function)]:
+        trigger = hub_trigger(function)
+        if trigger is not None:
+            grants.append(grant(f"reads-{trigger.hub}", EVENTHUB_RECEIVER, hubs[trigger.hub]))
+        for hub in function.publishes:
             grants.append(grant(f"sends-{hub}", EVENTHUB_SENDER, hubs[hub]))
         return grants
 
@@ -265,35 +282,43 @@ class Functions(pulumi.ComponentResource):
             "AZURE_CLIENT_ID": identity.client_id,
             "METERLINE_CELL": args.cell,
             "METERLINE_CATALOG": CATALOG_NAME,
-            "METERLINE_TABLE_ENDPOINT": args.ledgers.table_endpoint,
+            # what meterline.adapters.azure_functions.Settings.from_env reads
+            "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
+            "METERLINE_TABLES_ENDPOINT": args.ledgers.table_endpoint,
             "METERLINE_JOB": function.job,
         }
-        source = hub_of(function)
-        if source is not None or function.publishes or change_hubs_written(function):
-            namespace = pulumi.Output.concat(args.events.namespace_name, ".servicebus.windows.net")
-            settings["EventHubs__fullyQualifiedNamespace"] = namespace
-            settings["EventHubs__credential"] = "managedidentity"
-            settings["EventHubs__clientId"] = identity.client_id
+        if function.publishes:
             settings["METERLINE_KAFKA_BOOTSTRAP"] = args.events.kafka_bootstrap
-        if source is not None:
-            settings["METERLINE_SOURCE_HUB"] = source
-            settings["METERLINE_CONSUMER_GROUP"] = function.job
-        if function.trigger is TriggerKind.SCHEDULE:
-            settings["METERLINE_CLOSE_SCHEDULE"] = ncrontab(function.source)
+        if hub_trigger(function) is not None:
+            # the trigger's identity-based connection: <connection>__fullyQualifiedNamespace and so on
+            namespace = pulumi.Output.concat(args.events.namespace_name, ".servicebus.windows.net")
+            settings[f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace"] = namespace
+            settings[f"{TRIGGER_CONNECTION}__credential"] = "managedidentity"
+            settings[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
         return [{"name": name, "value": value} for name, value in settings.items()]
 
     def _archive(self, job: str) -> Path:
-        """`function_app.py` (functions/<job>/azure.py), the core and the catalog."""
+        """The job's blueprint (functions/<job>/azure.py as `<job>_function.py`), a `function_app.py`
+        that registers it alone (the host indexes only a FunctionApp there), the core and the catalog."""
         out = self.args.build_dir
         out.mkdir(parents=True, exist_ok=True)
         entries = sorted(_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0])
         handler = FUNCTIONS_DIR / job / "azure.py"
         if handler.is_file():
-            entries.append(("function_app.py", handler))
+            app = out / f"{job}_function_app.py"
+            app.write_text(FUNCTION_APP.format(job=job), encoding="utf-8")
+            entries += [(f"{job}_function.py", handler), ("function_app.py", app)]
         entries.append((CATALOG_NAME, self.args.catalog))
         archive = out / f"{job}.zip"
         _write_zip(archive, entries)
         return archive
+
+    @staticmethod
+    def _trigger_cost(function: Function) -> dict[str, Any]:
+        trigger = hub_trigger(function)
+        if trigger is not None:
+            return {"trigger": "eventhub", "source": trigger.hub, "consumer_group": trigger.consumer_group}
+        return {"trigger": "timer", "invocations_per_month": timer_invocations_per_month(function)}
 
     def _cost_items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = [
@@ -311,13 +336,7 @@ class Functions(pulumi.ComponentResource):
                     "job": function.job,
                     "memory_mb": function.memory_mb,
                     "instance_memory_mb": flex_memory(function.memory_mb),
-                    "trigger": "timer" if function.trigger is TriggerKind.SCHEDULE else "eventhub",
-                    "source": hub_of(function) or function.source,
-                    **(
-                        {"invocations_per_month": invocations_per_month(function.source)}
-                        if function.trigger is TriggerKind.SCHEDULE
-                        else {}
-                    ),
+                    **self._trigger_cost(function),
                 }
             )
         return items

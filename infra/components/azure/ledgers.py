@@ -42,6 +42,10 @@ class LedgersArgs:
     tags: Mapping[str, str]
 
 
+TABLE_PREFIX = "ledger"
+"""The functions' METERLINE_TABLE_PREFIX: table `usage` is `ledgerusage` (Azure: letters and digits)."""
+
+
 def account_name(cell: str, purpose: str) -> str:
     """Storage account names are global, 3-24 lowercase letters and digits."""
     return (cell.replace("-", "") + purpose + hashlib.sha256(f"{cell}/{purpose}".encode()).hexdigest())[:24]
@@ -147,7 +151,7 @@ class Ledgers(pulumi.ComponentResource):
         self.table_ids = {
             table.name: storage.Table(
                 table.name,
-                table_name=table.name,
+                table_name=f"{TABLE_PREFIX}{table.name}",
                 account_name=account.name,
                 resource_group_name=args.resource_group,
                 opts=child,
@@ -164,7 +168,7 @@ class Ledgers(pulumi.ComponentResource):
             *(
                 {
                     "kind": "storage_table",
-                    "name": f"{account_name(args.cell, 'ledger')}/{table.name}",
+                    "name": f"{account_name(args.cell, 'ledger')}/{TABLE_PREFIX}{table.name}",
                     "table": table.name,
                     "replication": "ZRS",
                 }

@@ -36,12 +36,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from meterline.adapters.usage_join import NotYetMeteredError as NotYetMeteredError
+from meterline.adapters.usage_join import accepted_usage as accepted_usage
+from meterline.adapters.usage_join import stream_sequence
 from meterline.catalog import Catalog, load_catalog
-from meterline.events import EventError, parse_event
-from meterline.metering import Metering
-from meterline.ports import Publisher, Store
-from meterline.records import AcceptedUsage, Delivery, event_digest
-from meterline.topology import USAGE_TABLE
+from meterline.ports import Publisher
+from meterline.records import Delivery
+from meterline.topology import USAGE_EVENTS
 
 
 class SettingsError(ValueError):
@@ -52,8 +53,27 @@ class TriggerError(ValueError):
     """The batch is not of the shape this function is deployed for (a wiring mistake)."""
 
 
-class NotYetMeteredError(Exception):
-    """aggregate reached a valid record before meter did: retry the batch later."""
+DEFAULT_CONSUMER_GROUP = "$Default"
+AGGREGATE_CONSUMER_GROUP = "aggregate"
+
+
+@dataclass(frozen=True, slots=True)
+class HubTrigger:
+    """What an Event Hubs-triggered function reads: one hub, in one consumer group."""
+
+    hub: str
+    consumer_group: str
+
+
+HUB_TRIGGERS = {
+    "meter": HubTrigger(USAGE_EVENTS.name, DEFAULT_CONSUMER_GROUP),
+    "aggregate": HubTrigger(USAGE_EVENTS.name, AGGREGATE_CONSUMER_GROUP),
+}
+"""The jobs with an Event Hubs trigger. The functions' triggers and the cell's consumer groups and
+receive rights are all read from here."""
+TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *"}
+"""The other jobs run on timers (NCRONTAB, seconds first): rate every five minutes, which is how far
+running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,8 @@ class Settings:
     """``<namespace>.servicebus.windows.net:9093``"""
     kafka_connection_string: str = ""
     """When set, SASL PLAIN with ``$ConnectionString``; else OAUTHBEARER with the managed identity."""
+    kafka_plaintext: bool = False
+    """METERLINE_KAFKA_AUTH=none: a plaintext listener, the local runtime's broker (never Event Hubs)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
@@ -78,6 +100,9 @@ class Settings:
             grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
         except ValueError:
             raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
+        auth = env.get("METERLINE_KAFKA_AUTH", "")
+        if auth not in ("", "none"):
+            raise SettingsError(f"METERLINE_KAFKA_AUTH is none (a local broker) or unset, not {auth!r}")
         return cls(
             catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
             table_prefix=prefix,
@@ -86,6 +111,7 @@ class Settings:
             tables_connection_string=env.get("METERLINE_TABLES_CONNECTION_STRING", ""),
             kafka_bootstrap=env.get("METERLINE_KAFKA_BOOTSTRAP", ""),
             kafka_connection_string=env.get("METERLINE_EVENTHUB_CONNECTION_STRING", ""),
+            kafka_plaintext=auth == "none",
         )
 
 
@@ -123,6 +149,8 @@ class Wiring:
         settings = self.settings
         if not settings.kafka_bootstrap:
             raise SettingsError("the app setting METERLINE_KAFKA_BOOTSTRAP is missing")
+        if settings.kafka_plaintext:
+            return KafkaPublisher({"bootstrap.servers": settings.kafka_bootstrap})
         if settings.kafka_connection_string:
             return KafkaPublisher(
                 event_hubs_plain_config(settings.kafka_bootstrap, settings.kafka_connection_string)
@@ -187,7 +215,7 @@ class HubRecord:
     @property
     def sequence(self) -> str:
         """The aggregator's sequence: partition id above, sequence number below."""
-        return str((self.delivery.partition << 64) | self.delivery.offset)
+        return stream_sequence(self.delivery)
 
 
 def hub_records(event_hub: str, events: Sequence[HubEvent]) -> list[HubRecord]:
@@ -219,19 +247,3 @@ def partition_of(event: HubEvent) -> int:
         raise TriggerError(
             f"the batch's PartitionContext names no numeric PartitionId: {context!r}"
         ) from None
-
-
-def accepted_usage(store: Store, metering: Metering, record: HubRecord) -> AcceptedUsage | None:
-    """What meter made of the record, read back from the usage ledger: its usage if this very
-    delivery created it, None if meter rejected it or counted it as a duplicate."""
-    try:
-        event = parse_event(record.value)
-        metering.measure(event)
-    except EventError:
-        return None
-    item = store.get(USAGE_TABLE.name, event_digest(event.key), "event")
-    if item is None:
-        raise NotYetMeteredError(f"{record.delivery} is not metered yet")
-    if item.get("at") != str(record.delivery):
-        return None
-    return AcceptedUsage.from_item(item)
