@@ -142,7 +142,7 @@ RATE = Function(
     1024,
     120,
     reads=(AGGREGATES_TABLE.name, CHARGES_TABLE.name),
-    writes=(CHARGES_TABLE.name,),
+    writes=(CHARGES_TABLE.name, AGGREGATES_TABLE.name),  # window fences, rollups and heads
     publishes=(BILLING_ALERTS.name,),
 )
 CLOSE = Function(
