@@ -636,6 +636,15 @@ def cost_figures(report: dict[str, Any], today: date) -> dict[str, dict[str, str
             "strongly consistent reads of the streaming jobs, 4 KB per unit, per received event"
             + (ROLLUP_READS if table == "aggregates" else ""),
         )
+    # the units run is too short to seal a window: rollups, heads and fences come from the compaction run
+    compaction = Decimal(report["compaction"]["compaction_wru_per_accepted_event"])
+    figures["dynamodb.aggregates.write_units"] = figure(
+        _ratio(Decimal(tables.get("aggregates", 0)) + compaction * units["accepted"], received, 4),
+        "event",
+        "write request units",
+        "WriteMeter on DynamoDB (moto), plus rollups, heads and fences per accepted event from the"
+        f" compaction run ({compaction}); per received event",
+    )
     for table in ("usage", "aggregates", "outcomes"):
         figures[f"dynamodb.{table}.stored_bytes"] = figure(
             _ratio(units["stored_bytes"][table], received, 1),
