@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,83 +20,54 @@ import pytest
 pytest.importorskip("azure.functions", reason="azure-functions (the azure extra) is not installed")
 
 from meterline.adapters.azure_functions import hub_records
-from meterline.catalog import load_catalog
 from meterline.local import azure_triggers
 from meterline.local.azure_app import IndexedFunction, RetryPolicy
 from meterline.local.azure_runtime import hub_batch
 from meterline.local.azure_triggers import EventHubsTrigger
 from meterline.local.esm import KafkaRecord
-from meterline.offline import rate_lines
-from meterline.periods import Period
-from meterline.reconcile import differences
 from meterline.topology import USAGE_EVENTS
-
-
-def demo(out: Path, *arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "meterline.cli", "demo", "--out", str(out), *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
+from tests.e2e.demo_checks import (
+    DemoRun,
+    assert_invoices_equal_rate_through_adjustments,
+    assert_ledgers_count_what_was_produced,
+    run_demo,
+)
 
 
 @pytest.fixture(scope="module")
-def azure_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, str]]:
+def azure_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if shutil.which("node") is None:
         pytest.skip("node is not installed: it runs Azurite, the Azure Tables stand-in")
     out = tmp_path_factory.mktemp("demo-azure")
     # late events at 5%: enough of them arrive after their month closed to make adjustment lines
-    done = demo(
+    return DemoRun.of(
         out, "--cloud", "azure", "--tenants", "3", "--events", "300", "--seed", "7", "--late-rate", "0.05"
     )
-    yield done.returncode, out, done.stdout + done.stderr
 
 
-def test_azure_demo_invoices_equal_meterline_rate_through_adjustments(
-    azure_run: tuple[int, Path, str],
-) -> None:
+def test_azure_demo_invoices_equal_meterline_rate_through_adjustments(azure_run: DemoRun) -> None:
     # GIVEN an Azure demo run of 3 tenants and 300 events with every kind of fault
-    status, out, output = azure_run
     # WHEN its invoices are compared with `meterline rate` on the events it produced
-    documents: list[dict[str, Any]] = orjson.loads((out / "invoices.json").read_bytes())
-    catalog = load_catalog(out / "catalog.yaml")
-    events = (out / "events.ndjson").read_bytes().splitlines()
-    by_period = {document["period"]: document["invoices"] for document in documents}
-    found = []
-    for period in by_period:
-        expected = rate_lines(catalog, events, Period.parse(period)).to_json()
-        found += differences(period, expected, by_period)
     # THEN there is no difference, both months were closed and the late usage came as adjustments
-    assert status == 0, output
-    assert found == []
-    assert sorted(by_period) == ["2026-10", "2026-11"]
-    lines = [line for invoice in by_period["2026-11"] for line in invoice["lines"]]
-    assert {line["adjusts_period"] for line in lines if "adjusts_period" in line} == {"2026-10"}
+    assert_invoices_equal_rate_through_adjustments(azure_run)
 
 
-def test_azure_demo_ledgers_reconcile_with_what_was_produced(azure_run: tuple[int, Path, str]) -> None:
+def test_azure_demo_ledgers_reconcile_with_what_was_produced(azure_run: DemoRun) -> None:
     # GIVEN the same run
-    status, out, output = azure_run
-    documents: list[dict[str, Any]] = orjson.loads((out / "invoices.json").read_bytes())
-    catalog = load_catalog(out / "catalog.yaml")
-    events = (out / "events.ndjson").read_bytes().splitlines()
     # WHEN the Azure Tables ledgers' counts are set beside the offline count of the same events
-    for document in documents:
-        expected = rate_lines(catalog, events, Period.parse(document["period"]))
-        # THEN every record produced is accounted for, reason by reason as rate says
-        assert document["summary"]["received"] == len(events)
-        assert document["summary"] == expected.summary.to_json()
-        assert document["unbilled_tenants"] == expected.unbilled_tenants
+    # THEN every record produced is accounted for, reason by reason as rate says
+    assert_ledgers_count_what_was_produced(azure_run)
     # AND the run said so itself, through the Event Hubs triggers of the function app, with no traceback
-    assert status == 0, output
-    assert "✓ reconciled" in output
-    assert "Event Hubs → meter" in output
-    assert "Traceback" not in output
-    assert not (out / "on-failure.ndjson").exists()
+    assert "Event Hubs → meter" in azure_run.output
+    assert "Traceback" not in azure_run.output
+    assert not (azure_run.out / "on-failure.ndjson").exists()
 
 
 def test_azure_demo_without_node_says_azurite_needs_it(tmp_path: Path) -> None:
     # GIVEN a machine where node cannot be found
     env = {**os.environ, "PATH": str(tmp_path)}
     # WHEN the Azure demo is asked for
-    done = demo(tmp_path / "out", "--cloud", "azure", env=env)
+    done = run_demo(tmp_path / "out", "--cloud", "azure", env=env)
     # THEN it stops before starting anything, on one line, with status 2
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

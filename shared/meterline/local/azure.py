@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import threading
-import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TextIO
 
 from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
 
@@ -28,10 +23,9 @@ from .azure_runtime import AzureRuntime, AzureSettings
 from .azure_triggers import EventHubsTrigger, TimerTrigger
 from .azurite import AzuriteTables
 from .azurite import missing as azurite_missing
-from .broker import TansuBroker, create_topics
-from .cell import STALL_SECONDS, CellOptions, PipelineStalledError
+from .broker import create_topics
 from .feed import UsageFeed
-from .process import ChildProcess, LocalServerError
+from .lifecycle import CellLifecycle, CellOptions, PipelineStalledError
 
 RATE_EVERY_SECONDS = 3.0
 """rate's five-minute timer, compressed."""
@@ -48,50 +42,27 @@ def missing_for_azure() -> str | None:
     return azurite_missing()
 
 
-class AzureCell:
+class AzureCell(CellLifecycle):
+    ledgers, ledger_names = "Azure Tables (Azurite)", "tables"
     labels = ("metered (Event Hubs → meter)", "aggregated (Event Hubs → aggregate)")
+    failed = "a trigger failed: {}"
+    prefix_format = "demo{}"  # Azure table names: letters and digits
+
+    runtime: AzureRuntime
+    meter: EventHubsTrigger
+    usage_stream: EventHubsTrigger
+    aggregates_stream: TimerTrigger
 
     def __init__(self, options: CellOptions) -> None:
-        self.options = options
-        self.children: list[ChildProcess] = []
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self._exit = contextlib.ExitStack()
-        self.prefix = f"demo{uuid.uuid4().hex[:8]}"  # Azure table names: letters and digits
+        super().__init__(options)
         self.clock = datetime.now(UTC)
-
-    def __enter__(self) -> AzureCell:
-        try:
-            self._start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._exit.close()
-
-    def describe(self) -> str:
-        return (
-            f"Kafka {self.bootstrap} · Azure Tables (Azurite) {self.endpoint}"
-            f" · tables {self.prefix}* · log {self.options.log}"
-        )
 
     def _start(self) -> None:
         options = self.options
-        log: TextIO = self._exit.enter_context(options.log.open("a", buffering=1))
-        self._exit.callback(self._stop_children)
+        log = self._open_log()
         azurite = AzuriteTables(options.log.with_suffix(".azurite.log"))  # installs it when missing
-        if options.kafka:
-            self.bootstrap = options.kafka
-        else:
-            broker = TansuBroker(options.log.with_suffix(".broker.log"))
-            self._started(broker.child, broker.start)
-            self.bootstrap = broker.bootstrap
-        self._started(azurite.child, azurite.start)
-        self.endpoint = azurite.endpoint
+        self.bootstrap = self._kafka()
+        self.endpoint = self._started(azurite).endpoint
         create_topics(self.bootstrap, TOPICS)
         from azure.data.tables import TableServiceClient
 
@@ -123,35 +94,10 @@ class AzureCell:
         self.aggregates_stream = self.rate
         self._exit.callback(self._stop_threads)
         for trigger in (self.meter, self.usage_stream):
-            thread = threading.Thread(target=trigger.run, args=(self.stop,), name=trigger.label, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        ticking = threading.Thread(target=self.rate.run, args=(self.stop, RATE_EVERY_SECONDS), daemon=True)
-        ticking.start()
-        self.threads.append(ticking)
+            self._spawn(trigger.run, name=trigger.label)
+        self._spawn(self.rate.run, RATE_EVERY_SECONDS)
         for trigger in (self.meter, self.usage_stream):
-            if not trigger.started.wait(30) or trigger.failure is not None:
-                raise LocalServerError(
-                    f"the Event Hubs trigger {trigger.label} did not start: {trigger.failure}"
-                )
-
-    def _started(self, child: ChildProcess, start: Callable[[], None]) -> None:
-        self.children.append(child)  # stopped on the way out even if it never became ready
-        start()
-
-    def _stop_threads(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def _release_clients(self) -> None:
-        self.runtime.shutdown()
-        if hasattr(self, "feed"):
-            del self.feed
-
-    def _stop_children(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
+            self._await_start(trigger, f"the Event Hubs trigger {trigger.label}")
 
     # driving ------------------------------------------------------------------------------------
 
@@ -167,10 +113,7 @@ class AzureCell:
         """Until every acknowledged record went through meter and then aggregate; then rate fires."""
         ends = dict(self.feed.ends)
         for trigger in (self.meter, self.usage_stream):
-            self._wait(
-                lambda trigger=trigger: all(trigger.positions.get(p, 0) >= end for p, end in ends.items()),  # type: ignore[misc]
-                tick,
-            )
+            self._wait_past(trigger, ends, tick)
         self._fire(self.rate)
 
     @staticmethod
@@ -181,27 +124,6 @@ class AzureCell:
             raise PipelineStalledError(
                 f"the {timer.function.name} timer's function failed: {type(error).__name__}: {error}"
             ) from error
-
-    def lag(self) -> dict[int, int]:
-        return {
-            p: end - self.meter.positions.get(p, self.feed.firsts.get(p, end))
-            for p, end in sorted(self.feed.ends.items())
-        }
-
-    def _wait(self, done: Callable[[], bool], tick: Callable[[], None]) -> None:
-        progress, moved = self._progress(), time.monotonic()
-        while not done():
-            for trigger in (self.meter, self.usage_stream, self.rate):
-                if trigger.failure is not None:
-                    raise PipelineStalledError(f"a trigger failed: {trigger.failure}")
-            now = self._progress()
-            if now != progress:
-                progress, moved = now, time.monotonic()
-            elif time.monotonic() - moved > STALL_SECONDS:
-                raise PipelineStalledError(f"no progress for {STALL_SECONDS:.0f}s: see {self.options.log}")
-            tick()
-            time.sleep(0.1)
-        tick()
 
     def _progress(self) -> tuple[int, ...]:
         return (

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 from .azure_app import EVENT_HUB_TRIGGER, TIMER_TRIGGER, FunctionAppError, IndexedFunction, load_function_app
 from .esm import KafkaRecord
-from .runtime import Invocations
+from .runtime import Environment, Invocations, clear_caches, counted
 
 
 @dataclass(frozen=True)
@@ -53,17 +51,15 @@ class AzureRuntime:
     """The function app of one cell. ``call`` raises what the function raised."""
 
     def __init__(self, settings: AzureSettings, clock: Callable[[], datetime]) -> None:
-        environment = settings.environment()
-        self._saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
+        self._environment = Environment(settings.environment())
         try:
             self.functions = load_function_app()
         except BaseException:
-            self._restore()
+            self._environment.restore()
             raise
         for function in self.functions.values():
             if function.trigger_type not in (EVENT_HUB_TRIGGER, TIMER_TRIGGER):
-                self._restore()
+                self._environment.restore()
                 raise FunctionAppError(
                     f"function {function.name}: no local trigger for {function.trigger_type}"
                 )
@@ -80,40 +76,17 @@ class AzureRuntime:
         with self._counted(name):
             self.functions[name].user_function(argument)
 
-    @contextmanager
-    def _counted(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        failed = False
-        try:
-            yield
-        except Exception:
-            failed = True
-            raise
-        finally:
-            with self._lock:
-                stats = self.stats[name]
-                stats.count += 1
-                stats.errors += failed
-                stats.seconds += time.perf_counter() - started
+    def _counted(self, name: str) -> AbstractContextManager[None]:
+        return counted(self.stats[name], self._lock)
 
     def shutdown(self) -> None:
         """Let go of the functions' clients (the Kafka producers flush and close now), while the
         servers still run."""
         for function in self.functions.values():
-            for value in list(function.module_globals.values()):
-                clear = getattr(value, "cache_clear", None)
-                if callable(clear):
-                    clear()
+            clear_caches(function.module_globals)
         self.functions.clear()
         gc.collect()
-        self._restore()
-
-    def _restore(self) -> None:
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.restore()
 
 
 # What the triggers hand the functions --------------------------------------------------------------

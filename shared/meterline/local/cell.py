@@ -4,16 +4,9 @@ source mappings that drive them — started together, stopped together (also on 
 from __future__ import annotations
 
 import contextlib
-import gc
 import resource
-import threading
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TextIO
 
 from meterline.adapters.dynamodb import DynamoStore, create_tables, physical_name
 from meterline.topology import (
@@ -27,62 +20,37 @@ from meterline.topology import (
     USAGE_TABLE,
 )
 
-from .broker import TansuBroker, create_topics
+from .broker import create_topics
 from .esm import KafkaEventSourceMapping
 from .feed import UsageFeed
+from .lifecycle import CellLifecycle
+from .lifecycle import CellOptions as CellOptions
+from .lifecycle import PipelineStalledError as PipelineStalledError
 from .motoserver import MotoServer, reachable
-from .process import ChildProcess, LocalServerError
+from .process import LocalServerError
 from .runtime import CellSettings, Runtime
 from .streams import StreamEventSourceMapping
 
-STALL_SECONDS = 120.0
 
+class LocalCell(CellLifecycle):
+    ledgers, ledger_names = "DynamoDB (moto)", "tables"
+    labels = ("metered (Kafka ESM → meter)", "aggregated (usage stream)")
+    failed = "an event source mapping failed: {!r}"
 
-class PipelineStalledError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class CellOptions:
-    catalog: Path
-    log: Path
-    on_failure: Path
-    kafka: str | None = None
-    """HOST:PORT of a Kafka broker to use instead of starting Tansu."""
-    aws_endpoint: str | None = None
-    """URL of a DynamoDB endpoint (moto server) to use instead of starting one."""
-    region: str = "us-east-1"
-
-
-class LocalCell:
-    def __init__(self, options: CellOptions) -> None:
-        self.options = options
-        self.children: list[ChildProcess] = []
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self._exit = contextlib.ExitStack()
-        self.prefix = f"demo-{uuid.uuid4().hex[:8]}-"
-
-    def __enter__(self) -> LocalCell:
-        try:
-            self._start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._exit.close()
+    runtime: Runtime
+    meter: KafkaEventSourceMapping
+    usage_stream: StreamEventSourceMapping
+    aggregates_stream: StreamEventSourceMapping
 
     def _start(self) -> None:
         options = self.options
-        log: TextIO = self._exit.enter_context(options.log.open("a", buffering=1))
-        self._exit.callback(self._stop_children)
-        self.bootstrap = options.kafka or self._child(TansuBroker(options.log.with_suffix(".broker.log")))
-        self.endpoint = options.aws_endpoint or self._child(MotoServer(options.log.with_suffix(".moto.log")))
-        if options.aws_endpoint and not reachable(options.aws_endpoint):
+        log = self._open_log()
+        self.bootstrap = self._kafka()
+        if not options.aws_endpoint:
+            self.endpoint = self._started(MotoServer(options.log.with_suffix(".moto.log"))).endpoint
+        elif reachable(options.aws_endpoint):
+            self.endpoint = options.aws_endpoint
+        else:
             raise LocalServerError(f"--aws-endpoint {options.aws_endpoint}: no moto server answers there")
         create_topics(self.bootstrap, TOPICS)
         settings = CellSettings(options.catalog, self.prefix, self.bootstrap, self.endpoint, options.region)
@@ -113,36 +81,10 @@ class LocalCell:
         )
         self._exit.callback(self._release_clients)
         self._exit.callback(self._stop_threads)
-        for name, mapping in (
-            ("esm-meter", self.meter),
-            ("esm-aggregate", self.usage_stream),
-            ("esm-rate", self.aggregates_stream),
-        ):
-            thread = threading.Thread(target=mapping.run, args=(self.stop,), name=name, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        if not self.meter.started.wait(30) or self.meter.failure is not None:
-            raise LocalServerError(f"the Kafka event source mapping did not start: {self.meter.failure}")
-
-    def _child(self, server: TansuBroker | MotoServer) -> str:
-        server.start()
-        self.children.append(server.child)
-        return server.bootstrap if isinstance(server, TansuBroker) else server.endpoint
-
-    def _stop_threads(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def _release_clients(self) -> None:
-        self.runtime.shutdown()
-        if hasattr(self, "feed"):
-            del self.feed
-        gc.collect()
-
-    def _stop_children(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
+        self._spawn(self.meter.run, name="esm-meter")
+        self._spawn(self.usage_stream.run, name="esm-aggregate")
+        self._spawn(self.aggregates_stream.run, name="esm-rate")
+        self._await_start(self.meter, "the Kafka event source mapping")
 
     # driving ------------------------------------------------------------------------------------
 
@@ -152,34 +94,12 @@ class LocalCell:
 
     def drain(self, tick: Callable[[], None]) -> None:
         """Until every acknowledged record went through meter, and both streams are empty."""
-        ends = dict(self.feed.ends)
-        self._wait(lambda: all(self.meter.positions.get(p, 0) >= end for p, end in ends.items()), tick)
+        self._wait_past(self.meter, dict(self.feed.ends), tick)
         for mapping in (self.usage_stream, self.aggregates_stream):
             mapping.draining.set()
             seen = mapping.idle_polls  # a poll in flight may predate the upstream's last write
             self._wait(lambda mapping=mapping, seen=seen: mapping.idle_polls >= seen + 2, tick)  # type: ignore[misc]
             mapping.draining.clear()
-
-    def lag(self) -> dict[int, int]:
-        return {
-            p: end - self.meter.positions.get(p, self.feed.firsts.get(p, end))
-            for p, end in sorted(self.feed.ends.items())
-        }
-
-    def _wait(self, done: Callable[[], bool], tick: Callable[[], None]) -> None:
-        progress, moved = self._progress(), time.monotonic()
-        while not done():
-            for mapping in (self.meter, self.usage_stream, self.aggregates_stream):
-                if mapping.failure is not None:
-                    raise PipelineStalledError(f"an event source mapping failed: {mapping.failure!r}")
-            now = self._progress()
-            if now != progress:
-                progress, moved = now, time.monotonic()
-            elif time.monotonic() - moved > STALL_SECONDS:
-                raise PipelineStalledError(f"no progress for {STALL_SECONDS:.0f}s: see {self.options.log}")
-            tick()
-            time.sleep(0.1)
-        tick()
 
     def _progress(self) -> tuple[int, ...]:
         return (

@@ -139,15 +139,8 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         f" · {spec.events:,} events · seed {spec.seed}"
     )
     with _cell(spec.cloud, options) as cell:
-        if isinstance(cell, GcpCell | AzureCell):
-            console.print(cell.describe())
-            metering, aggregating = cell.labels
-        else:
-            console.print(
-                f"Kafka {cell.bootstrap} · DynamoDB (moto) {cell.endpoint} · tables {cell.prefix}*"
-                f" · log {options.log}"
-            )
-            metering, aggregating = "metered (Kafka ESM → meter)", "aggregated (usage stream)"
+        console.print(cell.describe())
+        metering, aggregating = cell.labels
         flowing = 0.0
         with _progress(console) as progress:
             produced = progress.add_task("produced to usage.events", total=len(values))

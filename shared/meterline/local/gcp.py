@@ -5,23 +5,16 @@ stopped together (also on Ctrl-C). The driver's side matches LocalCell's, so the
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
-import uuid
 from collections.abc import Callable
-from types import TracebackType
-from typing import TextIO
 
 from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
 
-from .broker import TansuBroker, create_topics
-from .cell import STALL_SECONDS, CellOptions, PipelineStalledError
+from .broker import create_topics
 from .feed import UsageFeed
 from .firestore_emulator import FirestoreEmulator
-from .gcp_instance import InstanceProcess
 from .gcp_runtime import PROJECT, GcpRuntime, GcpSettings, quiet_google_imports
 from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain, call_close
-from .process import ChildProcess, LocalServerError
+from .lifecycle import CellLifecycle
 
 INSTANCES = {"meter": 2, "aggregate": 1, "rate": 1}
 """Instances (processes) per function. The emulator answers a write in ~4 ms and serves requests
@@ -31,49 +24,22 @@ SCHEDULE_SECONDS = 1.0
 """aggregate's schedule, compressed: every second here, every minute on Google Cloud."""
 
 
-class GcpCell:
+class GcpCell(CellLifecycle):
+    ledgers, ledger_names = "Firestore (emulator)", "collections"
     labels = ("metered (Pub/Sub push → meter)", "aggregated (scheduled Kafka drain)")
+    failed = "a trigger failed: {!r}"
 
-    def __init__(self, options: CellOptions) -> None:
-        self.options = options
-        self.children: list[ChildProcess | InstanceProcess] = []
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self._exit = contextlib.ExitStack()
-        self.prefix = f"demo-{uuid.uuid4().hex[:8]}-"
-
-    def __enter__(self) -> GcpCell:
-        try:
-            self._start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._exit.close()
-
-    def describe(self) -> str:
-        return (
-            f"Kafka {self.bootstrap} · Firestore (emulator) {self.endpoint}"
-            f" · collections {self.prefix}* · log {self.options.log}"
-        )
+    runtime: GcpRuntime
+    meter: PubSubPush
+    usage_stream: ScheduledDrain
+    aggregates_stream: DocumentCreatedTrigger
 
     def _start(self) -> None:
         options = self.options
-        log: TextIO = self._exit.enter_context(options.log.open("a", buffering=1))
-        self._exit.callback(self._stop_children)
+        log = self._open_log()
         emulator = FirestoreEmulator(options.log.with_suffix(".firestore.log"))
-        if options.kafka:
-            self.bootstrap = options.kafka
-        else:
-            broker = TansuBroker(options.log.with_suffix(".broker.log"))
-            self._started(broker.child, broker.start)
-            self.bootstrap = broker.bootstrap
-        self._started(emulator.child, emulator.start)
-        self.endpoint = emulator.host
+        self.bootstrap = self._kafka()
+        self.endpoint = self._started(emulator).host
         create_topics(self.bootstrap, TOPICS)
         self._exit.enter_context(contextlib.redirect_stdout(log))
         quiet_google_imports()
@@ -107,34 +73,10 @@ class GcpCell:
             INSTANCES["rate"],
         )
         self._exit.callback(self._stop_threads)
-        for name, trigger in (
-            ("pubsub-meter", self.meter),
-            ("scheduler-aggregate", self.usage_stream),
-            ("eventarc-rate", self.aggregates_stream),
-        ):
-            thread = threading.Thread(target=trigger.run, args=(self.stop,), name=name, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-        if not self.meter.started.wait(30) or self.meter.failure is not None:
-            raise LocalServerError(f"the Pub/Sub push bridge did not start: {self.meter.failure}")
-
-    def _started(self, child: ChildProcess, start: Callable[[], None]) -> None:
-        self.children.append(child)  # stopped on the way out even if it never became ready
-        start()
-
-    def _stop_threads(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def _release_clients(self) -> None:
-        self.runtime.shutdown()
-        if hasattr(self, "feed"):
-            del self.feed
-
-    def _stop_children(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
+        self._spawn(self.meter.run, name="pubsub-meter")
+        self._spawn(self.usage_stream.run, name="scheduler-aggregate")
+        self._spawn(self.aggregates_stream.run, name="eventarc-rate")
+        self._await_start(self.meter, "the Pub/Sub push bridge")
 
     # driving ------------------------------------------------------------------------------------
 
@@ -145,36 +87,10 @@ class GcpCell:
         """Until every acknowledged record went through meter, aggregate committed past all of
         them, and the aggregates collection has no document rate has not been given."""
         ends = dict(self.feed.ends)
-        self._wait(lambda: all(self.meter.positions.get(p, 0) >= end for p, end in ends.items()), tick)
-        self._wait(lambda: all(self.usage_stream.positions.get(p, 0) >= end for p, end in ends.items()), tick)
+        self._wait_past(self.meter, ends, tick)
+        self._wait_past(self.usage_stream, ends, tick)
         seen = self.aggregates_stream.idle_polls  # a poll in flight may predate aggregate's last write
         self._wait(lambda: self.aggregates_stream.idle_polls >= seen + 2, tick)
-
-    def lag(self) -> dict[int, int]:
-        return {
-            p: end - self.meter.positions.get(p, self.feed.firsts.get(p, end))
-            for p, end in sorted(self.feed.ends.items())
-        }
-
-    def _wait(self, done: Callable[[], bool], tick: Callable[[], None]) -> None:
-        progress, moved = self._progress(), time.monotonic()
-        while not done():
-            for trigger in (self.meter, self.usage_stream, self.aggregates_stream):
-                if trigger.failure is not None:
-                    raise PipelineStalledError(f"a trigger failed: {trigger.failure!r}")
-            now = self._progress()
-            if now != progress:
-                progress, moved = now, time.monotonic()
-            elif time.monotonic() - moved > STALL_SECONDS:
-                failing = (
-                    f" (aggregate: {self.usage_stream.last_error})" if self.usage_stream.last_error else ""
-                )
-                raise PipelineStalledError(
-                    f"no progress for {STALL_SECONDS:.0f}s{failing}: see {self.options.log}"
-                )
-            tick()
-            time.sleep(0.1)
-        tick()
 
     def _progress(self) -> tuple[int, ...]:
         # Not the idle polls: they go on while a failing aggregate leaves nothing for rate to do.
@@ -184,6 +100,9 @@ class GcpCell:
             sum(self.usage_stream.positions.values()),
             self.aggregates_stream.delivered,
         )
+
+    def _stalled_because(self) -> str:
+        return f" (aggregate: {self.usage_stream.last_error})" if self.usage_stream.last_error else ""
 
 
 def start_group_at_end(bootstrap: str, topic: str, group: str) -> None:

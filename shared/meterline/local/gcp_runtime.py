@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import base64
 import gc
-import importlib.util
-import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .runtime import FUNCTIONS_ROOT, Invocations
+from .runtime import FUNCTIONS_ROOT, Environment, Invocations, clear_caches, counted, load_function
 
 PROJECT = "meterline-demo"
 DATABASE = f"projects/{PROJECT}/databases/(default)"
@@ -68,14 +66,9 @@ class GcpSettings:
 
 
 def load_entrypoint(job: str, instance: int, root: Path = FUNCTIONS_ROOT) -> ModuleType:
-    path = root / job / "gcp.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the {job} function is missing (run from a checkout of meterline)")
-    spec = importlib.util.spec_from_file_location(f"meterline_local_{job}_gcp_{instance}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function(
+        root / job / "gcp.py", f"meterline_local_{job}_gcp_{instance}", f"the {job} function"
+    )
 
 
 class GcpRuntime:
@@ -86,9 +79,7 @@ class GcpRuntime:
         from .gcp_instance import InstanceProcess
 
         quiet_google_imports()
-        environment = settings.environment()
-        self._saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)  # before the instances start: they inherit it
+        self._environment = Environment(settings.environment())  # before the instances start: they inherit it
         self.instances: dict[str, list[InstanceProcess]] = {}
         try:
             for job, count in instances.items():
@@ -116,21 +107,8 @@ class GcpRuntime:
             answer: tuple[dict[str, Any], int] = self.close.handler(close_request(now))
             return answer
 
-    @contextmanager
-    def _counted(self, job: str) -> Iterator[None]:
-        started = time.perf_counter()
-        failed = False
-        try:
-            yield
-        except Exception:
-            failed = True
-            raise
-        finally:
-            with self._lock:
-                stats = self.stats[job]
-                stats.count += 1
-                stats.errors += failed
-                stats.seconds += time.perf_counter() - started
+    def _counted(self, job: str) -> AbstractContextManager[None]:
+        return counted(self.stats[job], self._lock)
 
     def processes(self) -> list[Any]:
         return [instance for instances in self.instances.values() for instance in instances]
@@ -141,16 +119,10 @@ class GcpRuntime:
             instance.stop()
         self.instances.clear()
         close = getattr(self, "close", None)
-        for value in list(vars(close).values()) if close else ():
-            clear = getattr(value, "cache_clear", None)
-            if callable(clear):
-                clear()
+        if close is not None:
+            clear_caches(vars(close))
         gc.collect()
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.restore()
 
 
 # What the triggers deliver ------------------------------------------------------------------------

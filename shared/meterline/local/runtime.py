@@ -15,7 +15,8 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -61,10 +62,14 @@ class CellSettings:
 
 
 def load_handler(job: str, root: Path = FUNCTIONS_ROOT) -> ModuleType:
-    path = root / job / "aws.py"
+    return load_function(root / job / "aws.py", f"meterline_local_{job}_aws", f"the {job} handler")
+
+
+def load_function(path: Path, name: str, what: str) -> ModuleType:
+    """A function's module loaded from its file, under ``name``, as the cloud's runtime loads it."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the {job} handler is missing (run from a checkout of meterline)")
-    spec = importlib.util.spec_from_file_location(f"meterline_local_{job}_aws", path)
+        raise FileNotFoundError(f"{path}: {what} is missing (run from a checkout of meterline)")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -97,14 +102,52 @@ class Invocations:
     seconds: float = 0.0
 
 
+@contextmanager
+def counted(stats: Invocations, lock: threading.Lock) -> Iterator[None]:
+    """One invocation, timed and counted in ``stats`` (an error if it raised) under ``lock``."""
+    started = time.perf_counter()
+    failed = False
+    try:
+        yield
+    except Exception:
+        failed = True
+        raise
+    finally:
+        with lock:
+            stats.count += 1
+            stats.errors += failed
+            stats.seconds += time.perf_counter() - started
+
+
+class Environment:
+    """Settings put into ``os.environ``, and what they replaced, put back by ``restore``."""
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        self._saved = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def clear_caches(namespace: Mapping[str, Any]) -> None:
+    """Let go of what a function module keeps in its cached globals (its clients among them)."""
+    for value in list(namespace.values()):
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear):
+            clear()
+
+
 class Runtime:
     """The functions of one cell. ``invoke`` raises what the handler raised, as Lambda reports it."""
 
     def __init__(self, settings: CellSettings, jobs: Mapping[str, int]) -> None:
         """``jobs`` maps each job to its memory size in MB."""
-        environment = settings.environment()
-        self._saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
+        self._environment = Environment(settings.environment())
         self._warning_filters = warnings.filters[:]
         # Powertools warns when a batch flushed its metrics midway (every 100 values) and has none left
         warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
@@ -143,16 +186,9 @@ class Runtime:
         """Let go of the containers: their cached clients (Kafka producers among them) close now,
         while the servers still run, not at exit against a stopped broker."""
         for module in self.modules.values():
-            for value in list(vars(module).values()):
-                clear = getattr(value, "cache_clear", None)
-                if callable(clear):
-                    clear()
+            clear_caches(vars(module))
         self.modules.clear()
         self.handlers.clear()
         gc.collect()
         warnings.filters[:] = self._warning_filters  # type: ignore[index]
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.restore()

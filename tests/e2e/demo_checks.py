@@ -1,0 +1,97 @@
+"""A `meterline demo` run as a user starts it, and its files read back: the demo checks itself, and the
+e2e tests check it again from what it wrote alone, so a demo that skipped or botched its own check
+still fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from meterline.catalog import load_catalog
+from meterline.offline import RateResult, rate_lines
+from meterline.periods import Period
+from meterline.reconcile import differences
+
+
+def demo_command(out: Path, *arguments: str) -> list[str]:
+    return [sys.executable, "-m", "meterline.cli", "demo", "--out", str(out), *arguments]
+
+
+def run_demo(
+    out: Path, *arguments: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        demo_command(out, *arguments), capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    status: int
+    out: Path
+    output: str
+    """stdout, then stderr."""
+
+    @classmethod
+    def of(cls, out: Path, *arguments: str, timeout: float = 300) -> DemoRun:
+        done = run_demo(out, *arguments, timeout=timeout)
+        return cls(done.returncode, out, done.stdout + done.stderr)
+
+    @cached_property
+    def documents(self) -> list[dict[str, Any]]:
+        """invoices.json: one document per closed month."""
+        documents: list[dict[str, Any]] = orjson.loads((self.out / "invoices.json").read_bytes())
+        return documents
+
+    @cached_property
+    def events(self) -> list[bytes]:
+        return (self.out / "events.ndjson").read_bytes().splitlines()
+
+    @property
+    def invoices(self) -> dict[str, list[dict[str, Any]]]:
+        return {document["period"]: document["invoices"] for document in self.documents}
+
+    def rated(self, period: str) -> RateResult:
+        """`meterline rate` on the events the run produced."""
+        return rate_lines(load_catalog(self.out / "catalog.yaml"), self.events, Period.parse(period))
+
+    def differences_from_rate(self) -> list[Any]:
+        invoices = self.invoices
+        return [
+            found
+            for period in invoices
+            for found in differences(period, self.rated(period).to_json(), invoices)
+        ]
+
+    def adjusted_periods(self, period: str) -> set[str]:
+        """The periods that the adjustment lines of ``period``'s invoices re-bill."""
+        lines = [line for invoice in self.invoices[period] for line in invoice["lines"]]
+        return {line["adjusts_period"] for line in lines if "adjusts_period" in line}
+
+
+def assert_invoices_equal_rate_through_adjustments(run: DemoRun) -> None:
+    """No difference with `meterline rate`, both months closed, and the late usage of the first
+    billed in the second as adjustment lines."""
+    found = run.differences_from_rate()
+    assert run.status == 0, run.output
+    assert found == []
+    assert sorted(run.invoices) == ["2026-10", "2026-11"]
+    assert run.adjusted_periods("2026-11") == {"2026-10"}
+
+
+def assert_ledgers_count_what_was_produced(run: DemoRun) -> None:
+    """Every record produced is in each month's counts, reason by reason as `meterline rate` says,
+    and the run reconciled them itself."""
+    for document in run.documents:
+        expected = run.rated(document["period"])
+        assert document["summary"]["received"] == len(run.events)
+        assert document["summary"] == expected.summary.to_json()
+        assert document["unbilled_tenants"] == expected.unbilled_tenants
+    assert run.status == 0, run.output
+    assert "✓ reconciled" in run.output
