@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,6 +187,177 @@ def build_layer(archive: Path) -> None:
             raise PackagingError(f"cannot fetch the Lambda dependency layer: {last}")
         archive.parent.mkdir(parents=True, exist_ok=True)
         _write_zip(archive, sorted(_tree(target, target.parent, frozenset({"__pycache__", "bin"}))))
+
+
+# GCP and Azure: the runtime requirements come from pyproject.toml, the one list the venv is tested with.
+PYPROJECT = REPO_ROOT / "pyproject.toml"
+FUNCTION_CLOUDS = ("gcp", "azure")
+KAFKA_CLIENT = "confluent-kafka"
+"""Both clouds' functions publish or drain through Kafka; its version range is the [aws] extra's."""
+AZURE_BUILD_DIR = REPO_ROOT / "build" / "azure"
+AZURE_SITE_PACKAGES = ".python_packages/lib/site-packages"
+"""Where the Functions host looks for a locally built package's dependencies."""
+_AZURE_PLATFORM = (
+    # confluent-kafka ships manylinux_2_28 wheels only; the Python images are Debian 12 (glibc 2.36)
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--implementation",
+    "cp",
+    "--only-binary=:all:",
+)
+
+
+def offline_build() -> bool:
+    """True when the program is previewed offline (`infra.preview`): no package downloads."""
+    return os.environ.get("METERLINE_OFFLINE") == "1"
+
+
+def runtime_requirements(cloud: str) -> tuple[str, ...]:
+    """What a `cloud` function needs at run time: the core `dependencies`, the cloud's extra and the
+    Kafka client, as pyproject.toml specifies them."""
+    if cloud not in FUNCTION_CLOUDS:
+        raise PackagingError(f"no function runtime for cloud {cloud!r}; expected one of {FUNCTION_CLOUDS}")
+    from packaging.requirements import Requirement  # pulumi's dependency; lazy keeps the AWS path free of it
+
+    try:
+        project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as error:
+        raise PackagingError(f"cannot read [project] from {PYPROJECT}: {error}") from None
+    extras: dict[str, list[str]] = project.get("optional-dependencies", {})
+    if cloud not in extras:
+        raise PackagingError(f"{PYPROJECT}: no [project.optional-dependencies] {cloud} extra")
+    requirements = [*project.get("dependencies", []), *extras[cloud]]
+    named = {Requirement(line).name.lower() for line in requirements}
+    if KAFKA_CLIENT not in named:
+        every = [line for lines in extras.values() for line in lines]
+        kafka = [line for line in every if Requirement(line).name == KAFKA_CLIENT]
+        if not kafka:
+            raise PackagingError(f"{PYPROJECT}: no extra names {KAFKA_CLIENT}")
+        requirements.append(kafka[0])
+    return tuple(requirements)
+
+
+def runtime_pins(cloud: str, python_version: str) -> list[str]:
+    """The full dependency closure of `runtime_requirements(cloud)` on Linux x86_64 and
+    `python_version`, pinned to the versions installed here (like `layer_pins`)."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    environment = {
+        **default_environment(),
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+    pins: dict[str, str] = {}
+    done: set[tuple[str, str]] = set()
+    pending = [(Requirement(line), "the project") for line in runtime_requirements(cloud)]
+    while pending:
+        requirement, wanted_by = pending.pop()
+        name = canonicalize_name(requirement.name)
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise PackagingError(
+                f"{requirement.name} (wanted by {wanted_by}) is not installed here; "
+                f"install the [{cloud}] extra"
+            ) from None
+        if not requirement.specifier.contains(version, prereleases=True):
+            raise PackagingError(
+                f"{requirement.name} {version} is installed here; {wanted_by} wants {requirement}"
+            )
+        pins[name] = f"{name}=={version}"
+        for extra in ("", *sorted(requirement.extras)):
+            if (name, extra) in done:
+                continue
+            done.add((name, extra))
+            for line in importlib.metadata.requires(name) or []:
+                child = Requirement(line)
+                if child.marker is None or child.marker.evaluate({**environment, "extra": extra}):
+                    pending.append((child, f"{name}=={version}"))
+    return sorted(pins.values())
+
+
+def vendor_command(pins: list[str], target: Path, python_version: str) -> list[str]:
+    """The pip call that installs `pins` for the Functions host's platform into `target`."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-compile",
+        "--target",
+        str(target),
+        *_AZURE_PLATFORM,
+        "--python-version",
+        python_version,
+        *pins,
+    ]
+
+
+def vendored_archive_path(cloud: str, python_version: str) -> Path:
+    """The cached zip of a cloud's dependencies under `.python_packages/lib/site-packages/`, named by
+    a digest of its pins and platform so a change of either builds a new one."""
+    key = [*runtime_pins(cloud, python_version), *_AZURE_PLATFORM, python_version]
+    digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:12]
+    return AZURE_BUILD_DIR / f"site-packages-{cloud}-{digest}.zip"
+
+
+def build_vendored(cloud: str, python_version: str, archive: Path) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        target = Path(scratch) / AZURE_SITE_PACKAGES
+        command = vendor_command(runtime_pins(cloud, python_version), target, python_version)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PackagingError(f"cannot fetch the {cloud} functions' dependencies: {last}")
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        _write_zip(archive, sorted(_vendored_tree(target, Path(scratch))))
+
+
+def vendored_dependencies(cloud: str, python_version: str, *, offline: bool) -> Path | None:
+    """The cached dependencies zip, fetched on first use; None offline when it is not cached yet."""
+    archive = vendored_archive_path(cloud, python_version)
+    if not archive.is_file() and not offline:
+        build_vendored(cloud, python_version, archive)
+    return archive if archive.is_file() else None
+
+
+def _vendored_tree(root: Path, base: Path) -> Iterator[tuple[str, Path]]:
+    # unlike _tree, keeps modules named test*: libraries import their own (werkzeug.test)
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "bin" or "__pycache__" in relative.parts:
+            continue
+        if path.is_file() and path.suffix not in (".pyc", ".pyo"):
+            yield path.relative_to(base).as_posix(), path
+
+
+def write_zip_over(archive: Path, base: Path | None, entries: list[tuple[str, Path | bytes]]) -> None:
+    """`archive` = the entries of the zip `base` (copied, not recompressed) followed by `entries`,
+    deterministic like `_write_zip`."""
+    partial = archive.with_suffix(".zip.partial")
+    if base is None:
+        partial.unlink(missing_ok=True)
+    else:
+        shutil.copyfile(base, partial)
+    with zipfile.ZipFile(partial, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
+        for name, content in entries:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            bundle.writestr(info, content if isinstance(content, bytes) else content.read_bytes())
+    partial.replace(archive)
 
 
 def measure(jobs: list[str], catalog: Path) -> None:

@@ -9,14 +9,19 @@ exactly its data roles. The triggers are the code's (`functions/<job>/azure.py`)
 Packages are deployed from a blob container of the cell's host storage account, read with the
 app's identity (`functionAppConfig.deployment.storage`, the documented Flex way). No connection
 strings: host storage, Event Hubs and Application Insights use the identity too.
+
+A package is a "local build": host.json at its root and the third-party dependencies, built for
+Linux and the app's Python, under `.python_packages/lib/site-packages` (fetched once per set of pins,
+infra/packaging.py). An offline preview bundles them only if that cache already exists.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,15 @@ from infra.components.azure.roles import (
     TABLE_READER,
     assign,
 )
-from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip
+from infra.packaging import (
+    CATALOG_NAME,
+    CORE_DIR,
+    FUNCTIONS_DIR,
+    _tree,
+    offline_build,
+    vendored_dependencies,
+    write_zip_over,
+)
 from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, HubTrigger
 from meterline.topology import AGGREGATE, USAGE_TABLE, Function
 
@@ -56,6 +69,13 @@ from {job}_function import blueprint
 app = func.FunctionApp()
 app.register_functions(blueprint)
 '''
+HOST_JSON = {
+    # the host.json schema of Functions runtime 2.x and later (4.x included); the host refuses others
+    "version": "2.0",
+    # Python apps get non-HTTP, non-timer bindings (the Event Hubs trigger) only from a bundle;
+    # 4.x carries an Event Hubs extension (5+) that takes the identity-based `<connection>__*` settings
+    "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
+}
 _CORE_EXCLUDED = frozenset(
     {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__"}
 )
@@ -75,6 +95,8 @@ class FunctionsArgs:
     insights_id: pulumi.Input[str]
     insights_connection: pulumi.Input[str]
     tags: Mapping[str, str]
+    offline: bool = field(default_factory=offline_build)
+    """Offline previews fetch no dependencies (the cached ones are still bundled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +139,26 @@ def ncrontab(expression: str) -> str:
     return "0 " + " ".join("*" if field == "?" else field for field in matched.groups())
 
 
+def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None) -> Path:
+    """`<out>/<job>.zip`: the job's blueprint (functions/<job>/azure.py as `<job>_function.py`), a
+    `function_app.py` that registers it alone (the host indexes only a FunctionApp there), host.json,
+    the core, the catalog and the entries of the `dependencies` zip when there is one."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries: list[tuple[str, Path | bytes]] = sorted(
+        _tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
+    )
+    handler = FUNCTIONS_DIR / job / "azure.py"
+    if handler.is_file():
+        entries += [
+            (f"{job}_function.py", handler),
+            ("function_app.py", FUNCTION_APP.format(job=job).encode()),
+        ]
+    entries += [("host.json", json.dumps(HOST_JSON, indent=2).encode() + b"\n"), (CATALOG_NAME, catalog)]
+    archive = out / f"{job}.zip"
+    write_zip_over(archive, dependencies, entries)
+    return archive
+
+
 class Functions(pulumi.ComponentResource):
     functions: dict[str, DeployedFunction]
 
@@ -156,6 +198,8 @@ class Functions(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=self.child,
         )
+        self.dependencies = vendored_dependencies("azure", PYTHON_VERSION, offline=args.offline)
+        self.dependencies_bundled = self.dependencies is not None
         self.functions = {function.job: self._function(function) for function in args.functions}
         self.cost_items = self._cost_items()
         self.register_outputs({job: f.app_id for job, f in self.functions.items()})
@@ -181,7 +225,7 @@ class Functions(pulumi.ComponentResource):
             public_access="None",
             opts=self.child,
         )
-        archive = self._archive(job)
+        archive = build_package(job, args.catalog, args.build_dir, self.dependencies)
         storage.Blob(
             job,
             blob_name="released-package.zip",
@@ -297,22 +341,6 @@ class Functions(pulumi.ComponentResource):
             settings[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
         return [{"name": name, "value": value} for name, value in settings.items()]
 
-    def _archive(self, job: str) -> Path:
-        """The job's blueprint (functions/<job>/azure.py as `<job>_function.py`), a `function_app.py`
-        that registers it alone (the host indexes only a FunctionApp there), the core and the catalog."""
-        out = self.args.build_dir
-        out.mkdir(parents=True, exist_ok=True)
-        entries = sorted(_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0])
-        handler = FUNCTIONS_DIR / job / "azure.py"
-        if handler.is_file():
-            app = out / f"{job}_function_app.py"
-            app.write_text(FUNCTION_APP.format(job=job), encoding="utf-8")
-            entries += [(f"{job}_function.py", handler), ("function_app.py", app)]
-        entries.append((CATALOG_NAME, self.args.catalog))
-        archive = out / f"{job}.zip"
-        _write_zip(archive, entries)
-        return archive
-
     @staticmethod
     def _trigger_cost(function: Function) -> dict[str, Any]:
         trigger = hub_trigger(function)
@@ -336,6 +364,7 @@ class Functions(pulumi.ComponentResource):
                     "job": function.job,
                     "memory_mb": function.memory_mb,
                     "instance_memory_mb": flex_memory(function.memory_mb),
+                    "dependencies_bundled": self.dependencies_bundled,
                     **self._trigger_cost(function),
                 }
             )

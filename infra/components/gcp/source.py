@@ -1,5 +1,6 @@
 """Source archives of a GCP cell's Cloud Run functions: `main.py` (the job's `functions/<job>/gcp.py`),
-the meterline core, the stack's catalog and a `requirements.txt` that Cloud Build installs.
+the meterline core, the stack's catalog and a `requirements.txt` that Cloud Build installs: the
+core's dependencies, the [gcp] extra and the Kafka client, read from pyproject.toml.
 
 Deterministic like the Lambda zips (infra/packaging.py), so an unchanged function does not redeploy.
 A job whose GCP handler is not written yet still gets an archive with the core, so a preview works.
@@ -10,17 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip
+from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip, runtime_requirements
 
 ENTRY_POINT = "handler"
-REQUIREMENTS = (
-    "functions-framework>=3.8",
-    "google-cloud-firestore>=2.19",
-    "confluent-kafka>=2.6",
-    "orjson>=3.10",
-    "PyYAML>=6.0",
-    "iso4217>=1.12",
-)
 _CORE_EXCLUDED = frozenset(
     {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__", "py.typed"}
 )
@@ -30,7 +23,7 @@ def source_archive(job: str, catalog: Path, out_dir: Path) -> tuple[Path, str]:
     """(`<out_dir>/<job>.zip`, its SHA-256 prefix for a content-addressed object name)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     requirements = out_dir / f"{job}.requirements.txt"
-    requirements.write_text("\n".join(REQUIREMENTS) + "\n", encoding="utf-8")
+    requirements.write_text("\n".join(runtime_requirements("gcp")) + "\n", encoding="utf-8")
     entries = sorted(_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0])
     handler = FUNCTIONS_DIR / job / "gcp.py"
     if handler.is_file():
