@@ -168,19 +168,7 @@ def layer_archive_path() -> Path:
 def build_layer(archive: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "python"
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-compile",
-            "--target",
-            str(target),
-            *_PLATFORM,
-            *layer_pins(),
-        ]
+        command = pip_target_command(target, [*_PLATFORM, *layer_pins()])
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -288,6 +276,11 @@ def runtime_pins(cloud: str, python_version: str) -> list[str]:
 
 def vendor_command(pins: list[str], target: Path, python_version: str) -> list[str]:
     """The pip call that installs `pins` for the Functions host's platform into `target`."""
+    return pip_target_command(target, [*_AZURE_PLATFORM, "--python-version", python_version, *pins])
+
+
+def pip_target_command(target: Path, arguments: list[str]) -> list[str]:
+    """pip installing exactly the given pins (no resolver, no bytecode) into `target`."""
     return [
         sys.executable,
         "-m",
@@ -298,10 +291,7 @@ def vendor_command(pins: list[str], target: Path, python_version: str) -> list[s
         "--no-compile",
         "--target",
         str(target),
-        *_AZURE_PLATFORM,
-        "--python-version",
-        python_version,
-        *pins,
+        *arguments,
     ]
 
 
