@@ -76,6 +76,19 @@ def test_azure_demo_without_node_says_azurite_needs_it(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_without_the_azure_extra_the_demo_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a venv without the azure namespace package at all (make demo installs only aws, gcp, cli)
+    from meterline.local import azure
+
+    def no_azure(name: str) -> None:
+        raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+
+    monkeypatch.setattr(azure.importlib.util, "find_spec", no_azure)
+    # WHEN the demo asks what the Azure cell lacks THEN it names the extra, not a traceback
+    expected = "the Azure functions need azure-functions (pip install 'meterline[azure]')"
+    assert azure.missing_for_azure() == expected
+
+
 # --- the Event Hubs trigger: batches of one partition, retried, checkpointed after success ---------
 
 

@@ -37,7 +37,11 @@ def missing_for_azure() -> str | None:
         ("azure.functions", "azure-functions"),
         ("azure.data.tables", "azure-data-tables"),
     ):
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # find_spec imports the parent package, which may be missing too
+            found = False
+        if not found:
             return f"the Azure functions need {package} (pip install 'meterline[azure]')"
     return azurite_missing()
 
