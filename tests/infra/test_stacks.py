@@ -130,7 +130,10 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
         mapping = named(cell, MAPPING, function.job)["inputs"]
         assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mapping["batchSize"] == function.batch_size
-        assert mapping["bisectBatchOnFunctionError"] is False and mapping["maximumRetryAttempts"] == 10
+        assert mapping["bisectBatchOnFunctionError"] is False
+        # aggregate never skips usage: it retries while the stream holds the batch; others stop after 10
+        retries = -1 if function.job == "aggregate" else 10
+        assert mapping["maximumRetryAttempts"] == retries
         destination = mapping["destinationConfig"]["onFailure"]["destinationArn"]
         if function.trigger is TriggerKind.KAFKA:
             assert mapping["topics"] == [function.source]
@@ -142,6 +145,7 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
         else:
             assert mapping["eventSourceArn"].endswith("/stream/2026-11-28T17:42:00.000")
             assert f":table/ml-use1-{function.source}/" in mapping["eventSourceArn"]
+            assert mapping["maximumRecordAgeInSeconds"] == (-1 if function.job == "aggregate" else 6 * 3600)
             assert destination == "arn:aws:sqs:us-east-1:123456789012:ml-use1-failures"
             pattern = json.loads(mapping["filterCriteria"]["filters"][0]["pattern"])
             assert pattern["eventName"] == ["INSERT"]

@@ -28,6 +28,10 @@ from meterline.topology import Function, Topic, TriggerKind
 TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300, (), (), ())
 STREAM_RETRIES = 10
 STREAM_MAX_RECORD_AGE_SECONDS = 6 * 3600
+UNTIL_THE_STREAM_DROPS_IT = -1
+"""aggregate retries a failing batch for as long as the stream keeps it (24 h): a batch skipped
+after bounded retries would be usage missing from the invoices, where one retried is only late
+(and its IteratorAge alarm fires). rate may skip: the next partial re-rates the tenant."""
 SCHEDULE_RETRIES = 3
 STREAM_FILTERS = {
     # TTL expiries arrive as REMOVE records: not usage
@@ -279,10 +283,13 @@ class Functions(pulumi.ComponentResource):
                 **common,
             )
         elif function.trigger is TriggerKind.TABLE_STREAM:
+            record_age = STREAM_MAX_RECORD_AGE_SECONDS
+            if function.job == "aggregate":
+                common["maximum_retry_attempts"] = record_age = UNTIL_THE_STREAM_DROPS_IT
             aws.lambda_.EventSourceMapping(
                 function.job,
                 event_source_arn=args.ledgers.tables[function.source].stream_arn,
-                maximum_record_age_in_seconds=STREAM_MAX_RECORD_AGE_SECONDS,
+                maximum_record_age_in_seconds=record_age,
                 parallelization_factor=1,
                 filter_criteria={"filters": [{"pattern": json.dumps(STREAM_FILTERS[function.job])}]},
                 destination_config={"on_failure": {"destination_arn": self.failure_queue.arn}},
