@@ -32,7 +32,7 @@ def closer() -> Closer:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The schedule may pass {"now": "..."} to close as of another instant (a replay); else now.
     now = datetime.fromisoformat(event["now"]) if event.get("now") else datetime.now(UTC)
-    closed = closer().run(now)
+    closed = [str(period) for period in closer().run(now)]
     metrics.add_metric(name="periods_closed", unit=MetricUnit.Count, value=len(closed))
-    logger.info("periods closed", extra={"periods": [str(period) for period in closed]})
-    return {"closed": [str(period) for period in closed]}
+    logger.info("periods closed", extra={"periods": closed})
+    return {"closed": closed}

@@ -7,7 +7,6 @@ groups and receive rights against it, so the triggers are read from the code in 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .runtime import FUNCTIONS_ROOT
+from .runtime import FUNCTIONS_ROOT, load_function
 
 EVENT_HUB_TRIGGER = "eventHubTrigger"
 TIMER_TRIGGER = "timerTrigger"
@@ -55,15 +54,12 @@ class IndexedFunction:
 
 def load_function_app(root: Path = FUNCTIONS_ROOT) -> dict[str, IndexedFunction]:
     """Every function of ``<root>/function_app.py``, by name."""
-    path = root / "function_app.py"
-    if not path.is_file():
-        raise FunctionAppError(
-            f"{path}: the Azure function app is missing (run from a checkout of meterline)"
+    try:
+        module = load_function(
+            root / "function_app.py", "meterline_local_function_app", "the Azure function app"
         )
-    spec = importlib.util.spec_from_file_location("meterline_local_function_app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    except FileNotFoundError as missing:
+        raise FunctionAppError(str(missing)) from None
     decorators = logging.getLogger()
     level = decorators.level
     decorators.setLevel(logging.ERROR)  # the SDK warns that auth levels apply to HTTP triggers only

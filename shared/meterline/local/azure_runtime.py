@@ -54,15 +54,14 @@ class AzureRuntime:
         self._environment = Environment(settings.environment())
         try:
             self.functions = load_function_app()
+            for function in self.functions.values():
+                if function.trigger_type not in (EVENT_HUB_TRIGGER, TIMER_TRIGGER):
+                    raise FunctionAppError(
+                        f"function {function.name}: no local trigger for {function.trigger_type}"
+                    )
         except BaseException:
             self._environment.restore()
             raise
-        for function in self.functions.values():
-            if function.trigger_type not in (EVENT_HUB_TRIGGER, TIMER_TRIGGER):
-                self._environment.restore()
-                raise FunctionAppError(
-                    f"function {function.name}: no local trigger for {function.trigger_type}"
-                )
         close = self.functions.get("close")
         if close is not None and "now" in close.module_globals:
             close.module_globals["now"] = clock

@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from .azure_app import IndexedFunction
 from .azure_runtime import AzureRuntime, hub_batch, timer_request
-from .esm import KafkaRecord
+from .esm import KafkaRecord, assign_new_partitions
 
 MAX_BATCH = 100
 """host.json ``extensions.eventHubs.maxEventBatchSize``: the extension's default."""
@@ -98,21 +98,16 @@ class EventHubsTrigger:
 
     def _receive(self, consumer: Consumer, stop: threading.Event, pumps: list[threading.Thread]) -> None:
         while not stop.is_set() and self.failure is None:
-            starting = dict(self.starting_offsets)  # a copy: the producer's callbacks add to it
-            new = [TopicPartition(self.hub, p, o) for p, o in starting.items() if p not in self.positions]
-            if new:
-                for tp in new:
-                    self.positions[tp.partition] = tp.offset
-                    self._buffers[tp.partition] = deque()
-                    pump = threading.Thread(
-                        target=self._pump,
-                        args=(tp.partition, stop),
-                        name=f"eventhubs-{self.function.name}-{tp.partition}",
-                        daemon=True,
-                    )
-                    pump.start()
-                    pumps.append(pump)
-                consumer.incremental_assign(new)
+            for partition in assign_new_partitions(consumer, self.hub, self.starting_offsets, self.positions):
+                self._buffers[partition] = deque()
+                pump = threading.Thread(
+                    target=self._pump,
+                    args=(partition, stop),
+                    name=f"eventhubs-{self.function.name}-{partition}",
+                    daemon=True,
+                )
+                pump.start()
+                pumps.append(pump)
             messages = [m for m in consumer.consume(num_messages=1000, timeout=0.1) if m.error() is None]
             if messages:
                 with self._arrived:

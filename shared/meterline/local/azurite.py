@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from .process import ChildProcess, LocalServerError, free_port
+from .process import ChildProcess, LocalServerError, answers_http, free_port
 from .runtime import FUNCTIONS_ROOT
 
 TOOLS = FUNCTIONS_ROOT.parent / ".tools"
@@ -85,17 +83,7 @@ class AzuriteTables:
         )
 
     def start(self) -> None:
-        self.child.start(lambda: answers(f"{self.endpoint}/Tables"), timeout=60.0)
+        self.child.start(lambda: answers_http(f"{self.endpoint}/Tables"), timeout=60.0)
 
     def stop(self) -> None:
         self.child.stop()
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answers: that is ready
-    except OSError:
-        return False

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from meterline.topology import Function, Topic
 
-from .runtime import Runtime, function_arn
+from .runtime import Runtime, retries_exhausted
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,19 @@ class KafkaRecord:
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
     pairs = raw.items() if isinstance(raw, dict) else raw or ()
     return tuple((name, value.encode() if isinstance(value, str) else value or b"") for name, value in pairs)
+
+
+def assign_new_partitions(
+    consumer: Consumer, topic: str, starting_offsets: Mapping[int, int], positions: dict[int, int]
+) -> list[int]:
+    """Assign the partitions this run has produced to since the last call, each from the first
+    offset produced there, and enter that offset in ``positions``; the partitions newly assigned."""
+    starting = dict(starting_offsets)  # a copy: the producer's callbacks add to it
+    new = [TopicPartition(topic, p, o) for p, o in starting.items() if p not in positions]
+    if new:
+        positions.update((tp.partition, tp.offset) for tp in new)
+        consumer.incremental_assign(new)
+    return [tp.partition for tp in new]
 
 
 def kafka_event(records: Iterable[KafkaRecord], bootstrap: str) -> dict[str, Any]:
@@ -140,13 +153,7 @@ class KafkaEventSourceMapping:
         pending: list[KafkaRecord] = []
         first_at = 0.0
         while not stop.is_set():
-            starting = dict(self.starting_offsets)  # a copy: the producer's callbacks add to it
-            new = [
-                TopicPartition(self.topic.name, p, o) for p, o in starting.items() if p not in self.positions
-            ]
-            if new:
-                self.positions.update((tp.partition, tp.offset) for tp in new)
-                consumer.incremental_assign(new)
+            assign_new_partitions(consumer, self.topic.name, self.starting_offsets, self.positions)
             for message in consumer.consume(num_messages=size - len(pending), timeout=0.1):
                 if message.error() is None:
                     if not pending:
@@ -203,11 +210,7 @@ class KafkaEventSourceMapping:
                 entry = {
                     "version": "1.0",
                     "timestamp": datetime.now(UTC).isoformat(),
-                    "requestContext": {
-                        "functionArn": function_arn(self.function.job),
-                        "condition": "RetryAttemptsExhausted",
-                        "approximateInvokeCount": invokes,
-                    },
+                    "requestContext": retries_exhausted(self.function.job, invokes),
                     "KafkaBatchInfo": {
                         "batchSize": len(records),
                         "topicPartition": f"{self.topic.name}-{partition}",

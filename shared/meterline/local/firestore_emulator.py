@@ -7,12 +7,10 @@ import os
 import shutil
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from functools import cache
 from pathlib import Path
 
-from .process import ChildProcess, LocalServerError, free_port
+from .process import ChildProcess, LocalServerError, answers_http, free_port
 
 JAR = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
 MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -75,17 +73,7 @@ class FirestoreEmulator:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.child.start(lambda: answers(self.host), timeout=60.0)
+        self.child.start(lambda: answers_http(f"http://{self.host}/"), timeout=60.0)
 
     def stop(self) -> None:
         self.child.stop()
-
-
-def answers(host: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}/", timeout=0.5):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answers: that is ready
-    except OSError:
-        return False

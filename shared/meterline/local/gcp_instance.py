@@ -68,6 +68,7 @@ def serve(job: str, index: int, connection: Connection) -> None:
     from cloudevents.http import CloudEvent
 
     from .gcp_runtime import http_request, load_entrypoint, quiet_google_imports
+    from .runtime import clear_caches
 
     quiet_google_imports()
     module = load_entrypoint(job, index)
@@ -87,7 +88,4 @@ def serve(job: str, index: int, connection: Connection) -> None:
             connection.send((f"{type(error).__name__}: {error}", None))
         else:
             connection.send((None, answer))
-    for value in list(vars(module).values()):  # the Kafka producer flushes and closes now
-        clear = getattr(value, "cache_clear", None)
-        if callable(clear):
-            clear()
+    clear_caches(vars(module))  # the Kafka producer flushes and closes now

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
-from .esm import KafkaRecord
+from .esm import KafkaRecord, assign_new_partitions
 from .gcp_instance import InstanceError
 from .gcp_runtime import GcpRuntime, document_created_event, pubsub_push_event
 
@@ -170,11 +170,7 @@ class PubSubPush(_Deliveries):
 
     def _forward(self, consumer: Consumer, stop: threading.Event) -> None:
         while not stop.is_set():
-            starting = dict(self.starting_offsets)  # a copy: the producer's callbacks add to it
-            new = [TopicPartition(self.topic, p, o) for p, o in starting.items() if p not in self.positions]
-            if new:
-                self.positions.update((tp.partition, tp.offset) for tp in new)
-                consumer.incremental_assign(new)
+            assign_new_partitions(consumer, self.topic, self.starting_offsets, self.positions)
             for message in consumer.consume(num_messages=500, timeout=0.1):
                 if message.error() is None:
                     record = KafkaRecord.of(message)

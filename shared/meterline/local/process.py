@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -26,6 +28,17 @@ def accepts_connections(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
             return True
+    except OSError:
+        return False
+
+
+def answers_http(url: str) -> bool:
+    """Whether a server answers ``url`` at all: an HTTP error status is an answer too."""
+    try:
+        with urllib.request.urlopen(url, timeout=0.5):
+            return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 

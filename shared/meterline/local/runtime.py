@@ -14,9 +14,8 @@ import os
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -80,6 +79,15 @@ def function_arn(job: str) -> str:
     return f"arn:aws:lambda:local:000000000000:function:meterline-{job}"
 
 
+def retries_exhausted(job: str, invokes: int) -> dict[str, Any]:
+    """The ``requestContext`` of what Lambda sends an on-failure destination for a batch it gave up on."""
+    return {
+        "functionArn": function_arn(job),
+        "condition": "RetryAttemptsExhausted",
+        "approximateInvokeCount": invokes,
+    }
+
+
 @dataclass
 class LambdaContext:
     function_name: str
@@ -103,7 +111,7 @@ class Invocations:
 
 
 @contextmanager
-def counted(stats: Invocations, lock: threading.Lock) -> Iterator[None]:
+def counted(stats: Invocations, lock: AbstractContextManager[Any]) -> Iterator[None]:
     """One invocation, timed and counted in ``stats`` (an error if it raised) under ``lock``."""
     started = time.perf_counter()
     failed = False
@@ -155,7 +163,6 @@ class Runtime:
         self.handlers: dict[str, Handler] = {job: module.handler for job, module in self.modules.items()}
         self.memory = dict(jobs)
         self.stats: dict[str, Invocations] = {job: Invocations() for job in jobs}
-        self.errors: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._requests = 0
 
@@ -170,17 +177,8 @@ class Runtime:
                 log_group_name=f"/aws/lambda/meterline-{job}",
                 deadline=time.monotonic() + timeout_seconds,
             )
-            stats = self.stats[job]
-            started = time.perf_counter()
-            try:
+            with counted(self.stats[job], nullcontext()):  # already under the lock
                 return self.handlers[job](event, context)
-            except Exception as error:
-                stats.errors += 1
-                self.errors[f"{job}: {type(error).__name__}"] += 1
-                raise
-            finally:
-                stats.count += 1
-                stats.seconds += time.perf_counter() - started
 
     def shutdown(self) -> None:
         """Let go of the containers: their cached clients (Kafka producers among them) close now,

@@ -21,7 +21,7 @@ import orjson
 
 from meterline.topology import Function
 
-from .runtime import Runtime, function_arn
+from .runtime import Runtime, retries_exhausted
 
 POLL_SECONDS = 0.25
 """Lambda polls a stream shard four times a second."""
@@ -159,11 +159,7 @@ class StreamEventSourceMapping:
         entry = {
             "version": "1.0",
             "timestamp": datetime.now(UTC).isoformat(),
-            "requestContext": {
-                "functionArn": function_arn(self.function.job),
-                "condition": "RetryAttemptsExhausted",
-                "approximateInvokeCount": invokes,
-            },
+            "requestContext": retries_exhausted(self.function.job, invokes),
             "DDBStreamBatchInfo": {
                 "shardId": "local",
                 "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
