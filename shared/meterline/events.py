@@ -188,12 +188,8 @@ def _canonical_number(value: Any) -> Any:
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
-def fingerprint(document: dict[str, Any]) -> bytes:
-    """Content digest over the canonical JSON (sorted keys, numbers by exact value)."""
-    return digest(canonical_content(document))
-
-
 def digest(content: bytes) -> bytes:
+    """An event's fingerprint: the digest of its ``canonical_content``."""
     return _blake2b(content, digest_size=16).digest()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from meterline.metering import Group
+from meterline.money import shifted
 from meterline.periods import Period
 
 
@@ -79,14 +80,10 @@ def format_quantity(quantity: Fraction) -> str:
     if denominator == 1:
         places = max(twos, fives)
         scaled = quantity * 10**places
-        text = str(Decimal(int(scaled)).scaleb(-places, _EXACT))
+        text = str(shifted(int(scaled), places))
     else:
-        text = str(Decimal(round(quantity * 10**18)).scaleb(-18, _EXACT))
+        text = str(shifted(round(quantity * 10**18), 18))
     return _plain(text)
-
-
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-"""scaleb rounds to its context's precision (28 digits by default): a quantity may have more."""
 
 
 def _plain(text: str) -> str:

@@ -35,9 +35,13 @@ def _round_fraction(value: Fraction, places: int) -> Decimal:
     whole, remainder = divmod(abs(scaled.numerator), scaled.denominator)
     if 2 * remainder >= scaled.denominator:
         whole += 1
-    signed = -whole if scaled < 0 else whole
-    # scaleb rounds to its context's precision (28 digits by default): give it room to be exact.
-    return Decimal(signed).scaleb(-places, _EXACT)
+    return shifted(-whole if scaled < 0 else whole, places)
+
+
+def shifted(whole: int, places: int) -> Decimal:
+    """``whole`` × 10**-places, exactly: scaleb rounds to its context's precision (28 digits by
+    default), so it is given one with room for any number of digits."""
+    return Decimal(whole).scaleb(-places, _EXACT)
 
 
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)

@@ -2,7 +2,7 @@
 
 A store offers a few primitives over tables of items keyed by two strings (``pk``, ``sk``):
 read, conditional create, overwrite, prefix query and an all-or-nothing transaction. The
-ledgers (``meterline.ledgers``) hold all the billing logic on top of them; an adapter (DynamoDB,
+jobs (``meterline.pipeline``) hold all the billing logic on top of them; an adapter (DynamoDB,
 Firestore, Azure Tables, in-memory) only does I/O. One contract suite
 (``tests/contract/store_contract.py``, run by ``test_store_<adapter>.py``) runs against every adapter.
 """
@@ -78,6 +78,34 @@ Write = PutNew | Put | PutIf | Expect
 
 MAX_TRANSACTION_WRITES = 100
 """The smallest limit of the backing stores (DynamoDB and Azure Tables both take 100)."""
+
+
+def write_key(write: Write) -> tuple[str, str, str]:
+    """The table, ``pk`` and ``sk`` of the item a write touches."""
+    if isinstance(write, Expect):
+        return write.table, write.pk, write.sk
+    return write.table, str(write.item.get("pk")), str(write.item.get("sk"))
+
+
+def condition_holds(write: Write, stored: Item | None) -> bool:
+    """Whether the write's condition holds on the stored item (None: there is none)."""
+    if isinstance(write, PutNew):
+        return stored is None
+    if isinstance(write, Put):
+        return True
+    value = None if stored is None else stored.get(write.attribute)
+    return value == write.expected and type(value) is type(write.expected)  # True is not 1
+
+
+def transaction_keys(writes: Sequence[Write]) -> list[tuple[str, str, str]]:
+    """Each write's ``write_key``, once the transaction is one the port allows: at most
+    ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item."""
+    if len(writes) > MAX_TRANSACTION_WRITES:
+        raise StoreError(f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes, not {len(writes)}")
+    keys = [write_key(write) for write in writes]
+    if len(set(keys)) != len(keys):
+        raise StoreError("a transaction may touch each item once")
+    return keys
 
 
 class Store(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from meterline.catalog import Catalog
-from meterline.events import EventKey, UsageEvent
+from meterline.events import EventKey
 from meterline.metering import Group, Measurement
 from meterline.periods import Period
 from meterline.ports import Item
@@ -75,16 +75,6 @@ class AcceptedUsage:
     def period(self) -> Period:
         return Period(self.time.year, self.time.month)
 
-    @classmethod
-    def of(cls, event: UsageEvent, measurements: list[Measurement], delivery: Delivery) -> AcceptedUsage:
-        return cls(
-            event.key,
-            event.fingerprint,
-            event.time,
-            tuple((m.meter.key, m.group, m.value) for m in measurements),
-            str(delivery),
-        )
-
     def to_item(self) -> Item:
         return {
             "pk": event_digest(self.key),
@@ -105,7 +95,7 @@ class AcceptedUsage:
             (str(item["subject"]), str(item["source"]), str(item["id"])),
             bytes(item["fp"]),  # type: ignore[arg-type]
             datetime.fromisoformat(str(item["time"])),
-            tuple((m, tuple(_untag(x) for x in g), _value(v)) for m, g, v in measurements),
+            tuple((m, tuple(_untag(x) for x in g), _untag(v)) for m, g, v in measurements),
             str(item["at"]),
         )
 
@@ -126,20 +116,15 @@ def _tag(value: Any) -> Any:
 
 
 def _untag(value: Any) -> Any:
+    """Numbers travel tagged; an untagged string is a group value or a unique_count identifier."""
     if isinstance(value, dict):
         return Decimal(value["$d"])
     return value
 
 
-def _value(value: Any) -> Decimal | str | None:
-    """Numbers travel tagged; an untagged string is a unique_count identifier."""
-    if isinstance(value, dict):
-        return Decimal(value["$d"])
-    return value  # type: ignore[no-any-return]
-
-
 def pack_book(book: UsageBook) -> bytes:
-    return zlib.compress(orjson.dumps(book.to_json(), default=_tag), 6)
+    # No Decimal reaches orjson: UsageBook.to_json spells group values and states as JSON itself.
+    return zlib.compress(orjson.dumps(book.to_json()), 6)
 
 
 def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = None) -> UsageBook:
@@ -147,9 +132,6 @@ def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = 
     entries = orjson.loads(zlib.decompress(blob))
     if tenants is not None:
         entries = [entry for entry in entries if entry["tenant"] in tenants]
-    for entry in entries:
-        for state in entry["states"]:
-            state["group"] = [_untag(value) for value in state["group"]]
     return UsageBook.from_json(catalog, entries)
 
 

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from meterline.events import Reason
 from meterline.invoice import Invoice, Line
+from meterline.money import shifted
 from meterline.offline import RateResult, Summary
 
 
@@ -127,7 +128,7 @@ def money_text(amount: Decimal) -> str:
 
 def quantity_text(quantity: Fraction) -> str:
     """Three places at most, trailing zeros dropped: 5,981 · 2,107.677 · 0.5."""
-    shown = Decimal(round(quantity * 1000)).scaleb(-3)
+    shown = shifted(round(quantity * 1000), 3)
     text = f"{shown:,.3f}".rstrip("0").rstrip(".")
     if shown != quantity:
         text = "≈" + text

@@ -39,13 +39,16 @@ class UsageBook:
 
     def merge(self, other: UsageBook) -> None:
         for tenant_period, other_states in other.states.items():
-            states = self.states.setdefault(tenant_period, {})
-            for key, state in other_states.items():
-                mine = states.get(key)
-                if mine is None:
-                    # A copy: the merged-in book's states stay its own.
-                    mine = states[key] = new_state(state.kind)
-                mine.merge(state)
+            self.merge_states(tenant_period, other_states)
+
+    def merge_states(self, tenant_period: TenantPeriod, other_states: dict[StateKey, AggregateState]) -> None:
+        """Merge in one tenant's states for one period (another book's, which stay its own)."""
+        states = self.states.setdefault(tenant_period, {})
+        for key, state in other_states.items():
+            mine = states.get(key)
+            if mine is None:
+                mine = states[key] = new_state(state.kind)  # a copy: see the docstring
+            mine.merge(state)
 
     def tenants(self, period: Period) -> list[str]:
         return sorted(tenant for tenant, p in self.states if p == period)

@@ -22,7 +22,6 @@ from botocore.exceptions import (
 )
 
 from meterline.ports import (
-    MAX_TRANSACTION_WRITES,
     ConditionFailedError,
     Expect,
     Item,
@@ -32,6 +31,7 @@ from meterline.ports import (
     Scalar,
     StoreError,
     Write,
+    transaction_keys,
 )
 from meterline.topology import TABLES, Table
 
@@ -149,13 +149,7 @@ class DynamoStore:
             return [decode_item(item) for page in pages for item in page["Items"]]
 
     def transact(self, writes: Sequence[Write]) -> None:
-        if len(writes) > MAX_TRANSACTION_WRITES:
-            raise StoreError(
-                f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes, not {len(writes)}"
-            )
-        keys = [(write.table, *_write_key(write)) for write in writes]
-        if len(set(keys)) != len(keys):
-            raise StoreError("a transaction may touch each item once")
+        transaction_keys(writes)  # refuses a transaction the port does not allow
         if not writes:
             return
         actions = [self._action(write) for write in writes]
@@ -220,12 +214,6 @@ def _condition(
 
 def _key(pk: str, sk: str) -> dict[str, AttributeValueTypeDef]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
-def _write_key(write: Write) -> tuple[str, str]:
-    if isinstance(write, Expect):
-        return write.pk, write.sk
-    return str(write.item.get("pk")), str(write.item.get("sk"))
 
 
 def encode_value(name: str, value: Scalar) -> AttributeValueTypeDef:

@@ -27,16 +27,16 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from meterline.ports import (
-    MAX_TRANSACTION_WRITES,
     ConditionFailedError,
     Expect,
     Item,
     Put,
-    PutNew,
     RetriableStoreError,
     Scalar,
     StoreError,
     Write,
+    condition_holds,
+    transaction_keys,
 )
 from meterline.topology import TABLES
 
@@ -145,13 +145,8 @@ class FirestoreStore:
             return [_decode(snapshot.to_dict(), snapshot.reference.path) for snapshot in query.stream()]
 
     def transact(self, writes: Sequence[Write]) -> None:
-        if len(writes) > MAX_TRANSACTION_WRITES:
-            raise StoreError(
-                f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes, not {len(writes)}"
-            )
+        transaction_keys(writes)  # refuses a transaction the port does not allow
         references = [self._document(write.table, *_write_keys(write)) for write in writes]
-        if len({reference.path for reference in references}) != len(references):
-            raise StoreError("a transaction may touch each item once")
         if not writes:
             return
         encoded = [None if isinstance(write, Expect) else _encode(write.item) for write in writes]
@@ -167,7 +162,7 @@ class FirestoreStore:
                     if snapshot.exists:
                         stored[snapshot.reference.path] = _decode(snapshot.to_dict(), snapshot.reference.path)
             for index, (write, reference) in enumerate(zip(writes, references, strict=True)):
-                if _conditioned(write) and not _holds(write, stored[reference.path]):
+                if _conditioned(write) and not condition_holds(write, stored[reference.path]):
                     raise ConditionFailedError(index)
             for reference, fields in zip(references, encoded, strict=True):
                 if fields is not None:
@@ -198,14 +193,6 @@ def _write_keys(write: Write) -> tuple[str, str]:
 
 def _conditioned(write: Write) -> bool:
     return not isinstance(write, Put)
-
-
-def _holds(write: Write, stored: Item | None) -> bool:
-    if isinstance(write, PutNew):
-        return stored is None
-    assert not isinstance(write, Put)
-    value = None if stored is None else stored.get(write.attribute)
-    return value == write.expected and type(value) is type(write.expected)  # True is not 1
 
 
 def _encode(item: Item) -> dict[str, Scalar]:

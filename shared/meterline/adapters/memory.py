@@ -9,15 +9,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from meterline.ports import (
-    MAX_TRANSACTION_WRITES,
     ConditionFailedError,
     Expect,
     Item,
-    Put,
-    PutNew,
-    Scalar,
     StoreError,
     Write,
+    condition_holds,
+    transaction_keys,
 )
 
 
@@ -67,16 +65,11 @@ class MemoryStore:
         return sorted(found, key=lambda item: str(item["sk"]))
 
     def transact(self, writes: Sequence[Write]) -> None:
-        if len(writes) > MAX_TRANSACTION_WRITES:
-            raise StoreError(f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes")
+        keys = transaction_keys(writes)
         with self._lock:
-            keys = [(write.table, *_write_key(write)) for write in writes]
-            if len(set(keys)) != len(keys):
-                raise StoreError("a transaction may touch each item once")
-            for index, write in enumerate(writes):
-                rows = self._table(write.table)
-                current = rows.get(_write_key(write))
-                if not _holds(write, current):
+            for index, (write, (table, pk, sk)) in enumerate(zip(writes, keys, strict=True)):
+                current = self._table(table).get((pk, sk))
+                if not condition_holds(write, current):
                     raise ConditionFailedError(index)
             for write in writes:
                 if not isinstance(write, Expect):
@@ -90,25 +83,6 @@ class MemoryStore:
 
 def _key(item: Item) -> tuple[str, str]:
     return str(item["pk"]), str(item["sk"])
-
-
-def _write_key(write: Write) -> tuple[str, str]:
-    if isinstance(write, Expect):
-        return write.pk, write.sk
-    return _key(write.item)
-
-
-def _holds(write: Write, current: Item | None) -> bool:
-    if isinstance(write, PutNew):
-        return current is None
-    if isinstance(write, Put):
-        return True
-    stored = _attribute(current, write.attribute)
-    return stored == write.expected and type(stored) is type(write.expected)  # True is not 1
-
-
-def _attribute(item: Item | None, name: str) -> Scalar | None:
-    return None if item is None else item.get(name)
 
 
 @dataclass

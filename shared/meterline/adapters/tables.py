@@ -49,16 +49,17 @@ from azure.data.tables import (
 )
 
 from meterline.ports import (
-    MAX_TRANSACTION_WRITES,
     ConditionFailedError,
     Expect,
     Item,
     Put,
-    PutNew,
     RetriableStoreError,
     Scalar,
     StoreError,
     Write,
+    condition_holds,
+    transaction_keys,
+    write_key,
 )
 from meterline.topology import TABLES
 
@@ -163,13 +164,7 @@ class TablesStore:
         return sorted(items, key=lambda item: str(item["sk"]))
 
     def transact(self, writes: Sequence[Write]) -> None:
-        if len(writes) > MAX_TRANSACTION_WRITES:
-            raise StoreError(
-                f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes, not {len(writes)}"
-            )
-        keys = [(write.table, *_write_keys(write)) for write in writes]
-        if len(set(keys)) != len(keys):
-            raise StoreError("a transaction may touch each item once")
+        keys = transaction_keys(writes)
         if not writes:
             return
         if len({(table, pk) for table, pk, _ in keys}) > 1:
@@ -216,8 +211,8 @@ class TablesStore:
     def _operation(self, client: TableClient, index: int, write: Write) -> tuple[Any, ...]:
         if isinstance(write, Put):
             return ("upsert", encode_entity(write.item), {"mode": UpdateMode.REPLACE})
-        stored, etag = self._read(client, *_write_keys(write))
-        if not _holds(write, stored):
+        stored, etag = self._read(client, *write_key(write)[1:])
+        if not condition_holds(write, stored):
             raise ConditionFailedError(index)
         if isinstance(write, Expect):
             key = {"PartitionKey": escape_key(write.pk), "RowKey": escape_key(write.sk)}
@@ -249,20 +244,6 @@ def create_tables(service_client: TableServiceClient, prefix: str) -> dict[str, 
 
 def _unchanged_since(etag: str, mode: UpdateMode) -> dict[str, Any]:
     return {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-
-
-def _write_keys(write: Write) -> tuple[str, str]:
-    if isinstance(write, Expect):
-        return write.pk, write.sk
-    return str(write.item.get("pk")), str(write.item.get("sk"))
-
-
-def _holds(write: Write, stored: Item | None) -> bool:
-    if isinstance(write, PutNew):
-        return stored is None
-    assert not isinstance(write, Put)
-    value = None if stored is None else stored.get(write.attribute)
-    return value == write.expected and type(value) is type(write.expected)  # True is not 1
 
 
 def encode_entity(item: Item) -> Entity:

@@ -115,9 +115,8 @@ class Closer:
                 late.setdefault(usage_period, set()).add(tenant)
         by_tenant: dict[str, list[Line]] = {}
         for usage_period, tenants in sorted(late.items()):
-            before = (
-                UsageBook()
-            )  # the period's usage billed before this one: in its own ledger and later ones
+            # the period's usage billed before this one: in its own ledger and later ones
+            before = UsageBook()
             ledger_period = usage_period
             while ledger_period < period:
                 ledger = PeriodLedger(self.catalog, self.store, ledger_period)
@@ -126,9 +125,7 @@ class Closer:
             after = UsageBook()
             after.merge(before)
             for tenant in tenants:
-                late_part = UsageBook()
-                late_part.states[(tenant, usage_period)] = book.states[(tenant, usage_period)]
-                after.merge(late_part)
+                after.merge_states((tenant, usage_period), book.states[(tenant, usage_period)])
             for tenant in sorted(tenants):
                 customer = self.catalog.customers.get(tenant)
                 if customer is not None:

@@ -250,11 +250,10 @@ class PeriodLedger:
             folded: set[tuple[str, Period]] = set()
             for window in sealed:
                 for item in self.partials(window.number):
-                    for (tenant, period), states in unpack_book(self.catalog, _blob(item)).states.items():
-                        part = UsageBook()
-                        part.states[(tenant, period)] = states
-                        fresh.setdefault(bucket_of(tenant), UsageBook()).merge(part)
-                        folded.add((tenant, period))
+                    for tenant_period, states in unpack_book(self.catalog, _blob(item)).states.items():
+                        bucket = bucket_of(tenant_period[0])
+                        fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states)
+                        folded.add(tenant_period)
             rollups = dict(head.rollups)
             for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)

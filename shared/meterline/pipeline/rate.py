@@ -55,16 +55,16 @@ class RunningCharges:
             period = Period.parse(str(index["sk"]))
             if self.store.get(AGGREGATES_TABLE.name, "closed", str(period)) is not None:
                 continue
-            tenants: set[str] = set()
-            for item in PeriodLedger(self.catalog, self.store, period).open_partials():
-                tenants.update(_tenants_of(item, period))
-            published += self.rate_period(period, tenants, now)
+            published += self.rate_period(period, None, now)
         return published
 
-    def rate_period(self, period: Period, tenants: set[str], now: datetime | None) -> int:
+    def rate_period(self, period: Period, tenants: set[str] | None, now: datetime | None) -> int:
+        """Re-rate the tenants (None: every tenant in the period's open partials) for the period."""
         ledger = PeriodLedger(self.catalog, self.store, period)
         head = ledger.head()
         open_partials = ledger.open_partials(head)
+        if tenants is None:
+            tenants = {tenant for item in open_partials for tenant in _tenants_of(item, period)}
         if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
