@@ -3,14 +3,13 @@ then what is Azure's own.
 
 Azure runs a transaction on one table and one partition only. The contract's transactions that
 span tables are refused here with a StoreError saying so, before anything is read or written;
-each is asserted below, and run again within one partition, where Azure does keep the contract.
+each is asserted below. The contract's transactions within one partition run here unchanged.
 """
 
 from __future__ import annotations
 
 import itertools
 import socket
-import threading
 from typing import Any
 
 import pytest
@@ -126,66 +125,6 @@ class TestTablesStore(StoreContract):
             store.transact([Put(USAGE, item("t-1", "k")), Put(USAGE, item("t-2", "k"))])
         assert nothing_written(store)
 
-    # --- the same scenarios within one partition: the contract holds -----------------------------
-
-    def test_in_one_partition_a_transaction_whose_conditions_hold_applies_every_write(
-        self, store: Store
-    ) -> None:
-        store.put(USAGE, item("t-1", "checkpoint", offset=10))
-        store.put(USAGE, item("t-1", "fence", closed=False))
-
-        store.transact(
-            [
-                PutNew(USAGE, item("t-1", "new", n=1)),
-                Put(USAGE, item("t-1", "overwritten", n=2)),
-                PutIf(USAGE, item("t-1", "checkpoint", offset=20), "offset", 10),
-                Expect(USAGE, "t-1", "fence", "closed", False),
-            ]
-        )
-
-        assert store.get(USAGE, "t-1", "new") == item("t-1", "new", n=1)
-        assert store.get(USAGE, "t-1", "overwritten") == item("t-1", "overwritten", n=2)
-        assert store.get(USAGE, "t-1", "checkpoint") == item("t-1", "checkpoint", offset=20)
-        assert store.get(USAGE, "t-1", "fence") == item("t-1", "fence", closed=False)
-
-    @pytest.mark.parametrize("kind", ["PutNew", "PutIf", "Expect"])
-    @pytest.mark.parametrize("index", [0, 2])
-    def test_in_one_partition_a_failing_condition_names_its_index_and_no_write_is_visible(
-        self, store: Store, kind: str, index: int
-    ) -> None:
-        store.put(USAGE, existing())
-        writes: list[Write] = [
-            PutNew(USAGE, item("t-1", "a", n=1)),
-            Put(USAGE, item("t-1", "b", n=2)),
-            PutIf(USAGE, item("t-1", "c", n=3), "n", None),
-        ]
-        writes.insert(index, failing(kind))
-
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact(writes)
-
-        assert raised.value.index == index
-        assert store.query(USAGE, "t-1") == [existing()]
-
-    def test_in_one_partition_the_first_failing_condition_is_the_one_named(self, store: Store) -> None:
-        store.put(USAGE, existing())
-        store.put(USAGE, item("t-1", "invoice", state="open"))
-        writes: list[Write] = [
-            Put(USAGE, item("t-1", "a")),
-            Expect(USAGE, "t-1", "invoice", "state", "closed"),
-            Put(USAGE, item("t-1", "b")),
-            failing("PutNew"),
-        ]
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact(writes)
-        assert raised.value.index == 1
-
-    def test_in_one_partition_expect_a_value_on_a_missing_item_fails(self, store: Store) -> None:
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact([Put(USAGE, item("t-1", "k")), Expect(USAGE, "t-1", "missing", "state", "open")])
-        assert raised.value.index == 1
-        assert store.get(USAGE, "t-1", "k") is None
-
 
 # --- Expect of an absent item: a placeholder that reads as absent --------------------------------
 
@@ -284,33 +223,6 @@ def test_a_condition_on_an_item_changed_between_the_read_and_the_commit_is_evalu
         )
     assert raised.value.index == 1
     assert az.query(USAGE, "t-1") == [item("t-1", "checkpoint", version=2)]
-
-
-def test_two_writers_racing_on_one_condition_leave_exactly_one_write(az: TablesStore) -> None:
-    az.put(USAGE, item("t-1", "checkpoint", version=1))
-    outcomes: list[str] = []
-    start = threading.Barrier(2)
-
-    def writer(name: str) -> None:
-        start.wait()
-        try:
-            az.transact([PutIf(USAGE, item("t-1", "checkpoint", version=2, by=name), "version", 1)])
-            outcomes.append("written")
-        except ConditionFailedError:
-            outcomes.append("condition failed")
-        except RetriableStoreError:
-            outcomes.append("retriable")
-
-    threads = [threading.Thread(target=writer, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(outcomes) in (["condition failed", "written"], ["retriable", "written"])
-    stored = az.get(USAGE, "t-1", "checkpoint")
-    assert stored is not None
-    assert stored["version"] == 2
 
 
 # --- keys, names and types -----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from moto import mock_aws
 
 from meterline.adapters.aws_lambda import Wiring
 from meterline.adapters.dynamodb import create_tables
-from meterline.adapters.memory import MemoryPublisher
+from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.local.runtime import load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events" / "aws"
@@ -27,12 +27,17 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
-def load_handler(job: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"handler_{job}_aws", ROOT / "functions" / job / "aws.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_handler(job: str, cloud: str = "aws") -> ModuleType:
+    """functions/<job>/<cloud>.py, loaded afresh as the cloud's runtime loads it."""
+    path = ROOT / "functions" / job / f"{cloud}.py"
+    return load_function(path, f"handler_{job}_{cloud}", f"the {job} handler")
+
+
+def outcomes(store: MemoryStore) -> list[tuple[str, str, str, str]]:
+    """The outcomes ledger as sorted (partition, position, outcome, reason)."""
+    return sorted(
+        (str(i["pk"]), str(i["sk"]), str(i["outcome"]), str(i["reason"])) for i in store.scan("outcomes")
+    )
 
 
 @dataclass

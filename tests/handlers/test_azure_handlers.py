@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import azure.functions as func
@@ -28,6 +26,7 @@ from meterline.adapters.azure_functions import (
 )
 from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
 from meterline.catalog import load_catalog
+from meterline.local import runtime
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.ports import RetriableStoreError
@@ -40,6 +39,7 @@ from meterline.topology import (
     TABLES,
     USAGE_REJECTED,
 )
+from tests.handlers.conftest import load_handler, outcomes
 from tests.pipeline.test_cell import make_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,19 +49,9 @@ CATALOG = ROOT / "tests" / "events" / "aws" / "catalog.yaml"
 Function = Callable[..., None]
 
 
-def load_module(job: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"handler_{job}_azure", ROOT / "functions" / job / "azure.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_function(job: str) -> Function:
     """The job's function as the Function App runs it (unwrapped from its blueprint)."""
-    user_function: Function = load_module(job).handler.build().get_user_function()
+    user_function: Function = load_handler(job, "azure").handler.build().get_user_function()
     return user_function
 
 
@@ -110,12 +100,6 @@ def azure_cell(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureCell]:
     monkeypatch.setattr(Wiring, "store", store)  # Azure Tables and Event Hubs are faked
     monkeypatch.setattr(Wiring, "publisher", publisher)
     yield AzureCell(store, publisher)
-
-
-def outcomes(store: StreamingMemoryStore) -> list[tuple[str, str, str, str]]:
-    return sorted(
-        (str(i["pk"]), str(i["sk"]), str(i["outcome"]), str(i["reason"])) for i in store.scan("outcomes")
-    )
 
 
 def aggregates(store: StreamingMemoryStore, sk_prefix: str) -> list[dict[str, Any]]:
@@ -254,7 +238,7 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
         functions["meter"](batch)
         functions["aggregate"](batch)
         functions["rate"](timer())
-    close = load_module("close")
+    close = load_handler("close", "azure")
     monkeypatch.setattr(close, "now", lambda: datetime(2026, 12, 2, tzinfo=UTC))
     close.handler.build().get_user_function()(timer())
     # THEN October and November invoices equal `meterline rate` on the same records
@@ -269,12 +253,8 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
 
 
 def test_function_app_registers_the_four_jobs_with_their_triggers() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "function_app_under_test", ROOT / "functions" / "function_app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    app = ROOT / "functions" / "function_app.py"
+    module = runtime.load_function(app, "function_app_under_test", "the function app")
     triggers = {}
     for function in module.app.get_functions():
         [binding] = function.get_bindings_dict()["bindings"]

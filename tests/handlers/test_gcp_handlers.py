@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,8 @@ from meterline.topology import (
     USAGE_REJECTED,
     USAGE_TABLE,
 )
+from tests.handlers.conftest import load_handler as load_cloud_handler
+from tests.handlers.conftest import outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events" / "gcp"
@@ -43,11 +44,7 @@ DOCUMENTS = "projects/meterline-test/databases/(default)/documents/test-"
 
 
 def load_handler(job: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"handler_{job}_gcp", ROOT / "functions" / job / "gcp.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_cloud_handler(job, "gcp")
 
 
 def pubsub_events(name: str = "pubsub_usage_events.json") -> list[CloudEvent]:
@@ -116,12 +113,6 @@ def gcp_cell(monkeypatch: pytest.MonkeyPatch) -> GcpCell:
     monkeypatch.setattr(Wiring, "store", store)  # Firestore and Managed Kafka are faked
     monkeypatch.setattr(Wiring, "publisher", publisher)
     return GcpCell(store, publisher, {})
-
-
-def outcomes(store: StreamingMemoryStore) -> list[tuple[str, str, str, str]]:
-    return sorted(
-        (str(i["pk"]), str(i["sk"]), str(i["outcome"]), str(i["reason"])) for i in store.scan("outcomes")
-    )
 
 
 def test_meter_accepts_dedups_and_dead_letters_one_message_at_a_time(gcp_cell: GcpCell) -> None:

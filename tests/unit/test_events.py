@@ -115,17 +115,25 @@ def test_a_negative_value_is_accepted_by_max_min_and_latest(level: object) -> No
     assert summary["rejected"] == 0
 
 
+def spelled(value: str) -> str:
+    """Event e1 whose `bytes` is the JSON text `value`, spelled exactly so (json.dumps would respell it)."""
+    line = event("e1", {"bytes": 0, "cluster": "c"})
+    assert line.count('"bytes":0') == 1
+    return line.replace('"bytes":0', f'"bytes":{value}')
+
+
 @pytest.mark.parametrize(
     ("first", "second", "outcome"),
     [
-        (5, 5.0, "duplicates"),  # same number, other spelling
-        (5, "5", "conflict"),  # a number and a string differ
-        (0.1, 0.10, "duplicates"),
+        ("5", "5.0", "duplicates"),  # same number, other spelling
+        ("5", '"5"', "conflict"),  # a number and a string differ
+        ("0.1", "0.10", "duplicates"),
     ],
 )
-def test_content_compares_numbers_by_exact_value(first: object, second: object, outcome: str) -> None:
+def test_content_compares_numbers_by_exact_value(first: str, second: str, outcome: str) -> None:
     # GIVEN two events with the same dedup key whose value is spelled differently
-    lines = [event("e1", {"bytes": first, "cluster": "c"}), event("e1", {"bytes": second, "cluster": "c"})]
+    lines = [spelled(first), spelled(second)]
+    assert lines[0] != lines[1]
 
     # WHEN rated
     summary = rate(corpus_catalog(), lines)["summary"]
