@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import importlib.util
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ from meterline.bench import PERIOD, bench_catalog
 from meterline.bench_compaction import format_compaction, measure_compaction
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
+from meterline.local.runtime import Environment, load_function
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.pipeline.cell import Cell
 from meterline.pipeline.close import Closer
@@ -460,26 +460,16 @@ def _msk_event(records: Sequence[DeliveredRecord]) -> dict[str, Any]:
 
 def _load_handler(job: str) -> ModuleType:
     path = REPO / "functions" / job / "aws.py"
-    spec = importlib.util.spec_from_file_location(f"meterline_bench_{job}_aws", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{path}: no handler to load")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function(path, f"meterline_bench_{job}_aws", f"the {job} handler")
 
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
+    environment = Environment(values)
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        environment.restore()
 
 
 # --- the report ------------------------------------------------------------------------------------
