@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from infra.components.aws.network import Network, NetworkArgs  # noqa: E402
 from infra.components.aws.operations import Operations, OperationsArgs  # noqa: E402
 from infra.config import ConfigError, StackConfig, load_from_pulumi  # noqa: E402
 from infra.outputs import cost_inputs  # noqa: E402
-from infra.packaging import BUILD_DIR, build_packages  # noqa: E402
+from infra.packaging import BUILD_DIR, build_packages, offline_build  # noqa: E402
 from meterline.topology import FUNCTIONS, TABLES, TOPICS  # noqa: E402
 
 
@@ -31,7 +30,7 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
         [function.job for function in FUNCTIONS] + [TOPIC_ADMIN.job],
         config.catalog,
         BUILD_DIR / config.stack,
-        offline=os.environ.get("METERLINE_OFFLINE") == "1",
+        offline=offline_build(),
     )
     network = Network("network", NetworkArgs(config.cell, config.region, config.network, tags))
     kafka = Kafka(

@@ -170,9 +170,9 @@ def stack_file(stack: str) -> Path:
     return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
-def stack_names() -> list[str]:
+def stack_names(directory: Path = STACKS_DIR) -> list[str]:
     return sorted(
-        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml")
+        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in directory.glob("Pulumi.*.yaml")
     )
 
 
@@ -228,22 +228,6 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
             raise ConfigError(f"stack {stack}: {key} applies to {only} cells only, not {cloud}")
     if "meterline:eventHubs" in raw and cloud != "azure":
         raise ConfigError(f"stack {stack}: meterline:eventHubs applies to azure cells only, not {cloud}")
-    if cloud != "aws":
-        return StackConfig(
-            stack=stack,
-            cloud=cloud,
-            region=region,
-            load=reader.load(),
-            budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
-            catalog=reader.catalog(),
-            tags=reader.tags(),
-            log_retention_days=reader.log_retention(cloud),
-            network=reader.gcp_network() if cloud == "gcp" else reader.no_network(),
-            kafka_pollers=KafkaPollers(1, 1),
-            project=reader.text("gcp:project") if cloud == "gcp" else None,
-            managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
-            event_hubs=reader.event_hubs() if cloud == "azure" else None,
-        )
     return StackConfig(
         stack=stack,
         cloud=cloud,
@@ -252,9 +236,12 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
         budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
         catalog=reader.catalog(),
         tags=reader.tags(),
-        log_retention_days=reader.log_retention(),
-        network=reader.network(region),
-        kafka_pollers=reader.kafka_pollers(),
+        log_retention_days=reader.log_retention(cloud),
+        network=reader.cell_network(cloud, region),
+        kafka_pollers=reader.kafka_pollers() if cloud == "aws" else KafkaPollers(1, 1),
+        project=reader.text("gcp:project") if cloud == "gcp" else None,
+        managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
+        event_hubs=reader.event_hubs() if cloud == "azure" else None,
     )
 
 
@@ -355,7 +342,7 @@ class _Reader:
                 raise self.fail(f"{key}.{name}", f"must be a string, not {value!r}")
         return tuple(sorted((str(name), value) for name, value in tags.items()))
 
-    def log_retention(self, cloud: str = "aws") -> int:
+    def log_retention(self, cloud: str) -> int:
         key = "meterline:logRetentionDays"
         if cloud == "gcp":
             if key in self.raw:
@@ -421,9 +408,14 @@ class _Reader:
             raise self.fail(f"{key}.cidr", "must be /24 or larger (Kafka endpoints and functions' egress)")
         return GcpNetwork(cidr=str(block))
 
-    def no_network(self) -> None:
+    def cell_network(self, cloud: str, region: str) -> NewNetwork | ExistingNetwork | GcpNetwork | None:
+        if cloud == "aws":
+            return self.network(region)
+        if cloud == "gcp":
+            return self.gcp_network()
         if "meterline:network" in self.raw:
             raise self.fail("meterline:network", "does not apply to azure cells (no VNet is created)")
+        return None
 
     def managed_kafka(self) -> ManagedKafka:
         key = "meterline:managedKafka"

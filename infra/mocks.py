@@ -66,6 +66,13 @@ def _suffix(name: str, length: int = 8) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:length]
 
 
+def _guid(seed: str) -> str:
+    """A GUID-shaped id (8-4-4-4-12 hex digits) that depends only on `seed`."""
+    return "-".join(
+        _suffix(seed + part, size) for part, size in (("", 8), ("1", 4), ("2", 4), ("3", 4), ("4", 12))
+    )
+
+
 def _outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[str, dict[str, Any]]:
     arn = f"arn:aws:{{service}}:{region}:{ACCOUNT}:{{path}}"
     physical = inputs.get("name") or f"{name}-{_suffix(name, 7)}"
@@ -237,9 +244,7 @@ def _azure_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
 def _azure_resource(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     subscription = f"/subscriptions/{AZURE_SUBSCRIPTION}"
     group = f"{subscription}/resourceGroups/{inputs.get('resourceGroupName', '')}"
-    guid = "-".join(
-        _suffix(name + part, size) for part, size in (("", 8), ("1", 4), ("2", 4), ("3", 4), ("4", 12))
-    )
+    guid = _guid(name)
     match typ:
         case "azure-native:resources:ResourceGroup":
             return f"{subscription}/resourceGroups/{inputs['resourceGroupName']}", {
@@ -249,14 +254,10 @@ def _azure_resource(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, d
             path = (
                 f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{inputs['resourceName']}"
             )
-            client = "-".join(
-                _suffix(name + "c" + part, size)
-                for part, size in (("", 8), ("1", 4), ("2", 4), ("3", 4), ("4", 12))
-            )
             return path, {
                 "name": inputs["resourceName"],
                 "principalId": guid,
-                "clientId": client,
+                "clientId": _guid(name + "c"),
                 "tenantId": AZURE_TENANT,
             }
         case "azure-native:storage:StorageAccount":

@@ -19,7 +19,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,15 +119,18 @@ def build_function_archive(job: str, catalog: Path, out_dir: Path) -> Path:
     source = function_source(job)
     archive = out_dir / f"{job}.zip"
     entries = sorted(
-        [*_tree(source, source, _HANDLER_EXCLUDED), *_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED)],
+        [
+            *tree_entries(source, source, _HANDLER_EXCLUDED),
+            *tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED),
+        ],
         key=lambda entry: entry[0],
     )
     entries.append((CATALOG_NAME, catalog))
-    _write_zip(archive, entries)
+    write_zip(archive, entries)
     return archive
 
 
-def _tree(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[str, Path]]:
+def tree_entries(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[str, Path]]:
     if not root.is_dir():
         return
     for path in sorted(root.rglob("*")):
@@ -136,17 +139,6 @@ def _tree(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[st
             continue
         if path.is_file() and path.suffix not in (".pyc", ".pyo"):
             yield path.relative_to(base).as_posix(), path
-
-
-def _write_zip(archive: Path, entries: list[tuple[str, Path]]) -> None:
-    partial = archive.with_suffix(".zip.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
-        for name, path in entries:
-            info = zipfile.ZipInfo(name, _ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(info, path.read_bytes())
-    partial.replace(archive)
 
 
 def layer_pins() -> list[str]:
@@ -174,7 +166,7 @@ def build_layer(archive: Path) -> None:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise PackagingError(f"cannot fetch the Lambda dependency layer: {last}")
         archive.parent.mkdir(parents=True, exist_ok=True)
-        _write_zip(archive, sorted(_tree(target, target.parent, frozenset({"__pycache__", "bin"}))))
+        write_zip(archive, sorted(tree_entries(target, target.parent, frozenset({"__pycache__", "bin"}))))
 
 
 # GCP and Azure: the runtime requirements come from pyproject.toml, the one list the venv is tested with.
@@ -312,7 +304,7 @@ def build_vendored(cloud: str, python_version: str, archive: Path) -> None:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise PackagingError(f"cannot fetch the {cloud} functions' dependencies: {last}")
         archive.parent.mkdir(parents=True, exist_ok=True)
-        _write_zip(archive, sorted(_vendored_tree(target, Path(scratch))))
+        write_zip(archive, sorted(_vendored_tree(target, Path(scratch))))
 
 
 def vendored_dependencies(cloud: str, python_version: str, *, offline: bool) -> Path | None:
@@ -324,7 +316,7 @@ def vendored_dependencies(cloud: str, python_version: str, *, offline: bool) -> 
 
 
 def _vendored_tree(root: Path, base: Path) -> Iterator[tuple[str, Path]]:
-    # unlike _tree, keeps modules named test*: libraries import their own (werkzeug.test)
+    # unlike tree_entries, keeps modules named test*: libraries import their own (werkzeug.test)
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
         if relative.parts[0] == "bin" or "__pycache__" in relative.parts:
@@ -333,9 +325,11 @@ def _vendored_tree(root: Path, base: Path) -> Iterator[tuple[str, Path]]:
             yield path.relative_to(base).as_posix(), path
 
 
-def write_zip_over(archive: Path, base: Path | None, entries: list[tuple[str, Path | bytes]]) -> None:
-    """`archive` = the entries of the zip `base` (copied, not recompressed) followed by `entries`,
-    deterministic like `_write_zip`."""
+def write_zip(
+    archive: Path, entries: Sequence[tuple[str, Path | bytes]], *, base: Path | None = None
+) -> None:
+    """`archive` = the entries of the zip `base` when given (copied, not recompressed), then `entries`
+    in their order, with fixed timestamps and modes so the same content gives the same bytes."""
     partial = archive.with_suffix(".zip.partial")
     if base is None:
         partial.unlink(missing_ok=True)

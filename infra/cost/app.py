@@ -11,10 +11,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from infra.config import stack_names
 from infra.cost.chart import write_charts
 from infra.cost.inputs import CostError, CostInputs, cost_inputs_of_outputs, read_stack_output
 from infra.cost.measured import MEASURED_JSON, load_figures
-from infra.cost.model import StackCost, estimate
+from infra.cost.model import estimate
 from infra.cost.prices import load_price_book, load_references
 from infra.cost.report import render, to_json
 
@@ -59,12 +60,6 @@ def run(request: Request) -> int:
     return 1 if request.strict and not all(cost.complete for cost in costs) else 0
 
 
-def stack_names(repo: Path) -> list[str]:
-    return sorted(
-        path.name[len("Pulumi.") : -len(".yaml")] for path in (repo / "stacks").glob("Pulumi.*.yaml")
-    )
-
-
 def _offline_inputs(repo: Path, names: Sequence[str]) -> list[CostInputs]:
     if not (repo / "infra" / "preview.py").is_file():
         raise CostError(
@@ -72,10 +67,10 @@ def _offline_inputs(repo: Path, names: Sequence[str]) -> list[CostInputs]:
         )
     from infra.preview import preview_stack  # type: ignore[import-not-found,unused-ignore]
 
-    wanted = list(names) or stack_names(repo)
+    known = stack_names(repo / "stacks")
+    wanted = list(names) or known
     if not wanted:
         raise CostError(f"no stacks in {repo / 'stacks'} (Pulumi.<stack>.yaml)")
-    known = set(stack_names(repo))
     result = []
     for name in wanted:
         if name not in known:
@@ -88,10 +83,3 @@ def _offline_inputs(repo: Path, names: Sequence[str]) -> list[CostInputs]:
         outputs = preview.get("outputs", preview) if isinstance(preview, dict) else preview
         result.append(cost_inputs_of_outputs(outputs, f"preview of {name}"))
     return result
-
-
-def costs_of(inputs: Sequence[CostInputs], events_per_second: Decimal | None = None) -> list[StackCost]:
-    """Price stacks with the committed prices and figures (the budget policy's entry point)."""
-    figures = load_figures(MEASURED_JSON)
-    prices = load_price_book()
-    return [estimate(item, prices, figures, events_per_second) for item in inputs]

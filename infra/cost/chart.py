@@ -10,7 +10,7 @@ from pathlib import Path
 
 from infra.cost.inputs import CostError
 from infra.cost.model import StackCost
-from infra.cost.report import effective_usd_per_million, money
+from infra.cost.report import COMPARISON_COLUMNS, comparison_figures, money
 
 SWEEP_POINTS = 41
 
@@ -74,6 +74,7 @@ def _label(cost: StackCost) -> str:
 
 def _html(costs: Sequence[StackCost], png: Path) -> str:
     image = base64.b64encode(png.read_bytes()).decode("ascii")
+    header = "".join(f"<th>{html.escape(column)}</th>" for column in COMPARISON_COLUMNS)
     rows = "\n".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(cost)) + "</tr>" for cost in costs
     )
@@ -85,8 +86,7 @@ tr:nth-child(even){{background:#f4f4f4}}
 </style></head><body>
 <h1>meterline billing cells: monthly cost against volume</h1>
 <img alt="monthly cost against events per second, one line per stack" src="data:image/png;base64,{image}">
-<table><thead><tr><th>stack</th><th>events/s</th><th>fixed $/month</th><th>$ per M events</th>
-<th>total $/month</th><th>all-in $ per M</th><th>budget $/month</th><th>status</th></tr></thead>
+<table><thead><tr>{header}</tr></thead>
 <tbody>
 {rows}
 </tbody></table>
@@ -97,16 +97,5 @@ tr:nth-child(even){{background:#f4f4f4}}
 
 
 def _cells(cost: StackCost) -> tuple[str, ...]:
-    effective = effective_usd_per_million(cost)
-    budget = cost.inputs.budget_usd_month
     status = ("OVER BUDGET" if cost.over_budget else "ok") + ("" if cost.complete else " (incomplete)")
-    return (
-        cost.inputs.stack,
-        str(cost.events_per_second),
-        money(cost.fixed_usd_month),
-        money(cost.usd_per_million_events, 4),
-        money(cost.total_usd_month()),
-        "-" if effective is None else money(effective, 4),
-        "-" if budget is None else money(budget),
-        status,
-    )
+    return (*comparison_figures(cost), status)

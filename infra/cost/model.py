@@ -10,6 +10,7 @@ row, a missing figure) becomes an `Unpriced` entry with its reason, never a zero
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -242,6 +243,18 @@ def estimate(
 def describe(resource: Mapping[str, Any]) -> str:
     label = resource.get("name") or resource.get("topic") or resource.get("job") or resource.get("type")
     return f"{resource['kind']} {label}" if label else str(resource["kind"])
+
+
+def counted(resource: Mapping[str, Any]) -> Decimal | Unpriced:
+    """How many of the resource there are (`count`, 1 when absent); a count that is no number is unpriced."""
+    count = resource.get("count", 1)
+    found = Decimal(-1)
+    if not isinstance(count, bool) and isinstance(count, int | str | Decimal):
+        with suppress(ArithmeticError):
+            found = Decimal(count)
+    if found < 0:
+        return Unpriced(describe(resource), f"count {resource.get('count')!r} is not a whole number")
+    return found
 
 
 def _dedupe(entries: list[Unpriced]) -> list[Unpriced]:

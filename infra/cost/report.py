@@ -235,35 +235,42 @@ def _lines_table(cost: StackCost) -> Table:
     return table
 
 
+COMPARISON_COLUMNS = (
+    "stack",
+    "events/s",
+    "fixed $/month",
+    "$ per M events",
+    "total $/month",
+    "all-in $ per M",
+    "budget $/month",
+    "status",
+)
+
+
+def comparison_figures(cost: StackCost) -> tuple[str, ...]:
+    """A stack's row of the comparison, every column but the status (each renderer styles that)."""
+    effective = effective_usd_per_million(cost)
+    budget = cost.inputs.budget_usd_month
+    return (
+        cost.inputs.stack,
+        _plain(cost.events_per_second),
+        money(cost.fixed_usd_month),
+        money(cost.usd_per_million_events, 4),
+        money(cost.total_usd_month()),
+        "-" if effective is None else money(effective, 4),
+        "-" if budget is None else money(budget),
+    )
+
+
 def comparison_table(costs: Sequence[StackCost]) -> Table:
     table = Table(title="Billing cells compared", title_justify="left")
-    for column in (
-        "stack",
-        "events/s",
-        "fixed $/month",
-        "$ per M events",
-        "total $/month",
-        "all-in $ per M",
-        "budget $/month",
-        "status",
-    ):
+    for column in COMPARISON_COLUMNS:
         table.add_column(column, justify="left" if column in ("stack", "status") else "right")
     for cost in costs:
-        effective = effective_usd_per_million(cost)
-        budget = cost.inputs.budget_usd_month
         status = "[bold red]OVER BUDGET[/]" if cost.over_budget else "ok"
         if not cost.complete:
             status += " [yellow](incomplete)[/]"
-        table.add_row(
-            cost.inputs.stack,
-            _plain(cost.events_per_second),
-            money(cost.fixed_usd_month),
-            money(cost.usd_per_million_events, 4),
-            money(cost.total_usd_month()),
-            "-" if effective is None else money(effective, 4),
-            "-" if budget is None else money(budget),
-            status,
-        )
+        table.add_row(*comparison_figures(cost), status)
     return table
 
 

@@ -19,6 +19,7 @@ from infra.cost.model import (
     Line,
     Pricing,
     Unpriced,
+    counted,
     describe,
     rule,
 )
@@ -26,26 +27,9 @@ from infra.cost.model import (
 Entries = list[Line | Unpriced]
 
 
-def _count(resource: Mapping[str, Any]) -> Decimal:
-    count = resource.get("count", 1)
-    if isinstance(count, bool) or not isinstance(count, int | str | Decimal):
-        return Decimal(-1)
-    try:
-        return Decimal(count)
-    except ArithmeticError:
-        return Decimal(-1)
-
-
-def _counted(resource: Mapping[str, Any]) -> Decimal | Unpriced:
-    count = _count(resource)
-    if count < 0:
-        return Unpriced(describe(resource), f"count {resource.get('count')!r} is not a whole number")
-    return count
-
-
 @rule("aws", "msk_serverless_cluster")
 def msk_cluster(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [
@@ -59,7 +43,7 @@ def msk_cluster(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 def msk_partitions(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
     """Partition-hours, and the traffic and storage of the topic these partitions hold."""
     topic = str(resource.get("topic", "?"))
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     entries: Entries = [
@@ -224,7 +208,7 @@ def scheduler_schedule(resource: Mapping[str, Any], pricing: Pricing) -> Entries
 
 @rule("aws", "kms_key")
 def kms_key(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [
@@ -267,7 +251,7 @@ def _job_logging_to(group: str, pricing: Pricing) -> str:
 
 @rule("aws", "cloudwatch_alarm")
 def cloudwatch_alarm(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     return (
         [count]
         if isinstance(count, Unpriced)
@@ -277,7 +261,7 @@ def cloudwatch_alarm(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("aws", "cloudwatch_dashboard")
 def cloudwatch_dashboard(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [pricing.line("cloudwatch", "dashboard_month", "dashboards", count)]
@@ -285,7 +269,7 @@ def cloudwatch_dashboard(resource: Mapping[str, Any], pricing: Pricing) -> Entri
 
 @rule("aws", "nat_gateway")
 def nat_gateway(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     entries: Entries = [pricing.line("vpc", "nat_gateway_hour", "NAT gateway-hours", count * HOURS_PER_MONTH)]
@@ -304,7 +288,7 @@ def nat_gateway(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("aws", "vpc_endpoint")
 def vpc_endpoint(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     kind = str(resource.get("type", "?"))
@@ -335,7 +319,7 @@ def vpc_endpoint(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("aws", "sqs_queue")
 def sqs_queue(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     name = str(resource.get("name", "?"))
@@ -366,7 +350,7 @@ def data_transfer(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("aws", "lambda_layer")
 def lambda_layer(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [pricing.line("lambda", "layer", f"layer {resource.get('name', '?')}", count, note="no charge")]
@@ -414,7 +398,7 @@ def s3_bucket(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 @rule("aws", "sns_topic")
 def sns_topic(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
     name = str(resource.get("name", "?"))
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from infra.cost.model import BYTES_PER_GB, HOURS_PER_MONTH, Line, Pricing, Unpriced, rule
-from infra.cost.rules_aws import _counted, _table_storage, _topic_records
+from infra.cost.model import BYTES_PER_GB, HOURS_PER_MONTH, Line, Pricing, Unpriced, counted, rule
+from infra.cost.rules_aws import _table_storage, _topic_records
 
 Entries = list[Line | Unpriced]
 AWS_FIGURE = "AWS figure of the same work, not yet measured on Azure"
@@ -185,7 +185,7 @@ def log_analytics_workspace(resource: Mapping[str, Any], pricing: Pricing) -> En
 
 @rule("azure", "key_vault_key")
 def key_vault_key(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [
@@ -201,7 +201,7 @@ def key_vault_key(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("azure", "monitor_metric_alert")
 def monitor_metric_alert(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [pricing.line("monitor", "metric_alert_month", "metric alert time series", count)]

@@ -20,9 +20,10 @@ from infra.cost.model import (
     Line,
     Pricing,
     Unpriced,
+    counted,
     rule,
 )
-from infra.cost.rules_aws import _counted, _table_storage, _topic_records
+from infra.cost.rules_aws import _table_storage, _topic_records
 
 Entries = list[Line | Unpriced]
 AWS_FIGURE = "AWS figure of the same work, not yet measured on GCP"
@@ -47,7 +48,7 @@ def _item_name(resource: Mapping[str, Any]) -> str:
 
 @rule("gcp", "kms_key")
 def kms_key(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [
@@ -291,7 +292,7 @@ def storage_bucket(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 @rule("gcp", "monitoring_alert_policy")
 def monitoring_alert_policy(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
-    count = _counted(resource)
+    count = counted(resource)
     if isinstance(count, Unpriced):
         return [count]
     return [pricing.line("monitoring", "alert_condition_month", "alert policy conditions", count)]

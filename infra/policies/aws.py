@@ -18,7 +18,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-REQUIRED_TAGS = ("app", "cell", "owner", "cost-center")
+from infra.policies.common import REQUIRED_TAGS, mandatory, missing_tags
+
 TAGGABLE = frozenset(
     {
         "aws:ec2/vpc:Vpc",
@@ -135,8 +136,7 @@ def _as_list(value: object) -> list[str]:
 def _required_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in TAGGABLE:
         return
-    tags = args.props.get("tags") or {}
-    missing = [tag for tag in REQUIRED_TAGS if not tags.get(tag)]
+    missing = missing_tags(args.props.get("tags"))
     if missing:
         _violation(report, f"{args.resource_type} {args.name}: missing tags {', '.join(missing)}")
 
@@ -188,29 +188,23 @@ def _buckets_encrypted_and_tls_only(args: StackValidationArgs, report: ReportVio
             report(f"bucket {resource.name}: no policy denying requests without TLS", resource.urn)
 
 
-def _policy(name: str, description: str, validate: Any) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY
-    )
-
-
-ENCRYPTION_AT_REST = _policy(
+ENCRYPTION_AT_REST = mandatory(
     "encryption-at-rest",
     "Ledgers, queues, topics, logs and keys are encrypted; Kafka clients use IAM over TLS.",
     _encryption_at_rest,
 )
-LEDGER_DURABILITY = _policy(
+LEDGER_DURABILITY = mandatory(
     "ledger-durability", "Ledger tables keep PITR and deletion protection.", _ledger_durability
 )
-LEAST_PRIVILEGE = _policy(
+LEAST_PRIVILEGE = mandatory(
     "no-wildcards-on-ledgers-or-topics",
     "IAM never grants wildcard actions or resources on ledger tables or Kafka topics.",
     _least_privilege,
 )
-REQUIRED_TAGS_POLICY = _policy(
+REQUIRED_TAGS_POLICY = mandatory(
     "required-tags", f"Taggable resources carry {', '.join(REQUIRED_TAGS)}.", _required_tags
 )
-LOG_RETENTION = _policy("log-retention", "Every log group has a retention period.", _log_retention)
+LOG_RETENTION = mandatory("log-retention", "Every log group has a retention period.", _log_retention)
 FUNCTION_LOGS = StackValidationPolicy(
     name="functions-log-to-managed-groups",
     description="Every function logs to a log group of this stack (so retention applies).",

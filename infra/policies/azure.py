@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ReportViolation, ResourceValidationArgs
 
-from infra.components.azure.roles import DATA_PLANE_ROLES
+from infra.components.azure.roles import CONTRIBUTOR, DATA_PLANE_ROLES, OWNER, USER_ACCESS_ADMINISTRATOR
+from infra.policies.common import REQUIRED_TAGS, mandatory, missing_tags
 
-REQUIRED_TAGS = ("app", "cell", "owner", "cost-center")
 TAGGABLE = frozenset(
     {
         "azure-native:resources:ResourceGroup",
@@ -26,12 +26,8 @@ TAGGABLE = frozenset(
         "azure-native:monitor:MetricAlert",
     }
 )
-# Owner, Contributor, User Access Administrator: never for a cell's identities.
-BROAD_ROLES = (
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-    "b24988ac-6180-42a0-ab88-20f7382dd24c",
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-)
+# Never for a cell's identities.
+BROAD_ROLES = (OWNER, CONTRIBUTOR, USER_ACCESS_ADMINISTRATOR)
 # Data roles must name one table or one event hub, not an account or a namespace.
 _DATA_SCOPES = ("/tableServices/default/tables/", "/eventhubs/")
 
@@ -100,29 +96,22 @@ def _least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> N
 def _required_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in TAGGABLE:
         return
-    tags = args.props.get("tags") or {}
-    missing = [tag for tag in REQUIRED_TAGS if not tags.get(tag)]
+    missing = missing_tags(args.props.get("tags"))
     if missing:
         report(f"{args.resource_type} {args.name}: missing tags {', '.join(missing)}", None)
 
 
-def _policy(name: str, description: str, validate: Any) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY
-    )
-
-
 AZURE_RULES = [
-    _policy(
+    mandatory(
         "azure-encryption", "Storage uses the cell's Key Vault key; TLS 1.2; purge protection.", _encryption
     ),
-    _policy(
+    mandatory(
         "azure-no-public-access",
         "No anonymous, shared-key or SAS access; apps closed to inbound.",
         _no_public_access,
     ),
-    _policy(
+    mandatory(
         "azure-least-privilege", "No broad roles; data roles scoped to one table or hub.", _least_privilege
     ),
-    _policy("azure-required-tags", f"Taggable resources carry {', '.join(REQUIRED_TAGS)}.", _required_tags),
+    mandatory("azure-required-tags", f"Taggable resources carry {', '.join(REQUIRED_TAGS)}.", _required_tags),
 ]

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ReportViolation, ResourceValidationArgs
 
-REQUIRED_LABELS = ("app", "cell", "owner", "cost-center")
+from infra.policies.common import REQUIRED_TAGS, mandatory, missing_tags
+
 LABELLED = {
     "gcp:kms/cryptoKey:CryptoKey": "labels",
     "gcp:managedkafka/cluster:Cluster": "labels",
@@ -108,37 +109,32 @@ def _required_labels(args: ResourceValidationArgs, report: ReportViolation) -> N
     field = LABELLED.get(args.resource_type)
     if field is None:
         return
-    labels = args.props.get(field) or {}
-    missing = [label for label in REQUIRED_LABELS if not labels.get(label)]
+    missing = missing_tags(args.props.get(field))
     if missing:
         report(f"{args.resource_type} {args.name}: missing labels {', '.join(missing)}", None)
 
 
-def _policy(name: str, description: str, validate: Any) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY
-    )
-
-
 GCP_RULES = [
-    _policy(
+    mandatory(
         "gcp-encryption-with-cell-key",
         "Ledger, topics, buckets and Kafka use the cell's CMEK key.",
         _encryption,
     ),
-    _policy(
+    mandatory(
         "gcp-ledger-durability", "The Firestore ledger keeps PITR and delete protection.", _ledger_durability
     ),
-    _policy("gcp-no-public-access", "No public IAM members, buckets or function ingress.", _no_public_access),
-    _policy(
+    mandatory(
+        "gcp-no-public-access", "No public IAM members, buckets or function ingress.", _no_public_access
+    ),
+    mandatory(
         "gcp-least-privilege", "No basic roles; ledger and Kafka roles are conditioned.", _least_privilege
     ),
-    _policy(
+    mandatory(
         "gcp-one-drain-at-a-time",
         "A function that drains a Kafka consumer group runs on one instance, one request at a time.",
         _one_drain_at_a_time,
     ),
-    _policy(
-        "gcp-required-labels", f"Labelled resources carry {', '.join(REQUIRED_LABELS)}.", _required_labels
+    mandatory(
+        "gcp-required-labels", f"Labelled resources carry {', '.join(REQUIRED_TAGS)}.", _required_labels
     ),
 ]

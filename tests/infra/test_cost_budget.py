@@ -13,7 +13,7 @@ from pulumi_policy import (
 )
 
 from infra.policies.budget import BUDGET_RULES, STACK_TYPE
-from tests.infra.test_cost_fixtures import AWS_STACK, SMALL_STACK, stack
+from tests.infra.cost_fixtures import AWS_STACK, SMALL_STACK, stack
 
 WITHIN, FULLY_PRICED = BUDGET_RULES
 

@@ -12,7 +12,7 @@ import pytest
 
 from infra.cost.app import Request, run
 from meterline.cli import main
-from tests.infra.test_cost_fixtures import AWS_STACK, SMALL_STACK, stack, write_stack_output
+from tests.infra.cost_fixtures import AWS_STACK, SMALL_STACK, stack, write_stack_output
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from infra.cost import estimate, load_figures, load_price_book, parse_cost_inputs
-from tests.infra.cost_fixtures_gcp_azure import figures, inputs, price_book
+from tests.infra.cost_fixtures import figures, inputs, price_book
 
 REGION = "us-central1"
 PRICES = price_book(
@@ -126,14 +126,13 @@ def test_an_unknown_trigger_is_reported_unpriced_not_zero() -> None:
 
 def test_every_gcp_stack_is_fully_priced_by_the_committed_book(previews: dict[str, Any]) -> None:
     book, measured = load_price_book(), load_figures()
-    for stack, build in previews.items():
-        if stack.startswith("gcp-"):
-            cost = estimate(parse_cost_inputs(build["outputs"]["cost_inputs"], stack), book, measured)
-            assert cost.unpriced == (), stack
-            assert cost.fixed_usd_month > 0 and cost.usd_per_million_events > 0
-            assert {"managed_kafka", "firestore", "cloud_run", "pubsub"} <= {
-                line.service for line in cost.lines
-            }
-            # aggregate is paid per scheduled run, not per usage document
-            [requests] = [line for line in cost.lines if line.item == "aggregate requests"]
-            assert requests.units_per_million == 0 and requests.fixed_units == 43200
+    stacks = {stack: build for stack, build in previews.items() if stack.startswith("gcp-")}
+    assert stacks, "no GCP stack in stacks/"
+    for stack, build in stacks.items():
+        cost = estimate(parse_cost_inputs(build["outputs"]["cost_inputs"], stack), book, measured)
+        assert cost.unpriced == (), stack
+        assert cost.fixed_usd_month > 0 and cost.usd_per_million_events > 0
+        assert {"managed_kafka", "firestore", "cloud_run", "pubsub"} <= {line.service for line in cost.lines}
+        # aggregate is paid per scheduled run, not per usage document
+        [requests] = [line for line in cost.lines if line.item == "aggregate requests"]
+        assert requests.units_per_million == 0 and requests.fixed_units == 43200

@@ -13,7 +13,7 @@ from infra.cost.inputs import CostInputsError, parse_cost_inputs
 from infra.cost.measured import load_figures
 from infra.cost.model import estimate
 from infra.cost.prices import load_price_book
-from tests.infra.test_cost_fixtures import (
+from tests.infra.cost_fixtures import (
     AWS_STACK,
     SMALL_STACK,
     TEST_FIGURES,

@@ -1,4 +1,5 @@
-"""Each policy rule passes every stack's resources and rejects a resource that breaks it."""
+"""Each policy rule passes every stack's resources and rejects a resource that breaks it (the AWS
+rules here; every cloud's rules pass every stack and are served by the pack here too)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from pulumi_policy import (
 )
 
 from infra.policies import aws as rules
+from infra.policies.azure import AZURE_RULES
+from infra.policies.gcp import GCP_RULES
+from infra.policies.pack import rules as pack_rules
 from tests.infra.builds import named, of_type
+
+CLOUD_RULES = [*rules.AWS_RULES, *GCP_RULES, *AZURE_RULES]
 
 _OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 
@@ -52,7 +58,7 @@ def violations(
     return found
 
 
-@pytest.mark.parametrize("policy", rules.AWS_RULES, ids=lambda policy: policy.name)
+@pytest.mark.parametrize("policy", CLOUD_RULES, ids=lambda policy: policy.name)
 def test_every_rule_passes_every_stack(policy: Any, previews: dict[str, Any]) -> None:
     for stack, build in previews.items():
         assert violations(policy, build["resources"]) == [], stack
@@ -157,8 +163,6 @@ def test_bucket_rule_rejects_a_bucket_without_encryption_or_tls_policy(cell: dic
     assert of_type(cell, "aws:s3/bucketPolicy:BucketPolicy")
 
 
-def test_policy_pack_gathers_the_aws_and_budget_rules_without_starting_a_server() -> None:
-    from infra.policies.pack import rules as pack_rules
-
+def test_policy_pack_gathers_every_clouds_rules_and_the_budget_rules_without_starting_a_server() -> None:
     names = [policy.name for policy in pack_rules()]
-    assert set(names) >= {policy.name for policy in rules.AWS_RULES} and len(names) > len(rules.AWS_RULES)
+    assert set(names) >= {policy.name for policy in CLOUD_RULES} and len(names) > len(CLOUD_RULES)

@@ -35,9 +35,10 @@ def test_every_stack_file_builds_and_reports_cost_inputs_in_the_agreed_shape(
 
 
 def test_cost_inputs_list_what_the_cell_creates(previews: dict[str, Any]) -> None:
-    for stack, build in previews.items():
-        if not stack.startswith("aws-"):
-            continue  # the GCP and Azure cells have their own kinds (test_stacks_gcp/azure)
+    # the GCP and Azure cells have their own kinds (test_stacks_gcp/azure)
+    aws_stacks = [build for stack, build in previews.items() if stack.startswith("aws-")]
+    assert aws_stacks
+    for build in aws_stacks:
         resources = build["outputs"]["cost_inputs"]["resources"]
         kinds = {item["kind"] for item in resources}
         # THEN every kind the cost model prices is there, and the counts match the resources built

@@ -46,10 +46,10 @@ from infra.packaging import (
     CATALOG_NAME,
     CORE_DIR,
     FUNCTIONS_DIR,
-    _tree,
     offline_build,
+    tree_entries,
     vendored_dependencies,
-    write_zip_over,
+    write_zip,
 )
 from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, HubTrigger
 from meterline.topology import AGGREGATE, USAGE_TABLE, Function
@@ -145,7 +145,7 @@ def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None)
     the core, the catalog and the entries of the `dependencies` zip when there is one."""
     out.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, Path | bytes]] = sorted(
-        _tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
+        tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
     )
     handler = FUNCTIONS_DIR / job / "azure.py"
     if handler.is_file():
@@ -155,7 +155,7 @@ def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None)
         ]
     entries += [("host.json", json.dumps(HOST_JSON, indent=2).encode() + b"\n"), (CATALOG_NAME, catalog)]
     archive = out / f"{job}.zip"
-    write_zip_over(archive, dependencies, entries)
+    write_zip(archive, entries, base=dependencies)
     return archive
 
 
@@ -185,10 +185,8 @@ class Functions(pulumi.ComponentResource):
             encryption={
                 "key_source": "Microsoft.Keyvault",
                 "key_vault_properties": {
-                    "key_name": args.ledgers.key_id.apply(lambda path: path.rsplit("/", 1)[-1]),
-                    "key_vault_uri": args.ledgers.vault_id.apply(
-                        lambda path: f"https://{path.rsplit('/', 1)[-1]}.vault.azure.net/"
-                    ),
+                    "key_name": args.ledgers.key_name,
+                    "key_vault_uri": args.ledgers.vault_uri,
                 },
                 "encryption_identity": {
                     "encryption_user_assigned_identity": args.ledgers.encryption_identity_id

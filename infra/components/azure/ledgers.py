@@ -55,8 +55,8 @@ class Ledgers(pulumi.ComponentResource):
     account_id: pulumi.Output[str]
     table_endpoint: pulumi.Output[str]
     table_ids: dict[str, pulumi.Output[str]]
-    vault_id: pulumi.Output[str]
-    key_id: pulumi.Output[str]
+    vault_uri: pulumi.Output[str]
+    key_name: pulumi.Output[str]
     encryption_identity_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: LedgersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -160,8 +160,8 @@ class Ledgers(pulumi.ComponentResource):
         }
         self.account_id = account.id
         self.table_endpoint = account.primary_endpoints.table
-        self.vault_id = vault.id
-        self.key_id = key.id
+        self.vault_uri = vault.properties.vault_uri
+        self.key_name = key.name
         self.encryption_identity_id = identity.id
         self.cost_items: list[dict[str, Any]] = [
             {"kind": "key_vault_key", "name": f"{args.cell}-ledger", "count": 1},

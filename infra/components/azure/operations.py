@@ -13,7 +13,7 @@ import pulumi_azure_native.applicationinsights as applicationinsights
 import pulumi_azure_native.monitor as monitor
 import pulumi_azure_native.operationalinsights as operationalinsights
 
-OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+from infra.components.azure.roles import OWNER
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ class Alerts(pulumi.ComponentResource):
             resource_group_name=args.resource_group,
             location="global",
             enabled=True,
-            arm_role_receivers=[{"name": "owners", "role_id": OWNER_ROLE, "use_common_alert_schema": True}],
+            arm_role_receivers=[{"name": "owners", "role_id": OWNER, "use_common_alert_schema": True}],
             tags=dict(args.tags),
             opts=self.child,
         )

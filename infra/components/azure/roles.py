@@ -8,6 +8,9 @@ import pulumi
 import pulumi_azure_native.authorization as authorization
 
 # Built-in role ids (the same in every tenant).
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"  # Owner
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"  # Contributor
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"  # User Access Administrator
 TABLE_READER = "76199698-9eea-4c19-bc75-cec21354c6b6"  # Storage Table Data Reader
 TABLE_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"  # Storage Table Data Contributor
 BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"  # Storage Blob Data Owner (Functions host storage)

@@ -11,7 +11,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from infra.packaging import CATALOG_NAME, CORE_DIR, FUNCTIONS_DIR, _tree, _write_zip, runtime_requirements
+from infra.packaging import (
+    CATALOG_NAME,
+    CORE_DIR,
+    FUNCTIONS_DIR,
+    runtime_requirements,
+    tree_entries,
+    write_zip,
+)
 
 ENTRY_POINT = "handler"
 _CORE_EXCLUDED = frozenset(
@@ -22,13 +29,14 @@ _CORE_EXCLUDED = frozenset(
 def source_archive(job: str, catalog: Path, out_dir: Path) -> tuple[Path, str]:
     """(`<out_dir>/<job>.zip`, its SHA-256 prefix for a content-addressed object name)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    requirements = out_dir / f"{job}.requirements.txt"
-    requirements.write_text("\n".join(runtime_requirements("gcp")) + "\n", encoding="utf-8")
-    entries = sorted(_tree(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0])
+    requirements = ("\n".join(runtime_requirements("gcp")) + "\n").encode()
+    entries: list[tuple[str, Path | bytes]] = sorted(
+        tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
+    )
     handler = FUNCTIONS_DIR / job / "gcp.py"
     if handler.is_file():
         entries.append(("main.py", handler))
     entries += [(CATALOG_NAME, catalog), ("requirements.txt", requirements)]
     archive = out_dir / f"{job}.zip"
-    _write_zip(archive, entries)
+    write_zip(archive, entries)
     return archive, hashlib.sha256(archive.read_bytes()).hexdigest()[:16]

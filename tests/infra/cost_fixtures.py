@@ -1,14 +1,15 @@
-"""Hand-written cost inputs and a price book with round prices, shared by the cost tests (no tests here)."""
+"""Hand-written cost inputs, price books with round prices and figures, shared by the cost tests."""
 
 from __future__ import annotations
 
 import copy
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from infra.cost.measured import Figures, load_figures
-from infra.cost.prices import PRICE_COLUMNS, PriceBook, load_price_book
+from infra.cost.measured import Figure, Figures, load_figures
+from infra.cost.prices import PRICE_COLUMNS, Price, PriceBook, load_price_book
 
 # Round prices, us-east-1 only: the arithmetic in test_cost_model.py is done against these.
 TEST_PRICES = [
@@ -155,3 +156,56 @@ def write_stack_output(directory: Path, cost_inputs: dict[str, Any], name: str =
         json.dumps({"cost_inputs": cost_inputs, "usageTableName": "usage-1234"}), encoding="utf-8"
     )
     return path
+
+
+# --- GCP and Azure: price books and figures built in memory, for hand-computed cases ---------------
+
+
+def price_book(cloud: str, region: str, rows: list[tuple[str, str, str, str]]) -> PriceBook:
+    """rows: (service, sku, per, price_usd)."""
+    return PriceBook(
+        [
+            Price(
+                cloud,
+                service,
+                sku,
+                region,
+                "unit",
+                Decimal(per),
+                Decimal(price),
+                "list",
+                "test price",
+                "2026-11-01",
+            )
+            for service, sku, per, price in rows
+        ],
+        "test prices",
+    )
+
+
+def figures(**values: tuple[str, str]) -> Figures:
+    """name (dots as `__`) = (value, per)."""
+    return Figures(
+        {
+            name.replace("__", "."): Figure(
+                name.replace("__", "."), Decimal(value), per, "", "test figure", ""
+            )
+            for name, (value, per) in values.items()
+        }
+    )
+
+
+def inputs(cloud: str, region: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "stack": f"{cloud}-{region}",
+        "cloud": cloud,
+        "region": region,
+        "budget_usd_month": "100",
+        "usage": {
+            "events_per_second": "10",
+            "avg_event_bytes": 450,
+            "tenants": 10,
+            "retention_hours": {"usage.events": 168},
+        },
+        "resources": resources,
+    }
