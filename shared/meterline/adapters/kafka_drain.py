@@ -44,7 +44,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, TopicPartition
 
-from meterline.adapters.usage_join import NotYetMeteredError, accepted_usage, stream_sequence
+from meterline.adapters.usage_join import (
+    NotYetMeteredError,
+    UnreadableUsageError,
+    accepted_usage,
+    stream_sequence,
+)
 from meterline.metering import Metering
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.ports import Store
@@ -203,12 +208,18 @@ class KafkaDrain:
         record's offset (None if every record is metered). Errors surface in partition order."""
         accepted: list[StreamRecord] = []
         for index, (record, join) in enumerate(zip(batch, joins, strict=True)):
+            sequence = stream_sequence(record.delivery)
             try:
                 usage = join.result()
             except NotYetMeteredError:
                 for later in joins[index:]:
                     later.cancel()
                 return list(batch[:index]), accepted, record.delivery.offset
+            except UnreadableUsageError as error:
+                self.aggregator.set_aside(
+                    sequence, f"unreadable usage item: {error}", None, str(record.delivery)
+                )
+                continue
             if usage is not None:
-                accepted.append(StreamRecord(stream_sequence(record.delivery), usage))
+                accepted.append(StreamRecord(sequence, usage))
         return list(batch), accepted, None
