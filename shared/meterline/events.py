@@ -327,14 +327,15 @@ def _first_problem(value: Any, reason: Reason, where: Path, depth: int) -> Event
 
 
 def _text(path: Path) -> str:
-    """A path as data.a.b[2] (or the attribute's name), lone surrogates escaped."""
+    """A path as data.a.b[2] (or the attribute's name); a key that is not a plain word as ['k'],
+    escaped as Python escapes it, so that an error stays one printable line."""
     parts: list[str] = []
     while len(path) == 2:
         path, key = path
-        parts.append(f"[{key}]" if type(key) is int else f".{key}")
+        plain = type(key) is str and key.isprintable() and key and not set(key) & set(".[]'")
+        parts.append(f".{key}" if plain else f"[{key!r}]")
     text: str = path[0] + "".join(reversed(parts))
-    text = text.removeprefix("envelope.")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.removeprefix("envelope.")
 
 
 def _first_line(error: Exception) -> str:
