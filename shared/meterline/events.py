@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -70,6 +70,7 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?\Z"
 """JSON's number syntax, which decimal strings follow too: no "+5", "5.", ".5", "1_000" or spaces."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = ord("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +131,19 @@ def read_event(raw: bytes | str) -> EventFields:
     return subject, source, event_id, event_type, time, data, content
 
 
-class _Loaded(NamedTuple):
-    document: dict[str, Any]
-    content: bytes | None
-    """The canonical content when the fast path made it already."""
-    fault: EventError | None
-    """What the exact reader found wrong in an attribute or in data: raised once the envelope's
-    own checks pass, so that each event has one reason whichever path read it."""
+_Loaded = tuple[dict[str, Any], bytes | None, "EventError | None"]
+"""The document; its canonical content if the fast path made it already; and what the exact reader
+found wrong in an attribute or in data, raised once the envelope's own checks pass, so that each
+event has one reason whichever path read it."""
 
 
 def _load(raw: bytes | str) -> _Loaded:
     text = raw if type(raw) is bytes else _as_bytes(raw)
-    if text[:3] == _BOM:  # RFC 8259 §8.1 lets a reader ignore it; a Windows tool may write one
-        text = text[3:]
     try:
         document = _loads(text)
     except orjson.JSONDecodeError:  # a lone surrogate, a number beyond 64 bits or floats, or not JSON
+        if text.startswith(_BOM) and not text.startswith(_BOM, 3):
+            return _load(text[3:])  # RFC 8259 §8.1 lets a reader skip one; a Windows tool may write it
         return _load_exact(text)
     if type(document) is not dict:
         raise EventError(Reason.MALFORMED, "an event must be a JSON object")
@@ -160,9 +158,11 @@ def _load(raw: bytes | str) -> _Loaded:
         content = _dumps(document, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # nested deeper than orjson writes: the exact reader says how deep
         return _load_exact(text)
-    if len(content) != len(text) and len(content) - content.count(b" ") != _compact_size(text):
+    size = len(content)
+    spelled_otherwise = size != len(text) and (size != len(text) - 1 or text[-1] != _NEWLINE)
+    if spelled_otherwise and size - content.count(b" ") != _compact_size(text):
         return _load_exact(text)  # a key may be repeated (or the text is spelled loosely): look
-    return _Loaded(document, content, None)
+    return document, content, None
 
 
 _ATTRIBUTES = 6
@@ -254,26 +254,34 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def _exact_float(text: str) -> Decimal | _OutOfBounds:
-    number = exact_number(text)
-    return _OutOfBounds(text) if number is None else number
-
-
-def _exact_int(text: str) -> int | _OutOfBounds:
-    return _OutOfBounds(text) if exact_number(text) is None else int(text)
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
 def _load_exact(text: bytes) -> _Loaded:
+    bounded = True
+
+    def exact_float(number_text: str) -> Decimal | _OutOfBounds:
+        nonlocal bounded
+        number = exact_number(number_text)
+        if number is None:
+            bounded = False
+            return _OutOfBounds(number_text)
+        return number
+
+    def exact_int(number_text: str) -> int | _OutOfBounds:
+        nonlocal bounded
+        if len(number_text) <= 20 or exact_number(number_text) is not None:
+            return int(number_text)
+        bounded = False
+        return _OutOfBounds(number_text)
+
     try:
         document = json.loads(
             text.decode("utf-8"),
             object_pairs_hook=_object,
-            parse_float=_exact_float,
-            parse_int=_exact_int,
+            parse_float=exact_float,
+            parse_int=exact_int,
             parse_constant=_reject_constant,
         )
     except _RepeatedKeyError as error:
@@ -282,7 +290,13 @@ def _load_exact(text: bytes) -> _Loaded:
         raise EventError(Reason.MALFORMED, f"not valid JSON ({_first_line(error)})") from None
     if type(document) is not dict:
         raise EventError(Reason.MALFORMED, "an event must be a JSON object")
-    return _Loaded(document, None, _fault(document))
+    # Walk the document only if it may hold a fault: few events are read here, fewer need it.
+    suspect = not bounded or _SURROGATE_ESCAPE.search(text) or text.count(b"[") + text.count(b"{") > MAX_DEPTH
+    return document, None, _fault(document) if suspect else None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""How a lone surrogate gets into valid UTF-8 JSON text (a pair of them, which is fine, too)."""
 
 
 def _fault(document: dict[str, Any]) -> EventError | None:
@@ -351,6 +365,8 @@ def exact_number(text: str) -> Decimal | None:
     match = _NUMBER.match(text)
     if match is None:
         return None
+    if len(text) <= MAX_DIGITS and "e" not in text and "E" not in text:
+        return Decimal(text)  # short and without an exponent: within every bound
     whole, fraction, exponent = match.group(1), match.group(2) or "", match.group(3)
     digits = (whole + fraction).lstrip("0")
     if not digits:
@@ -384,11 +400,7 @@ def normalized(number: Decimal) -> Decimal:
 
 
 def parse_time(value: object) -> datetime:
-    """RFC 3339 with an offset, in UTC. Digits past microseconds are dropped (Python's limit).
-
-    A leap second (``23:59:60`` in UTC) is read as the last microsecond before the next minute:
-    it stays in its own day, month and billing period.
-    """
+    """RFC 3339 with an offset, in UTC. Digits past microseconds are dropped (Python's limit)."""
     match = _RFC3339.match(value) if type(value) is str else None
     if match is None:
         raise EventError(Reason.INVALID_ENVELOPE, "time must be an RFC 3339 timestamp with offset")
@@ -397,19 +409,10 @@ def parse_time(value: object) -> datetime:
         start, end = match.span(1)
         if end - start > 7:
             text = text[: start + 7] + text[end:]
-    if text[17:19] == "60":
-        return _leap_second(text, value)
-    return _instant(text, value)
-
-
-def _instant(text: str, value: object) -> datetime:
     try:
         moment = _fromisoformat(text)
     except ValueError:
-        try:
-            moment = _fromisoformat(text.upper())  # fromisoformat takes only "T" and "Z"
-        except ValueError as error:
-            raise EventError(Reason.INVALID_ENVELOPE, f"time {value!r} is not a valid instant") from error
+        moment = _read_leniently(text, value)
     if moment.tzinfo is UTC:
         return moment
     try:
@@ -420,11 +423,23 @@ def _instant(text: str, value: object) -> datetime:
         ) from None
 
 
-def _leap_second(text: str, value: object) -> datetime:
+def _read_leniently(text: str, value: object) -> datetime:
+    """What fromisoformat refuses and RFC 3339 allows: a lower-case t or z, or a leap second.
+
+    A leap second (``23:59:60`` in UTC) is read as the last microsecond of its minute, so that it
+    stays in its own day, month and billing period."""
+    if text[17:19] != "60":
+        try:
+            return _fromisoformat(text.upper())
+        except ValueError as error:
+            raise EventError(Reason.INVALID_ENVELOPE, f"time {value!r} is not a valid instant") from error
     end = 19
     while end < len(text) and (text[end] == "." or text[end].isdigit()):
         end += 1
-    moment = _instant(text[:17] + "59.999999" + text[end:], value)
+    try:
+        moment = parse_time(text[:17] + "59.999999" + text[end:])
+    except EventError:
+        raise EventError(Reason.INVALID_ENVELOPE, f"time {value!r} is not a valid instant") from None
     if (moment.hour, moment.minute) != (23, 59):
         raise EventError(
             Reason.INVALID_ENVELOPE, f"time {value!r}: second 60 is a leap second only at 23:59 UTC"
@@ -439,16 +454,17 @@ _fromisoformat = datetime.fromisoformat
 # --- content ------------------------------------------------------------------------------------
 
 
-_NUMBER_TAG = "\ud800"
-"""Keys a number that is not whole in canonical content. Checked text never holds a lone
-surrogate, so no event's own content can spell the tag."""
+_NUMBER_TAG = 0.5
+"""Marks a number that is not whole in canonical content, as ``[0.5, "its digits"]``. A checked
+event holds no float (its numbers are read as int or Decimal), so no event's own content can
+spell the mark, and orjson writes it."""
 
 
 def _canonical_number(value: Any) -> Any:
     if isinstance(value, Decimal):
         if value == value.to_integral_value():
             return int(value)  # 5.0 and 5 are the same number
-        return {_NUMBER_TAG: str(normalized(value))}
+        return [_NUMBER_TAG, str(normalized(value))]
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
@@ -464,7 +480,7 @@ def canonical_content(document: dict[str, Any]) -> bytes:
     Unicode, so an integer past 64 bits is small enough for the standard library to write."""
     try:
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS, default=_canonical_number)
-    except TypeError:  # an integer past 64 bits, or a tagged number: the standard library writes them
+    except TypeError:  # an integer past 64 bits: the standard library writes it
         return json.dumps(
             document,
             sort_keys=True,
