@@ -238,6 +238,24 @@ def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: 
     assert running == {"org-1": "10.10", "org-2": "1997.28"}
 
 
+def test_aggregate_sets_aside_a_usage_entity_it_cannot_read_and_applies_the_rest(
+    azure_cell: AzureCell,
+) -> None:
+    # GIVEN partition 3 metered, and the usage entity of its first record damaged since
+    load_function("meter")(fixture_batch("3"))
+    damaged = next(item for item in azure_cell.store.scan("usage") if item["at"] == "usage.events|3|100")
+    azure_cell.store.put("usage", {**damaged, "m": b"not json"})
+    # WHEN aggregate runs the batch, and runs it again
+    aggregate = load_function("aggregate")
+    for _ in range(2):
+        aggregate(fixture_batch("3"))
+    # THEN the other accepted record is applied once, and the damaged one is filed under `dead`
+    [partial] = aggregates(azure_cell.store, "partial|")
+    assert int(partial["tenants"]) == 1
+    [dead] = [item for item in azure_cell.store.scan(AGGREGATES_TABLE.name) if item["pk"] == "dead"]
+    assert dead["delivery"] == "usage.events|3|100" and "JSONDecodeError" in str(dead["error"])
+
+
 def test_rate_timer_announces_each_spend_alert_once(azure_cell: AzureCell) -> None:
     # GIVEN org-1's 1 GB aggregated (0.10 spent, over its 0.05 alert)
     load_function("meter")(fixture_batch("0"))
