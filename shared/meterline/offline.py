@@ -9,11 +9,12 @@ from typing import Any
 
 from meterline.aggregation import AggregateState
 from meterline.catalog import Catalog
-from meterline.events import EventError, EventKey, Reason, read_event
+from meterline.events import EventError, EventKey, Reason
 from meterline.invoice import Invoice
 from meterline.metering import Metering
 from meterline.periods import Period
 from meterline.rating import rate_tenant
+from meterline.records import read_usage
 from meterline.usage import StateKey, UsageBook, fold
 
 
@@ -97,7 +98,7 @@ def meter_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) 
     """Validate, dedup over all the lines, then keep the period's accepted usage (SPEC §4's order)."""
     summary = Summary()
     rejected = summary.rejected_by_reason
-    readings_of = Metering(catalog.meters_by_type).readings
+    metering = Metering(catalog.meters_by_type)
     admit = Deduplicator().admit
     book = UsageBook()
     tenant_states: dict[str, dict[StateKey, AggregateState]] = {}
@@ -108,8 +109,7 @@ def meter_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) 
             continue
         received += 1
         try:
-            subject, source, event_id, event_type, time, data, content = read_event(line)
-            readings = readings_of(event_type, data)
+            subject, source, event_id, time, readings, content = read_usage(metering, line)
             if not admit((subject, source, event_id), hash(content)):
                 duplicates += 1
                 continue

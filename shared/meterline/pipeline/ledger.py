@@ -31,13 +31,12 @@ import orjson
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import BUCKETS, bucket_of, pack_book, unpack_book
+from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, pack_book, unpack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
 TABLE = AGGREGATES_TABLE.name
-MAX_CHUNK_BYTES = 350_000
-"""Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
+MAX_CHUNK_BYTES = MAX_ITEM_BYTES
 SEAL_AFTER_PARTIALS = 32
 """Open partials a period gathers at least before its window is sealed and rolled up..."""
 SEAL_FRACTION = 4
