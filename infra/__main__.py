@@ -36,7 +36,9 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
     kafka = Kafka(
         "kafka", KafkaArgs(config.cell, network.subnet_ids, network.kafka_security_group_id, TOPICS, tags)
     )
-    ledgers = Ledgers("ledgers", LedgersArgs(config.cell, config.region, TABLES, tags))
+    ledgers = Ledgers(
+        "ledgers", LedgersArgs(config.cell, config.region, TABLES, tags, f"{config.unique(config.cell)}-")
+    )
     functions = Functions(
         "functions",
         FunctionsArgs(
