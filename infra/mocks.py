@@ -15,6 +15,7 @@ ACCOUNT = "123456789012"
 GCP_PROJECT_NUMBER = "429815730216"
 AZURE_SUBSCRIPTION = "6f0b2c8e-3d51-4a7e-9c1a-2b7d90e4f315"
 AZURE_TENANT = "0d7e43a9-8c26-4b1f-a5e0-93c6d1f27b48"
+PACKAGE_BLOB = "pulumi-python:dynamic/meterline:PackageBlob"
 GCP_AGENT_DOMAINS = {"monitoring": "gcp-sa-monitoring-notification"}
 """Service agents whose domain is not `gcp-sa-<service>`."""
 
@@ -88,6 +89,9 @@ class CellMocks(pulumi.runtime.Mocks):
         self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
         if not args.custom:
             return None, inputs
+        if args.typ == PACKAGE_BLOB:
+            url = f"{str(inputs['account_url']).rstrip('/')}/{inputs['container']}/{inputs['blob']}"
+            return url, {**inputs, "url": url, "etag": f'"0x{_suffix(url, 15).upper()}"'}
         if args.typ.startswith("gcp:"):
             resource_id, outputs = _gcp_outputs(args.typ, args.name, inputs, self.region, self.project)
         elif args.typ.startswith("azure-native:"):

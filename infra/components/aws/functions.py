@@ -320,7 +320,7 @@ class Functions(pulumi.ComponentResource):
             tags=dict(self.args.tags),
             opts=self.child,
         )
-        aws.iam.RolePolicy(
+        policy = aws.iam.RolePolicy(
             f"{function.job}-scheduler",
             role=role.id,
             policy=pulumi.Output.json_dumps(
@@ -365,7 +365,7 @@ class Functions(pulumi.ComponentResource):
                 },
                 "dead_letter_config": {"arn": self.failure_queue.arn},
             },
-            opts=self.child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
 
     def _cost_items(self, functions: Sequence[Function]) -> list[dict[str, Any]]:

@@ -23,18 +23,39 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
     assert config.event_hubs is not None
     tags = config.resource_tags()
     client = authorization.get_client_config_output()
+    # Kept: deleting a resource group deletes everything in it, retained ledgers and keys included
     group = resources.ResourceGroup(
-        "cell", resource_group_name=f"{config.cell}-billing", location=config.region, tags=tags
+        "cell",
+        resource_group_name=config.unique(f"{config.cell}-billing"),
+        location=config.region,
+        tags=tags,
+        opts=pulumi.ResourceOptions(protect=True, retain_on_delete=True),
     )
     consumer_groups = [(t.hub, t.consumer_group) for f in FUNCTIONS if (t := hub_trigger(f)) is not None]
     events = Events(
         "events",
-        EventsArgs(config.cell, config.region, group.name, config.event_hubs, TOPICS, consumer_groups, tags),
+        EventsArgs(
+            config.cell,
+            config.unique(f"{config.cell}-events"),
+            config.region,
+            group.name,
+            config.event_hubs,
+            TOPICS,
+            consumer_groups,
+            tags,
+        ),
     )
     ledgers = Ledgers(
         "ledgers",
         LedgersArgs(
-            config.cell, config.region, group.name, client.tenant_id, client.subscription_id, TABLES, tags
+            config.cell,
+            config.region,
+            group.name,
+            client.tenant_id,
+            client.subscription_id,
+            TABLES,
+            tags,
+            config.name_suffix,
         ),
     )
     insights = Insights(
@@ -47,6 +68,8 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             location=config.region,
             resource_group=group.name,
             subscription_id=client.subscription_id,
+            deployer_object_id=client.object_id,
+            name_suffix=config.name_suffix,
             functions=FUNCTIONS,
             catalog=config.catalog,
             build_dir=BUILD_DIR / config.stack,

@@ -119,7 +119,7 @@ class Functions(pulumi.ComponentResource):
             opts=self.child,
         )
         self.invoker_email = invoker.email
-        gcp.projects.IAMMember(
+        self.receives_events = gcp.projects.IAMMember(
             "invoker-receives-events",
             project=self.project_id,
             role="roles/eventarc.eventReceiver",
@@ -211,13 +211,14 @@ class Functions(pulumi.ComponentResource):
             },
             event_trigger=self._event_trigger(function, invoker),
             labels={**args.labels, "job": job},
-            opts=after(self.child, [*grants, *self.builder_grants]),
+            # an event trigger delivers as the invoker, which must be an event receiver first
+            opts=after(self.child, [*grants, *self.builder_grants, self.receives_events]),
         )
         # The Cloud Run service behind the function, by its short name (what metrics label it with).
         service = resource.service_config.apply(
             lambda config: str((config or {}).get("service") or physical).rsplit("/", 1)[-1]
         )
-        gcp.cloudrunv2.ServiceIamMember(
+        invokes = gcp.cloudrunv2.ServiceIamMember(
             f"{job}-invoker",
             name=service,
             location=args.region,
@@ -227,7 +228,7 @@ class Functions(pulumi.ComponentResource):
         )
         deployed = DeployedFunction(function, resource.name, service, resource.url, account.email)
         if scheduled:
-            self._schedule(function, deployed, invoker, drain)
+            self._schedule(function, deployed, invoker, drain, invokes)
         return deployed
 
     def _grants(self, function: Function, account: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
@@ -315,6 +316,7 @@ class Functions(pulumi.ComponentResource):
         deployed: DeployedFunction,
         invoker: gcp.serviceaccount.Account,
         drain: KafkaDrain | None,
+        invokes: pulumi.Resource,
     ) -> None:
         # A drain's tick is not retried: the next one, a minute later, goes on from the committed
         # offsets, and a retry would only queue behind the instance still draining.
@@ -335,7 +337,7 @@ class Functions(pulumi.ComponentResource):
                 "http_method": "POST",
                 "oidc_token": {"service_account_email": invoker.email, "audience": deployed.uri},
             },
-            opts=self.child,
+            opts=after(self.child, [invokes]),  # its calls are refused until the invoker may invoke
         )
 
     def _cost_items(self) -> list[dict[str, Any]]:
