@@ -63,6 +63,8 @@ _CORE_EXCLUDED = frozenset(
     {
         "cli.py",
         "stacks_cli.py",
+        "cost_cli.py",
+        "smoke_cli.py",
         "bench.py",
         "local",
         "samples",

@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from infra.config import load_stack_config, read_stack_file, stack_names
-from meterline.adapters import aws_lambda, gcp_functions
+from meterline.adapters import aws_lambda, azure_functions, gcp_functions
 from meterline.adapters.firestore_layout import collection_name
 from meterline.topology import FUNCTIONS, TABLES, TriggerKind
 from tests.infra.builds import of_type
 
 AWS_STACKS = [stack for stack in stack_names() if stack.startswith("aws-")]
 GCP_STACKS = [stack for stack in stack_names() if stack.startswith("gcp-")]
+STACKS = stack_names()
+SET_BY_THE_PLATFORM = {"aws": ("AWS_REGION",)}
+"""What the runtime sets in every function's environment (Lambda: the function's region)."""
 PACKAGE = Path("package")
 
 
@@ -84,3 +87,35 @@ def test_each_cloud_run_function_reads_its_environment_and_finds_the_stacks_coll
         drains = bool(environments[function.job].get("METERLINE_CONSUMER_GROUP"))
         assert bool(settings.kafka_bootstrap) == (bool(function.publishes) or drains)
     assert named_collections and triggered
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_cells_exported_settings_are_what_its_functions_read(
+    previews: dict[str, Any], stack: str
+) -> None:
+    # GIVEN the settings a stack exports for clients of the cell (meterline smoke)
+    build = previews[stack]
+    settings = build["outputs"]["cell_settings"]
+    cloud = stack.split("-", 1)[0]
+    environments = {
+        "aws": lambda_environments,
+        "gcp": gcp_environments,
+        "azure": app_settings,
+    }[cloud](build)
+    # THEN each is set to the same value in every function that sets it, broker included where used
+    for name, value in settings.items():
+        if name in SET_BY_THE_PLATFORM.get(cloud, ()):
+            continue
+        setting_in = [env[name] for env in environments.values() if name in env]
+        assert setting_in and set(setting_in) == {value}, name
+    # AND the cloud's own settings reader takes them
+    reader = {"aws": aws_lambda, "gcp": gcp_functions, "azure": azure_functions}[cloud]
+    parsed = reader.Settings.from_env(settings, PACKAGE)
+    assert parsed.kafka_bootstrap == build["outputs"]["kafka_bootstrap_servers"]
+
+
+def app_settings(build: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        r["name"]: {s["name"]: s["value"] for s in r["inputs"]["siteConfig"]["appSettings"]}
+        for r in of_type(build, "azure-native:web:WebApp")
+    }

@@ -10,7 +10,7 @@ import pulumi_azure_native.resources as resources
 
 from infra.components.azure.events import Events, EventsArgs
 from infra.components.azure.functions import Functions, FunctionsArgs, hub_trigger
-from infra.components.azure.ledgers import Ledgers, LedgersArgs
+from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
 from infra.config import REPO_ROOT, StackConfig
 from infra.outputs import cost_inputs
@@ -100,6 +100,12 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         "table_endpoint": ledgers.table_endpoint,
         "functions": {job: {"name": f.name, "id": f.app_id} for job, f in functions.functions.items()},
         "cost_inputs": cost_inputs(config, TOPICS, [events, ledgers, insights, functions, alerts]),
+        # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
+        "cell_settings": {
+            "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
+            "METERLINE_TABLES_ENDPOINT": ledgers.table_endpoint,
+            "METERLINE_KAFKA_BOOTSTRAP": events.kafka_bootstrap,
+        },
         "retention_capped_hours": pulumi.Output.from_input(
             {
                 t: h

@@ -84,7 +84,7 @@ HOST_JSON = {
     "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
 }
 _CORE_EXCLUDED = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__"}
+    {"cli.py", "stacks_cli.py", "cost_cli.py", "smoke_cli.py", "bench.py", "local", "samples", "__pycache__"}
 )
 
 

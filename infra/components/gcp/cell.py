@@ -82,7 +82,13 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
         "functions": {job: {"name": f.name, "uri": f.uri} for job, f in functions.functions.items()},
         "alert_topic": operations.alert_topic,
         "cost_inputs": cost_inputs(config, TOPICS, [network, keys, kafka, ledgers, functions, operations]),
-        "collection_prefix": COLLECTION_PREFIX,
+        # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
+        "cell_settings": {
+            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
+            "METERLINE_FIRESTORE_DATABASE": ledgers.database_name,
+            "GOOGLE_CLOUD_PROJECT": config.project,
+            "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        },
     }
 
 

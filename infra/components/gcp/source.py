@@ -22,7 +22,17 @@ from infra.packaging import (
 
 ENTRY_POINT = "handler"
 _CORE_EXCLUDED = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__", "py.typed"}
+    {
+        "cli.py",
+        "stacks_cli.py",
+        "cost_cli.py",
+        "smoke_cli.py",
+        "bench.py",
+        "local",
+        "samples",
+        "__pycache__",
+        "py.typed",
+    }
 )
 
 
