@@ -1,5 +1,6 @@
 """What needs a role first waits for it, in every stack (read from the dependencies the engine is
-given), and what `pulumi destroy` must never take is protected and retained."""
+given); what `pulumi destroy` must never take is protected and retained; and names that would
+collide when a cell is created again carry its suffix."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra.components.azure.ledgers import account_name
 from infra.components.azure.roles import BLOB_CONTRIBUTOR
 from infra.config import load_stack_config, read_stack_file, stack_names
 from infra.mocks import PACKAGE_BLOB
@@ -124,3 +126,34 @@ def test_the_ledgers_and_what_keeps_them_readable_are_protected_and_retained_and
     protected = {key(r) for r in custom(previews[stack]) if r["protect"]}
     retained = {key(r) for r in custom(previews[stack]) if r["retain_on_delete"]}
     assert protected == retained == wanted
+
+
+SUFFIXED = {
+    "aws": {"aws:dynamodb/table:Table": "name"},
+    "gcp": {"gcp:kms/keyRing:KeyRing": "name", "gcp:firestore/database:Database": "name"},
+    "azure": {
+        "azure-native:resources:ResourceGroup": "resourceGroupName",
+        "azure-native:eventhub:Namespace": "namespaceName",
+        "azure-native:web:WebApp": "name",
+        "azure-native:keyvault:Vault": "vaultName",
+    },
+}
+"""Names that are global, or that outlive a destroy: each carries the stack's name suffix."""
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_names_that_are_global_or_outlive_a_destroy_carry_the_stacks_suffix(
+    previews: dict[str, Any], stack: str
+) -> None:
+    config = load_stack_config(stack, read_stack_file(stack))
+    build = previews[stack]
+    for token, field in SUFFIXED[config.cloud].items():
+        names = [r["inputs"][field] for r in of_type(build, token)]
+        assert names and all(f"-{config.name_suffix}" in name for name in names), token
+    # storage account names (24 letters and digits) take the suffix into their digest
+    for account in of_type(build, "azure-native:storage:StorageAccount"):
+        purpose = account["name"]
+        assert account["inputs"]["accountName"] == account_name(config.cell, purpose, config.name_suffix)
+        assert account_name(config.cell, purpose, config.name_suffix) != account_name(
+            config.cell, purpose, "0000"
+        )
