@@ -21,4 +21,3 @@ def serve() -> PolicyPack:
     return PolicyPack(
         name="meterline", version="0.1.0", policies=rules(), enforcement_level=EnforcementLevel.MANDATORY
     )
-

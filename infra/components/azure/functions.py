@@ -52,6 +52,7 @@ from infra.packaging import (
     CATALOG_NAME,
     CORE_DIR,
     FUNCTIONS_DIR,
+    OPERATOR_TOOLS,
     offline_build,
     tree_entries,
     vendored_dependencies,
@@ -83,9 +84,6 @@ HOST_JSON = {
     # 4.x carries an Event Hubs extension (5+) that takes the identity-based `<connection>__*` settings
     "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
 }
-_CORE_EXCLUDED = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "smoke_cli.py", "bench.py", "local", "samples", "__pycache__"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +153,7 @@ def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None)
     the core, the catalog and the entries of the `dependencies` zip when there is one."""
     out.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, Path | bytes]] = sorted(
-        tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
+        tree_entries(CORE_DIR, CORE_DIR.parent, OPERATOR_TOOLS), key=lambda entry: entry[0]
     )
     handler = FUNCTIONS_DIR / job / "azure.py"
     if handler.is_file():
