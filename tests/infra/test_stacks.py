@@ -229,7 +229,11 @@ def test_records_a_trigger_hands_back_drops_or_dead_letters_alarm_per_mapping(ce
         (a["inputs"]["namespace"], a["inputs"]["metricName"], a["inputs"]["dimensions"].get("service"))
         for a in alarms
     }
-    assert {("meterline", "events_rejected", "meter"), ("meterline", "dead_lettered", "meter")} <= handler
+    assert {
+        ("meterline", "events_rejected", "meter"),
+        ("meterline", "dead_lettered", "meter"),
+        ("meterline", "dead_lettered", "aggregate"),
+    } <= handler
 
 
 def test_the_dashboard_charts_handler_metrics_triggers_and_kafka_bytes_per_topic(

@@ -32,13 +32,14 @@ ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
 HANDLER_NAMESPACE = "meterline"
 HANDLER_METRICS = {
     "meter": ("events_accepted", "events_duplicate", "events_rejected", "dead_lettered"),
-    "aggregate": ("usage_aggregated",),
+    "aggregate": ("usage_aggregated", "dead_lettered"),
     "rate": ("spend_alerts_published",),
     "close": ("periods_closed",),
 }
 """What each handler counts (functions/<job>/aws.py), charted on the dashboard."""
-HANDLER_ALARMS = {"meter": ("events_rejected", "dead_lettered")}
-"""Handler metrics that alarm at any count in five minutes: usage that will not be billed as sent."""
+HANDLER_ALARMS = {"meter": ("events_rejected", "dead_lettered"), "aggregate": ("dead_lettered",)}
+"""Handler metrics that alarm at any count in five minutes: usage that will not be billed as sent
+(meter's rejects and unprocessable records, aggregate's records set aside under `dead`)."""
 MAPPING_ALARMS = {
     "FailedInvokeEventCount": "records failed or were handed back, and will be retried",
     "DroppedEventCount": "records were given up on after their retries or age",

@@ -60,16 +60,16 @@ class Keys(pulumi.ComponentResource):
         self.grants = []
         for service in KEY_USERS:
             agent = args.project.agents[service]
-            grant_options = pulumi.ResourceOptions(parent=self, depends_on=[*apis, agent.created_by])
+            after_agent = [*apis, agent.created_by]
             self.grants.append(
                 gcp.kms.CryptoKeyIAMMember(
                     f"key-{service}",
                     crypto_key_id=key.id,
                     role=ENCRYPTER_DECRYPTER,
                     member=agent.email.apply(lambda email: f"serviceAccount:{email}"),
-                    opts=kept(self, [*apis, agent.created_by])
+                    opts=kept(self, after_agent)
                     if service == LEDGER_KEY_USER
-                    else grant_options,
+                    else pulumi.ResourceOptions(parent=self, depends_on=after_agent),
                 )
             )
         self.cost_items = [{"kind": "kms_key", "name": f"{args.cell}-ledger", "count": 1}]
