@@ -12,7 +12,7 @@ from typing import BinaryIO, NoReturn
 
 import orjson
 
-from meterline import bench, cost_cli, stacks_cli
+from meterline import bench, cost_cli, smoke_cli, stacks_cli
 from meterline.catalog import CatalogError, load_catalog, sample_catalog
 from meterline.generate import FaultRates, GenerateError, GenerateSpec, generate, line_counts
 from meterline.offline import rate_lines
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost_cli.add_parser(commands)
     stacks_cli.add_parser(commands)
+    smoke_cli.add_parser(commands)
 
     generate = commands.add_parser("generate", help="write a realistic month of usage events as NDJSON")
     generate.add_argument("--period", required=True, type=_period, help="the month, YYYY-MM (UTC)")
