@@ -361,6 +361,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_COUNT = 10_000_000
+"""The most events (or tenants, or samples) a bench holds in memory: a few GB."""
+
+
 def _event_count(text: str) -> int:
     try:
         count = int(text)
@@ -368,4 +372,6 @@ def _event_count(text: str) -> int:
         count = 0
     if count < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of events")
+    if count > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the {MAX_COUNT:,} a bench holds in memory")
     return count

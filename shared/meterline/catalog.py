@@ -134,19 +134,22 @@ class Catalog:
 
 
 def load_catalog(path: str | Path) -> Catalog:
-    path = Path(path)
+    return parse_catalog(read_catalog_text(path), str(path))
+
+
+def read_catalog_text(path: str | Path) -> str:
+    """A catalog file's text, read no further than a catalog may be long (/dev/zero opens too)."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_CATALOG_BYTES + 1)  # and no more: /dev/zero opens like a file
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_CATALOG_BYTES + 1)
     except OSError as error:
         raise CatalogError(f"{path}: cannot read the catalog ({error.strerror})") from None
     if len(data) > MAX_CATALOG_BYTES:
         raise CatalogError(f"{path}: {_TOO_LARGE}")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CatalogError(f"{path}: the catalog is not UTF-8 text") from None
-    return parse_catalog(text, str(path))
 
 
 def sample_catalog() -> Catalog:
