@@ -337,6 +337,11 @@ def add_parser(commands: Any) -> None:
     )
     command.add_argument("--batch", type=_event_count, default=500, help="with --pipeline: MSK batch size")
     command.add_argument(
+        "--catalog",
+        action="store_true",
+        help="CPU and memory of loading a catalog at the size limit: a realistic one and hostile shapes",
+    )
+    command.add_argument(
         "--write-measured",
         type=Path,
         metavar="FILE",
@@ -346,6 +351,10 @@ def add_parser(commands: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.catalog:
+        from meterline.bench_catalog import run_catalog_bench
+
+        return run_catalog_bench(args)
     if args.pipeline:
         from meterline.bench_pipeline import run_pipeline_bench
 
