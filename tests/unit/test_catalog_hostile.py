@@ -24,22 +24,8 @@ from meterline.catalog import (
     load_catalog,
     parse_catalog,
 )
+from tests.unit.test_catalog import MINIMAL
 
-MINIMAL = textwrap.dedent(
-    """\
-    meters:
-      - {key: ingress_gb, event_type: kafka.ingress, aggregation: sum, value: bytes, group_by: [cluster]}
-    plans:
-      - key: standard
-        effective_from: 2026-01-01
-        currency: USD
-        charges:
-          - {meter: ingress_gb, model: per_unit, unit_price: 0.1}
-          - {key: support, model: flat, amount: "99.00"}
-    customers:
-      - {tenant: org-42, plan: standard, credits: "10", spend_alerts: [5, 50]}
-    """
-)
 LONGEST_MESSAGE = 4_096
 """No message is longer, whatever the input: each quotes at most a few short pieces of it."""
 FUZZ = settings(max_examples=300, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.too_slow])
@@ -219,78 +205,19 @@ def test_a_tenant_name_is_accepted_exactly_when_it_is_trimmed_printable_nfc_and_
 
 # --- fuzzing ----------------------------------------------------------------------------------------
 
+FIELD_NAMES = [
+    *["meters", "plans", "customers", "key", "tenant", "plan", "charges", "tiers", "up_to", "model"],
+    *["unit_price", "event_type", "aggregation", "value", "version", "effective_from", "currency"],
+    *["group_by", "divide_by", "amount", "credits", "spend_alerts", "flat_fee", "package_size"],
+    *["package_price", "discount_percent", "minimum_commit"],
+]
 YAML_PIECES = [
-    "meters",
-    "plans",
-    "customers",
-    "key",
-    "tenant",
-    "plan",
-    "charges",
-    "tiers",
-    "up_to",
-    "null",
-    "model",
-    "per_unit",
-    "graduated",
-    "unit_price",
-    "event_type",
-    "aggregation",
-    "sum",
-    "value",
-    "version",
-    "effective_from",
-    "currency",
-    "USD",
-    "2026-01-01",
-    "0.1",
-    "1e999",
-    "-0",
-    "0x1A",
-    "1:30",
-    ".inf",
-    "yes",
-    "~",
-    "ingress_gb",
-    "org-42",
-    ": ",
-    ":",
-    "- ",
-    "-",
-    "? ",
-    "\n",
-    "\n  ",
-    "\n    ",
-    "\t",
-    " ",
-    ",",
-    "[",
-    "]",
-    "{",
-    "}",
-    "#",
-    "&a ",
-    "*a",
-    "<<: ",
-    "!!str ",
-    "!!set ",
-    "!x ",
-    "!",
-    "|",
-    ">",
-    "'",
-    '"',
-    "\\",
-    "%YAML 1.1\n",
-    "---\n",
-    "...\n",
-    "\ufeff",
-    "\x00",
-    "\x85",
-    "\u2028",
-    "\ud800",
-    "é",
-    "\u00a0",
+    *FIELD_NAMES,
+    *["null", "per_unit", "graduated", "sum", "USD", "2026-01-01", "0.1", "1e999", "-0", "0x1A"],
+    *["1:30", ".inf", "yes", "~", "ingress_gb", "org-42"],
+    *[": ", ":", "- ", "-", "? ", "\n", "\n  ", "\n    ", "\t", " ", ",", "[", "]", "{", "}", "#", "|", ">"],
+    *["&a ", "*a", "<<: ", "!!str ", "!!set ", "!x ", "!", "'", '"', "\\", "%YAML 1.1\n", "---\n", "...\n"],
+    *["\ufeff", "\x00", "\x85", "\u2028", "\ud800", "é", "\u00a0"],
 ]
 
 
@@ -335,37 +262,7 @@ def repeating_catalog(draw: st.DrawFn) -> str:
     return "\n".join([*lines, use, ""])
 
 
-FIELDS = st.sampled_from(
-    [
-        "meters",
-        "plans",
-        "customers",
-        "key",
-        "tenant",
-        "plan",
-        "charges",
-        "tiers",
-        "up_to",
-        "model",
-        "unit_price",
-        "event_type",
-        "aggregation",
-        "value",
-        "version",
-        "effective_from",
-        "currency",
-        "group_by",
-        "divide_by",
-        "amount",
-        "credits",
-        "spend_alerts",
-        "flat_fee",
-        "package_size",
-        "package_price",
-        "discount_percent",
-        "minimum_commit",
-    ]
-)
+FIELDS = st.sampled_from(FIELD_NAMES)
 SCALARS = (
     st.none()
     | st.booleans()

@@ -10,29 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from meterline.cli import main
 from tests.helpers import EVENTS, event
+from tests.unit.test_cli_rate import assert_one_line_error
+from tests.unit.test_cli_rate import run as exit_status
 
 CATALOG = EVENTS / "catalog.yaml"
 COMMAND = [sys.executable, "-m", "meterline.cli"]
-
-
-def exit_status(arguments: list[str]) -> int:
-    """main() as the console script runs it: argparse's own errors leave by SystemExit."""
-    try:
-        return main(arguments)
-    except SystemExit as leaving:
-        return int(leaving.code or 0)
-
-
-def assert_one_error_line(stderr: str, *mentions: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1, stderr
-    assert errors[0].startswith("meterline")
-    assert stderr.rstrip("\n").splitlines()[-1] == errors[0]
-    for mention in mentions:
-        assert mention in errors[0], errors[0]
 
 
 @pytest.fixture
@@ -109,7 +92,7 @@ def test_generate_refuses_arguments_out_of_all_proportion_in_one_line(
 ) -> None:
     status = exit_status(["generate", "--period", "2026-11", "--events", "5000", *arguments])
     assert status == 2
-    assert_one_error_line(capsys.readouterr().err, mention)
+    assert_one_line_error(capsys.readouterr().err, mention)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +123,7 @@ def test_demo_refuses_bad_arguments_in_one_line_before_starting_anything(
     status = exit_status(["demo", "--tenants", "2", "--events", "1000", *out, *arguments])
 
     assert status == 2
-    assert_one_error_line(capsys.readouterr().err, mention)
+    assert_one_line_error(capsys.readouterr().err, mention)
     assert not (tmp_path / "out" / "events.ndjson").exists()
 
 
@@ -151,7 +134,7 @@ def test_demo_with_a_broker_address_where_none_answers_stops_in_one_line(
         ["demo", "--kafka", "127.0.0.1:1", "--tenants", "2", "--events", "1000", "--out", str(tmp_path)]
     )
     assert status == 1
-    assert_one_error_line(capsys.readouterr().err, "--kafka 127.0.0.1:1: no broker answers there")
+    assert_one_line_error(capsys.readouterr().err, "--kafka 127.0.0.1:1: no broker answers there")
 
 
 @pytest.mark.parametrize(
@@ -180,7 +163,7 @@ def test_cost_refuses_a_what_if_volume_out_of_all_proportion(
 ) -> None:
     status = exit_status(["cost", "--offline", "--events-per-second", volume])
     assert status == 2
-    assert_one_error_line(capsys.readouterr().err, "--events-per-second")
+    assert_one_line_error(capsys.readouterr().err, "--events-per-second")
 
 
 @pytest.mark.parametrize("value", ["1e999999999", "99999999999999999999999999999999999"])
@@ -198,4 +181,4 @@ def test_cost_refuses_a_measured_figure_out_of_all_proportion_in_one_line(
     # WHEN the stack is priced with them / THEN one line says the figure is out of scale
     status = exit_status(["cost", str(outputs), "--measured", str(measured)])
     assert status == 2
-    assert_one_error_line(capsys.readouterr().err, "too large or too small to price exactly")
+    assert_one_line_error(capsys.readouterr().err, "too large or too small to price exactly")
