@@ -97,7 +97,8 @@ def load(shape: str, size: int, without_libyaml: bool = False) -> Load:
     """One load in this (fresh) process: the text is built before the clock starts."""
     text = SHAPES[shape][1](size)
     length = len(text.encode("utf-8"))
-    if without_libyaml and hasattr(yaml, "CSafeLoader"):
+    libyaml = getattr(yaml, "CSafeLoader", None)
+    if without_libyaml and libyaml is not None:
         del yaml.CSafeLoader  # the catalog's loader falls back to PyYAML's own parser
     before = _peak_rss_mb()
     start = time.process_time()
@@ -106,6 +107,9 @@ def load(shape: str, size: int, without_libyaml: bool = False) -> Load:
         outcome = f"loaded: {len(catalog.customers):,} customers"
     except CatalogError as error:
         outcome = f"refused: {str(error)[:90]}"
+    finally:
+        if libyaml is not None:
+            setattr(yaml, "CSafeLoader", libyaml)  # noqa: B010 - mypy will not let a type be assigned
     seconds = time.process_time() - start
     return Load(shape, length, seconds, _peak_rss_mb() - before, outcome)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from meterline.bench_catalog import SHAPES, Load, format_catalog_report, load
 from meterline.catalog import MAX_CATALOG_BYTES
 
@@ -22,6 +24,7 @@ def test_the_baseline_loads_customers_and_the_hostile_shapes_are_refused() -> No
     assert load("alias bomb", MAX_CATALOG_BYTES).outcome.startswith("refused: <catalog>:1: &l0:")
     assert load("oversize", MAX_CATALOG_BYTES).outcome.endswith("the most a catalog may be")
     assert load("sample", 64 * 1024, without_libyaml=True).outcome == load("sample", 64 * 1024).outcome
+    assert hasattr(yaml, "CSafeLoader") == yaml.__with_libyaml__  # and libyaml's parser is back
 
 
 def test_the_report_gives_each_shapes_seconds_memory_ratio_and_scaling() -> None:
