@@ -320,9 +320,20 @@ def open_usage(name: str) -> BinaryIO:
         raise UsageError(f"{name}: cannot read usage ({error.strerror})") from None
 
 
+MAX_LINE_BYTES = 1 << 20
+"""Kafka's default largest message (``message.max.bytes``, ~1 MB): no longer event reaches the
+pipeline. A longer line is rated from its first MiB only (JSON cut short: malformed), its rest
+skipped unread into memory, so one endless line (``--usage /dev/zero``) cannot exhaust it."""
+
+
 def read_lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
     try:
-        yield from stream
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                line = line[:MAX_LINE_BYTES]
+            yield line
     except OSError as error:
         raise UsageError(f"{name}: read failed ({error.strerror})") from None
 

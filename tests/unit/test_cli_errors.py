@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +184,44 @@ def test_cost_refuses_a_measured_figure_out_of_all_proportion_in_one_line(
     status = exit_status(["cost", str(outputs), "--measured", str(measured)])
     assert status == 2
     assert_one_line_error(capsys.readouterr().err, "too large or too small to price exactly")
+
+
+def test_a_line_longer_than_a_kafka_message_is_one_malformed_event_read_in_bounded_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a usage file with a 5 MiB line of digits between two events
+    usage = tmp_path / "usage.ndjson"
+    with usage.open("wb") as out:
+        out.write(event("1", {}, type="api.call").encode() + b"\n")
+        out.write(b"[" + b"1," * (5 * 2**19) + b"1]\n")
+        out.write(event("2", {}, type="api.call").encode() + b"\n")
+
+    # WHEN it is rated
+    status = exit_status(["rate", "--catalog", str(CATALOG), "--usage", str(usage), "--period", "2026-11"])
+
+    # THEN the long line is one record, rejected as malformed, and the events around it count
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert status == 0
+    assert (summary["received"], summary["accepted"], summary["rejected"]) == (3, 2, 1)
+    assert summary["rejected_by_reason"]["malformed"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="limits memory with setrlimit")
+def test_one_endless_line_is_rated_within_bounded_memory(tmp_path: Path) -> None:
+    # GIVEN a usage file that is one line of 2 GiB (sparse: zeros that take no disk)
+    usage = tmp_path / "usage.ndjson"
+    with usage.open("wb") as file:
+        file.truncate(2 * 2**30)
+
+    # WHEN it is rated by a process allowed 1 GiB of address space
+    done = subprocess.run(
+        [*COMMAND, "rate", "--catalog", str(CATALOG), "--usage", str(usage), "--period", "2026-11"],
+        capture_output=True,
+        check=False,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)),
+    )
+
+    # THEN it reads the line a mebibyte at a time: one malformed record, no MemoryError
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    assert json.loads(done.stdout)["summary"]["rejected_by_reason"]["malformed"] == 1
