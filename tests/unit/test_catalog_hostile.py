@@ -4,7 +4,9 @@ sizes — whether libyaml or PyYAML's own parser reads it."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import json
 import textwrap
 from collections.abc import Iterator
@@ -171,6 +173,19 @@ def test_every_bad_catalog_of_the_corpus_reads_the_same_on_pyyaml_s_own_parser(
         if "not valid YAML (" in theirs:
             ours, theirs = ours.split(" (")[0], theirs.split(" (")[0]
         assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "text", [MINIMAL, "#" * (MAX_CATALOG_BYTES + 1), "meters: [", "a: \ud800", "a: &x 1"], ids=str.__len__
+)
+def test_loading_leaves_the_cyclic_garbage_collector_as_it_found_it(text: str) -> None:
+    # GIVEN the collector on, as it always is / WHEN a catalog loads or is refused, at any stage
+    assert gc.isenabled()
+    with contextlib.suppress(CatalogError):
+        parse_catalog(text)
+
+    # THEN it is on again (loading pauses it while the document is built)
+    assert gc.isenabled()
 
 
 # --- tenants ----------------------------------------------------------------------------------------
