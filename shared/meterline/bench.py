@@ -337,6 +337,11 @@ def add_parser(commands: Any) -> None:
     )
     command.add_argument("--batch", type=_event_count, default=500, help="with --pipeline: MSK batch size")
     command.add_argument(
+        "--catalog",
+        action="store_true",
+        help="CPU and memory of loading a catalog at the size limit: a realistic one and hostile shapes",
+    )
+    command.add_argument(
         "--write-measured",
         type=Path,
         metavar="FILE",
@@ -346,6 +351,10 @@ def add_parser(commands: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.catalog:
+        from meterline.bench_catalog import run_catalog_bench
+
+        return run_catalog_bench(args)
     if args.pipeline:
         from meterline.bench_pipeline import run_pipeline_bench
 
@@ -361,6 +370,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_COUNT = 10_000_000
+"""The most events (or tenants, or samples) a bench holds in memory: a few GB."""
+
+
 def _event_count(text: str) -> int:
     try:
         count = int(text)
@@ -368,4 +381,6 @@ def _event_count(text: str) -> int:
         count = 0
     if count < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of events")
+    if count > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the {MAX_COUNT:,} a bench holds in memory")
     return count
