@@ -5,36 +5,24 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cache
 from pathlib import Path
 
 import azure.functions as func
 
 from meterline.adapters.azure_functions import (
     HUB_TRIGGERS,
-    Settings,
+    AzureSettings,
     UnreadableUsageError,
-    Wiring,
     accepted_usage,
     hub_records,
 )
-from meterline.metering import Metering
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.bootstrap import Wired
+from meterline.pipeline.aggregate import StreamRecord
 
 logger = logging.getLogger("meterline.aggregate")
 blueprint = func.Blueprint()
 TRIGGER = HUB_TRIGGERS["aggregate"]
-
-
-@cache
-def aggregator() -> Aggregator:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Aggregator(wiring.catalog, wiring.store)
-
-
-@cache
-def metering() -> Metering:
-    return Metering(aggregator().catalog.meters_by_type)
+jobs = Wired(lambda: AzureSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @blueprint.function_name("aggregate")
@@ -50,11 +38,12 @@ def handler(events: list[func.EventHubEvent]) -> None:
     # All or nothing, as on AWS: the partials and the batch marker commit in one transaction, and a
     # rerun of the batch starts at the same record, finds the marker and applies nothing twice.
     # A usage item that cannot be read back is set aside, not left to fail every rerun.
-    job = aggregator()
+    cell = jobs()
+    job = cell.aggregator
     records = []
     for record in hub_records(TRIGGER.hub, events):
         try:
-            usage = accepted_usage(job.store, metering(), record)  # raises while meter lags behind
+            usage = accepted_usage(cell.store, cell.metering, record)  # raises while meter lags behind
         except UnreadableUsageError as error:
             job.set_aside(record.sequence, f"unreadable usage item: {error}", None, str(record.delivery))
             logger.error(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,18 +12,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from meterline.adapters.aws_lambda import Settings, Wiring, msk_records
-from meterline.pipeline.meter import DeliveredRecord, Meter, MeterReport
+from meterline.adapters.aws_lambda import AwsSettings, msk_records
+from meterline.bootstrap import Wired
+from meterline.pipeline.meter import DeliveredRecord, MeterReport
 
 logger = Logger(service="meterline-meter")
 metrics = Metrics(namespace="meterline", service="meter")
 tracer = Tracer(service="meterline-meter")
-
-
-@cache
-def meter() -> Meter:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: AwsSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -37,7 +32,7 @@ def handler(event: KafkaEvent, context: LambdaContext) -> PartialItemFailureResp
     # with the rest of its partition, and the response is built from what it hands back. The job
     # never raises: a bad record is rejected, a failing one handed back until it has had its
     # attempts and is then dead-lettered, so no record fails the invocation or its partition for good.
-    report = meter().run(msk_records(event))
+    report = jobs().meter.run(msk_records(event))
     log(report)
     count(report)
     return {"batchItemFailures": item_failures(report.failed)}

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cache
 from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import HUB_TRIGGERS, Settings, Wiring, hub_records
-from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
+from meterline.adapters.azure_functions import HUB_TRIGGERS, AzureSettings, hub_records
+from meterline.bootstrap import Wired
+from meterline.pipeline.meter import DeliveredRecord, Outcome
 
 logger = logging.getLogger("meterline.meter")
 blueprint = func.Blueprint()
 TRIGGER = HUB_TRIGGERS["meter"]
-
-
-@cache
-def meter() -> Meter:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: AzureSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @blueprint.function_name("meter")
@@ -35,7 +30,7 @@ def handler(events: list[func.EventHubEvent]) -> None:
     # No partial batch failures: the first store or publish failure raises, the partition stops
     # there and the whole batch runs again; records already metered reach the same outcome. A
     # record that keeps failing (not an outage) is dead-lettered once it has had its attempts.
-    job = meter()
+    job = jobs().meter
     for record in hub_records(TRIGGER.hub, events):
         delivered = DeliveredRecord(record.delivery, record.key, record.value)
         outcome, reason, attempts = job.settle(delivered)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,13 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from meterline.adapters.aws_lambda import Settings, Wiring, stream_image
-from meterline.pipeline.rate import RunningCharges
+from meterline.adapters.aws_lambda import AwsSettings, stream_image
+from meterline.bootstrap import Wired
 
 logger = Logger(service="meterline-rate")
 metrics = Metrics(namespace="meterline", service="rate")
 tracer = Tracer(service="meterline-rate")
-
-
-@cache
-def running_charges() -> RunningCharges:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return RunningCharges(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: AwsSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -35,6 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if record.get("eventName") == "INSERT"
         and record["dynamodb"]["NewImage"].get("sk", {}).get("S", "").startswith("partial|")
     ]
-    alerts = running_charges().run(partials)
+    cell = jobs()
+    alerts = cell.charges.run(partials, cell.clock())
     metrics.add_metric(name="spend_alerts_published", unit=MetricUnit.Count, value=alerts)
     return {"batchItemFailures": []}

@@ -1,4 +1,4 @@
-"""The store port every ledger stands on, and the publisher port for topics.
+"""The store port every ledger stands on, the publisher port for topics, and the clock.
 
 A store offers a few primitives over tables of items keyed by two strings (``pk``, ``sk``):
 read, conditional create, overwrite, prefix query and an all-or-nothing transaction. The
@@ -9,8 +9,9 @@ Firestore, Azure Tables, in-memory) only does I/O. One contract suite
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 Scalar = str | int | bytes | bool
@@ -136,3 +137,8 @@ class Publisher(Protocol):
     ) -> None: ...
 
     def flush(self) -> None: ...
+
+
+Clock = Callable[[], datetime]
+"""The time jobs act at (an aware datetime): the system's in a function, the driver's in the local
+runtime and the tests. No job takes the time from a trigger's payload."""

@@ -1,6 +1,5 @@
-"""Wiring for the AWS Lambda handlers: the jobs on DynamoDB and MSK, from the function's settings.
-
-The handlers pass ``os.environ`` in; nothing here reads the environment itself.
+"""The AWS Lambda functions' adapter: their settings (the jobs on DynamoDB and MSK) and the decoding
+of their triggers. The handlers pass ``os.environ`` in; nothing here reads the environment itself.
 """
 
 from __future__ import annotations
@@ -9,88 +8,44 @@ import base64
 import binascii
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from meterline.catalog import Catalog, load_catalog
 from meterline.pipeline.meter import DeliveredRecord
-from meterline.ports import Item, Publisher
+from meterline.ports import Item, Publisher, Store
 from meterline.records import AcceptedUsage, Delivery
+from meterline.settings import CellSettings, KafkaAuth, env
 
 if TYPE_CHECKING:  # the meter function does not load the aggregator
     from meterline.pipeline.aggregate import Aggregator, StreamRecord
 
 
-class SettingsError(ValueError):
-    pass
+@dataclass(frozen=True, kw_only=True)
+class AwsSettings(CellSettings):
+    """What a Lambda function of the cell reads from its environment."""
 
+    cloud: ClassVar[str] = "aws"
 
-@dataclass(frozen=True)
-class Settings:
-    catalog_path: Path
-    table_prefix: str
-    kafka_bootstrap: str
-    region: str
-    grace: timedelta
-    endpoint_url: str | None = None
-    """A DynamoDB endpoint other than AWS's (the local runtime's moto server)."""
-    kafka_iam: bool = True
+    region: str = env("AWS_REGION", "us-east-1", platform=True)
+    dynamodb_endpoint: str = env("METERLINE_DYNAMODB_ENDPOINT", "")
+    """A DynamoDB endpoint other than AWS's (a moto server): for clients of a local cell only."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
-        def need(name: str) -> str:
-            value = env.get(name)
-            if not value:
-                raise SettingsError(f"the function setting {name} is missing")
-            return value
-
-        try:
-            grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
-        except ValueError:
-            raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
-        return cls(
-            catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
-            table_prefix=need("METERLINE_TABLE_PREFIX"),
-            kafka_bootstrap=env.get("METERLINE_KAFKA_BOOTSTRAP", ""),
-            region=env.get("AWS_REGION", "us-east-1"),
-            grace=timedelta(hours=grace_hours),
-            endpoint_url=env.get("METERLINE_DYNAMODB_ENDPOINT") or None,
-            kafka_iam=env.get("METERLINE_KAFKA_AUTH", "iam") == "iam",
-        )
-
-
-class Wiring:
-    """Built once per Lambda container; clients are reused across invocations."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        return load_catalog(self.settings.catalog_path)
-
-    @cached_property
-    def store(self) -> Any:
+    def open_store(self) -> Store:
         import boto3
 
         from meterline.adapters.dynamodb import DynamoStore
 
         client = boto3.client(
-            "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.endpoint_url
+            "dynamodb", region_name=self.region, endpoint_url=self.dynamodb_endpoint or None
         )
-        return DynamoStore(client, self.settings.table_prefix)
+        return DynamoStore(client, self.table_prefix)
 
-    @cached_property
-    def publisher(self) -> Publisher:
+    def open_publisher(self) -> Publisher:
         from meterline.adapters.kafka import KafkaPublisher, msk_iam_config
 
-        if not self.settings.kafka_bootstrap:
-            raise SettingsError("the function setting METERLINE_KAFKA_BOOTSTRAP is missing")
-        if self.settings.kafka_iam:
-            return KafkaPublisher(msk_iam_config(self.settings.kafka_bootstrap, self.settings.region))
-        return KafkaPublisher({"bootstrap.servers": self.settings.kafka_bootstrap})
+        bootstrap = self.require_kafka()
+        if self.kafka_auth is KafkaAuth.IDENTITY:
+            return KafkaPublisher(msk_iam_config(bootstrap, self.region))
+        return KafkaPublisher({"bootstrap.servers": bootstrap})
 
 
 def stream_image(image: Mapping[str, Mapping[str, Any]]) -> Item:

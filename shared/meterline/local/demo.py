@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meterline import report
+from meterline.bootstrap import GRACE
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import FaultRates, GenerateSpec, LineCounts, generate, line_counts
 from meterline.offline import RateResult, rate_lines
@@ -81,9 +82,6 @@ LOGS = (
     "demo.azurite.log",
     "on-failure.ndjson",
 )
-
-GRACE = timedelta(hours=1)
-"""The functions' default grace (METERLINE_GRACE_HOURS unset): a period closes an hour after its end."""
 
 
 @dataclass(frozen=True)
