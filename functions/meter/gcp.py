@@ -9,9 +9,8 @@ from pathlib import Path
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from meterline.adapters.gcp_functions import GcpSettings, pubsub_record
+from meterline.adapters.gcp_functions import GcpSettings, meter_message
 from meterline.bootstrap import Wired
-from meterline.pipeline.meter import DeliveredRecord, Outcome
 
 logger = logging.getLogger("meterline.meter")
 jobs = Wired(lambda: GcpSettings.from_env(os.environ, Path(__file__).parent))
@@ -19,17 +18,4 @@ jobs = Wired(lambda: GcpSettings.from_env(os.environ, Path(__file__).parent))
 
 @functions_framework.cloud_event
 def handler(cloud_event: CloudEvent) -> None:
-    # Returning acks the message; raising has Pub/Sub deliver it again. A reject is an outcome
-    # (ledgered and dead-lettered) and returns; a store or publish failure raises, until the
-    # record has had its attempts and is dead-lettered (an outage raises for as long as it lasts).
-    record = pubsub_record(cloud_event["source"], cloud_event.data)
-    job = jobs().meter
-    outcome, reason, attempts = job.settle(DeliveredRecord(record.delivery, record.key, record.value))
-    job.publisher.flush()
-    if attempts:
-        logger.error(
-            "record dead-lettered after failing every attempt",
-            extra={"delivery": str(record.delivery), "attempts": attempts, "metric": "dead_lettered"},
-        )
-    elif outcome is Outcome.REJECTED:
-        logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})
+    meter_message(cloud_event["source"], cloud_event.data, jobs().meter, logger)

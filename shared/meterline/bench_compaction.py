@@ -22,6 +22,7 @@ from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, is_partial
+from meterline.pipeline.processing import MeterProcessor
 from meterline.records import AcceptedUsage
 from meterline.topology import TABLES, USAGE_TABLE
 
@@ -46,7 +47,8 @@ def measure_compaction(catalog: Catalog, lines: Sequence[bytes], batch: int) -> 
 
     store = CountingStore(MemoryStore([table.name for table in TABLES]))
     jobs = Jobs(catalog, store, MemoryPublisher())
-    accepted = sum(jobs.meter.run(chunk).accepted for chunk in batches(delivered(lines), batch))
+    metering = MeterProcessor(jobs.meter)
+    accepted = sum(metering.run(chunk).accepted for chunk in batches(delivered(lines), batch))
     usage = list(store.created[USAGE_TABLE.name])
     store.aggregates_write_units.clear()
     aggregator, charges = jobs.aggregator, jobs.charges

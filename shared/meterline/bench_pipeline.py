@@ -50,7 +50,8 @@ from meterline.local.runtime import load_function
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.cell import Cell
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import DeliveredRecord, MeterReport
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import AggregateProcessor, MeterProcessor, MeterReport
 from meterline.ports import Expect, Item, Put, PutNew, Store, Write
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import (
@@ -255,7 +256,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     report = MeterReport()
 
     def meter() -> None:
-        job = jobs.meter
+        job = MeterProcessor(jobs.meter)
         for records in batches(delivered(lines), batch):
             outcome = job.run(records)
             report.accepted += outcome.accepted
@@ -266,7 +267,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     usage_log = store.created[USAGE_TABLE.name]
 
     def aggregate() -> None:
-        job = jobs.aggregator
+        job = AggregateProcessor(jobs.aggregator)
         stream = [StreamRecord(str(n), AcceptedUsage.from_item(item)) for n, item in enumerate(usage_log, 1)]
         for records in batches(stream, AGGREGATE.batch_size):
             job.run(records)

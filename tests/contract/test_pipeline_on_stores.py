@@ -22,6 +22,7 @@ from meterline.periods import Period
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import PeriodLedger
 from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Store
 from meterline.reconcile import differences
 from meterline.records import AcceptedUsage, Delivery
@@ -93,7 +94,7 @@ class Pipeline:
                 for i, line in enumerate(lines[start : start + BATCH])
             ]
             self.offset += len(records)
-            assert not self.meter.run(records).failed
+            assert not MeterProcessor(self.meter).run(records).failed
             self.pump()
 
     def pump(self) -> None:

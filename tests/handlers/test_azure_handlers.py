@@ -25,7 +25,7 @@ from meterline.catalog import load_catalog
 from meterline.local import runtime
 from meterline.offline import rate_lines
 from meterline.periods import Period
-from meterline.pipeline.meter import MAX_ATTEMPTS
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import RetriableStoreError, StoreError
 from meterline.reconcile import differences
 from meterline.topology import (

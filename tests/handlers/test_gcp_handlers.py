@@ -26,7 +26,8 @@ from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import MAX_ATTEMPTS, PublishError
+from meterline.pipeline.meter import PublishError
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.records import AcceptedUsage
 from meterline.settings import SettingsError

@@ -18,7 +18,7 @@ from meterline.adapters.aws_lambda import msk_records
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
-from meterline.pipeline.meter import MAX_ATTEMPTS
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.topology import TABLES, USAGE_REJECTED, USAGE_TABLE
 

@@ -26,6 +26,7 @@ from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.close import Closer
 from meterline.pipeline.ledger import is_partial
 from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Item, RetriableStoreError, Write
 from meterline.reconcile import differences
 from meterline.records import AcceptedUsage, Delivery
@@ -104,7 +105,8 @@ def test_faults_lose_nothing_and_count_nothing_twice() -> None:
     store = FaultyStore(inner, seed=99, rate=float(__import__("os").environ.get("FAULT_RATE", "0.04")))
     publisher = MemoryPublisher()
     instances = [Jobs(CATALOG, store, publisher) for _ in range(2)]  # type: ignore[arg-type]
-    meter, aggregator, charges = instances[0].meter, instances[0].aggregator, instances[0].charges
+    meter = MeterProcessor(instances[0].meter)  # as the Kafka trigger hands records back
+    aggregator, charges = instances[0].aggregator, instances[0].charges
     closers = [jobs.closer for jobs in instances]
     positions = {"usage": 0, "aggregates": 0}
 

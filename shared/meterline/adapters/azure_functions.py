@@ -29,18 +29,26 @@ numbers, which the aggregator's markers cannot tell apart from new usage.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from meterline.adapters.usage_join import NotYetMeteredError as NotYetMeteredError
 from meterline.adapters.usage_join import UnreadableUsageError as UnreadableUsageError
 from meterline.adapters.usage_join import accepted_usage as accepted_usage
 from meterline.adapters.usage_join import stream_sequence
+from meterline.pipeline.aggregate import StreamRecord
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import AggregateProcessor, MeterProcessor, log_set_aside, log_settled
 from meterline.ports import Publisher, Store
 from meterline.records import Delivery
 from meterline.settings import CellSettings, KafkaAuth, SettingsError, env
 from meterline.topology import USAGE_EVENTS
+
+if TYPE_CHECKING:
+    from meterline.bootstrap import Jobs
+    from meterline.pipeline.meter import Meter
 
 
 class TriggerError(ValueError):
@@ -189,3 +197,40 @@ def partition_of(event: HubEvent) -> int:
         raise TriggerError(
             f"the batch's PartitionContext names no numeric PartitionId: {context!r}"
         ) from None
+
+
+# Trigger processors: decode the batch, process it under the shared failure policy
+# (pipeline.processing); raising runs the whole batch again (no partial batch failures here).
+
+
+def meter_batch(events: Sequence[HubEvent], meter: Meter, logger: logging.Logger) -> None:
+    """meter's Event Hubs batch: the first store or publish failure raises, the partition stops
+    there and the whole batch runs again; records already metered reach the same outcome. A record
+    that keeps failing (not an outage) is dead-lettered once it has had its attempts."""
+    processor = MeterProcessor(meter)
+    for record in hub_records(HUB_TRIGGERS["meter"].hub, events):
+        settled = processor.settle(DeliveredRecord(record.delivery, record.key, record.value))
+        log_settled(logger, record.delivery, settled)
+    meter.publisher.flush()
+
+
+def aggregate_batch(events: Sequence[HubEvent], cell: Jobs, logger: logging.Logger) -> None:
+    """aggregate's Event Hubs batch, joined with what meter wrote. All or nothing, as on AWS: the
+    partials and the batch marker commit in one transaction, and a rerun of the batch starts at the
+    same record, finds the marker and applies nothing twice. A record meter has not reached yet
+    raises (the batch runs again later); a usage item that cannot be read back is set aside."""
+    aggregator = cell.aggregator
+    before = aggregator.dead_lettered
+    records = []
+    for record in hub_records(HUB_TRIGGERS["aggregate"].hub, events):
+        try:
+            usage = accepted_usage(cell.store, cell.metering, record)
+        except UnreadableUsageError as error:
+            aggregator.set_aside(
+                record.sequence, f"unreadable usage item: {error}", None, str(record.delivery)
+            )
+            continue
+        if usage is not None:
+            records.append(StreamRecord(record.sequence, usage))
+    AggregateProcessor(aggregator).run(records)
+    log_set_aside(logger, aggregator.dead_lettered - before)

@@ -28,12 +28,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor, log_set_aside, log_settled
 from meterline.ports import Item, Publisher, Store
 from meterline.records import Delivery
 from meterline.settings import CellSettings, KafkaAuth, SettingsError, env
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
     from meterline.adapters.kafka_drain import DrainReport
     from meterline.bootstrap import Jobs
+    from meterline.pipeline.meter import Meter
 
 DRAIN_SECONDS = 40.0
 """A scheduled aggregate run takes no new batch after this long: it ends well inside its 60 s
@@ -111,8 +115,33 @@ class GcpSettings(CellSettings):
         return managed_kafka_oauth_config(bootstrap)
 
 
-def drain_usage(cell: Jobs) -> DrainReport:
-    """One scheduled aggregate run: ``usage.events`` drained in the settings' consumer group."""
+# Trigger processors: decode the event, process it under the shared failure policy
+# (pipeline.processing), and answer as the trigger expects.
+
+
+def meter_message(source: str, data: Mapping[str, Any], meter: Meter, logger: logging.Logger) -> None:
+    """meter's Pub/Sub message, one Kafka record. Returning acks it; raising has Pub/Sub deliver it
+    again: a store or publish failure raises until the record has had its attempts (an outage, for
+    as long as it lasts), and a reject is an outcome, which returns."""
+    record = pubsub_record(source, data)
+    settled = MeterProcessor(meter).settle(DeliveredRecord(record.delivery, record.key, record.value))
+    meter.publisher.flush()
+    log_settled(logger, record.delivery, settled)
+
+
+def rate_document(data: bytes | Mapping[str, Any], cell: Jobs) -> None:
+    """rate's Firestore event: markers, fences and indexes land in the collection too; only a
+    partial state is rated."""
+    from meterline.pipeline.ledger import is_partial
+
+    document = created_document(data)
+    if is_partial(document.item):
+        cell.charges.run([document.item], cell.clock())
+
+
+def drain_usage(cell: Jobs, logger: logging.Logger) -> DrainReport:
+    """One scheduled aggregate run: ``usage.events`` drained in the settings' consumer group. A
+    store or broker failure raises; what was committed before it stays, the next run goes on."""
     from meterline.adapters.kafka_drain import KafkaDrain
 
     settings = cell.settings
@@ -129,9 +158,11 @@ def drain_usage(cell: Jobs) -> DrainReport:
             batch_size=AGGREGATE.batch_size,
             budget_seconds=settings.drain_seconds,
         )
-        return drain.run()
+        report = drain.run()
     finally:
         consumer.close()
+    log_set_aside(logger, report.dead_lettered)
+    return report
 
 
 def managed_kafka_oauth_config(bootstrap: str) -> dict[str, Any]:

@@ -16,9 +16,10 @@ to that period's ledger, its states still labelled with their own period, so a c
 aggregation can never both claim the same usage.
 
 A record that cannot be applied never blocks its shard: when a batch fails on something other than
-the store, each record is tried alone, and those that fail alone (they cannot be read, folded,
-packed, or their state alone is larger than a partial may be) are set aside: a ``dead`` item names
-each (its sequence, its usage item and delivery, the error) and the batch goes on without them.
+the store, each record is tried alone (``processing.AggregateProcessor``), and those that fail
+alone (they cannot be read, folded, packed, or their state alone is larger than a partial may be)
+are set aside: a ``dead`` item names each (its sequence, its usage item and delivery, the error)
+and the batch goes on without them.
 Whether a record fails alone depends on nothing but the record, so a retried batch sets aside the
 same records again (the same item, written again) and no marker needs to know of them. Meter
 rejects such records before they are accepted (``records.read_usage``); what gets here was
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, StoreError, Write
+from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
 from meterline.records import AcceptedUsage, event_digest, key_part, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
@@ -85,11 +86,14 @@ class Aggregator:
         self.store = store
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
+        self.applied = 0
         self.dead_lettered = 0
-        """Records set aside so far (a counter for the handlers' metric)."""
+        """Records applied and set aside so far (counters for the handlers' metrics)."""
 
     def run(self, records: Sequence[StreamRecord], attempts: int = 8) -> int:
-        """Apply the records no marker of this batch covers yet; return how many were applied."""
+        """Apply the records no marker of this batch covers yet; return how many were applied. A
+        failure raises (``processing.AggregateProcessor`` decides what becomes of the batch), but
+        for a lost race, which is tried again."""
         if not records:
             return 0
         batch = records[0].sequence
@@ -106,15 +110,8 @@ class Aggregator:
                 self.slots.clear()
                 remaining = self.unapplied(batch, remaining)
                 continue
-            except StoreError:
-                raise
-            except Exception:
-                poison = self.poison(remaining)
-                if not poison:
-                    raise  # not a record's fault
-                remaining = [record for record in remaining if id(record) not in poison]
-                continue
             applied += len(committed)
+            self.applied += len(committed)
             done = {id(record) for record in committed}
             remaining = [record for record in remaining if id(record) not in done]
         return applied

@@ -20,7 +20,8 @@ from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
 from .aggregate import StreamRecord
 from .ledger import is_partial
-from .meter import DeliveredRecord, MeterReport
+from .meter import DeliveredRecord
+from .processing import AggregateProcessor, MeterProcessor, MeterReport
 
 
 @dataclass
@@ -43,9 +44,11 @@ class Cell:
         self.jobs = Jobs(self.catalog, self.store, self.publisher)
         self.meter, self.aggregator = self.jobs.meter, self.jobs.aggregator
         self.charges, self.closer = self.jobs.charges, self.jobs.closer
+        # as the Lambda triggers process them: a Kafka batch, a stream batch
+        self.metering, self.aggregating = MeterProcessor(self.meter), AggregateProcessor(self.aggregator)
 
     def deliver(self, records: Iterable[DeliveredRecord]) -> MeterReport:
-        return self.meter.run(records)
+        return self.metering.run(records)
 
     def pump(self) -> None:
         """Feed every new usage item to the aggregator and every new partial to rating."""
@@ -53,7 +56,7 @@ class Cell:
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
             records = [StreamRecord(entry.sequence, AcceptedUsage.from_item(entry.item)) for entry in batch]
-            self.aggregator.run(records)
+            self.aggregating.run(records)
             self.position.usage += len(batch)
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
