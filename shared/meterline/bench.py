@@ -337,6 +337,12 @@ def add_parser(commands: Any) -> None:
     )
     command.add_argument("--batch", type=_event_count, default=500, help="with --pipeline: MSK batch size")
     command.add_argument(
+        "--samples",
+        type=_event_count,
+        help="with --pipeline: per-second samples of one tenant's gauge through aggregate and rate"
+        " (default 1,000,000)",
+    )
+    command.add_argument(
         "--write-measured",
         type=Path,
         metavar="FILE",

@@ -16,6 +16,9 @@ up to ``bench.CUSTOMERS`` is a billed customer):
    below it Lambda gives a proportional share of a vCPU, so the duration grows as the memory
    shrinks. DynamoDB round trips are not
    in these figures, so the GB-seconds are a floor.
+
+It then measures how rating behaves as a period fills (``bench_compaction``) and as one tenant's
+per-second gauge piles up samples (``bench_timeweighted``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from meterline.adapters.dynamodb import DynamoStore, item_size, write_request_un
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.bench import PERIOD, bench_catalog
 from meterline.bench_compaction import format_compaction, measure_compaction
+from meterline.bench_timeweighted import SAMPLES, format_time_weighted, measure_time_weighted
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
 from meterline.local.runtime import Environment, load_function
@@ -476,9 +480,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def bench_pipeline(
-    events: int, tenants: int, batch: int, speed_events: int, catalog: Catalog | None = None
+    events: int,
+    tenants: int,
+    batch: int,
+    speed_events: int,
+    catalog: Catalog | None = None,
+    samples: int = SAMPLES,
 ) -> dict[str, Any]:
-    """Both measurements; the catalog is the bench catalog unless given."""
+    """Every measurement; the catalog is the bench catalog unless given (the gauge run has its own)."""
     catalog = catalog or bench_catalog()
     units = measure_units(catalog, events_for(catalog, events, tenants), batch)
     speed = measure_speed(catalog, events_for(catalog, speed_events, tenants, seed=7), batch)
@@ -488,6 +497,7 @@ def bench_pipeline(
         "units": _units_report(units, tenants, batch),
         "speed": _speed_report(speed, batch),
         "compaction": {"events": compaction_events, **compaction},
+        "time_weighted": measure_time_weighted(samples),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
     }
@@ -597,6 +607,7 @@ def format_pipeline_report(report: dict[str, Any]) -> str:
             f"{speed['gb_seconds_per_million_events'][job]:>8} GB-s per million events at 1,769 MB"
         )
     lines += format_compaction(report["compaction"], report["compaction"]["events"])
+    lines += format_time_weighted(report["time_weighted"])
     return "\n".join(lines)
 
 
@@ -719,12 +730,14 @@ COMPACTION_EVENTS = 100_000
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     events = args.events or UNITS_EVENTS
     speed_events = args.events or SPEED_EVENTS
+    samples = args.samples or SAMPLES
     print(
-        f"meterline bench --pipeline: {events:,} events on moto, then {speed_events:,} in memory…",
+        f"meterline bench --pipeline: {events:,} events on moto, then {speed_events:,} in memory, then"
+        f" {samples:,} gauge samples…",
         file=sys.stderr,
     )
     try:
-        report = bench_pipeline(events, args.tenants, args.batch, speed_events)
+        report = bench_pipeline(events, args.tenants, args.batch, speed_events, samples=samples)
     except GenerateError as error:
         print(f"meterline bench: {error}", file=sys.stderr)
         return 2
