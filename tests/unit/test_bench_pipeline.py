@@ -22,8 +22,10 @@ from meterline.bench_pipeline import (
     format_pipeline_report,
     measured_json,
 )
+from meterline.bench_timeweighted import measure_time_weighted
 from meterline.catalog import sample_catalog
 from meterline.cli import main
+from meterline.pipeline import ledger
 from meterline.topology import AGGREGATE
 
 EVENTS = 600
@@ -106,6 +108,24 @@ def test_the_gauge_run_reports_cpu_per_sample_of_its_first_and_last_tenth(report
     # AND the printed report carries the figure with its target
     printed = format_pipeline_report(report)
     assert f"{SAMPLES:,} per-second samples" in printed and "target ≤ 1.5" in printed
+
+
+def test_a_gauge_arriving_in_order_never_reads_archived_samples_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN windows sealed after every 2 partials, so that the gauge's hours are rolled up and archived
+    monkeypatch.setattr(ledger, "SEAL_AFTER_PARTIALS", 2)
+    archived: list[int] = []
+    real_write_archive = ledger.PeriodLedger.write_archive
+
+    def write_archive(self: ledger.PeriodLedger, bucket: int, window: int, base: int, book: Any) -> None:
+        archived.append(window)
+        real_write_archive(self, bucket, window, base, book)
+
+    monkeypatch.setattr(ledger.PeriodLedger, "write_archive", write_archive)
+    # WHEN 6,000 per-second samples go through aggregate and rate
+    gauge = measure_time_weighted(6_000)
+    # THEN rollups archived them, and no sample arriving after them needed an archived hour read back
+    assert len(archived) >= 2
+    assert gauge["archive_reads"] == 0
 
 
 def test_figures_are_in_the_cost_models_format_and_positive(report: dict[str, Any], tmp_path: Path) -> None:
