@@ -261,6 +261,8 @@ class TimeWeightedState:
         """The state as a store keeps it once it has archived its samples (``to_archive``): each
         hour of three samples or more as one archived run, and all of them as one span. An hour of
         one or two samples stays raw: its first and last sample are all of it."""
+        if self._stored_as_is():
+            return self
         hours: list[Run] = []
         for _, runs in self._runs_by_hour():
             first, last, count, area = _summary(runs)
@@ -276,6 +278,8 @@ class TimeWeightedState:
     def to_archive(self) -> dict[datetime, TimeWeightedState]:
         """Per hour, the samples ``summarised`` hides that are not archived yet: the raw runs of
         each hour of three samples or more."""
+        if self._stored_as_is():
+            return {}
         archive: dict[datetime, TimeWeightedState] = {}
         for hour, runs in self._runs_by_hour():
             raw = [run for run in runs if not run.archived]
@@ -283,6 +287,10 @@ class TimeWeightedState:
                 part = archive[hour] = TimeWeightedState()
                 part._hours[hour] = raw
         return archive
+
+    def _stored_as_is(self) -> bool:
+        """Whether the state is a span read from a store and nothing since: summarised already."""
+        return self._span is not None and not self._hours and not self._pending
 
     def to_json(self) -> Any:
         """Samples as [time, id, value]; a run of three samples or more as [first, last, count,

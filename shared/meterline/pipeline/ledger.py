@@ -251,11 +251,12 @@ class PeriodLedger:
         is passed over: the rollups the head went through archived the same samples completely."""
         self.archive_reads += 1
         LOG.info(
-            "a sample of %s (%s, %s) arrived inside archived hour %s of %s: reading the hour back",
-            archive.tenant,
-            archive.period,
-            archive.key[0],
+            "slow path: reading back archived hour %s of %s's %s (%s) from the ledger of %s,"
+            " as a sample or an instant falls inside it",
             f"{hour:%Y-%m-%dT%H}",
+            archive.tenant,
+            archive.key[0],
+            archive.period,
             self.period,
         )
         pieces: dict[str, list[Item]] = {}
