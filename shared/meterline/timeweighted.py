@@ -41,6 +41,9 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 _MICROSECOND = timedelta(microseconds=1)
 _HOUR = timedelta(hours=1)
 _MICROSECONDS_PER_HOUR = 3_600_000_000
+SPAN_AFTER_HOURS = 24
+"""Fewer hour runs are stored as they are: decoding them costs little, and a span would add its
+summary to the bytes of every small state."""
 
 
 class ArchiveError(Exception):
@@ -259,19 +262,20 @@ class TimeWeightedState:
 
     def summarised(self) -> TimeWeightedState:
         """The state as a store keeps it once it has archived its samples (``to_archive``): each
-        hour of three samples or more as one archived run, and all of them as one span. An hour of
-        one or two samples stays raw: its first and last sample are all of it."""
+        hour of three samples or more as one archived run, and all of them as one span once they
+        are more than ``SPAN_AFTER_HOURS``. An hour of one or two samples stays raw: its first and
+        last sample are all of it."""
         if self._stored_as_is():
             return self
-        hours: list[Run] = []
-        for _, runs in self._runs_by_hour():
-            first, last, count, area = _summary(runs)
-            if count <= 2:
-                hours.append(Run.of([first] if count == 1 else [first, last]))
-            else:
-                hours.append(Run(first, last, count, area))
         summary = TimeWeightedState()
-        if hours:
+        hours: list[Run] = []
+        for hour, runs in self._runs_by_hour():
+            first, last, count, area = _summary(runs)
+            run = Run(first, last, count, area) if count > 2 else Run.of(sorted({first, last}))
+            summary._hours[hour] = [run]
+            hours.append(run)
+        if len(hours) > SPAN_AFTER_HOURS:
+            summary._hours = {}
             summary._span = Span(Run(*_summary(hours)), [item for run in hours for item in _written(run)])
         return summary
 

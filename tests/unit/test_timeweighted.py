@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterline import timeweighted
 from meterline.periods import Period
 from meterline.timeweighted import ArchiveError, SampleKey, TimeWeightedState
 
@@ -45,10 +46,15 @@ class Archive:
         return self.hours.get(hour, set())
 
 
-def stored(state: TimeWeightedState, archive: Archive) -> TimeWeightedState:
-    """The state as a rollup keeps it: samples archived, summary written as JSON text and read back."""
+def stored(state: TimeWeightedState, archive: Archive, span_after: int | None = None) -> TimeWeightedState:
+    """The state as a rollup keeps it: samples archived, summary written as JSON text and read back
+    (``span_after``: as one span once it has more hour runs than that)."""
     archive.keep(state)
-    again = TimeWeightedState.from_json(json.loads(json.dumps(state.summarised().to_json())))
+    with pytest.MonkeyPatch.context() as patch:
+        if span_after is not None:
+            patch.setattr(timeweighted, "SPAN_AFTER_HOURS", span_after)
+        summary = state.summarised()
+    again = TimeWeightedState.from_json(json.loads(json.dumps(summary.to_json())))
     again.attach(archive)
     return again
 
@@ -122,11 +128,9 @@ def per_second(start: datetime, count: int, first_id: int = 0) -> list[tuple[dat
 def test_a_stored_state_keeps_one_run_per_hour_and_samples_in_order_read_no_archive() -> None:
     # GIVEN three hours of per-second samples, stored
     archive = Archive()
-    samples = per_second(NOV, 3 * 3600)
-    state = stored(state_of(*samples), archive)
-    written = state.to_json()
-    # THEN its stored form is one span of three archived hour runs, not 10,800 samples
-    assert len(written) == 1 and [run[2] for run in written[0]["runs"]] == [3600, 3600, 3600]
+    state = stored(state_of(*per_second(NOV, 3 * 3600)), archive)
+    # THEN its stored form is three archived hour runs, not 10,800 samples
+    assert [run[2] for run in state.to_json()] == [3600, 3600, 3600]
     # WHEN the next hour arrives in order, and the total is read
     state.merge(state_of(*per_second(NOV + 3 * HOUR, 3600, first_id=3 * 3600)))
     everything = state_of(*per_second(NOV, 4 * 3600))
@@ -134,6 +138,23 @@ def test_a_stored_state_keeps_one_run_per_hour_and_samples_in_order_read_no_arch
     assert state.quantity(NOVEMBER) == everything.quantity(NOVEMBER)
     assert state.closing(NOVEMBER.end) == everything.closing(NOVEMBER.end)
     assert archive.reads == 0
+
+
+def test_a_stored_state_of_more_than_a_day_is_one_span_that_in_order_samples_leave_folded() -> None:
+    # GIVEN 30 hours of a sample a minute, stored
+    archive = Archive()
+    samples = [(NOV + n * timedelta(minutes=1), f"m{n:05d}", n % 7) for n in range(30 * 60)]
+    state = stored(state_of(*samples), archive)
+    (span,) = state.to_json()
+    assert span["span"][2] == 30 * 60 and len(span["runs"]) == 30
+    # WHEN a later sample arrives and the period's total and closing value are read
+    later = (NOV + 31 * HOUR, "later", 4)
+    state.merge(state_of(later))
+    # THEN they are exact, read from the span's summary alone: its hours were neither decoded nor read
+    assert state.quantity(NOVEMBER) == state_of(*samples, later).quantity(NOVEMBER)
+    # (just before 31:00 the last stored sample is in force: minute 1799, value 1799 % 7 = 0)
+    assert state.closing(NOVEMBER.end) == 4 and state.closing(NOV + 31 * HOUR) == 0
+    assert state.to_json()[0] == span and archive.reads == 0
 
 
 def test_a_sample_inside_an_archived_hour_reads_that_hour_back_once() -> None:
@@ -219,6 +240,8 @@ sample_keys = st.tuples(
 instants = st.integers(-2, 5 * 3600).map(lambda seconds: NOV - HOUR + timedelta(seconds=seconds))
 openings = st.none() | st.sampled_from([Decimal(0), Decimal("3.25")])
 PROPERTY = settings(max_examples=200, deadline=None)
+SPAN_AFTER = st.sampled_from([0, 1, 24])
+"""Stored hours as a span from the first, the second, or (as deployed) the 25th."""
 
 
 @PROPERTY
@@ -239,16 +262,18 @@ def test_rollups_of_batches_read_with_later_batches_give_what_the_samples_give(
     data: st.DataObject,
 ) -> None:
     # GIVEN batches of samples (repeats, ties, out of order) rolled up one after another, as a
-    # ledger does: the previous rollup, merged with the batch, archived and summarised again;
-    # the batches left over (``kept`` False) are read raw beside the last rollup, as rate does
+    # ledger does: the previous rollup, merged with the batch, archived and summarised again (its
+    # hours as one span, or not); the batches left over (``kept`` False) are read raw beside the
+    # last rollup, as rate does
     archive = Archive()
+    span_after = data.draw(SPAN_AFTER)
     rollup = TimeWeightedState()
     open_batches = []
     for batch, rolled in zip(batches, kept, strict=False):
         fresh = state_of(*((t, i, str(v)) for t, i, v in batch))
         if rolled:
             rollup.merge(fresh)
-            rollup = stored(rollup, archive)
+            rollup = stored(rollup, archive, span_after)
         else:
             open_batches.append(fresh)
     reading = TimeWeightedState()
@@ -273,7 +298,7 @@ def test_merging_is_associative_commutative_and_idempotent_over_stored_and_raw_p
     for index in range(4):
         mine = [(t, i, str(v)) for (t, i, v), p in zip(samples, part_of, strict=True) if p == index]
         part = state_of(*mine)
-        parts.append(stored(part, Archive()) if data.draw(st.booleans()) else part)
+        parts.append(stored(part, Archive(), data.draw(SPAN_AFTER)) if data.draw(st.booleans()) else part)
     # WHEN they are merged in any order and grouping, one of them twice and the left group again
     ordered = data.draw(st.permutations(parts))
     split = data.draw(st.integers(0, 4))
