@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact
@@ -41,6 +42,7 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
 _MICROSECOND = timedelta(microseconds=1)
 _HOUR = timedelta(hours=1)
 _MICROSECONDS_PER_HOUR = 3_600_000_000
+_ZERO = Decimal(0)
 SPAN_AFTER_HOURS = 24
 """Fewer hour runs are stored as they are: decoding them costs little, and a span would add its
 summary to the bytes of every small state."""
@@ -79,7 +81,8 @@ class Run:
     @classmethod
     def of(cls, samples: list[SampleKey]) -> Run:
         """A raw run of samples that are sorted and distinct (at least one)."""
-        return cls(samples[0], samples[-1], len(samples), _area(samples), raw=samples)
+        area = _area(samples) if len(samples) > 1 else _ZERO
+        return cls(samples[0], samples[-1], len(samples), area, raw=samples)
 
     @property
     def archived(self) -> bool:
@@ -147,6 +150,11 @@ class TimeWeightedState:
         self._pending.append((time, event_id, value))
 
     def merge(self, other: TimeWeightedState) -> None:
+        if not other._hours and other._span is None:  # raw samples only: they join the pending ones
+            self._pending.extend(other._pending)
+            if self._hours or self._span is not None:
+                self._settle()
+            return
         other._settle()
         self._settle()
         span = other._span
@@ -173,6 +181,7 @@ class TimeWeightedState:
             if span.archive is not None:
                 runs.attach(span.archive)
             self.merge(runs)
+            self._settle()
 
     def _all_hours(self) -> Iterator[Run]:
         return itertools.chain.from_iterable(self._hours.values())
@@ -189,6 +198,12 @@ class TimeWeightedState:
         sample holds until the next one, the last until ``end``."""
         if end <= start:
             return Fraction(0)
+        loose = self._loose()
+        if loose is not None:
+            total, in_force, since = _hold(loose, start, end, _ZERO, opening, start)
+            if in_force is not None:
+                total = _EXACT.add(total, _weight(in_force, end - since))
+            return Fraction(total) / _MICROSECONDS_PER_HOUR
         self._settle()
         if self._span is not None and (_inside(self._span.run, start) or _inside(self._span.run, end)):
             self._unfold()
@@ -203,23 +218,22 @@ class TimeWeightedState:
             if run.first[0] >= start and run.last[0] < end:
                 if in_force is not None:
                     total = _EXACT.add(total, _weight(in_force, run.first[0] - since))
-                total = _EXACT.add(total, run.area)
+                if run.count > 1:
+                    total = _EXACT.add(total, run.area)
                 in_force, since = run.last[2], run.last[0]
                 continue
-            for time, _, value in run.samples():  # the range starts or ends inside this run
-                if time >= end:
-                    break
-                if time >= start:
-                    if in_force is not None:
-                        total = _EXACT.add(total, _weight(in_force, time - since))
-                    since = time
-                in_force = value
+            # the range starts or ends inside this run
+            total, in_force, since = _hold(run.samples(), start, end, total, in_force, since)
         if in_force is not None:
             total = _EXACT.add(total, _weight(in_force, end - since))
         return Fraction(total) / _MICROSECONDS_PER_HOUR
 
     def closing(self, at: datetime) -> Decimal | None:
         """The value in force at instant ``at``: the last sample strictly before it (None: none)."""
+        loose = self._loose()
+        if loose is not None:
+            before = [value for time, _, value in loose if time < at]
+            return before[-1] if before else None
         self._settle()
         if self._span is not None and _inside(self._span.run, at):
             self._unfold()
@@ -233,7 +247,21 @@ class TimeWeightedState:
 
     def samples(self) -> list[SampleKey]:
         """Every sample, in order (archived ones read back)."""
+        loose = self._loose()
+        if loose is not None:
+            return list(loose)
         return [sample for _, runs in self._runs_by_hour() for run in runs for sample in run.samples()]
+
+    def _loose(self) -> list[SampleKey] | None:
+        """A state of raw samples only (no runs, no span) is read from its samples directly,
+        sorted and distinct: the common case off the ledger costs no run per hour."""
+        if self._hours or self._span is not None:
+            return None
+        pending = self._pending
+        pending.sort()
+        if any(map(operator.eq, pending, itertools.islice(pending, 1, None))):
+            pending[:] = sorted(set(pending))
+        return pending
 
     def _runs(self) -> Iterator[Run]:
         """Every run in order, the span as one (settled first)."""
@@ -246,8 +274,8 @@ class TimeWeightedState:
 
     def _runs_by_hour(self) -> list[tuple[datetime, list[Run]]]:
         """Every hour's runs, the span decoded."""
-        self._settle()
         self._unfold()
+        self._settle()
         return sorted(self._hours.items(), key=_first_item)
 
     # storing ---------------------------------------------------------------------------------
@@ -268,6 +296,10 @@ class TimeWeightedState:
         if self._stored_as_is():
             return self
         summary = TimeWeightedState()
+        loose = self._loose()
+        if loose is not None and self._stays_raw(loose):
+            summary._pending = list(loose)
+            return summary
         hours: list[Run] = []
         for hour, runs in self._runs_by_hour():
             first, last, count, area = _summary(runs)
@@ -284,6 +316,9 @@ class TimeWeightedState:
         each hour of three samples or more."""
         if self._stored_as_is():
             return {}
+        loose = self._loose()
+        if loose is not None and self._stays_raw(loose):
+            return {}
         archive: dict[datetime, TimeWeightedState] = {}
         for hour, runs in self._runs_by_hour():
             raw = [run for run in runs if not run.archived]
@@ -291,6 +326,12 @@ class TimeWeightedState:
                 part = archive[hour] = TimeWeightedState()
                 part._hours[hour] = raw
         return archive
+
+    @staticmethod
+    def _stays_raw(samples: list[SampleKey]) -> bool:
+        """Whether sorted samples are stored as they are: hours of at most two, too few for a span."""
+        hours = _by_hour(samples)
+        return len(hours) <= SPAN_AFTER_HOURS and all(len(hour) <= 2 for _, hour in hours)
 
     def _stored_as_is(self) -> bool:
         """Whether the state is a span read from a store and nothing since: summarised already."""
@@ -300,6 +341,9 @@ class TimeWeightedState:
         """Samples as [time, id, value]; a run of three samples or more as [first, last, count,
         area, times, ids, values], or [first, last, count, area] when its samples are archived; a
         span as {"span": its summary, "runs": its hours}."""
+        loose = self._loose()
+        if loose is not None:
+            return _written_samples(loose)
         written: list[Any] = []
         for run in self._runs():
             if self._span is not None and run is self._span.run:
@@ -331,19 +375,35 @@ class TimeWeightedState:
         if not pending:
             return
         self._pending = []
-        by_hour: dict[datetime, list[SampleKey]] = {}
-        hour: datetime | None = None
-        samples: list[SampleKey] = []
-        for sample in pending:
-            time = sample[0]
-            if hour is None or not hour <= time < hour + _HOUR:  # in order, most samples share an hour
-                hour = _hour(time)
-                samples = by_hour.setdefault(hour, [])
-            samples.append(sample)
-        for hour, added in by_hour.items():
-            if not all(a < b for a, b in itertools.pairwise(added)):
-                added = sorted(set(added))
-            self._place(hour, [Run.of(added)])
+        pending.sort()  # about linear: samples mostly arrive in order
+        hours = self._hours
+        for hour, samples in _by_hour(pending):
+            run = Run.of(samples)
+            if self._span is None and hour not in hours:
+                hours[hour] = [run]
+            else:
+                self._place(hour, [run])
+
+
+def _hold(
+    samples: list[SampleKey],
+    start: datetime,
+    end: datetime,
+    total: Decimal,
+    in_force: Decimal | None,
+    since: datetime,
+) -> tuple[Decimal, Decimal | None, datetime]:
+    """Add what sorted samples hold within [start, end) to ``total``, the value ``in_force`` held
+    since ``since``; return the total, the value in force after them and since when."""
+    for time, _, value in samples:
+        if time >= end:
+            break
+        if time >= start:
+            if in_force is not None:
+                total = _EXACT.add(total, _weight(in_force, time - since))
+            since = time
+        in_force = value
+    return total, in_force, since
 
 
 def _merged(runs: list[Run]) -> list[Run]:
@@ -399,6 +459,33 @@ def _written(run: Run) -> list[Any]:
     if run.count <= 2:
         return [list(sample) for sample in zip(*run.encode(), strict=True)]
     return [[*_summary_json(run), *run.encode()]]
+
+
+def _by_hour(samples: list[SampleKey]) -> list[tuple[datetime, list[SampleKey]]]:
+    """Sorted samples, repeats dropped, hour by hour."""
+    by_hour: list[tuple[datetime, list[SampleKey]]] = []
+    previous: SampleKey | None = None
+    hour_end: datetime | None = None
+    hour: list[SampleKey] = []
+    for sample in samples:
+        if sample == previous:
+            continue
+        previous = sample
+        if hour_end is None or sample[0] >= hour_end:
+            start = _hour(sample[0])
+            hour_end, hour = start + _HOUR, [sample]
+            by_hour.append((start, hour))
+        else:
+            hour.append(sample)
+    return by_hour
+
+
+def _written_samples(samples: list[SampleKey]) -> list[Any]:
+    """Sorted, distinct samples as JSON items, hour by hour (as their runs would be written)."""
+    written: list[Any] = []
+    for _, hour in _by_hour(samples):
+        written.extend(_written(Run.of(hour)) if len(hour) > 2 else [_encode(sample) for sample in hour])
+    return written
 
 
 def _summary_json(run: Run) -> list[Any]:
