@@ -24,8 +24,9 @@ class MemoryStore:
     def __init__(self, tables: Sequence[str]) -> None:
         self.tables: dict[str, dict[tuple[str, str], Item]] = {name: {} for name in tables}
         self._sort_keys: dict[tuple[str, str], list[str]] = {}
-        """Per table and partition, its sort keys in order: a query costs what it finds, as on
-        the real stores, not the size of the table."""
+        """Per table and partition queried, its sort keys in order: a query costs what it finds,
+        as on the real stores, not the size of the table (made on a partition's first query, so
+        that partitions only read by key, one per event, cost nothing)."""
         self._lock = threading.Lock()
 
     def _table(self, name: str) -> dict[tuple[str, str], Item]:
@@ -44,7 +45,9 @@ class MemoryStore:
         rows = self._table(table)
         key = _key(item)
         if key not in rows:
-            bisect.insort(self._sort_keys.setdefault((table, key[0]), []), key[1])
+            keys = self._sort_keys.get((table, key[0]))
+            if keys is not None:
+                bisect.insort(keys, key[1])
             self._created(table, item)
         rows[key] = copy.copy(item)
 
@@ -66,7 +69,9 @@ class MemoryStore:
     def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
         with self._lock:
             rows = self._table(table)
-            keys = self._sort_keys.get((table, pk), [])
+            keys = self._sort_keys.get((table, pk))
+            if keys is None:
+                keys = self._sort_keys[(table, pk)] = sorted(sk for p, sk in rows if p == pk)
             found = []
             for index in range(bisect.bisect_left(keys, sk_prefix), len(keys)):
                 if not keys[index].startswith(sk_prefix):
