@@ -3,7 +3,9 @@
 Each state folds in measurements one at a time and merges with another state of the same kind;
 folding chunks separately and merging them gives the state of folding everything at once, in
 any order. The streaming functions rely on this: each batch writes a partial state and a period's
-quantity is the merge of its partials. Quantities come out as exact ``Fraction``s.
+quantity is the merge of its partials. Quantities come out as exact ``Fraction``s. The
+time-weighted state, whose samples a ledger summarises and archives, has a module of its own
+(``timeweighted``).
 """
 
 from __future__ import annotations
