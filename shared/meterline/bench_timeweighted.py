@@ -6,6 +6,8 @@ the samples go through aggregate and rate in memory, as the cell drives them: st
 time is shared by its samples; the figure is the CPU per sample of the first and of the last 10%
 of the samples, and their ratio: a cost that grows with the tenant's history shows as a ratio
 well above one (re-reading and re-sorting every sample so far makes it grow linearly).
+`meterline bench --pipeline` runs it in a process of its own: the garbage collector's walks of a
+heap left by the runs before it would otherwise grow with it.
 """
 
 from __future__ import annotations
