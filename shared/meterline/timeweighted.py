@@ -300,15 +300,18 @@ class TimeWeightedState:
         if loose is not None and self._stays_raw(loose):
             summary._pending = list(loose)
             return summary
-        hours: list[Run] = []
-        for hour, runs in self._runs_by_hour():
+        kept, before, hours = self._to_store()
+        stored: list[Run] = []
+        for hour, runs in hours:
             first, last, count, area = _summary(runs)
             run = Run(first, last, count, area) if count > 2 else Run.of(sorted({first, last}))
             summary._hours[hour] = [run]
-            hours.append(run)
-        if len(hours) > SPAN_AFTER_HOURS:
-            summary._hours = {}
-            summary._span = Span(Run(*_summary(hours)), [item for run in hours for item in _written(run)])
+            stored.append(run)
+        if before is None and len(stored) <= SPAN_AFTER_HOURS:
+            return summary
+        whole = _summary(stored) if before is None else _summary([before, *_after(before, hours)])
+        summary._hours = {}
+        summary._span = Span(Run(*whole), [*kept, *(item for run in stored for item in _written(run))])
         return summary
 
     def to_archive(self) -> dict[datetime, TimeWeightedState]:
@@ -320,12 +323,34 @@ class TimeWeightedState:
         if loose is not None and self._stays_raw(loose):
             return {}
         archive: dict[datetime, TimeWeightedState] = {}
-        for hour, runs in self._runs_by_hour():
+        for hour, runs in self._to_store()[2]:
             raw = [run for run in runs if not run.archived]
             if raw and _summary(runs)[2] > 2:
                 part = archive[hour] = TimeWeightedState()
                 part._hours[hour] = raw
         return archive
+
+    def _to_store(self) -> tuple[list[Any], Run | None, list[tuple[datetime, list[Run]]]]:
+        """What storing the state rewrites: the span's written hours kept as they are, the span's
+        summary (None: no span kept), and the runs of every other hour. When everything new lies
+        after a stored span (samples arriving in order), only the span's last hour is decoded and
+        rewritten with them: storing costs the new hours, not all of them."""
+        self._settle()
+        span = self._span
+        if span is None or any(run.first < span.run.first for run in self._all_hours()):
+            return [], None, self._runs_by_hour()
+        last_hour = _hour(span.run.last[0])
+        cut = len(span.written)
+        while cut > 0 and _hour(_time(_item_time(span.written[cut - 1]))) == last_hour:
+            cut -= 1
+        tail = TimeWeightedState.from_json(span.written[cut:])
+        if span.archive is not None:
+            tail.attach(span.archive)
+        tail._settle()
+        hours = dict(tail._hours)
+        for hour, runs in self._hours.items():
+            hours[hour] = [*hours.get(hour, []), *runs]
+        return span.written[:cut], span.run, sorted(hours.items(), key=_first_item)
 
     @staticmethod
     def _stays_raw(samples: list[SampleKey]) -> bool:
@@ -441,6 +466,16 @@ def _summary(runs: list[Run]) -> tuple[SampleKey, SampleKey, int, Decimal]:
     for before, after in itertools.pairwise(runs):
         area = _EXACT.add(_EXACT.add(area, after.area), _gap(before, after))
     return runs[0].first, runs[-1].last, sum(run.count for run in runs), area
+
+
+def _after(whole: Run, hours: list[tuple[datetime, list[Run]]]) -> list[Run]:
+    """The runs after a span's summary."""
+    return [run for _, runs in hours for run in runs if run.first > whole.last]
+
+
+def _item_time(item: Any) -> str:
+    """The time of a written sample, or of a written run's first sample."""
+    return str(item[0] if type(item[0]) is str else item[0][0])
 
 
 def _overlap(run: Run, other: Run) -> bool:

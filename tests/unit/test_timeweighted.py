@@ -3,6 +3,7 @@ archived samples) giving exactly what its samples give, whatever the order, repe
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -261,10 +262,14 @@ def test_rollups_of_batches_read_with_later_batches_give_what_the_samples_give(
     opening: Decimal | None,
     data: st.DataObject,
 ) -> None:
-    # GIVEN batches of samples (repeats, ties, out of order) rolled up one after another, as a
-    # ledger does: the previous rollup, merged with the batch, archived and summarised again (its
-    # hours as one span, or not); the batches left over (``kept`` False) are read raw beside the
-    # last rollup, as rate does
+    # GIVEN batches of samples (repeats, ties, out of order; or, as a gauge mostly sends them, in
+    # order from one batch to the next) rolled up one after another, as a ledger does: the
+    # previous rollup, merged with the batch, archived and summarised again (its hours as one
+    # span, or not); the batches left over (``kept`` False) are read raw beside the last rollup,
+    # as rate does
+    if data.draw(st.booleans(), label="in order"):
+        ordered = iter(sorted(sample for batch in batches for sample in batch))
+        batches = [[next(ordered) for _ in batch] for batch in batches]
     archive = Archive()
     span_after = data.draw(SPAN_AFTER)
     rollup = TimeWeightedState()
@@ -285,6 +290,28 @@ def test_rollups_of_batches_read_with_later_batches_give_what_the_samples_give(
     assert reading.held(start, end, opening) == reference_held(every, start, end, opening)
     assert reading.closing(end) == reference_closing(every, end)
     assert reading.samples() == sorted(set(every))
+
+
+@PROPERTY
+@given(
+    samples=st.lists(sample_keys, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=6), data=st.data()
+)
+def test_a_span_rolled_up_with_samples_after_it_rewrites_only_its_last_hour_and_stays_exact(
+    samples: list[SampleKey], cuts: list[int], data: st.DataObject
+) -> None:
+    # GIVEN samples arriving in order, in batches, each batch rolled up into a span with the last
+    ordered = sorted(samples)
+    bounds = [0, *sorted(cuts), len(ordered)]
+    archive, rollup, seen = Archive(), TimeWeightedState(), []
+    for low, high in itertools.pairwise(bounds):
+        batch = ordered[low:high]
+        rollup.merge(state_of(*((t, i, str(v)) for t, i, v in batch)))
+        rollup = stored(rollup, archive, span_after=data.draw(st.sampled_from([0, 1])))
+        seen += batch
+        # THEN after every rollup the stored state is exactly that of the samples so far
+        assert rollup.quantity(NOVEMBER) == reference_held(seen, NOVEMBER.start, NOVEMBER.end, None)
+        assert rollup.closing(NOVEMBER.end) == reference_closing(seen, NOVEMBER.end)
+    assert rollup.samples() == sorted(set(samples))
 
 
 @PROPERTY
