@@ -98,13 +98,17 @@ def test_compaction_reports_rate_calls_by_quarter_and_what_rollups_write(report:
 
 
 def test_the_gauge_run_reports_cpu_per_sample_of_its_first_and_last_tenth(report: dict[str, Any]) -> None:
-    # GIVEN 3,000 per-second samples of one tenant's gauge through aggregate and rate (the fixture)
+    # GIVEN 3,000 per-second samples of one tenant's gauge through aggregate and rate, three times
+    # (the fixture)
     gauge = report["time_weighted"]
     # THEN it reports the CPU per sample of the first and the last 300 samples, and their ratio
     assert gauge["samples"] == SAMPLES and gauge["aggregate_batch"] == AGGREGATE.batch_size
     first, last = Decimal(gauge["first_cpu_us_per_sample"]), Decimal(gauge["last_cpu_us_per_sample"])
     assert first > 0 and last > 0
     assert Decimal(gauge["last_to_first"]) == (last / first).quantize(Decimal("0.01"))
+    # AND it is the run of median ratio of three, each in a process of its own
+    ratios = [Decimal(ratio) for ratio in gauge["runs_last_to_first"]]
+    assert len(ratios) == 3 and sorted(ratios)[1] == Decimal(gauge["last_to_first"])
     # AND the printed report carries the figure with its target
     printed = format_pipeline_report(report)
     assert f"{SAMPLES:,} per-second samples" in printed and "target ≤ 1.5" in printed
