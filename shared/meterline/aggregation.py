@@ -3,7 +3,9 @@
 Each state folds in measurements one at a time and merges with another state of the same kind;
 folding chunks separately and merging them gives the state of folding everything at once, in
 any order. The streaming functions rely on this: each batch writes a partial state and a period's
-quantity is the merge of its partials. Quantities come out as exact ``Fraction``s.
+quantity is the merge of its partials. Quantities come out as exact ``Fraction``s. The
+time-weighted state, whose samples a ledger summarises and archives, has a module of its own
+(``timeweighted``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 from meterline.catalog import Aggregation, Meter
 from meterline.periods import Period
+from meterline.timeweighted import TimeWeightedState
 
 Value = Decimal | str | None
 """A measured value: a Decimal, an identifier's text (unique_count), or None (count)."""
@@ -184,47 +187,6 @@ class LatestState:
         return cls(None if data is None else _sample_from_json(data))
 
 
-class TimeWeightedState:
-    """Keeps its samples: a sample's weight depends on the next one, which may arrive later."""
-
-    kind = Aggregation.TIME_WEIGHTED
-    __slots__ = ("samples",)
-
-    def __init__(self, samples: list[Sample] | None = None) -> None:
-        self.samples = samples if samples is not None else []
-
-    def add(self, value: Value, time: datetime, event_id: str) -> None:
-        assert isinstance(value, Decimal)
-        self.samples.append(Sample(time, event_id, value))
-
-    def merge(self, other: TimeWeightedState) -> None:
-        self.samples.extend(other.samples)
-
-    def quantity(self, period: Period) -> Fraction:
-        """Σ value × hours held: until the next sample, the last one until the period ends."""
-        ordered = self._ordered()
-        ends = [sample[0] for sample in ordered[1:]]
-        ends.append(period.end)
-        # Exact: Σ value × microseconds held in integer-scaled Decimals, then one division to hours.
-        total = Decimal(0)
-        for (start, _, value), until in zip(ordered, ends, strict=True):
-            held = until - start
-            microseconds = (held.days * 86_400 + held.seconds) * 1_000_000 + held.microseconds
-            total = _EXACT.add(total, _EXACT.multiply(value, microseconds))
-        return Fraction(total) / _MICROSECONDS_PER_HOUR
-
-    def _ordered(self) -> list[tuple[datetime, str, Decimal]]:
-        """The distinct samples by (time, event id), as tuples: sorting them costs no Python calls."""
-        return sorted({(sample.time, sample.event_id, sample.value) for sample in self.samples})
-
-    def to_json(self) -> Any:
-        return [[time.isoformat(), event_id, str(value)] for time, event_id, value in self._ordered()]
-
-    @classmethod
-    def from_json(cls, data: Any) -> TimeWeightedState:
-        return cls([_sample_from_json(item) for item in data])
-
-
 STATE_TYPES: dict[Aggregation, Any] = {
     state.kind: state
     for state in (SumState, CountState, MaxState, MinState, UniqueCountState, LatestState, TimeWeightedState)
@@ -247,7 +209,6 @@ def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fract
 
 
 _EPOCH = datetime(1970, 1, 1)
-_MICROSECONDS_PER_HOUR = 3_600_000_000
 
 
 def _exact_add(total: Decimal, value: Value) -> Decimal:

@@ -245,7 +245,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _in_fresh_process(job: Callable[..., _Result], *args: Any) -> _Result:
+def in_fresh_process(job: Callable[..., _Result], *args: Any) -> _Result:
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(job, *args).result()
 
@@ -258,9 +258,9 @@ def bench(events: int) -> dict[str, Any]:
         path = os.path.join(folder, "usage.ndjson")
         # Each step in its own fresh process: a child's peak RSS starts from its parent's RSS at the
         # fork (Linux keeps it across exec), so this process never holds the events itself.
-        _in_fresh_process(write_events, path, events)
-        baseline = _in_fresh_process(run_baseline, path)
-        exact = _in_fresh_process(run_meterline, path)
+        in_fresh_process(write_events, path, events)
+        baseline = in_fresh_process(run_baseline, path)
+        exact = in_fresh_process(run_meterline, path)
     baseline_rate = events / baseline.seconds
     exact_rate = events / exact.seconds
     return {
@@ -340,6 +340,12 @@ def add_parser(commands: Any) -> None:
         "--catalog",
         action="store_true",
         help="CPU and memory of loading a catalog at the size limit: a realistic one and hostile shapes",
+    )
+    command.add_argument(
+        "--samples",
+        type=_event_count,
+        help="with --pipeline: per-second samples of one tenant's gauge through aggregate and rate"
+        " (default 1,000,000)",
     )
     command.add_argument(
         "--write-measured",

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import yaml
 
-from meterline.bench import _in_fresh_process
+from meterline.bench import in_fresh_process
 from meterline.catalog import MAX_CATALOG_BYTES, CatalogError, parse_catalog
 
 _HEAD = "meters:\n  - {key: m, event_type: t, aggregation: count}\nplans:\n"
@@ -124,11 +124,11 @@ def _peak_rss_mb() -> float:
 
 def bench_catalog() -> dict[str, Any]:
     full, half = MAX_CATALOG_BYTES, MAX_CATALOG_BYTES // 2
-    loads = {shape: _in_fresh_process(load, shape, full) for shape in SHAPES}
+    loads = {shape: in_fresh_process(load, shape, full) for shape in SHAPES}
     halves = {
-        shape: _in_fresh_process(load, shape, half) for shape in ("sample", "numbers", "keys", "versions")
+        shape: in_fresh_process(load, shape, half) for shape in ("sample", "numbers", "keys", "versions")
     }
-    pyyaml = _in_fresh_process(load, "sample", full, True)
+    pyyaml = in_fresh_process(load, "sample", full, True)
     baseline = loads["sample"].cpu_seconds
     return {
         "limit_bytes": MAX_CATALOG_BYTES,
