@@ -9,8 +9,7 @@ import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, encode_item
 from meterline.catalog import load_catalog
-from meterline.pipeline.aggregate import DEAD_PK
-from meterline.pipeline.ledger import is_partial
+from meterline.pipeline.ledger import DEAD_PK, is_partial
 from meterline.records import AcceptedUsage, unpack_book
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
 from meterline.usage import UsageBook

@@ -17,7 +17,8 @@ from meterline.adapters.usage_join import NotYetMeteredError, accepted_usage
 from meterline.catalog import Catalog
 from meterline.local.ledgers import LedgerCounts
 from meterline.metering import Metering
-from meterline.pipeline.aggregate import DEAD_PK, Aggregator, StreamRecord
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.ledger import DEAD_PK
 from meterline.pipeline.meter import DeliveredRecord, Meter
 from meterline.pipeline.processing import MAX_ATTEMPTS, AggregateProcessor, MeterProcessor, MeterReport
 from meterline.ports import Item, RetriableStoreError, StoreError

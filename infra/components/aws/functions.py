@@ -25,6 +25,7 @@ from infra.config import KafkaPollers
 from infra.packaging import ARCHITECTURE, HANDLER, RUNTIME, LambdaPackages
 from infra.settings import rendered
 from meterline.adapters.aws_lambda import AwsSettings
+from meterline.pipeline.ledger import PARTIAL
 from meterline.topology import Function, Topic, TriggerKind
 
 TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300, (), (), ())
@@ -39,7 +40,7 @@ STREAM_FILTERS = {
     # TTL expiries arrive as REMOVE records: not usage
     "aggregate": {"eventName": ["INSERT"]},
     # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
-    "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "partial|"}]}}}},
+    "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": PARTIAL}]}}}},
 }
 FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 MAPPING_METRICS = ["EventCount"]

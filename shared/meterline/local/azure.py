@@ -18,8 +18,9 @@ from datetime import datetime
 
 from meterline.adapters.azure_functions import AzureSettings
 from meterline.bootstrap import bootstrap
+from meterline.pipeline.ledger import closed_periods
 from meterline.settings import KafkaAuth
-from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
+from meterline.topology import TOPICS, USAGE_EVENTS
 
 from .azure_app import EVENT_HUB_TRIGGER, TIMER_TRIGGER, FunctionAppError
 from .azure_runtime import AzureRuntime
@@ -113,10 +114,9 @@ class AzureCell(CellLifecycle):
     def close_periods(self, now: str) -> list[str]:
         """close's timer firing at ``now``: the periods it closed."""
         self.clock.set(datetime.fromisoformat(now))
-        before = {str(item["sk"]) for item in self.store.query(AGGREGATES_TABLE.name, "closed")}
+        before = set(closed_periods(self.store))
         self._fire(self.closer)
-        after = {str(item["sk"]) for item in self.store.query(AGGREGATES_TABLE.name, "closed")}
-        return sorted(after - before)
+        return sorted(str(period) for period in set(closed_periods(self.store)) - before)
 
     def drain(self, tick: Callable[[], None]) -> None:
         """Until every acknowledged record went through meter and then aggregate; then rate fires."""

@@ -15,8 +15,10 @@ from meterline.catalog import Catalog
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
 from meterline.periods import Period
+from meterline.pipeline.outcomes import OutcomesLedger
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Store
-from meterline.topology import AGGREGATES_TABLE, INVOICES_TABLE, OUTCOMES_TABLE, USAGE_TABLE
+from meterline.topology import INVOICES_TABLE
 
 
 class LedgerCounts:
@@ -25,13 +27,13 @@ class LedgerCounts:
     def __init__(self, store: Store) -> None:
         self.accepted_by_period: Counter[Period] = Counter()
         self.tenants_by_period: dict[Period, set[str]] = {}
-        for item in store.scan(USAGE_TABLE.name):
+        for item in UsageLedger(store).items():
             period = Period.of(datetime.fromisoformat(str(item["time"])))
             self.accepted_by_period[period] += 1
             self.tenants_by_period.setdefault(period, set()).add(str(item["subject"]))
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
-        for item in store.scan(OUTCOMES_TABLE.name):
+        for item in OutcomesLedger(store).items():
             if item["outcome"] == "duplicate":
                 self.duplicates += 1
             elif item["outcome"] == "rejected":  # not "retrying": a record to be delivered again
@@ -62,15 +64,6 @@ class LedgerCounts:
             out_of_period=sum(self.accepted_by_period.values()) - accepted,
             rejected_by_reason=Counter(self.rejected_by_reason),
         )
-
-
-def closed_periods(store: Store) -> dict[Period, list[str]]:
-    """Each closed period with its unbilled tenants (written when its close completed)."""
-    return {
-        Period.parse(str(item["sk"])): orjson.loads(item["unbilled"])  # type: ignore[arg-type]
-        for item in store.query(AGGREGATES_TABLE.name, "closed")
-        if "unbilled" in item
-    }
 
 
 def invoices_by_period(store: Store) -> dict[str, list[dict[str, Any]]]:

@@ -24,10 +24,11 @@ import orjson
 from meterline.bootstrap import LazyPublisher
 from meterline.catalog import Aggregation, Catalog, load_catalog
 from meterline.periods import Period
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Item, Publisher, Store
-from meterline.records import event_digest, key_part
+from meterline.records import key_part
 from meterline.settings import SettingsError
-from meterline.topology import CHARGES_TABLE, USAGE_EVENTS, USAGE_TABLE
+from meterline.topology import CHARGES_TABLE, USAGE_EVENTS
 
 if TYPE_CHECKING:
     from meterline.adapters.aws_lambda import AwsSettings
@@ -187,11 +188,10 @@ def run(
         cell.publisher.publish(USAGE_EVENTS.name, tenant.encode(), event.line)
     cell.publisher.flush()
     deadline = started + timeout
-    waiting = {event_digest(event.key): event.key[2] for event in events}
+    usage = UsageLedger(cell.store)
+    waiting = {event.key: event.key[2] for event in events}
     while waiting and clock() < deadline:
-        waiting = {
-            pk: id_ for pk, id_ in waiting.items() if cell.store.get(USAGE_TABLE.name, pk, "event") is None
-        }
+        waiting = {key: id_ for key, id_ in waiting.items() if usage.standing(key) is None}
         if waiting:
             sleep(poll)
     report.metered = len(events) - len(waiting)

@@ -34,25 +34,25 @@ from dataclasses import dataclass
 
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
-from meterline.records import AcceptedUsage, event_digest, key_part, pack_book
+from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
+from meterline.records import AcceptedUsage, event_digest, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
 from .ledger import (
     MAX_CHUNK_BYTES,
+    Marker,
     PeriodLedger,
+    dead_item,
     fence_sk,
-    marker_prefix,
-    partial_sk,
+    markers,
+    note_usage,
+    partial_item,
     period_pk,
-    sequence_key,
 )
-from .meter import printable
+from .outcomes import printable
 
 TABLE = AGGREGATES_TABLE.name
-DEAD_PK = "dead"
-"""The partition of records set aside: stream records that could not be applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +68,6 @@ class Slot:
 
     billed_in: Period
     window: int
-
-
-@dataclass(frozen=True, slots=True)
-class Marker:
-    first: int
-    last: int
-    periods: frozenset[str]
-
-    def covers(self, record: StreamRecord) -> bool:
-        return str(record.usage.period) in self.periods and self.first <= int(record.sequence) <= self.last
 
 
 class Aggregator:
@@ -119,15 +109,16 @@ class Aggregator:
     def unapplied(self, batch: str, records: Sequence[StreamRecord]) -> list[StreamRecord]:
         """The records no marker of this batch covers, looking in every ledger that may have
         billed them (their own period's, and each later one up to where they are billed now)."""
-        markers: list[Marker] = []
+        found: list[Marker] = []
         for billed_in in sorted(self.ledgers_for({record.usage.period for record in records})):
-            for item in self.store.query(TABLE, period_pk(billed_in), marker_prefix(batch)):
-                periods = frozenset(str(item["periods"]).split(","))
-                first = int(str(item["sk"]).rsplit("|", 1)[1])
-                markers.append(Marker(first, int(str(item["last"])), periods))
-        if not markers:
+            found += markers(self.store, billed_in, batch)
+        if not found:
             return list(records)
-        return [record for record in records if not any(marker.covers(record) for marker in markers)]
+        return [
+            record
+            for record in records
+            if not any(marker.covers(record.sequence, record.usage.period) for marker in found)
+        ]
 
     def ledgers_for(self, periods: Iterable[Period]) -> set[Period]:
         found: set[Period] = set()
@@ -170,23 +161,14 @@ class Aggregator:
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
-        pk, first = period_pk(slot.billed_in), records[0].sequence
-        partial: Item = {
-            "pk": pk,
-            "sk": partial_sk(slot.window, first),
-            "book": blob,
-            "tenants": len({tenant for tenant, _ in book.states}),
-        }
-        marker: Item = {
-            "pk": pk,
-            "sk": marker_prefix(batch) + sequence_key(first),
-            "last": records[-1].sequence,
-            "periods": ",".join(sorted({str(record.usage.period) for record in records})),
-        }
+        first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})
+        marker = Marker(
+            int(first), int(records[-1].sequence), frozenset(str(record.usage.period) for record in records)
+        )
         return [
-            PutNew(TABLE, partial),
-            Expect(TABLE, pk, fence_sk(slot.window), "sealed_at", None),
-            PutNew(TABLE, marker),
+            PutNew(TABLE, partial_item(slot.billed_in, slot.window, first, blob, tenants)),
+            Expect(TABLE, period_pk(slot.billed_in), fence_sk(slot.window), "sealed_at", None),
+            PutNew(TABLE, marker.to_item(slot.billed_in, batch)),
         ]
 
     def poison(self, records: Sequence[StreamRecord]) -> set[int]:
@@ -210,20 +192,13 @@ class Aggregator:
     ) -> None:
         """File a stream record that cannot be applied under ``dead`` (idempotent: the same record
         gets the same item), and count it."""
-        item: Item = {
-            "pk": DEAD_PK,
-            "sk": f"{sequence_key(sequence)}|{key_part(delivery)}",
-            "error": printable(error),
-            "delivery": printable(delivery),
-        }
-        if key is not None:
-            item["usage_pk"] = event_digest(key)
-        self.store.put(TABLE, item)
+        usage_pk = None if key is None else event_digest(key)
+        self.store.put(TABLE, dead_item(sequence, printable(delivery), printable(error), usage_pk))
         self.dead_lettered += 1
 
     def index_period(self, period: Period) -> None:
         """Note which periods have usage (for the closer), outside the transaction: a shared
         item in every transaction would make concurrent shards conflict."""
         if period not in self.indexed:
-            self.store.put(TABLE, {"pk": "periods", "sk": str(period)})
+            note_usage(self.store, period)
             self.indexed.add(period)

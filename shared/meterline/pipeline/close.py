@@ -26,7 +26,7 @@ from meterline.records import key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
 from meterline.usage import UsageBook
 
-from .ledger import PeriodLedger
+from .ledger import PeriodLedger, is_closed, periods_with_usage, record_closed
 
 AGGREGATES = AGGREGATES_TABLE.name
 INVOICES = INVOICES_TABLE.name
@@ -41,13 +41,13 @@ class Closer:
 
     def due(self, now: datetime) -> list[Period]:
         """Every period from the first with usage up to the last whose grace has passed, not yet closed."""
-        with_usage = [Period.parse(str(item["sk"])) for item in self.store.query(AGGREGATES, "periods")]
+        with_usage = periods_with_usage(self.store)
         if not with_usage:
             return []
         periods: list[Period] = []
         period = min(with_usage)
         while period.end + self.grace <= now:
-            if self.store.get(AGGREGATES, "closed", str(period)) is None:
+            if not is_closed(self.store, period):
                 periods.append(period)
             period = period.next()
         return periods
@@ -77,15 +77,7 @@ class Closer:
             invoice = rate_tenant(self.catalog, customer, plan, period, usage, adjustments.get(tenant, ()))
             invoices.append(self.issue(invoice))
         self.publish(period, invoices)
-        self.store.put(
-            AGGREGATES,
-            {
-                "pk": "closed",
-                "sk": str(period),
-                "unbilled": orjson.dumps(sorted(unbilled)),
-                "invoices": len(invoices),
-            },
-        )
+        record_closed(self.store, period, sorted(unbilled), len(invoices))
         return invoices
 
     def issue(self, invoice: Invoice) -> Item:

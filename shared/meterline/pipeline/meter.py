@@ -26,14 +26,12 @@ from typing import NamedTuple
 from meterline.catalog import Catalog
 from meterline.events import EventError, Reason
 from meterline.metering import Metering
-from meterline.ports import Item, Publisher, Store
+from meterline.ports import Publisher, Store
 from meterline.records import Delivery, usage_record
-from meterline.topology import OUTCOMES_TABLE, USAGE_REJECTED, USAGE_TABLE
+from meterline.topology import USAGE_REJECTED
 
-RETRYING = "retrying"
-"""The outcomes ledger's entry for a record that failed and will be delivered again: not an outcome."""
-DETAIL_CHARACTERS = 500
-"""How much of a rejection's detail the outcome and the dead letter carry."""
+from .outcomes import OutcomesLedger, printable
+from .usage_ledger import UsageLedger
 
 
 class Outcome(StrEnum):
@@ -60,6 +58,8 @@ class Meter:
     def __init__(self, catalog: Catalog, store: Store, publisher: Publisher) -> None:
         self.metering = Metering(catalog.meters_by_type)
         self.store = store
+        self.usage = UsageLedger(store)
+        self.outcomes = OutcomesLedger(store)
         self.publisher = publisher
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
@@ -69,39 +69,32 @@ class Meter:
         except EventError as error:
             self.reject(record, error)
             return Outcome.REJECTED, error.reason.value
-        first = self.store.put_new(USAGE_TABLE.name, item)
-        if first is None or first.get("at") == usage.delivery:
+        first = self.usage.add(item)
+        if first is None or first.delivery == usage.delivery:
             return Outcome.ACCEPTED, ""
-        if first.get("fp") == usage.fingerprint:
-            self.store.put(
-                OUTCOMES_TABLE.name, outcome_item(record.delivery, Outcome.DUPLICATE, "duplicate", "")
-            )
+        if first.fingerprint == usage.fingerprint:
+            self.outcomes.record(record.delivery, Outcome.DUPLICATE, "duplicate", "")
             return Outcome.DUPLICATE, ""
         conflict = EventError(
-            Reason.CONFLICT, f"an earlier event with this (subject, source, id) stands ({first.get('at')!s})"
+            Reason.CONFLICT, f"an earlier event with this (subject, source, id) stands ({first.delivery})"
         )
         self.reject(record, conflict)
         return Outcome.REJECTED, Reason.CONFLICT.value
 
     def count_attempt(self, delivery: Delivery, failure: Exception) -> int:
         """Count a failed attempt at the record under its delivery; return the attempts so far."""
-        pk, sk = delivery.outcome_key()
-        stored = self.store.get(OUTCOMES_TABLE.name, pk, sk)
-        attempts = int(stored.get("attempts", 0)) + 1 if stored is not None else 1
-        item = outcome_item(delivery, RETRYING, "", f"{type(failure).__name__}: {failure}")
-        self.store.put(OUTCOMES_TABLE.name, {**item, "attempts": attempts})
-        return attempts
+        return self.outcomes.count_attempt(delivery, f"{type(failure).__name__}: {failure}")
 
     def dead_letter(self, record: DeliveredRecord, failure: Exception, attempts: int) -> Settled:
         """Give up on a record that failed ``attempts`` times: rejected as unprocessable, unless an
         attempt that failed after its usage write had already accepted it."""
         try:
-            usage, item = usage_record(self.metering, record.value, str(record.delivery))
+            usage, _ = usage_record(self.metering, record.value, str(record.delivery))
         except EventError:
             pass  # never accepted: rejecting it now is its one outcome
         else:  # its usage may have been written by an attempt that failed after the write
-            stored = self.store.get(USAGE_TABLE.name, str(item["pk"]), str(item["sk"]))
-            if stored is not None and stored.get("at") == usage.delivery:
+            stored = self.usage.standing(usage.key)
+            if stored is not None and stored.delivery == usage.delivery:
                 return Outcome.ACCEPTED, "", 0
         detail = f"failed {attempts} times; the last time: {type(failure).__name__}: {failure}"
         self.reject(record, EventError(Reason.UNPROCESSABLE, detail), attempts)
@@ -109,16 +102,14 @@ class Meter:
 
     def reject(self, record: DeliveredRecord, error: EventError, attempts: int = 0) -> None:
         detail = printable(error.detail)
-        outcome = outcome_item(record.delivery, Outcome.REJECTED, error.reason.value, detail)
         headers = {
             "reason": error.reason.value.encode(),
             "detail": detail.encode(),
             "delivery": str(record.delivery).encode("utf-8", "backslashreplace"),
         }
         if attempts:
-            outcome["attempts"] = attempts
             headers["attempts"] = str(attempts).encode()
-        self.store.put(OUTCOMES_TABLE.name, outcome)
+        self.outcomes.record(record.delivery, Outcome.REJECTED, error.reason.value, detail, attempts)
         try:
             # Flushed per reject (rejects are rare): the record counts as handled only once the
             # dead letter is acknowledged, and a frozen Lambda keeps nothing buffered.
@@ -126,14 +117,3 @@ class Meter:
             self.publisher.flush()
         except Exception as failure:
             raise PublishError(str(failure)) from failure
-
-
-def outcome_item(delivery: Delivery, outcome: str, reason: str, detail: str) -> Item:
-    pk, sk = delivery.outcome_key()
-    return {"pk": pk, "sk": sk, "outcome": outcome, "reason": reason, "detail": printable(detail)}
-
-
-def printable(detail: str) -> str:
-    """The detail cut to DETAIL_CHARACTERS, any lone surrogate escaped: stores and brokers take
-    only Unicode text, and a detail may quote the bad input itself."""
-    return detail[:DETAIL_CHARACTERS].encode("utf-8", "backslashreplace").decode("utf-8")
