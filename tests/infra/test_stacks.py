@@ -99,7 +99,7 @@ def test_ledgers_follow_the_topology_and_are_durable_and_encrypted(cell: dict[st
         assert inputs["streamEnabled"] is (table.stream is not None)
         if table.stream:
             assert inputs["streamViewType"] == table.stream.value
-        assert inputs.get("ttl", {}).get("attributeName") == table.ttl_attribute
+        assert "ttl" not in inputs  # nothing in the ledger expires
     assert key["inputs"]["enableKeyRotation"] is True
 
 

@@ -58,7 +58,7 @@ def test_kafka_topics_follow_the_topology_and_usage_is_bridged_to_pubsub(
     )
 
 
-def test_the_ledger_is_one_durable_cmek_firestore_database_with_ttl_where_the_topology_says(
+def test_the_ledger_is_one_durable_cmek_firestore_database_where_nothing_expires(
     gcp: tuple[str, dict[str, Any]],
 ) -> None:
     _, build = gcp
@@ -67,10 +67,7 @@ def test_the_ledger_is_one_durable_cmek_firestore_database_with_ttl_where_the_to
     assert inputs["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
     assert inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
     assert "/cryptoKeys/" in inputs["cmekConfig"]["kmsKeyName"]
-    ttl = {
-        r["inputs"]["collection"]: r["inputs"]["field"] for r in of_type(build, "gcp:firestore/field:Field")
-    }
-    assert ttl == {collection(t.name): t.ttl_attribute for t in TABLES if t.ttl_attribute}
+    assert of_type(build, "gcp:firestore/field:Field") == []  # no TTL policy
 
 
 def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_for(

@@ -37,7 +37,7 @@ after bounded retries would be usage missing from the invoices, where one retrie
 (and its IteratorAge alarm fires). rate may skip: the next partial re-rates the tenant."""
 SCHEDULE_RETRIES = 3
 STREAM_FILTERS = {
-    # TTL expiries arrive as REMOVE records: not usage
+    # usage items are only ever inserted: a MODIFY or REMOVE (someone editing the table) is not usage
     "aggregate": {"eventName": ["INSERT"]},
     # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
     "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": PARTIAL}]}}}},

@@ -20,7 +20,7 @@ What the triggers are taken to carry:
 - rate: a Firestore ``document.v1.created`` event per aggregates document, in protobuf
   (``DocumentEventData``) or its JSON form. The document's fields are the store item's
   attributes, ``pk`` and ``sk`` included, with Firestore's own string, integer, bytes and boolean
-  values; timestamp fields (a TTL's ``expires_at``) are not ledger data and are left out.
+  values; a timestamp field is not ledger data and is left out.
 """
 
 from __future__ import annotations
