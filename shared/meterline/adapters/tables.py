@@ -14,12 +14,12 @@ escaping keeps prefixes (``sk`` starts with p exactly when its escaped form star
 
 Transactions are entity group transactions, which Azure runs on ONE table and ONE partition
 only: exactly what the store port offers on every adapter (``ports.transaction_keys`` refuses
-more, before anything is read or written). Within a partition, conditions are checked optimistically: each conditioned
-entity is read, the condition evaluated here, and the write sent conditional on the ETag read
-(or as a create where there was no entity), so a concurrent change fails the whole batch,
-which is then evaluated again. An ``Expect`` of an absent item cannot be checked without a
-write: it creates a placeholder entity (``meterline_absent``) that reads as absent everywhere
-and that a later create or put replaces.
+more, before anything is read or written). Within a partition, conditions are checked
+optimistically: each conditioned entity is read, the condition evaluated here, and the write sent
+conditional on the ETag read (or as a create where there was no entity), so a concurrent change
+fails the whole batch, which is then evaluated again. An ``Expect`` of an absent item cannot be
+checked without a write: it creates a placeholder entity (``meterline_absent``) that reads as
+absent everywhere and that a later create or put replaces.
 """
 
 from __future__ import annotations
