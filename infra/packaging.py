@@ -1,5 +1,6 @@
-"""Lambda packages: one small zip per function (its handler, the meterline core, the catalog) and
-one shared layer with the third-party runtime dependencies, built for arm64 / Python 3.13.
+"""Lambda packages: one small zip per function (its handler, the core modules the handler can
+import -- its import closure, `infra.closure` -- and the catalog) and one shared layer with the
+third-party runtime dependencies, built for arm64 / Python 3.13.
 
 The zips are deterministic (sorted entries, fixed timestamps) so an unchanged function does not
 redeploy. The layer is fetched once with pip for the Lambda platform and cached by its pins.
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.closure import core_closure
 from infra.config import REPO_ROOT
 
 RUNTIME = "python3.13"
@@ -58,12 +60,6 @@ LAYER_DISTRIBUTIONS = (
     "aws-msk-iam-sasl-signer-python",
     "click",
 )
-OPERATOR_TOOLS = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "smoke_cli.py", "bench.py", "local", "samples", "__pycache__"}
-)
-"""Core modules no function imports, on any cloud: the command line, the local runtime, samples."""
-# and, in a Lambda zip, the other clouds' wiring
-_CORE_EXCLUDED = OPERATOR_TOOLS | {"gcp", "azure", "gcp.py", "azure.py", "py.typed"}
 _HANDLER_EXCLUDED = frozenset({"gcp.py", "azure.py", "tests", "__pycache__"})
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -103,21 +99,26 @@ def build_packages(jobs: list[str], catalog: Path, out_dir: Path, *, offline: bo
 
 
 def build_function_archive(job: str, catalog: Path, out_dir: Path) -> Path:
-    """`<out_dir>/<job>.zip`: the handler at the root (handler `aws.handler`), the core as
-    `meterline/` and the stack's catalog as `catalog.yaml`. A missing handler still gets an
-    archive with the core, so an offline preview of a cell works before its handlers exist."""
+    """`<out_dir>/<job>.zip`: the handler at the root (handler `aws.handler`), its import closure
+    in the core under `meterline/` and the stack's catalog as `catalog.yaml`. A missing handler
+    still gets an archive (the catalog alone), so an offline preview works before it exists."""
     source = function_source(job)
     archive = out_dir / f"{job}.zip"
     entries = sorted(
-        [
-            *tree_entries(source, source, _HANDLER_EXCLUDED),
-            *tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED),
-        ],
+        [*tree_entries(source, source, _HANDLER_EXCLUDED), *core_entries(source / "aws.py")],
         key=lambda entry: entry[0],
     )
     entries.append((CATALOG_NAME, catalog))
     write_zip(archive, entries)
     return archive
+
+
+def core_entries(handler: Path) -> list[tuple[str, Path]]:
+    """The archive entries of the core modules ``handler`` can import (none without a handler)."""
+    if not handler.is_file():
+        return []
+    closure = core_closure(handler, CORE_DIR)
+    return sorted((path.relative_to(CORE_DIR.parent).as_posix(), path) for path in closure)
 
 
 def tree_entries(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[str, Path]]:

@@ -50,11 +50,9 @@ from infra.components.azure.roles import (
 )
 from infra.packaging import (
     CATALOG_NAME,
-    CORE_DIR,
     FUNCTIONS_DIR,
-    OPERATOR_TOOLS,
+    core_entries,
     offline_build,
-    tree_entries,
     vendored_dependencies,
     write_zip,
 )
@@ -151,12 +149,11 @@ def ncrontab(expression: str) -> str:
 def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None) -> Path:
     """`<out>/<job>.zip`: the job's blueprint (functions/<job>/azure.py as `<job>_function.py`), a
     `function_app.py` that registers it alone (the host indexes only a FunctionApp there), host.json,
-    the core, the catalog and the entries of the `dependencies` zip when there is one."""
+    the core modules the blueprint can import (its import closure), the catalog and the entries of
+    the `dependencies` zip when there is one."""
     out.mkdir(parents=True, exist_ok=True)
-    entries: list[tuple[str, Path | bytes]] = sorted(
-        tree_entries(CORE_DIR, CORE_DIR.parent, OPERATOR_TOOLS), key=lambda entry: entry[0]
-    )
     handler = FUNCTIONS_DIR / job / "azure.py"
+    entries: list[tuple[str, Path | bytes]] = [*core_entries(handler)]
     if handler.is_file():
         entries += [
             (f"{job}_function.py", handler),
