@@ -4,7 +4,7 @@ third-party runtime dependencies, built for arm64 / Python 3.13.
 
 The zips are deterministic (sorted entries, fixed timestamps) so an unchanged function does not
 redeploy. The layer is fetched once with pip for the Lambda platform and cached by its pins.
-Run `python -m infra.packaging --measure` for package sizes and handler cold-import times.
+Run `python -m infra.packaging --measure` for package sizes (cold imports: `meterline bench --cold-import`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -336,47 +335,24 @@ def write_zip(
 
 
 def measure(jobs: list[str], catalog: Path) -> None:
+    """Resource counts and archive sizes (each handler's cold import: `meterline bench --cold-import`)."""
     from infra.config import stack_names
     from infra.preview import preview_stack
 
     for stack in stack_names():
         print(f"stack {stack}: {len(preview_stack(stack)['resources'])} resources")
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch)
         for job in jobs:
-            archive = build_function_archive(job, catalog, out)
-            extracted = out / job
-            shutil.unpack_archive(archive, extracted)
-            has_handler = (extracted / "aws.py").is_file()
-            seconds = _cold_import_seconds(extracted) if has_handler else None
-            timing = f"cold import {seconds * 1000:.0f} ms" if seconds is not None else "no handler yet"
-            print(f"function {job}: {archive.stat().st_size / 1024:.1f} KiB zipped; {timing}")
+            archive = build_function_archive(job, catalog, Path(scratch))
+            print(f"function {job}: {archive.stat().st_size / 1024:.1f} KiB zipped")
         layer = layer_archive_path()
         if layer.is_file():
             print(f"layer {layer.name}: {layer.stat().st_size / 1024 / 1024:.1f} MiB zipped")
 
 
-def _cold_import_seconds(root: Path) -> float:
-    code = "import time; t = time.perf_counter(); import aws; print(time.perf_counter() - t)"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "METERLINE_CATALOG": str(root / CATALOG_NAME),
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise PackagingError(f"handler in {root.name} does not import: {result.stderr.strip()[-300:]}")
-    return float(result.stdout.strip() or time.perf_counter() - started)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.packaging")
-    parser.add_argument("--measure", action="store_true", help="print resource counts, sizes, import times")
+    parser.add_argument("--measure", action="store_true", help="print resource counts and package sizes")
     parser.add_argument("--layer", action="store_true", help="fetch and cache the dependency layer")
     args = parser.parse_args()
     from meterline.topology import FUNCTIONS
