@@ -134,7 +134,7 @@ def rate_book(catalog: Catalog, book: UsageBook, period: Period, summary: Summar
     unbilled = sorted(with_usage - catalog.customers.keys())
     for tenant in sorted(catalog.customers):
         customer = catalog.customers[tenant]
-        plan = catalog.plan_in_effect(customer.plan, period)
+        plan = catalog.plan_in_effect(customer.subscriptions[-1].plan, period)
         if plan is None:
             if tenant in with_usage:
                 unbilled.append(tenant)

@@ -12,7 +12,17 @@ import orjson
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from meterline.catalog import Aggregation, Catalog, Charge, Customer, Meter, Plan, PricingModel, Tier
+from meterline.catalog import (
+    Aggregation,
+    Catalog,
+    Charge,
+    Customer,
+    Meter,
+    Plan,
+    PricingModel,
+    Subscription,
+    Tier,
+)
 from meterline.events import parse_event
 from meterline.metering import Metering
 from meterline.money import minor_units, round_money
@@ -326,7 +336,7 @@ def tenants(draw: st.DrawFn) -> tuple[Catalog, Customer, Plan, dict[Any, Fractio
         draw(optional_money),
     )
     overrides = tuple(draw(charges(key)) for key in draw(st.lists(st.sampled_from(meter_keys), unique=True)))
-    customer = Customer("org-1", "p", overrides, draw(optional_money))
+    customer = Customer("org-1", (Subscription("p", plan.effective_from),), overrides, draw(optional_money))
     plans = Catalog(meters=meters, plans={"p": (plan,)}, customers={"org-1": customer})
     usage_keys = st.tuples(st.sampled_from(meter_keys), st.tuples(st.sampled_from(["a", "b", None])))
     usage = draw(st.dictionaries(usage_keys, quantities, max_size=6))

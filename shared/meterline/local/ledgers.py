@@ -48,7 +48,7 @@ class LedgerCounts:
             tenant
             for tenant in self.tenants_by_period.get(period, ())
             if tenant not in catalog.customers
-            or catalog.plan_in_effect(catalog.customers[tenant].plan, period) is None
+            or catalog.plan_in_effect(catalog.customers[tenant].subscriptions[-1].plan, period) is None
         }
         return sorted(set(at_close) | late)
 

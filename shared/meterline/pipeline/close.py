@@ -68,7 +68,7 @@ class Closer:
         unbilled = sorted(with_usage - self.catalog.customers.keys())
         invoices: list[Item] = []
         for tenant, customer in sorted(self.catalog.customers.items()):
-            plan = self.catalog.plan_in_effect(customer.plan, period)
+            plan = self.catalog.plan_in_effect(customer.subscriptions[-1].plan, period)
             if plan is None:
                 if tenant in with_usage:
                     unbilled.append(tenant)
@@ -135,7 +135,7 @@ class Closer:
         return {tenant: tuple(lines) for tenant, lines in by_tenant.items()}
 
     def difference(self, customer: Customer, late: Period, before: UsageBook, after: UsageBook) -> list[Line]:
-        plan = self.catalog.plan_in_effect(customer.plan, late)
+        plan = self.catalog.plan_in_effect(customer.subscriptions[-1].plan, late)
         if plan is None:
             return []
         charges = self.catalog.charges_for(customer, plan)

@@ -81,7 +81,7 @@ class RunningCharges:
         customer = self.catalog.customers.get(tenant)
         if customer is None:
             return 0
-        plan = self.catalog.plan_in_effect(customer.plan, period)
+        plan = self.catalog.plan_in_effect(customer.subscriptions[-1].plan, period)
         if plan is None:
             return 0
         invoice = rate_tenant(self.catalog, customer, plan, period, usage)
