@@ -9,7 +9,7 @@ quantity is the merge of its partials. Quantities come out as exact ``Fraction``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, Self
@@ -213,6 +213,30 @@ class TimeWeightedState:
             total = _EXACT.add(total, _EXACT.multiply(value, microseconds))
         return Fraction(total) / _MICROSECONDS_PER_HOUR
 
+    def held(self, start: datetime, end: datetime, opening: Decimal | None = None) -> Fraction:
+        """Σ value × hours within [start, end): the value in force at ``start`` is the last sample
+        before it, else ``opening``; each sample holds until the next, the last until ``end``."""
+        in_force = opening
+        total = Decimal(0)
+        since = start
+        for time, _, value in self._ordered():
+            if time >= end:
+                break
+            if time < start:
+                in_force = value
+                continue
+            if in_force is not None:
+                total = _EXACT.add(total, _EXACT.multiply(in_force, _microseconds(time - since)))
+            in_force, since = value, time
+        if in_force is not None:
+            total = _EXACT.add(total, _EXACT.multiply(in_force, _microseconds(end - since)))
+        return Fraction(total) / _MICROSECONDS_PER_HOUR
+
+    def closing(self, at: datetime) -> Decimal | None:
+        """The value in force at ``at``: the last sample strictly before it, or None."""
+        before = [(sample.time, sample.event_id, sample.value) for sample in self.samples if sample.time < at]
+        return max(before)[2] if before else None
+
     def _ordered(self) -> list[tuple[datetime, str, Decimal]]:
         """The distinct samples by (time, event id), as tuples: sorting them costs no Python calls."""
         return sorted({(sample.time, sample.event_id, sample.value) for sample in self.samples})
@@ -254,6 +278,10 @@ def _exact_add(total: Decimal, value: Value) -> Decimal:
     assert isinstance(value, Decimal)
     exact: Decimal = _EXACT.add(total, value)
     return exact
+
+
+def _microseconds(held: timedelta) -> int:
+    return (held.days * 86_400 + held.seconds) * 1_000_000 + held.microseconds
 
 
 def _sample_json(sample: Sample) -> list[str]:

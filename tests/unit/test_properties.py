@@ -23,13 +23,15 @@ from meterline.catalog import (
     Subscription,
     Tier,
 )
+from meterline.credits import Credits
 from meterline.events import parse_event
 from meterline.metering import Metering
 from meterline.money import minor_units, round_money
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pricing import graduated, price, volume
-from meterline.rating import rate_tenant
+from meterline.rating import rate_term
+from meterline.terms import terms
 from meterline.usage import UsageBook
 from tests.helpers import NOVEMBER, catalog, rate
 
@@ -350,8 +352,12 @@ def test_invoice_parts_always_add_up_to_the_total(
 ) -> None:
     plans, customer, plan, usage = tenant
 
-    # WHEN the tenant is rated
-    invoice = rate_tenant(plans, customer, plan, NOVEMBER, usage)
+    # WHEN the tenant is rated, drawing on its credits
+    (term,) = terms(plans, customer, NOVEMBER)
+    credits = Credits.of(customer, plan.currency)
+    if credits is not None:
+        credits.open(NOVEMBER)
+    invoice = rate_term(plans, customer, term, usage, credits)
 
     # THEN lines add up to the subtotal, and subtotal − discount + true-up − credits is the total
     assert sum((line.amount for line in invoice.lines), Decimal(0)) == invoice.subtotal

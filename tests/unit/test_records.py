@@ -16,7 +16,7 @@ def test_a_book_grouped_by_a_fractional_number_unpacks_to_the_same_quantities() 
     period = Period(2026, 10)
     meter = CATALOG.meters["ingress_gb"]
     book = UsageBook()
-    states = book.states_of("org-1", period)
+    states = book.states_on("org-1", period, day=1)
     time = datetime(2026, 10, 2, tzinfo=UTC)
     fold(states, [(("ingress_gb", (Decimal("1.5"),)), meter, Decimal(3 * 10**9))], time, "e1")
     fold(states, [(("ingress_gb", ("a",)), meter, Decimal(10**9))], time, "e2")
@@ -24,4 +24,4 @@ def test_a_book_grouped_by_a_fractional_number_unpacks_to_the_same_quantities() 
     unpacked = unpack_book(CATALOG, pack_book(book))
     # THEN the group keeps its Decimal value and every quantity is the packed one
     assert unpacked.quantities(CATALOG, "org-1", period) == book.quantities(CATALOG, "org-1", period)
-    assert ("ingress_gb", (Decimal("1.5"),)) in unpacked.states[("org-1", period)]
+    assert ("ingress_gb", (Decimal("1.5"),)) in unpacked.states_on("org-1", period, day=1)

@@ -13,7 +13,8 @@ Each transaction also checks that the fence of the window it files its partial u
 once a window is sealed (for a rollup, or for good when its period closes) nothing joins it.
 Usage of a period that is closed is billed in the first open period after it: its partial goes
 to that period's ledger, its states still labelled with their own period, so a close and an
-aggregation can never both claim the same usage.
+aggregation can never both claim the same usage. States are kept per segment of the month, cut
+at the tenant's subscription boundaries (``terms.segments``), so each invoice's usage is exact.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
 from meterline.records import AcceptedUsage, pack_book
+from meterline.terms import cutter
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -144,7 +146,7 @@ class Aggregator:
             count //= 2
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
-        book = UsageBook()
+        book = UsageBook(cutter(self.catalog))
         for record in records:
             record.usage.record_into(book, self.catalog, record.usage.period)
         blob = pack_book(book)

@@ -15,6 +15,8 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   same windows write the same chunks; ``base`` in the key keeps rollers from different heads apart.
 - ``head`` — which windows are rolled up, and the newest rollup of each bucket; advanced with a
   conditional write, so it only moves forward.
+- ``closing|<bucket>|<chunk>`` — written by the close: for one tenant bucket, the time-weighted
+  values in force at the period's end, which the next period opens with.
 
 A reader needs the head, the rollups of the buckets it wants and the partials of the windows after
 the head: at most a sealing threshold's worth, however long the period has run.
@@ -25,15 +27,25 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import orjson
 
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import BUCKETS, bucket_of, pack_book, unpack_book
+from meterline.records import (
+    BUCKETS,
+    Closing,
+    bucket_of,
+    pack_book,
+    pack_closing,
+    unpack_book,
+    unpack_closing,
+)
 from meterline.topology import AGGREGATES_TABLE
-from meterline.usage import UsageBook
+from meterline.usage import StateKey, UsageBook
 
 TABLE = AGGREGATES_TABLE.name
 MAX_CHUNK_BYTES = 350_000
@@ -74,6 +86,10 @@ def partial_sk(window: int, first: str) -> str:
 
 def marker_prefix(batch: str) -> str:
     return f"batch|{sequence_key(batch)}|"
+
+
+def closing_prefix(bucket: int) -> str:
+    return f"closing|{bucket:02d}|"
 
 
 def rollup_prefix(bucket: int, window: int, base: int) -> str:
@@ -265,12 +281,36 @@ class PeriodLedger:
 
     def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
         """Write the bucket's rollup, packed and cut into items under the size limit."""
-        prefix = rollup_prefix(bucket, window, base)
         packed = pack_book(book)
+        chunks = self.write_chunks(rollup_prefix(bucket, window, base), packed)
+        return Rollup(window, base, chunks, len(packed))
+
+    def write_chunks(self, prefix: str, packed: bytes) -> int:
         chunks = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
         for index, blob in enumerate(chunks):
             self.store.put(TABLE, {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": blob})
-        return Rollup(window, base, len(chunks), len(packed))
+        return len(chunks)
+
+    # carried values ----------------------------------------------------------------------------
+
+    def write_closing(self, closing: Closing) -> None:
+        """Store the time-weighted values in force at the period's end (the close's, deterministic:
+        twin closers write the same)."""
+        by_bucket: dict[int, dict[str, Any]] = {}
+        for tenant, values in closing.items():
+            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
+        for bucket, values_of in sorted(by_bucket.items()):
+            self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
+
+    def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
+        """The values in force at the period's end, as its close stored them (none if not closed)."""
+        buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
+        closing: dict[str, dict[StateKey, Decimal]] = {}
+        for bucket in sorted(buckets):
+            chunks = self.store.query(TABLE, self.pk, closing_prefix(bucket))
+            if chunks:
+                closing.update(unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants))
+        return closing
 
 
 def _blob(item: Item) -> bytes:

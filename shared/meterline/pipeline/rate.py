@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 
 import orjson
 
+from meterline.billing import bill_period
 from meterline.catalog import Catalog
+from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
-from meterline.rating import Usage, rate_tenant
 from meterline.records import book_tenants, key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
 
@@ -72,28 +73,33 @@ class RunningCharges:
             book = ledger.book(tenants)
         else:
             book = ledger.book(tenants, head, open_partials)
+        # the values in force at the period's start, as the previous period's close left them
+        openings = PeriodLedger(self.catalog, self.store, period.previous()).closing(tenants)
+        bill = bill_period(self.catalog, book, period, openings, rated=tenants)
+        invoices: dict[str, list[Invoice]] = {}
+        for invoice in bill.invoices:
+            invoices.setdefault(invoice.tenant, []).append(invoice)
         return sum(
-            self.rate(tenant, period, book.quantities(self.catalog, tenant, period), len(open_partials))
+            self.rate(tenant, period, invoices[tenant], len(open_partials))
             for tenant in sorted(tenants)
+            if tenant in invoices
         )
 
-    def rate(self, tenant: str, period: Period, usage: Usage, open_partials: int) -> int:
-        customer = self.catalog.customers.get(tenant)
-        if customer is None:
-            return 0
-        plan = self.catalog.plan_in_effect(customer.subscriptions[-1].plan, period)
-        if plan is None:
-            return 0
-        invoice = rate_tenant(self.catalog, customer, plan, period, usage)
-        spend = invoice.subtotal - invoice.discount
+    def rate(self, tenant: str, period: Period, invoices: list[Invoice], open_partials: int) -> int:
+        """Store the tenant's running charges (all its invoices of the period) and announce the
+        spend thresholds they reach."""
+        customer = self.catalog.customers[tenant]
+        subtotal = sum(invoice.subtotal for invoice in invoices)
+        spend = sum(invoice.subtotal - invoice.discount for invoice in invoices)
+        currency = invoices[0].currency
         pk = key_part(tenant)
         self.store.put(
             TABLE,
             {
                 "pk": pk,
                 "sk": f"{period}|running",
-                "currency": invoice.currency,
-                "subtotal": str(invoice.subtotal),
+                "currency": currency,
+                "subtotal": str(subtotal),
                 "spend": str(spend),
                 "open_partials": open_partials,
             },
@@ -113,7 +119,7 @@ class RunningCharges:
                 "period": str(period),
                 "threshold": str(threshold),
                 "spend": str(stored["spend"]),
-                "currency": invoice.currency,
+                "currency": currency,
             }
             self.publisher.publish(BILLING_ALERTS.name, tenant.encode(), orjson.dumps(body))
             self.publisher.flush()
