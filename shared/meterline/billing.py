@@ -55,8 +55,7 @@ def bill_period(
     bill = PeriodBill(period)
     billable = period >= catalog.first_period
     tenants = set(book.tenants(period)) | set(openings)
-    if rated is None:
-        tenants |= set(catalog.customers)
+    tenants |= set(catalog.customers) if rated is None else set(rated) & catalog.customers.keys()
     for tenant in sorted(tenants):
         segments = book.segments(tenant, period)
         opening = openings.get(tenant, {})
