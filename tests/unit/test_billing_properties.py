@@ -29,6 +29,7 @@ from meterline.catalog import (
 )
 from meterline.offline import rate_cells, rate_lines
 from meterline.periods import Period
+from tests.helpers import event
 
 PROPERTY = settings(max_examples=120, deadline=None)
 FIRST, LAST = Period(2026, 9), Period(2026, 12)
@@ -42,6 +43,7 @@ METERS = {
     "peak": Meter("peak", "d", Aggregation.MAX, ("v",)),
 }
 TYPES = {"b": "bytes", "c": "calls", "d": "disk"}
+TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 prices = st.decimals(min_value=0, max_value=5, places=3)
 money = st.decimals(min_value=0, max_value=300, places=2)
@@ -115,16 +117,8 @@ def usage(draw: st.DrawFn) -> list[str]:
         if kind in "bd":
             data["v"] = str(draw(st.decimals(min_value=0, max_value=50, places=2)))
         time = START + timedelta(hours=draw(st.integers(0, HOURS)))
-        document = {
-            "specversion": "1.0",
-            "id": f"e{index}",
-            "source": "s",
-            "type": kind,
-            "subject": draw(st.sampled_from(["org-1", "org-2", "org-3"])),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "data": data,
-        }
-        lines.append(json.dumps(document))
+        subject = draw(st.sampled_from(["org-1", "org-2", "org-3"]))
+        lines.append(event(f"e{index}", data, type=kind, subject=subject, time=time.strftime(TIME)))
     return lines
 
 
@@ -229,18 +223,19 @@ def accepted_quantities(lines: list[str]) -> dict[tuple[str, str, str, str], Fra
     quantities: dict[tuple[str, str, str, str], Fraction] = defaultdict(Fraction)
     samples: dict[tuple[str, str], list[tuple[datetime, str, Fraction]]] = defaultdict(list)
     for line in lines:
-        event = json.loads(line)
-        time = datetime.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        usage_event = json.loads(line)
+        time = datetime.strptime(usage_event["time"], TIME).replace(tzinfo=UTC)
         period = Period.of(time)
         if period < FIRST:
             continue
-        meter = TYPES[event["type"]]
-        group = json.dumps({"g": event["data"]["g"]}) if meter != "calls" else "{}"
+        meter = TYPES[usage_event["type"]]
+        group = json.dumps({"g": usage_event["data"]["g"]}) if meter != "calls" else "{}"
         if meter == "disk":
-            samples[(event["subject"], group)].append((time, event["id"], Fraction(event["data"]["v"])))
+            value = Fraction(usage_event["data"]["v"])
+            samples[(usage_event["subject"], group)].append((time, usage_event["id"], value))
         elif period <= LAST:
-            amount = Fraction(event["data"]["v"]) if meter == "bytes" else Fraction(1)
-            quantities[(str(period), event["subject"], meter, group)] += amount
+            amount = Fraction(usage_event["data"]["v"]) if meter == "bytes" else Fraction(1)
+            quantities[(str(period), usage_event["subject"], meter, group)] += amount
     for (tenant, group), found in samples.items():
         found.sort()
         ends = [time for time, _, _ in found[1:]] + [LAST.end]
