@@ -17,7 +17,7 @@ from meterline.invoice import Invoice, Line, UnbilledReason, UnbilledUsage, grou
 from meterline.periods import Period
 from meterline.rating import rate_term, usage_order
 from meterline.terms import terms
-from meterline.usage import Opening, Segments, StateKey, UsageBook, split_usage
+from meterline.usage import Opening, Segments, StateKey, UsageBook, UsageSplitError, split_usage
 
 Openings = Mapping[str, Opening]
 """Time-weighted values in force at a period's start, by tenant."""
@@ -87,7 +87,10 @@ def bill_tenant(
     period = bill.period
     customer = catalog.customers.get(tenant)
     active = terms(catalog, customer, period) if customer else []
-    split = split_usage(catalog, period, segments, [term.days for term in active], opening)
+    try:
+        split = split_usage(catalog, period, segments, [term.days for term in active], opening)
+    except UsageSplitError as error:
+        raise UsageSplitError(f"{tenant}: {error}") from None
     if customer is not None:
         if credits is not None:
             credits.open(period)
