@@ -171,10 +171,7 @@ class Metered:
             period = Period(year, month)
             states: States | list[States] | None = None
             if self.first <= period <= self.last:
-                days = self.book.day_table(tenant, period)
-                states = [self.book.segment(tenant, period, segment) for segment in days]
-                if days.count(days[0]) == len(days):
-                    states = states[0]  # one segment, as almost always: no need to look at the day
+                states = self.book.day_states(tenant, period)
             found = self._months[(tenant, year * 12 + month)] = _Month(year, month, states)
         return found
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
-from functools import partial
+from functools import cache
 from itertools import pairwise
 
 from meterline.catalog import Catalog, Customer, Plan, Subscription
@@ -22,6 +22,7 @@ Days = tuple[int, int]
 """Days of a month: the first, and the one after the last (1-based, so a 30-day month is (1, 31))."""
 
 
+@cache
 def days_in(period: Period) -> int:
     return calendar.monthrange(period.year, period.month)[1]
 
@@ -78,8 +79,16 @@ def segments(catalog: Catalog, tenant: str, period: Period) -> tuple[Days, ...]:
 
 
 def cutter(catalog: Catalog) -> Callable[[str, Period], tuple[Days, ...]]:
-    """``segments`` for one catalog: how a ``UsageBook`` cuts each tenant's months."""
-    return partial(segments, catalog)
+    """``segments`` for one catalog, remembered: how a ``UsageBook`` cuts each tenant's months."""
+    known: dict[tuple[str, Period], tuple[Days, ...]] = {}
+
+    def cut(tenant: str, period: Period) -> tuple[Days, ...]:
+        found = known.get((tenant, period))
+        if found is None:
+            found = known[(tenant, period)] = segments(catalog, tenant, period)
+        return found
+
+    return cut
 
 
 def _clip(subscription: Subscription, period: Period, month: Days) -> Days | None:

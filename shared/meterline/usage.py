@@ -53,7 +53,7 @@ class UsageBook:
         self.states: dict[TenantPeriod, Segments] = {}
         self.cutter = cutter
         """None: one segment, the whole month."""
-        self._days: dict[TenantPeriod, list[Days]] = {}
+        self._days: dict[TenantPeriod, States | list[States]] = {}
 
     def record(
         self, tenant: str, period: Period, measurements: Iterable[Measurement], time: datetime, event_id: str
@@ -63,16 +63,21 @@ class UsageBook:
 
     def states_on(self, tenant: str, period: Period, day: int) -> States:
         """The states ``day``'s readings fold into: those of the segment holding it."""
-        return self.segment(tenant, period, self.day_table(tenant, period)[day])
-
-    def day_table(self, tenant: str, period: Period) -> list[Days]:
-        """The segment of each day of the month, indexed by day (1-based)."""
         table = self._days.get((tenant, period))
         if table is None:
-            cut = self.cutter(tenant, period) if self.cutter else (whole_month(period),)
-            table = [cut[0]] + [days for days in cut for _ in range(*days)]
-            self._days[(tenant, period)] = table
-        return table
+            table = self._days[(tenant, period)] = self.day_states(tenant, period)
+        return table[day] if isinstance(table, list) else table
+
+    def day_states(self, tenant: str, period: Period) -> States | list[States]:
+        """The states each day of the month folds into: for a month cut into segments, a list
+        indexed by day (1-based); else the month's one set of states."""
+        cut = self.cutter(tenant, period) if self.cutter else (whole_month(period),)
+        if len(cut) == 1:
+            return self.segment(tenant, period, cut[0])
+        table: list[States] = []
+        for first, end in cut:
+            table += [self.segment(tenant, period, (first, end))] * (end - first)
+        return table[:1] + table  # day 0 does not exist: any states stand in for it
 
     def segment(self, tenant: str, period: Period, days: Days) -> States:
         segments = self.states.get((tenant, period))
@@ -122,6 +127,8 @@ class UsageBook:
         for (tenant, period), segments in self.states.items():
             month = whole_month(period)
             for days, states in segments.items():
+                if not states:
+                    continue  # a segment of a cut month that has no usage
                 entry: dict[str, Any] = {"tenant": tenant, "period": str(period)}
                 if days != month:
                     entry["days"] = list(days)  # the whole month, by far the most usual, goes unsaid

@@ -72,6 +72,7 @@ class Aggregator:
     def __init__(self, catalog: Catalog, store: Store) -> None:
         self.catalog = catalog
         self.store = store
+        self.cutter = cutter(catalog)
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
 
@@ -146,7 +147,7 @@ class Aggregator:
             count //= 2
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
-        book = UsageBook(cutter(self.catalog))
+        book = UsageBook(self.cutter)
         for record in records:
             record.usage.record_into(book, self.catalog, record.usage.period)
         blob = pack_book(book)
