@@ -136,7 +136,6 @@ class Closer:
             "pk": key_part(invoice.tenant),
             "sk": invoice_sk(invoice.period, invoice.subscription),
             "period": str(invoice.period),
-            "subscription": invoice.subscription,
             "body": orjson.dumps(invoice.to_json()),
             "published": False,
         }

@@ -1,11 +1,12 @@
 """Rate: each tenant's running charges for the open period, and spend alerts announced once.
 
 Triggered by new partial states. For every tenant in them it re-rates the period with the same
-rating code as the invoice, from the tenant bucket's rollup and the partials after it, stores the
-running figures, and for each catalog threshold the spend has reached creates an alert record
-(conditional: one per threshold) and publishes it until the record says it was published. A crash
-between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for
-consumers to drop the repeat.
+billing code as the invoice (``billing.bill_period``, all the tenant's subscriptions in the period,
+opening with the time-weighted values the previous period's close stored), from the tenant
+bucket's rollup and the partials after it, stores the running figures, and for each catalog
+threshold the spend has reached creates an alert record (conditional: one per threshold) and
+publishes it until the record says it was published. A crash between publishing and marking can
+publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
 
 Rate also keeps the reads bounded: once a period has gathered enough partials after its
 rollups, it seals the open window and rolls it up (see ``ledger``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 
@@ -25,6 +27,7 @@ from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.records import book_tenants, key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
+from meterline.usage import StateKey
 
 from .ledger import PeriodLedger, billing_period_of, is_partial
 
@@ -36,6 +39,7 @@ class RunningCharges:
         self.catalog = catalog
         self.store = store
         self.publisher = publisher
+        self.closings: dict[Period, dict[str, dict[StateKey, Decimal]]] = {}
 
     def run(self, new_items: Iterable[Item], now: datetime | None = None) -> int:
         """Re-rate the tenants of the new partials among the items; return how many alerts were published."""
@@ -73,9 +77,7 @@ class RunningCharges:
             book = ledger.book(tenants)
         else:
             book = ledger.book(tenants, head, open_partials)
-        # the values in force at the period's start, as the previous period's close left them
-        openings = PeriodLedger(self.catalog, self.store, period.previous()).closing(tenants)
-        bill = bill_period(self.catalog, book, period, openings, rated=tenants)
+        bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants)
         invoices: dict[str, list[Invoice]] = {}
         for invoice in bill.invoices:
             invoices.setdefault(invoice.tenant, []).append(invoice)
@@ -84,6 +86,17 @@ class RunningCharges:
             for tenant in sorted(tenants)
             if tenant in invoices
         )
+
+    def openings(self, period: Period) -> dict[str, dict[StateKey, Decimal]]:
+        """The time-weighted values in force at the period's start, as the previous period's close
+        stored them: read once that period is closed (none before), then kept."""
+        previous = period.previous()
+        closing = self.closings.get(previous)
+        if closing is None:
+            if self.store.get(AGGREGATES_TABLE.name, "closed", str(previous)) is None:
+                return {}
+            closing = self.closings[previous] = PeriodLedger(self.catalog, self.store, previous).closing()
+        return closing
 
     def rate(self, tenant: str, period: Period, invoices: list[Invoice], open_partials: int) -> int:
         """Store the tenant's running charges (all its invoices of the period) and announce the
