@@ -162,7 +162,8 @@ class Late:
         self.store = closer.store
         self.period = period
         self.book = book
-        self.late = sorted({(p, tenant) for tenant, p in book.states if p < period})
+        first = self.catalog.first_period  # usage before billing starts is billed nowhere, carries nothing
+        self.late = sorted({(p, tenant) for tenant, p in book.states if first <= p < period})
         self.tenants = {tenant for _, tenant in self.late}
         self.history = UsageBook()
         """What ledgers before this one hold for those tenants: their usage billed until now."""
@@ -209,7 +210,7 @@ class Late:
         by_tenant: dict[str, list[Line]] = {}
         for late_period, tenant in self.late:
             customer = self.catalog.customers.get(tenant)
-            if customer is None or late_period < self.catalog.first_period:
+            if customer is None:
                 continue
             opening = self.opening_of[late_period].get(tenant, {})
             before, after = self.history.segments(tenant, late_period), self.everything(tenant, late_period)
