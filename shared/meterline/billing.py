@@ -16,8 +16,9 @@ from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, UnbilledReason, UnbilledUsage, group_json
 from meterline.periods import Period
 from meterline.rating import rate_term, usage_order
+from meterline.splits import Opening, UsageSplitError, closing_values, split_usage
 from meterline.terms import terms
-from meterline.usage import Opening, Segments, StateKey, UsageBook, UsageSplitError, split_usage
+from meterline.usage import Segments, StateKey, UsageBook
 
 Openings = Mapping[str, Opening]
 """Time-weighted values in force at a period's start, by tenant."""
@@ -70,7 +71,7 @@ def bill_period(
                 (adjustments or {}).get(tenant, ()),
             )
         else:
-            bill.closing[tenant] = split_usage(catalog, period, segments, (), opening).closing
+            bill.closing[tenant] = closing_values(catalog, period, segments, opening)
     bill.closing = {tenant: values for tenant, values in bill.closing.items() if values}
     return bill
 

@@ -2,15 +2,13 @@
 
 A tenant's month is kept in segments cut at its subscriptions' boundaries (``terms.segments``), so
 the usage of each invoice (one per subscription active in the period) is whole segments: a max or a
-distinct count over part of a month cannot be taken from the month's state. Almost every tenant
-has one segment, the whole month. Time-weighted samples carry their times, so their hours are
-split at any instant; their value in force at a period's start comes from the periods before.
+distinct count over part of a month cannot be taken from the month's state (``splits``). Almost
+every tenant has one segment, the whole month.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -18,15 +16,14 @@ from typing import Any
 
 from meterline.aggregation import (
     AggregateState,
-    TimeWeightedState,
     meter_quantity,
     new_state,
     state_from_json,
 )
-from meterline.catalog import Aggregation, Catalog, Meter
+from meterline.catalog import Catalog
 from meterline.metering import Group, GroupValue, Measurement, Reading
 from meterline.periods import Period
-from meterline.terms import Days, day_start, whole_month
+from meterline.terms import Days, whole_month
 
 TenantPeriod = tuple[str, Period]
 StateKey = tuple[str, Group]
@@ -38,12 +35,6 @@ Cutter = Callable[[str, Period], Sequence[Days]]
 """The segments a tenant's month is cut into (``terms.segments`` bound to a catalog)."""
 Usage = Mapping[StateKey, Fraction]
 """Quantities by (meter key, group), after divide_by."""
-Opening = Mapping[StateKey, Decimal]
-"""Time-weighted values in force at a period's start, by (meter key, group)."""
-
-
-class UsageSplitError(ValueError):
-    """Usage kept in a segment that a subscription boundary cuts: it cannot be split exactly."""
 
 
 class UsageBook:
@@ -172,164 +163,6 @@ def merged_states(parts: Iterable[States]) -> States:
                 mine = merged[key] = new_state(state.kind)
             mine.merge(state)
     return merged
-
-
-# --- one tenant's period, split by invoice ------------------------------------------------------
-
-
-@dataclass
-class SplitUsage:
-    parts: list[dict[StateKey, Fraction]]
-    """The usage of each range asked for."""
-    rest: dict[StateKey, Fraction]
-    """The usage of the days no range covers."""
-    closing: dict[StateKey, Decimal]
-    """Time-weighted values in force at the period's end."""
-
-
-def split_usage(
-    catalog: Catalog, period: Period, segments: Segments, ranges: Sequence[Days], opening: Opening
-) -> SplitUsage:
-    """The tenant's usage in each of ``ranges`` (disjoint runs of days) and in the days between them.
-
-    A time-weighted value holds from its sample until the next, across segments and periods (the
-    value in force at the period's start is ``opening``); it counts as usage of a range when a
-    sample falls in it or a value other than 0 is in force at its start.
-    """
-    gaps = _complement(ranges, whole_month(period))
-    inside = [_segments_within(segments, days, period) for days in ranges]
-    between = [days for days in segments if not any(_contains(r, days) for r in ranges)]
-    counted = [_counted(catalog, period, [segments[d] for d in within]) for within in inside]
-    rest = _counted(catalog, period, [segments[days] for days in between]) if between else {}
-    timed = _timed(catalog, segments, opening)
-    for key, held in timed.items():
-        for days, within, usage in zip(ranges, inside, counted, strict=True):
-            held.add_to(usage, key, period, [days], sampled=not held.segments.isdisjoint(within))
-        held.add_to(rest, key, period, gaps, sampled=not held.segments.isdisjoint(between))
-    return SplitUsage(counted, rest, _closing(timed, period))
-
-
-def closing_values(
-    catalog: Catalog, period: Period, segments: Segments, opening: Opening
-) -> dict[StateKey, Decimal]:
-    """Time-weighted values in force at the period's end (``split_usage``'s, without the rest)."""
-    return _closing(_timed(catalog, segments, opening), period)
-
-
-@dataclass
-class _Held:
-    """One time-weighted (meter, group) of a tenant's period: its samples, and the value it opened with."""
-
-    meter: Meter
-    state: TimeWeightedState | None
-    """The period's samples, of every segment; None: none, only a value carried in."""
-    opening: Decimal | None
-    segments: set[Days]
-    """The segments its samples fell in."""
-
-    def in_force(self, at: datetime) -> Decimal | None:
-        value = self.state.closing(at) if self.state is not None else None
-        return self.opening if value is None else value
-
-    def add_to(
-        self,
-        usage: dict[StateKey, Fraction],
-        key: StateKey,
-        period: Period,
-        ranges: Sequence[Days],
-        sampled: bool,
-    ) -> None:
-        """Add the quantity held over ``ranges`` to ``usage``, if the key was used in them."""
-        if not ranges:
-            return
-        total = Fraction(0)
-        used = sampled
-        for first, end in ranges:
-            if self.state is not None:
-                start = day_start(period, first)
-                held = self.state.held(start, day_start(period, end), self.opening)
-                total = held if len(ranges) == 1 else total + held
-                used = used or bool(self.in_force(start))
-            elif self.opening:
-                total += Fraction(self.opening) * 24 * (end - first)
-                used = True
-        if used:
-            divide_by = self.meter.divide_by
-            usage[key] = total / Fraction(divide_by) if divide_by is not None else total
-
-
-def _timed(catalog: Catalog, segments: Segments, opening: Opening) -> dict[StateKey, _Held]:
-    """Each time-weighted key: carried in, or sampled in the period (its segments' samples together)."""
-    timed: dict[StateKey, _Held] = {}
-    for key, in_force in opening.items():
-        meter = catalog.meters.get(key[0])
-        if meter is not None and meter.aggregation is Aggregation.TIME_WEIGHTED:
-            timed[key] = _Held(meter, None, in_force, set())
-    for days, states in segments.items():
-        for key, state in states.items():
-            if not isinstance(state, TimeWeightedState):
-                continue
-            held = timed.get(key)
-            if held is None:
-                held = timed[key] = _Held(catalog.meters[key[0]], None, opening.get(key), set())
-            if held.state is None:
-                held.state = state  # only read, unless a second segment's samples join it
-            else:
-                if len(held.segments) == 1:
-                    first, held.state = held.state, TimeWeightedState()
-                    held.state.merge(first)
-                held.state.merge(state)
-            held.segments.add(days)
-    return timed
-
-
-def _closing(timed: Mapping[StateKey, _Held], period: Period) -> dict[StateKey, Decimal]:
-    return {key: value for key, held in timed.items() if (value := held.in_force(period.end)) is not None}
-
-
-def _counted(catalog: Catalog, period: Period, parts: list[States]) -> dict[StateKey, Fraction]:
-    """The quantities of every key but the time-weighted ones, over the parts together."""
-    states = parts[0] if len(parts) == 1 else merged_states(parts)
-    meters = catalog.meters
-    timed = Aggregation.TIME_WEIGHTED
-    return {
-        key: meter_quantity(meters[key[0]], state, period)
-        for key, state in states.items()
-        if state.kind is not timed
-    }
-
-
-def _segments_within(segments: Segments, days: Days, period: Period) -> list[Days]:
-    within = []
-    for segment in segments:
-        if _contains(days, segment):
-            within.append(segment)
-        elif _overlaps(days, segment):
-            raise UsageSplitError(
-                f"usage of days {segment[0]}-{segment[1] - 1} of {period} was kept together, and a"
-                f" subscription boundary now cuts it (days {days[0]}-{days[1] - 1})"
-            )
-    return within
-
-
-def _contains(outer: Days, inner: Days) -> bool:
-    return outer[0] <= inner[0] and inner[1] <= outer[1]
-
-
-def _overlaps(a: Days, b: Days) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
-def _complement(ranges: Sequence[Days], month: Days) -> list[Days]:
-    gaps = []
-    day = month[0]
-    for first, end in sorted(ranges):
-        if first > day:
-            gaps.append((day, first))
-        day = max(day, end)
-    if day < month[1]:
-        gaps.append((day, month[1]))
-    return gaps
 
 
 def group_to_json(value: GroupValue) -> Any:

@@ -11,8 +11,9 @@ from meterline.billing import bill_period
 from meterline.metering import Measurement
 from meterline.periods import Period
 from meterline.records import pack_book, unpack_book
+from meterline.splits import UsageSplitError, split_usage
 from meterline.terms import cutter
-from meterline.usage import UsageBook, UsageSplitError, fold, split_usage
+from meterline.usage import UsageBook, fold
 from tests.pipeline.test_cell import CATALOG, CATALOG_V2
 
 

@@ -34,9 +34,10 @@ from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.rating import usage_lines
 from meterline.records import key_part
+from meterline.splits import Opening, closing_values, split_usage
 from meterline.terms import terms
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
-from meterline.usage import Opening, Segments, StateKey, UsageBook, split_usage
+from meterline.usage import Segments, StateKey, UsageBook
 
 from .ledger import PeriodLedger
 
@@ -189,7 +190,7 @@ class Late:
 
     def closing(self, tenant: str, period: Period, openings: Openings) -> dict[StateKey, Decimal]:
         everything = self.everything(tenant, period)
-        return split_usage(self.catalog, period, everything, (), openings.get(tenant, {})).closing
+        return closing_values(self.catalog, period, everything, openings.get(tenant, {}))
 
     def everything(self, tenant: str, period: Period) -> Segments:
         """The tenant's usage of ``period``: billed before, and arrived late into this ledger."""
