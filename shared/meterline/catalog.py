@@ -183,7 +183,10 @@ class Catalog:
         """The first period this deployment invoices: set, or that of the earliest version of any plan."""
         if self.billing.first_period is not None:
             return self.billing.first_period
-        earliest = min(plan.effective_from for versions in self.plans.values() for plan in versions)
+        # no plan at all: nothing is ever invoiced, and no usage is out of billing's reach
+        earliest = min(
+            (plan.effective_from for versions in self.plans.values() for plan in versions), default=date.min
+        )
         return Period(earliest.year, earliest.month)
 
     def plan_in_effect(self, plan_key: str, period: Period) -> Plan | None:

@@ -344,3 +344,11 @@ def test_unbilled_usage_has_a_reason_and_with_billed_usage_adds_up_to_the_accept
     ]  # fmt: skip
     # billed + unbilled = accepted: 1.5 + 2.25 = 3.75 GB; 48 + 480 = 2 × 264 h of cku_hours
     assert document["unbilled_tenants"] == ["org-42", "org-x"]
+
+
+def test_a_catalog_without_plans_bills_nothing_and_reports_every_tenant_unbilled() -> None:
+    # GIVEN meters only: no plan, so no first period to bill from
+    document = rate(catalog(METERS), [gb("a", "2", "2026-11-02T00:00:00Z")], NOVEMBER)
+    # THEN the usage is accepted, and unbilled for want of a customer
+    assert (document["summary"]["accepted"], document["invoices"]) == (1, [])
+    assert [usage["reason"] for usage in document["unbilled_usage"]] == ["no_customer"]
