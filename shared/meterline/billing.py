@@ -101,7 +101,7 @@ def bill_tenant(
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION
-    for (meter, group), quantity in sorted(split.rest.items(), key=lambda item: usage_order(item[0])):
+    for (meter, group), quantity in sorted(split.rest.items(), key=usage_order):
         names = catalog.meters[meter].group_by
         bill.unbilled.append(UnbilledUsage(tenant, period, meter, group_json(names, group), quantity, reason))
     bill.closing[tenant] = split.closing

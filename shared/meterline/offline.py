@@ -106,12 +106,13 @@ class Deduplicator:
 
 @dataclass(slots=True)
 class _Month:
-    """Where a tenant's events of one month go: its states (by day when cut into segments, None
-    when the month is not kept), and how many came."""
+    """Where a tenant's events of one month go, and how many came: its states, or, when the month
+    is cut into segments, its states by day; neither when the month is not kept."""
 
     year: int
     month: int
-    states: States | list[States] | None
+    states: States | None
+    by_day: list[States] | None
     events: int = 0
 
 
@@ -160,8 +161,11 @@ class Metered:
             month.events += 1
             states = month.states
             if states is None:
-                continue  # outside the periods kept
-            fold(states[time.day] if isinstance(states, list) else states, readings, time, event_id)
+                by_day = month.by_day
+                if by_day is None:
+                    continue  # outside the periods kept
+                states = by_day[time.day]
+            fold(states, readings, time, event_id)
         self.received += received
         self.duplicates += duplicates
 
@@ -169,10 +173,12 @@ class Metered:
         found = self._months.get((tenant, year * 12 + month))
         if found is None:
             period = Period(year, month)
-            states: States | list[States] | None = None
-            if self.first <= period <= self.last:
-                states = self.book.day_states(tenant, period)
-            found = self._months[(tenant, year * 12 + month)] = _Month(year, month, states)
+            states = self.book.day_states(tenant, period) if self.first <= period <= self.last else None
+            if isinstance(states, list):
+                found = _Month(year, month, None, states)
+            else:
+                found = _Month(year, month, states, None)
+            self._months[(tenant, year * 12 + month)] = found
         return found
 
     def kept(self, period: Period) -> int:

@@ -13,7 +13,7 @@ def price(charge: Charge, quantity: Fraction) -> Fraction:
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
         return Fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
-    if quantity <= 0:
+    if quantity.numerator <= 0:
         return Fraction(0)  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None

@@ -26,7 +26,7 @@ def usage_lines(
     """One line per usage charge and group with usage, then one per flat charge (quantity: ``share``)."""
     by_meter = {charge.meter: charge for charge in charges if charge.model is not PricingModel.FLAT}
     lines: list[Line] = []
-    for (meter_key, group), quantity in sorted(usage.items(), key=lambda item: usage_order(item[0])):
+    for (meter_key, group), quantity in sorted(usage.items(), key=usage_order):
         charge = by_meter.get(meter_key)
         if charge is None:
             continue  # measured, but this plan does not price it
@@ -85,7 +85,8 @@ def rate_term(
     )
 
 
-def usage_order(key: tuple[str, Group]) -> tuple[str, list[tuple[bool, str, str]]]:
-    """Meter key, then group values as text (null last); the type name orders 5 and "5"."""
-    meter_key, group = key
+def usage_order(item: tuple[tuple[str, Group], object]) -> tuple[str, list[tuple[bool, str, str]]]:
+    """A (meter key, group)'s item in order: meter key, then group values as text (null last); the
+    type name orders 5 and "5"."""
+    (meter_key, group), _ = item
     return meter_key, [(value is None, str(value), type(value).__name__) for value in group]

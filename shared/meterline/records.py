@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Container, Mapping
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +21,7 @@ from meterline.events import EventKey
 from meterline.metering import Group, Measurement
 from meterline.periods import Period
 from meterline.ports import Item
-from meterline.usage import StateKey, UsageBook, group_from_json, group_to_json
+from meterline.usage import UsageBook
 
 BUCKETS = 16
 """Tenants spread over this many partial-state partitions per period."""
@@ -138,25 +138,3 @@ def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = 
 def book_tenants(blob: bytes) -> set[tuple[str, Period]]:
     """The (tenant, period) pairs a packed book holds, without building its states."""
     return {(entry["tenant"], Period.parse(entry["period"])) for entry in orjson.loads(zlib.decompress(blob))}
-
-
-Closing = Mapping[str, Mapping[StateKey, Decimal]]
-"""Time-weighted values in force at a period's end, by tenant and (meter key, group)."""
-
-
-def pack_closing(closing: Closing) -> bytes:
-    rows = [
-        [tenant, meter, [group_to_json(value) for value in group], str(in_force)]
-        for tenant, values in sorted(closing.items())
-        for (meter, group), in_force in values.items()
-    ]
-    return zlib.compress(orjson.dumps(rows), 6)
-
-
-def unpack_closing(blob: bytes, tenants: Container[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
-    closing: dict[str, dict[StateKey, Decimal]] = {}
-    for tenant, meter, group, in_force in orjson.loads(zlib.decompress(blob)):
-        if tenants is None or tenant in tenants:
-            key = (meter, tuple(group_from_json(value) for value in group))
-            closing.setdefault(tenant, {})[key] = Decimal(in_force)
-    return closing

@@ -23,6 +23,7 @@ from meterline.usage import Segments, StateKey, States, merged_states
 
 Opening = Mapping[StateKey, Decimal]
 """Time-weighted values in force at a period's start, by (meter key, group)."""
+_TIMED = Aggregation.TIME_WEIGHTED
 
 
 class UsageSplitError(ValueError):
@@ -119,7 +120,7 @@ def _timed(catalog: Catalog, segments: Segments, opening: Opening) -> dict[State
             timed[key] = _Held(meter, None, in_force, set())
     for days, states in segments.items():
         for key, state in states.items():
-            if not isinstance(state, TimeWeightedState):
+            if state.kind is not _TIMED or not isinstance(state, TimeWeightedState):
                 continue
             held = timed.get(key)
             if held is None:
@@ -143,11 +144,10 @@ def _counted(catalog: Catalog, period: Period, parts: list[States]) -> dict[Stat
     """The quantities of every key but the time-weighted ones, over the parts together."""
     states = parts[0] if len(parts) == 1 else merged_states(parts)
     meters = catalog.meters
-    timed = Aggregation.TIME_WEIGHTED
     return {
         key: meter_quantity(meters[key[0]], state, period)
         for key, state in states.items()
-        if state.kind is not timed
+        if state.kind is not _TIMED
     }
 
 

@@ -52,6 +52,10 @@ class UsageBook:
         readings = [((m.meter.key, m.group), m.meter, m.value) for m in measurements]
         fold(self.states_on(tenant, period, time.day), readings, time, event_id)
 
+    def states_of(self, tenant: str, period: Period) -> States:
+        """The states of a month the book does not cut (no cutter): its one segment."""
+        return self.segment(tenant, period, whole_month(period))
+
     def states_on(self, tenant: str, period: Period, day: int) -> States:
         """The states ``day``'s readings fold into: those of the segment holding it."""
         table = self._days.get((tenant, period))

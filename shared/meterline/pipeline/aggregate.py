@@ -13,8 +13,7 @@ Each transaction also checks that the fence of the window it files its partial u
 once a window is sealed (for a rollup, or for good when its period closes) nothing joins it.
 Usage of a period that is closed is billed in the first open period after it: its partial goes
 to that period's ledger, its states still labelled with their own period, so a close and an
-aggregation can never both claim the same usage. States are kept per segment of the month, cut
-at the tenant's subscription boundaries (``terms.segments``), so each invoice's usage is exact.
+aggregation can never both claim the same usage.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from meterline import terms
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
 from meterline.records import AcceptedUsage, pack_book
-from meterline.terms import cutter
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -72,7 +71,8 @@ class Aggregator:
     def __init__(self, catalog: Catalog, store: Store) -> None:
         self.catalog = catalog
         self.store = store
-        self.cutter = cutter(catalog)
+        self.cutter = terms.cutter(catalog)
+        """A tenant's month is kept in segments cut at its subscriptions' boundaries."""
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
 

@@ -24,7 +24,8 @@ the head: at most a sealing threshold's worth, however long the period has run.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import zlib
+from collections.abc import Collection, Container, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -35,17 +36,9 @@ import orjson
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import (
-    BUCKETS,
-    Closing,
-    bucket_of,
-    pack_book,
-    pack_closing,
-    unpack_book,
-    unpack_closing,
-)
+from meterline.records import BUCKETS, bucket_of, pack_book, unpack_book
 from meterline.topology import AGGREGATES_TABLE
-from meterline.usage import StateKey, UsageBook
+from meterline.usage import StateKey, UsageBook, group_from_json, group_to_json
 
 TABLE = AGGREGATES_TABLE.name
 MAX_CHUNK_BYTES = 350_000
@@ -311,6 +304,28 @@ class PeriodLedger:
             if chunks:
                 closing.update(unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants))
         return closing
+
+
+Closing = Mapping[str, Mapping[StateKey, Decimal]]
+"""Time-weighted values in force at a period's end, by tenant and (meter key, group)."""
+
+
+def pack_closing(closing: Closing) -> bytes:
+    rows = [
+        [tenant, meter, [group_to_json(value) for value in group], str(in_force)]
+        for tenant, values in sorted(closing.items())
+        for (meter, group), in_force in values.items()
+    ]
+    return zlib.compress(orjson.dumps(rows), 6)
+
+
+def unpack_closing(blob: bytes, tenants: Container[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
+    closing: dict[str, dict[StateKey, Decimal]] = {}
+    for tenant, meter, group, in_force in orjson.loads(zlib.decompress(blob)):
+        if tenants is None or tenant in tenants:
+            key = (meter, tuple(group_from_json(value) for value in group))
+            closing.setdefault(tenant, {})[key] = Decimal(in_force)
+    return closing
 
 
 def _blob(item: Item) -> bytes:
