@@ -133,6 +133,11 @@ class Metered:
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
+        self._numbers = (self.first.year * 12 + self.first.month, last.year * 12 + last.month)
+        """The months kept, first and last, as year * 12 + month."""
+        self._latest: dict[str, States] = {}
+        """Each tenant's states in the last period, when that month is one segment: where almost
+        every event goes, found in one lookup and counted at the end (``kept``)."""
 
     def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts)."""
@@ -141,6 +146,8 @@ class Metered:
         admit = self.cells.setdefault(cell, Deduplicator()).admit
         recent = self._recent
         month_of = self._month
+        latest = self._latest
+        last_year, last_month = self.last.year, self.last.month
         received = duplicates = 0
         for line in lines:
             if not line or line.isspace():
@@ -155,6 +162,12 @@ class Metered:
             except EventError as error:
                 rejected[error.reason.value] += 1
                 continue
+            if time.month == last_month and time.year == last_year:
+                states = latest.get(subject)
+                if states is not None:
+                    fold(states, readings, time, event_id)
+                    continue
+            # another month, the tenant's first event of the last one, or a month cut in segments
             month = recent.get(subject)
             if month is None or month.month != time.month or month.year != time.year:
                 month = recent[subject] = month_of(subject, time.year, time.month)
@@ -170,27 +183,38 @@ class Metered:
         self.duplicates += duplicates
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
-        found = self._months.get((tenant, year * 12 + month))
+        number = year * 12 + month
+        found = self._months.get((tenant, number))
         if found is None:
-            period = Period(year, month)
-            states = self.book.day_states(tenant, period) if self.first <= period <= self.last else None
+            kept = self._numbers[0] <= number <= self._numbers[1]
+            states = self.book.day_states(tenant, Period(year, month)) if kept else None
             if isinstance(states, list):
                 found = _Month(year, month, None, states)
             else:
                 found = _Month(year, month, states, None)
-            self._months[(tenant, year * 12 + month)] = found
+                if states is not None and number == self._numbers[1]:
+                    self._latest[tenant] = states
+            self._months[(tenant, number)] = found
         return found
 
+    @property
+    def valid(self) -> int:
+        return self.received - self.duplicates - sum(self.rejected_by_reason.values())
+
     def kept(self, period: Period) -> int:
-        """Valid, unique events of ``period`` kept in the book."""
+        """Valid, unique events of ``period`` kept in the book: those counted by month, and for
+        the last period those that went straight to a tenant's states, which are all the others."""
         if not self.first <= period <= self.last:
             return 0
         key = period.year * 12 + period.month
-        return sum(month.events for (_, number), month in self._months.items() if number == key)
+        kept = sum(month.events for (_, number), month in self._months.items() if number == key)
+        if period == self.last:
+            kept += self.valid - sum(month.events for month in self._months.values())
+        return kept
 
     def summary(self, period: Period) -> Summary:
         """SPEC §4's counts for ``period``: every valid, unique event outside it is out of period."""
-        valid = self.received - self.duplicates - sum(self.rejected_by_reason.values())
+        valid = self.valid
         accepted = self.kept(period)
         rejected = Counter(self.rejected_by_reason)
         return Summary(self.received, accepted, self.duplicates, valid - accepted, rejected)

@@ -137,7 +137,10 @@ def _timed(catalog: Catalog, segments: Segments, opening: Opening) -> dict[State
 
 
 def _closing(timed: Mapping[StateKey, _Held], period: Period) -> dict[StateKey, Decimal]:
-    return {key: value for key, held in timed.items() if (value := held.in_force(period.end)) is not None}
+    if not timed:
+        return {}
+    end = period.end
+    return {key: value for key, held in timed.items() if (value := held.in_force(end)) is not None}
 
 
 def _counted(catalog: Catalog, period: Period, parts: list[States]) -> dict[StateKey, Fraction]:

@@ -27,6 +27,7 @@ def days_in(period: Period) -> int:
     return calendar.monthrange(period.year, period.month)[1]
 
 
+@cache
 def whole_month(period: Period) -> Days:
     return (1, days_in(period) + 1)
 
@@ -54,9 +55,8 @@ class Term:
 def terms(catalog: Catalog, customer: Customer, period: Period) -> list[Term]:
     """The customer's invoices' terms in the period: each subscription active at least one day."""
     found: list[Term] = []
-    month = whole_month(period)
     for subscription in customer.subscriptions:
-        days = _clip(subscription, period, month)
+        days = _clip(subscription, period)
         if days is None:
             continue
         plan = catalog.version_on(subscription.plan, date(period.year, period.month, days[0]))
@@ -69,13 +69,18 @@ def segments(catalog: Catalog, tenant: str, period: Period) -> tuple[Days, ...]:
     """The month cut at every boundary of the tenant's subscriptions that falls inside it."""
     month = whole_month(period)
     customer = catalog.customers.get(tenant)
-    cuts = {month[0], month[1]}
-    for subscription in customer.subscriptions if customer else ():
-        days = _clip(subscription, period, month)
-        if days is not None:
-            cuts.update(days)
-    ordered = sorted(cuts)
-    return tuple(pairwise(ordered))
+    if customer is None:
+        return (month,)
+    first, after = _dates(period)
+    cuts = {
+        edge.day
+        for subscription in customer.subscriptions
+        for edge in (subscription.start, subscription.end)
+        if edge is not None and first < edge < after
+    }
+    if not cuts:
+        return (month,)
+    return tuple(pairwise([month[0], *sorted(cuts), month[1]]))
 
 
 def cutter(catalog: Catalog) -> Callable[[str, Period], tuple[Days, ...]]:
@@ -91,13 +96,19 @@ def cutter(catalog: Catalog) -> Callable[[str, Period], tuple[Days, ...]]:
     return cut
 
 
-def _clip(subscription: Subscription, period: Period, month: Days) -> Days | None:
+def _clip(subscription: Subscription, period: Period) -> Days | None:
     """The days of the month the subscription covers, or None."""
-    first_day, last_day = period.start.date(), (period.end - timedelta(days=1)).date()
-    start = max(subscription.start, first_day)
-    end = (
-        last_day + timedelta(days=1) if subscription.end is None else min(subscription.end, period.end.date())
-    )
+    first, after = _dates(period)
+    start = max(subscription.start, first)
+    end = after if subscription.end is None else min(subscription.end, after)
     if start >= end:
         return None
-    return (start.day, month[1] if end > last_day else end.day)
+    return (start.day, days_in(period) + 1 if end == after else end.day)
+
+
+@cache
+def _dates(period: Period) -> tuple[date, date]:
+    """The period's first day, and the first day after it."""
+    return date(period.year, period.month, 1), date(
+        period.year + period.month // 12, period.month % 12 + 1, 1
+    )
