@@ -197,6 +197,10 @@ class Metered:
             self._months[(tenant, number)] = found
         return found
 
+    def finish(self) -> None:
+        """Reading is done: let go of the dedup keys, most of what a large file's metering holds."""
+        self.cells.clear()
+
     @property
     def valid(self) -> int:
         return self.received - self.duplicates - sum(self.rejected_by_reason.values())
@@ -232,12 +236,14 @@ def rate_cells(
     metered = Metered(catalog, last)
     for cell, lines in cells.items():
         metered.read(lines, cell)
+    metered.finish()
     return rate_book(catalog, metered, first, last)
 
 
 def meter_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) -> Metered:
     metered = Metered(catalog, period)
     metered.read(lines)
+    metered.finish()
     return metered
 
 
