@@ -4,10 +4,12 @@ only), and the invoices must equal `meterline rate` on the same events."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import orjson
 import pytest
 from moto import mock_aws
 
@@ -109,22 +111,51 @@ class Pipeline:
         return invoices_by_period(self.store)
 
 
+def gauge(name: str, at: datetime, cku: int) -> bytes:
+    """A sample of org-1's cku gauge (a time-weighted meter)."""
+    event = {
+        "specversion": "1.0",
+        "id": name,
+        "source": "cell/gauge",
+        "type": "kafka.status",
+        "subject": "org-1",
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "data": {"cku": cku, "partitions": 1},
+    }
+    return orjson.dumps(event)
+
+
+def per_minute(name: str, start: datetime, minutes: int) -> list[bytes]:
+    return [gauge(f"{name}{n}", start + timedelta(minutes=n), 1 + n // 20) for n in range(minutes)]
+
+
 @pytest.mark.parametrize("ledger", ["memory", "dynamodb", "tables", "firestore"])
 def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
-    ledger: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ledger: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # GIVEN a ledger, windows sealed after every 2 open partials (so rollups are made and read),
-    # two months of usage, October closed mid-November and a tail of October usage after that
+    # two months of usage, October closed mid-November and a tail of October usage after that;
+    # among it a gauge sampled every minute, whose rolled-up hours are archived, and a sample of it
+    # arriving inside an archived hour in each month (the October one after October closed)
     monkeypatch.setattr(meterline.pipeline.ledger, "SEAL_AFTER_PARTIALS", 2)
+    caplog.set_level(logging.INFO, logger=meterline.pipeline.ledger.__name__)
     pipeline = Pipeline(request.getfixturevalue(ledger)())
+    october, november = datetime(2026, 10, 20, 10, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
+    gauges = per_minute("oct-", october, 10) + per_minute("nov-", november, 90)
     lines = make_events(seed=41, count=240)
+    lines = [line for pair in zip(lines, gauges + [b""] * len(lines), strict=False) for line in pair if line]
     late = [
         line.replace(b'"id":"e', b'"id":"late-e')
         for line in make_events(seed=42, count=60)
         if b'"time":"2026-10' in line
     ]
+    late.append(gauge("oct-late", october + timedelta(minutes=4, seconds=30), 7))
     pipeline.deliver(lines)
     pipeline.closer.run(datetime(2026, 11, 15, tzinfo=UTC))
+    pipeline.deliver([gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9)])
     pipeline.deliver(late)
     # WHEN November closes too
     pipeline.closer.run(datetime(2026, 12, 2, tzinfo=UTC))
@@ -132,8 +163,12 @@ def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
     # is billed to the cent, on its invoice or as an adjustment
     assert PeriodLedger(CATALOG, pipeline.store, Period(2026, 11)).head().window >= 2
     invoices = pipeline.invoices()
+    everything = [*lines, gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9), *late]
     for period in ("2026-10", "2026-11"):
-        expected = rate_lines(CATALOG, lines + late, Period.parse(period)).to_json()
+        expected = rate_lines(CATALOG, everything, Period.parse(period)).to_json()
         assert differences(period, expected, invoices) == []
     adjustments = [line for i in invoices["2026-11"] for line in i["lines"] if "adjusts_period" in line]  # type: ignore[operator]
     assert adjustments
+    # AND the late gauge samples were placed by reading archived hours back from this store
+    read_back = {str(r.args[0]) for r in caplog.records if r.msg.startswith("slow path")}  # type: ignore[index]
+    assert read_back >= {"2026-10-20T10", "2026-11-05T00"}
