@@ -20,14 +20,14 @@ from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
-from meterline.pipeline.close import Closer
+from meterline.pipeline.close import Closer, invoices_by_period
 from meterline.pipeline.ledger import PeriodLedger
 from meterline.pipeline.meter import DeliveredRecord, Meter
 from meterline.pipeline.rate import RunningCharges
 from meterline.ports import Store
 from meterline.reconcile import differences
 from meterline.records import AcceptedUsage, Delivery
-from meterline.topology import INVOICES_TABLE, TABLES, USAGE_EVENTS, USAGE_TABLE
+from meterline.topology import TABLES, USAGE_EVENTS, USAGE_TABLE
 from tests.contract.conftest import FIRESTORE_PROJECT, reset_firestore
 from tests.pipeline.test_cell import CATALOG, make_events
 
@@ -108,10 +108,7 @@ class Pipeline:
         self.charges.run_open(datetime(2026, 11, 20, tzinfo=UTC))
 
     def invoices(self) -> dict[str, list[dict[str, object]]]:
-        by_period: dict[str, list[dict[str, object]]] = {}
-        for item in self.store.scan(INVOICES_TABLE.name):
-            by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-        return {period: sorted(found, key=lambda i: str(i["tenant"])) for period, found in by_period.items()}
+        return invoices_by_period(self.store)
 
 
 def gauge(name: str, at: datetime, cku: int) -> bytes:

@@ -294,7 +294,7 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
     # THEN October and November invoices equal `meterline rate` on the same records
     invoices: dict[str, list[dict[str, Any]]] = {}
     for item in azure_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+        invoices.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
     catalog = load_catalog(CATALOG)
     assert sorted(invoices) == ["2026-10", "2026-11"]
     for period in ("2026-10", "2026-11"):
