@@ -223,13 +223,13 @@ def run_meterline(path: str) -> Run:
     lines = _read_lines(path)
     input_rss = _peak_rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
-    book, summary = meter_lines(catalog, lines, PERIOD)
+    metered = meter_lines(catalog, lines, PERIOD)
     rating_start = time.perf_counter()
-    result = rate_book(catalog, book, PERIOD, summary)
+    (result,) = rate_book(catalog, metered, PERIOD, PERIOD)
     invoices = [invoice.to_json() for invoice in result.invoices]
     end, cpu_end = time.perf_counter(), time.process_time()
     check = {
-        "summary": summary.to_json(),
+        "summary": result.summary.to_json(),
         "invoices": len(invoices),
         "unbilled": len(result.unbilled_tenants),
     }

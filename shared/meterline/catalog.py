@@ -1,4 +1,5 @@
-"""The catalog: meters, versioned plans and customers (SPEC §2), loaded from YAML and validated.
+"""The catalog: meters, versioned plans, customers and their subscriptions and credit grants, and
+the billing settings (SPEC §2, §5, §6), loaded from YAML and validated.
 
 Every number is read from the YAML scalar's text as an exact ``Decimal``; a bad catalog raises
 ``CatalogError`` naming the file, the line, the entry and the field.
@@ -7,12 +8,15 @@ Every number is read from the YAML scalar's text as an exact ``Decimal``; a bad 
 from __future__ import annotations
 
 import gc
+import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from unicodedata import is_normalized, normalize
@@ -20,7 +24,7 @@ from unicodedata import is_normalized, normalize
 import yaml
 
 from meterline.money import UnknownCurrencyError, minor_units
-from meterline.periods import Period
+from meterline.periods import Period, PeriodError
 
 
 class Aggregation(StrEnum):
@@ -98,14 +102,65 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscription:
+    """A plan from ``start`` (inclusive) to ``end`` (exclusive; None: open-ended), UTC midnights."""
+
+    plan: str
+    start: date
+    end: date | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable within a tenant (subscriptions do not overlap): the plan and the day it starts."""
+        return f"{self.plan}@{self.start.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class CreditGrant:
+    """Prepaid credit, a balance that invoices draw from while it is eligible (SPEC §6)."""
+
+    id: str
+    amount: Decimal
+    effective_from: date
+    expires: date | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Customer:
     tenant: str
-    plan: str
+    subscriptions: tuple[Subscription, ...]
+    """Non-overlapping, earliest first; v1's ``plan: X`` is one from X's first version, open-ended."""
     charges: tuple[Charge, ...] = ()
     """Contract overrides: each replaces the plan's charge with the same line key, or adds one."""
     credits: Decimal | None = None
+    """v1 credits: a grant of this much for each period, expiring at its end."""
     spend_alerts: tuple[Decimal, ...] = ()
     """Running-spend thresholds for the open period; each crossing is announced once."""
+    credit_grants: tuple[CreditGrant, ...] = ()
+
+
+class NumberingScope(StrEnum):
+    ISSUER = "issuer"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    prefix: str = ""
+    per: NumberingScope = NumberingScope.ISSUER
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """The deployment's billing settings (SPEC §5); every field has a default."""
+
+    first_period: Period | None = None
+    """None: the period of the earliest ``effective_from`` of any plan (``Catalog.first_period``)."""
+    grace: timedelta = timedelta(hours=1)
+    amend_periods: int = 2
+    numbering: Numbering = field(default_factory=Numbering)
+    cell_wait: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -114,6 +169,9 @@ class Catalog:
     plans: Mapping[str, tuple[Plan, ...]]
     """Every version of each plan, oldest ``effective_from`` first."""
     customers: Mapping[str, Customer]
+    billing: Billing = field(default_factory=Billing)
+    digest: str = ""
+    """SHA-256 (hex) of the catalog file's bytes: what ``catalog_digest`` records (SPEC §7)."""
     meters_by_type: Mapping[str, tuple[Meter, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,10 +180,24 @@ class Catalog:
             by_type.setdefault(meter.event_type, []).append(meter)
         object.__setattr__(self, "meters_by_type", {t: tuple(m) for t, m in by_type.items()})
 
+    @property
+    def first_period(self) -> Period:
+        """The first period this deployment invoices: set, or that of the earliest version of any plan."""
+        if self.billing.first_period is not None:
+            return self.billing.first_period
+        # no plan at all: nothing is ever invoiced, and no usage is out of billing's reach
+        earliest = min(
+            (plan.effective_from for versions in self.plans.values() for plan in versions), default=date.min
+        )
+        return Period(earliest.year, earliest.month)
+
     def plan_in_effect(self, plan_key: str, period: Period) -> Plan | None:
         """The version with the greatest ``effective_from`` not after the period's start."""
-        start = period.start.date()
-        in_effect = [plan for plan in self.plans[plan_key] if plan.effective_from <= start]
+        return self.version_on(plan_key, period.start.date())
+
+    def version_on(self, plan_key: str, day: date) -> Plan | None:
+        """The version with the greatest ``effective_from`` not after ``day``."""
+        in_effect = [plan for plan in self.plans[plan_key] if plan.effective_from <= day]
         return in_effect[-1] if in_effect else None
 
     def charges_for(self, customer: Customer, plan: Plan) -> tuple[Charge, ...]:
@@ -135,11 +207,16 @@ class Catalog:
 
 
 def load_catalog(path: str | Path) -> Catalog:
-    return parse_catalog(read_catalog_text(path), str(path))
+    return parse_catalog_bytes(read_catalog_bytes(path), str(path))
 
 
 def read_catalog_text(path: str | Path) -> str:
-    """A catalog file's text, read no further than a catalog may be long (/dev/zero opens too)."""
+    """A catalog file's text (see ``read_catalog_bytes``)."""
+    return _catalog_text(read_catalog_bytes(path), str(path))
+
+
+def read_catalog_bytes(path: str | Path) -> bytes:
+    """A catalog file's bytes, read no further than a catalog may be long (/dev/zero opens too)."""
     try:
         with Path(path).open("rb") as file:
             data = file.read(MAX_CATALOG_BYTES + 1)
@@ -147,19 +224,29 @@ def read_catalog_text(path: str | Path) -> str:
         raise CatalogError(f"{path}: cannot read the catalog ({error.strerror})") from None
     if len(data) > MAX_CATALOG_BYTES:
         raise CatalogError(f"{path}: {_TOO_LARGE}")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CatalogError(f"{path}: the catalog is not UTF-8 text") from None
+    return data
 
 
 def sample_catalog() -> Catalog:
     """The catalog shipped with the package (``meterline/samples/catalog.yaml``)."""
     sample = resources.files("meterline").joinpath("samples", "catalog.yaml")
-    return parse_catalog(sample.read_text(encoding="utf-8"), "meterline/samples/catalog.yaml")
+    return parse_catalog_bytes(sample.read_bytes(), "meterline/samples/catalog.yaml")
 
 
-def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
+def parse_catalog_bytes(data: bytes, source: str = "<catalog>") -> Catalog:
+    """A catalog file's bytes: its digest is theirs, whatever their line endings."""
+    return parse_catalog(_catalog_text(data, source), source, digest=hashlib.sha256(data).hexdigest())
+
+
+def _catalog_text(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CatalogError(f"{source}: the catalog is not UTF-8 text") from None
+
+
+def parse_catalog(text: str, source: str = "<catalog>", *, digest: str | None = None) -> Catalog:
+    """A catalog from its text; its digest is that of the text in UTF-8 unless given."""
     try:
         document = _load_yaml(text)
     except _RefusedError as error:
@@ -175,7 +262,7 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
         raise CatalogError(f"{source}: not valid YAML (nested too deeply)") from None
     if document is None:
         raise CatalogError(f"{source}: catalog: the catalog is empty (expected meters, plans, customers)")
-    return _CatalogReader(source).read(document)
+    return _CatalogReader(source).read(document, digest or hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 # --- YAML loading that keeps exact numbers and line numbers --------------------------------------
@@ -514,13 +601,14 @@ class _CatalogReader:
 
     # catalog -----------------------------------------------------------------------------------
 
-    def read(self, document: Any) -> Catalog:
+    def read(self, document: Any, digest: str) -> Catalog:
         root = self.mapping(document, "catalog")
-        self.known_fields(root, "catalog", ("meters", "plans", "customers"))
+        self.known_fields(root, "catalog", ("meters", "plans", "customers", "billing"))
         meters = self.read_meters(root)
         plans = self.read_plans(root, meters)
         customers = self.read_customers(root, meters, plans)
-        return Catalog(meters=meters, plans=plans, customers=customers)
+        billing = self.read_billing(root)
+        return Catalog(meters=meters, plans=plans, customers=customers, billing=billing, digest=digest)
 
     def read_meters(self, root: _Node) -> dict[str, Meter]:
         meters: dict[str, Meter] = {}
@@ -729,17 +817,18 @@ class _CatalogReader:
         for index, line, raw in self.items(root, "catalog", "customers"):
             entry = f"customers[{index}]"
             node = self.mapping(raw, entry, line=line)
-            self.known_fields(node, entry, ("tenant", "plan", "charges", "credits", "spend_alerts"))
+            self.known_fields(
+                node,
+                entry,
+                ("tenant", "plan", "subscriptions", "charges", "credits", "credit_grants", "spend_alerts"),
+            )
             tenant = self.text(node, entry, "tenant")
             assert tenant is not None
             self.key_name(node, entry, "tenant", tenant)
             entry = f"customers[{tenant}]"
             if tenant in customers:
                 raise self.fail(node, entry, "is defined twice", "tenant")
-            plan = self.text(node, entry, "plan")
-            assert plan is not None
-            if plan not in plans:
-                raise self.fail(node, entry, f"unknown plan {plan!r}", "plan")
+            subscriptions = self.read_subscriptions(node, entry, plans)
             alerts = []
             for position, line, threshold in self.items(node, entry, "spend_alerts"):
                 holder = _Node({f"spend_alerts[{position}]": threshold})
@@ -747,14 +836,192 @@ class _CatalogReader:
                 value = self.decimal(holder, entry, f"spend_alerts[{position}]", required=True, positive=True)
                 assert value is not None
                 alerts.append(value)
+            credits = self.decimal(node, entry, "credits")
+            grants = self.read_grants(node, entry)
+            if credits is not None or grants:
+                self.one_currency(
+                    node, entry, subscriptions, plans, "credits" if credits is not None else "credit_grants"
+                )
             customers[tenant] = Customer(
                 tenant,
-                plan,
+                subscriptions,
                 self.read_charges(node, entry, meters, required=False),
-                self.decimal(node, entry, "credits"),
+                credits,
                 tuple(sorted(alerts)),
+                grants,
             )
         return customers
+
+    # subscriptions, credit grants and billing (SPEC v2) ------------------------------------------
+
+    def read_subscriptions(
+        self, node: _Node, entry: str, plans: Mapping[str, tuple[Plan, ...]]
+    ) -> tuple[Subscription, ...]:
+        """``plan: X`` (v1) or ``subscriptions``: one or the other, non-overlapping."""
+        if "plan" in node and "subscriptions" in node:
+            raise self.fail(
+                node, entry, "gives both plan and subscriptions (one or the other)", "subscriptions"
+            )
+        if "subscriptions" not in node:
+            if "plan" not in node:
+                raise self.fail(node, entry, "is required (or subscriptions)", "plan")
+            plan = self.text(node, entry, "plan")
+            assert plan is not None
+            if plan not in plans:
+                raise self.fail(node, entry, f"unknown plan {plan!r}", "plan")
+            return (Subscription(plan, plans[plan][0].effective_from),)
+        if not self.sequence(node, entry, "subscriptions"):
+            raise self.fail(node, entry, "must list at least one subscription", "subscriptions")
+        subscriptions: list[tuple[Subscription, _Node, str]] = []
+        for index, line, raw in self.items(node, entry, "subscriptions"):
+            item_entry = f"{entry}.subscriptions[{index}]"
+            item = self.mapping(raw, item_entry, line=line)
+            self.known_fields(item, item_entry, ("plan", "from", "to"))
+            plan = self.text(item, item_entry, "plan")
+            assert plan is not None
+            if plan not in plans:
+                raise self.fail(item, item_entry, f"unknown plan {plan!r}", "plan")
+            start = self.read_date(item, item_entry, "from")
+            end = self.read_date(item, item_entry, "to") if item.get("to") is not None else None
+            if end is not None and end <= start:
+                raise self.fail(item, item_entry, f"{end} is not after from ({start})", "to")
+            first = plans[plan][0].effective_from
+            if start < first:
+                raise self.fail(
+                    item, item_entry, f"{start} is before plan {plan!r} has a version (from {first})", "from"
+                )
+            subscriptions.append((Subscription(plan, start, end), item, item_entry))
+        subscriptions.sort(key=lambda found: found[0].start)
+        for (earlier, _, earlier_entry), (later, item, item_entry) in pairwise(subscriptions):
+            if earlier.end is None or earlier.end > later.start:
+                raise self.fail(
+                    item, item_entry, f"{later.start} overlaps {earlier_entry} (from {earlier.start})", "from"
+                )
+        return tuple(subscription for subscription, _, _ in subscriptions)
+
+    def one_currency(
+        self,
+        node: _Node,
+        entry: str,
+        subscriptions: tuple[Subscription, ...],
+        plans: Mapping[str, tuple[Plan, ...]],
+        field_name: str,
+    ) -> None:
+        """Credits are money in the customer's currency: its subscriptions must agree on one."""
+        currencies = sorted({plans[subscription.plan][0].currency for subscription in subscriptions})
+        if len(currencies) > 1:
+            raise self.fail(
+                node,
+                entry,
+                f"needs the customer's subscriptions in one currency (they use {', '.join(currencies)})",
+                field_name,
+            )
+
+    def read_grants(self, node: _Node, entry: str) -> tuple[CreditGrant, ...]:
+        grants: list[CreditGrant] = []
+        for index, line, raw in self.items(node, entry, "credit_grants"):
+            item_entry = f"{entry}.credit_grants[{index}]"
+            item = self.mapping(raw, item_entry, line=line)
+            self.known_fields(item, item_entry, ("id", "amount", "effective_from", "expires", "priority"))
+            grant_id = self.text(item, item_entry, "id")
+            assert grant_id is not None
+            item_entry = f"{entry}.credit_grants[{grant_id}]"
+            if any(grant.id == grant_id for grant in grants):
+                raise self.fail(item, item_entry, "is defined twice", "id")
+            if grant_id.startswith(V1_CREDITS_PREFIX):
+                raise self.fail(
+                    item, item_entry, f"{V1_CREDITS_PREFIX!r} names v1 credits' grants; choose another", "id"
+                )
+            amount = self.decimal(item, item_entry, "amount", required=True)
+            assert amount is not None
+            effective_from = self.read_date(item, item_entry, "effective_from")
+            expires = self.read_date(item, item_entry, "expires") if item.get("expires") is not None else None
+            if expires is not None and expires <= effective_from:
+                raise self.fail(
+                    item, item_entry, f"{expires} is not after effective_from ({effective_from})", "expires"
+                )
+            priority = item.get("priority", Decimal(0))
+            if not isinstance(priority, Decimal) or priority != priority.to_integral_value():
+                raise self.fail(item, item_entry, "must be a whole number (lower draws first)", "priority")
+            grants.append(CreditGrant(grant_id, amount, effective_from, expires, int(priority)))
+        return tuple(grants)
+
+    def read_billing(self, root: _Node) -> Billing:
+        if root.get("billing") is None:
+            return Billing()
+        entry = "billing"
+        node = self.mapping(root["billing"], entry, line=root.key_lines.get("billing"))
+        self.known_fields(node, entry, ("first_period", "grace", "amend_periods", "numbering", "cell_wait"))
+        defaults = Billing()
+        first_period = None
+        if node.get("first_period") is not None:
+            text = node["first_period"]
+            try:
+                first_period = Period.parse(text if isinstance(text, str) else "")
+            except PeriodError:
+                raise self.fail(
+                    node, entry, f"{text!r} is not a month written YYYY-MM", "first_period"
+                ) from None
+        amend = node.get("amend_periods", Decimal(defaults.amend_periods))
+        if not isinstance(amend, Decimal) or amend != amend.to_integral_value() or amend < 0:
+            raise self.fail(node, entry, "must be a whole number from 0", "amend_periods")
+        return Billing(
+            first_period,
+            self.duration(node, entry, "grace", defaults.grace),
+            int(amend),
+            self.read_numbering(node, entry),
+            self.duration(node, entry, "cell_wait", defaults.cell_wait),
+        )
+
+    def read_numbering(self, node: _Node, entry: str) -> Numbering:
+        if node.get("numbering") is None:
+            return Numbering()
+        entry = f"{entry}.numbering"
+        numbering = self.mapping(node["numbering"], entry, line=node.key_lines.get("numbering"))
+        self.known_fields(numbering, entry, ("prefix", "per"))
+        prefix = numbering.get("prefix", "")
+        if not isinstance(prefix, str):
+            raise self.fail(numbering, entry, f"must be text, not {_kind(prefix)}", "prefix")
+        per = numbering.get("per", NumberingScope.ISSUER.value)
+        try:
+            scope = NumberingScope(per)
+        except ValueError:
+            allowed = " | ".join(scope.value for scope in NumberingScope)
+            raise self.fail(numbering, entry, f"unknown scope {per!r} (expected {allowed})", "per") from None
+        return Numbering(prefix, scope)
+
+    def duration(self, node: _Node, entry: str, name: str, default: timedelta) -> timedelta:
+        value = node.get(name)
+        if value is None:
+            return default
+        parsed = parse_duration(value) if isinstance(value, str) else None
+        if parsed is None:
+            raise self.fail(
+                node,
+                entry,
+                f"{value!r} is not an ISO 8601 duration in days, hours, minutes or seconds (PT1H, P2D)",
+                name,
+            )
+        return parsed
+
+
+V1_CREDITS_PREFIX = "credits:"
+"""v1 ``credits`` become one grant per period, named ``credits:<YYYY-MM>``."""
+
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?",
+    re.ASCII,
+)
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """An ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds), or None.
+    Years and months are refused: they have no fixed length."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or text.strip().endswith("T") or not any(match.groupdict().values()):
+        return None
+    parts = {name: int(value) for name, value in match.groupdict().items() if value}
+    return timedelta(**parts)
 
 
 def _kind(value: Any) -> str:

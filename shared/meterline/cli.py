@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from importlib.metadata import entry_points
@@ -20,7 +22,7 @@ import orjson
 from meterline import bench
 from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
 from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
-from meterline.offline import rate_lines
+from meterline.offline import CELL, rate_cells
 from meterline.periods import Period, PeriodError
 
 DEMO_TENANTS = 20
@@ -115,12 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="meterline", description="Usage-based billing: meter, aggregate, rate, invoice.")
     commands = parser.add_subparsers(title="commands", required=True, parser_class=_Parser)
 
-    rate = commands.add_parser(
-        "rate", help="rate an NDJSON event file offline and print the invoices as JSON"
-    )
+    rate = commands.add_parser("rate", help="rate NDJSON event files offline and print the invoices as JSON")
     rate.add_argument("--catalog", required=True, type=Path, help="catalog YAML (meters, plans, customers)")
-    rate.add_argument("--usage", required=True, help="NDJSON usage events, or - for standard input")
-    rate.add_argument("--period", required=True, type=_period, help="billing month, YYYY-MM (UTC)")
+    rate.add_argument(
+        "--usage",
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="[CELL=]FILE",
+        help="NDJSON usage events, one file per cell (a bare FILE is the cell 'local'; - is standard input)",
+    )
+    rate.add_argument("--period", type=_period, help="billing month, YYYY-MM (UTC): prints one document")
+    rate.add_argument("--from", dest="first", type=_period, metavar="PERIOD", help="first month of a range")
+    rate.add_argument(
+        "--to", dest="last", type=_period, metavar="PERIOD", help="last month: prints one document per month"
+    )
     rate.set_defaults(run=run_rate)
     bench.add_parser(commands)
 
@@ -305,12 +316,52 @@ def _make_out(out: Path) -> None:
 
 
 def run_rate(args: argparse.Namespace) -> int:
+    first, last = rating_periods(args.period, args.first, args.last)
+    cells = usage_cells(args.usage)
     catalog = load_catalog(args.catalog)
-    with open_usage(args.usage) as stream:
-        result = rate_lines(catalog, read_lines(stream, args.usage), args.period)
-    document = orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n"
+    with ExitStack() as files:
+        streams = {cell: (name, files.enter_context(open_usage(name))) for cell, name in cells.items()}
+        lines = {cell: read_lines(stream, name) for cell, (name, stream) in streams.items()}
+        results = rate_cells(catalog, lines, first, last)
+    rated = results[0].to_json() if args.period else [result.to_json() for result in results]
+    document = orjson.dumps(rated, option=orjson.OPT_INDENT_2) + b"\n"
     to_stdout(lambda out: out.write(document))
     return 0
+
+
+def rating_periods(period: Period | None, first: Period | None, last: Period | None) -> tuple[Period, Period]:
+    """--period P, or --from P1 --to P2 (P1 not after P2)."""
+    if period is not None:
+        if first is not None or last is not None:
+            raise UsageError("give --period, or --from and --to, not both")
+        return period, period
+    if first is None and last is None:
+        raise UsageError("give the period to rate: --period YYYY-MM, or --from YYYY-MM --to YYYY-MM")
+    if first is None or last is None:
+        raise UsageError("--from and --to go together: give both")
+    if first > last:
+        raise UsageError(f"--from {first} is after --to {last}")
+    return first, last
+
+
+_CELL = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]*)=(.+)", re.ASCII | re.DOTALL)
+
+
+def usage_cells(arguments: Sequence[str]) -> dict[str, str]:
+    """Each --usage argument's cell and file: CELL=FILE, or a bare FILE for the cell 'local'."""
+    cells: dict[str, str] = {}
+    for argument in arguments:
+        match = _CELL.fullmatch(argument)
+        cell, name = (match.group(1), match.group(2)) if match else (CELL, argument)
+        if cell in cells:
+            raise UsageError(
+                f"--usage: cell {cell!r} is given twice ({cells[cell]}, {name}): one file per cell"
+                + (" (a FILE without CELL= is the cell 'local')" if cell == CELL else "")
+            )
+        cells[cell] = name
+    if list(cells.values()).count("-") > 1:
+        raise UsageError("--usage: standard input (-) can be read once")
+    return cells
 
 
 def open_usage(name: str) -> BinaryIO:

@@ -216,7 +216,7 @@ def _tenants(catalog: Catalog, spec: GenerateSpec, shapes: list[_Shape], rng: ra
     for position, tenant_id in enumerate(ids):
         currency, committed = "USD", False
         if position < len(customers):
-            versions = catalog.plans[customers[position].plan]
+            versions = catalog.plans[customers[position].subscriptions[-1].plan]
             currency = versions[-1].currency
             committed = any(plan.minimum_commit for plan in versions)
         scale = min(25.0, max(0.05, rng.lognormvariate(0, 1))) * (6 if committed else 1)

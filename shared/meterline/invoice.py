@@ -1,12 +1,14 @@
-"""Invoices: lines, and the totals that always add up (SPEC §3, §4)."""
+"""Invoices: lines, and the totals that always add up (SPEC §3, §4, §9); usage no invoice bills."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from meterline.credits import Drawdown
 from meterline.metering import Group
 from meterline.money import shifted
 from meterline.periods import Period
@@ -20,6 +22,8 @@ class Line:
     amount: Decimal
     period: Period | None = None
     """Set on an adjustment line: the earlier, closed period whose late usage it bills."""
+    subscription: str | None = None
+    """Set on an adjustment line: the subscription that late usage fell under."""
 
     def to_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {
@@ -30,6 +34,7 @@ class Line:
         }
         if self.period is not None:
             line["adjusts_period"] = str(self.period)
+            line["adjusts_subscription"] = self.subscription
         return line
 
 
@@ -47,10 +52,18 @@ class Invoice:
     credits_applied: Decimal
     total: Decimal
     adjustments: tuple[Line, ...] = field(default=())
+    subscription: str = ""
+    """The subscription's key (``Subscription.key``): with tenant and period, the invoice's identity."""
+    credit_drawdowns: tuple[Drawdown, ...] = ()
+    catalog_digest: str = ""
+    number: str | None = None
+    """Assigned when the invoice is issued; None offline."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tenant": self.tenant,
+            "subscription": self.subscription,
+            "number": self.number,
             "plan": self.plan,
             "version": self.version,
             "currency": self.currency,
@@ -59,7 +72,36 @@ class Invoice:
             "discount": str(self.discount),
             "commitment_true_up": str(self.commitment_true_up),
             "credits_applied": str(self.credits_applied),
+            "credit_drawdowns": [drawdown.to_json() for drawdown in self.credit_drawdowns],
             "total": str(self.total),
+            "catalog_digest": self.catalog_digest,
+        }
+
+
+class UnbilledReason(StrEnum):
+    NO_CUSTOMER = "no_customer"
+    NO_SUBSCRIPTION = "no_subscription"
+
+
+@dataclass(frozen=True, slots=True)
+class UnbilledUsage:
+    """Usage of a tenant at a time no subscription covers (SPEC §5): reported, never dropped."""
+
+    tenant: str
+    period: Period
+    meter: str
+    group: dict[str, Any]
+    quantity: Fraction
+    reason: UnbilledReason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "period": str(self.period),
+            "meter": self.meter,
+            "group": {name: _json_scalar(value) for name, value in self.group.items()},
+            "quantity": format_quantity(self.quantity),
+            "reason": self.reason.value,
         }
 
 

@@ -1,21 +1,32 @@
-"""`meterline rate`: an event file rated offline, in the order SPEC §4 sets."""
+"""`meterline rate`: event files rated offline, in the order SPEC §4 sets, for one period or a range.
+
+Each file is a cell's (SPEC §8): validated, then deduplicated over the whole file within its cell,
+then sorted into periods. Every period from ``billing.first_period`` up to the last one asked for
+is kept, because a period's invoices depend on the ones before it: time-weighted values carry
+over, and credit grants carry balances. Those periods are billed in order; the ones asked for are
+printed. Usage before ``first_period`` (or after the last period) counts as out of period only.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meterline.aggregation import AggregateState
+from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
 from meterline.catalog import Catalog
+from meterline.credits import Credits
 from meterline.events import EventError, EventKey, Reason
-from meterline.invoice import Invoice
+from meterline.invoice import Invoice, UnbilledUsage
 from meterline.metering import Metering
 from meterline.periods import Period
-from meterline.rating import rate_tenant
 from meterline.records import read_usage
-from meterline.usage import StateKey, UsageBook, fold
+from meterline.terms import cutter
+from meterline.usage import States, UsageBook, fold
+
+CELL = "local"
+"""The cell of a usage file given without one."""
 
 
 @dataclass
@@ -47,6 +58,9 @@ class RateResult:
     invoices: list[Invoice]
     summary: Summary
     unbilled_tenants: list[str]
+    unbilled_usage: list[UnbilledUsage] = field(default_factory=list)
+    credit_balances: list[dict[str, Any]] = field(default_factory=list)
+    """Each credit grant that may pay this period's invoices, as it stands at the period's end."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,13 +68,15 @@ class RateResult:
             "invoices": [invoice.to_json() for invoice in self.invoices],
             "summary": self.summary.to_json(),
             "unbilled_tenants": self.unbilled_tenants,
+            "unbilled_usage": [usage.to_json() for usage in self.unbilled_usage],
+            "credit_balances": self.credit_balances,
         }
 
 
 class Deduplicator:
     """First stands: a repeat with equal content is a duplicate, with other content a conflict.
 
-    A fingerprint is anything equal when the content is: an event's digest, or (in ``meter_lines``)
+    A fingerprint is anything equal when the content is: an event's digest, or (in ``Metered``)
     Python's keyed 64-bit hash of its canonical content, which costs 30 ns where the digest costs
     500. Different fingerprints mean different contents for certain; different contents with the
     same hash (the one way a conflict could pass for a duplicate) have odds of 2**-64 per repeat.
@@ -89,57 +105,180 @@ class Deduplicator:
         )
 
 
-def rate_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) -> RateResult:
-    book, summary = meter_lines(catalog, lines, period)
-    return rate_book(catalog, book, period, summary)
+@dataclass(slots=True)
+class _Month:
+    """Where a tenant's events of one month go, and how many came: its states, or, when the month
+    is cut into segments, its states by day; neither when the month is not kept."""
+
+    year: int
+    month: int
+    states: States | None
+    by_day: list[States] | None
+    events: int = 0
 
 
-def meter_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) -> tuple[UsageBook, Summary]:
-    """Validate, dedup over all the lines, then keep the period's accepted usage (SPEC §4's order)."""
-    summary = Summary()
-    rejected = summary.rejected_by_reason
-    metering = Metering(catalog.meters_by_type)
-    admit = Deduplicator().admit
-    book = UsageBook()
-    tenant_states: dict[str, dict[StateKey, AggregateState]] = {}
-    year, month = period.year, period.month
-    received = duplicates = out_of_period = 0
-    for line in lines:
-        if not line or line.isspace():
-            continue
-        received += 1
-        try:
-            subject, source, event_id, time, readings, content = read_usage(metering, line)
-            if not admit((subject, source, event_id), hash(content)):
-                duplicates += 1
+class Metered:
+    """Usage files read into one book: each validated and deduplicated within its cell, the counts
+    kept across all of them. The book holds the periods from ``billing.first_period`` to ``last``."""
+
+    def __init__(self, catalog: Catalog, last: Period) -> None:
+        self.catalog = catalog
+        self.first = catalog.first_period
+        self.last = last
+        self.book = UsageBook(cutter(catalog))
+        self.received = 0
+        self.duplicates = 0
+        self.rejected_by_reason: Counter[str] = Counter()
+        self.cells: dict[str, Deduplicator] = {}
+        self._metering = Metering(catalog.meters_by_type)
+        self._months: dict[tuple[str, int], _Month] = {}
+        self._recent: dict[str, _Month] = {}
+        """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
+        self._numbers = (self.first.year * 12 + self.first.month, last.year * 12 + last.month)
+        """The months kept, first and last, as year * 12 + month."""
+        self._latest: dict[str, States] = {}
+        """Each tenant's states in the last period, when that month is one segment: where almost
+        every event goes, found in one lookup and counted at the end (``kept``)."""
+
+    def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
+        """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts)."""
+        rejected = self.rejected_by_reason
+        metering = self._metering
+        admit = self.cells.setdefault(cell, Deduplicator()).admit
+        recent = self._recent
+        month_of = self._month
+        latest = self._latest
+        last_year, last_month = self.last.year, self.last.month
+        received = duplicates = 0
+        for line in lines:
+            if not line or line.isspace():
                 continue
-        except EventError as error:
-            rejected[error.reason.value] += 1
-            continue
-        if time.month != month or time.year != year:
-            out_of_period += 1
-            continue
-        states = tenant_states.get(subject)
-        if states is None:
-            states = tenant_states[subject] = book.states_of(subject, period)
-        fold(states, readings, time, event_id)
-    summary.received, summary.duplicates, summary.out_of_period = received, duplicates, out_of_period
-    summary.accepted = received - duplicates - out_of_period - summary.rejected
-    return book, summary
+            received += 1
+            try:
+                subject, source, event_id, time, readings, content = read_usage(metering, line)
+                if not admit((subject, source, event_id), hash(content)):
+                    duplicates += 1
+                    continue
+            except EventError as error:
+                rejected[error.reason.value] += 1
+                continue
+            if time.month == last_month and time.year == last_year:
+                states = latest.get(subject)
+                if states is not None:
+                    fold(states, readings, time, event_id)
+                    continue
+            # another month, the tenant's first event of the last one, or a month cut in segments
+            month = recent.get(subject)
+            if month is None or month.month != time.month or month.year != time.year:
+                month = recent[subject] = month_of(subject, time.year, time.month)
+            month.events += 1
+            states = month.states
+            if states is None:
+                by_day = month.by_day
+                if by_day is None:
+                    continue  # outside the periods kept
+                states = by_day[time.day]
+            fold(states, readings, time, event_id)
+        self.received += received
+        self.duplicates += duplicates
+
+    def _month(self, tenant: str, year: int, month: int) -> _Month:
+        number = year * 12 + month
+        found = self._months.get((tenant, number))
+        if found is None:
+            kept = self._numbers[0] <= number <= self._numbers[1]
+            states = self.book.day_states(tenant, Period(year, month)) if kept else None
+            if isinstance(states, list):
+                found = _Month(year, month, None, states)
+            else:
+                found = _Month(year, month, states, None)
+                if states is not None and number == self._numbers[1]:
+                    self._latest[tenant] = states
+            self._months[(tenant, number)] = found
+        return found
+
+    def finish(self) -> None:
+        """Reading is done: let go of the dedup keys, most of what a large file's metering holds."""
+        self.cells.clear()
+
+    @property
+    def valid(self) -> int:
+        return self.received - self.duplicates - sum(self.rejected_by_reason.values())
+
+    def kept(self, period: Period) -> int:
+        """Valid, unique events of ``period`` kept in the book: those counted by month, and for
+        the last period those that went straight to a tenant's states, which are all the others."""
+        if not self.first <= period <= self.last:
+            return 0
+        key = period.year * 12 + period.month
+        kept = sum(month.events for (_, number), month in self._months.items() if number == key)
+        if period == self.last:
+            kept += self.valid - sum(month.events for month in self._months.values())
+        return kept
+
+    def summary(self, period: Period) -> Summary:
+        """SPEC §4's counts for ``period``: every valid, unique event outside it is out of period."""
+        valid = self.valid
+        accepted = self.kept(period)
+        rejected = Counter(self.rejected_by_reason)
+        return Summary(self.received, accepted, self.duplicates, valid - accepted, rejected)
 
 
-def rate_book(catalog: Catalog, book: UsageBook, period: Period, summary: Summary) -> RateResult:
-    invoices: list[Invoice] = []
-    with_usage = set(book.tenants(period))
-    unbilled = sorted(with_usage - catalog.customers.keys())
-    for tenant in sorted(catalog.customers):
-        customer = catalog.customers[tenant]
-        plan = catalog.plan_in_effect(customer.plan, period)
-        if plan is None:
-            if tenant in with_usage:
-                unbilled.append(tenant)
-            continue
-        invoices.append(
-            rate_tenant(catalog, customer, plan, period, book.quantities(catalog, tenant, period))
-        )
-    return RateResult(period, invoices, summary, sorted(unbilled))
+def rate_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) -> RateResult:
+    """`meterline rate --usage FILE --period P`."""
+    return rate_cells(catalog, {CELL: lines}, period, period)[0]
+
+
+def rate_cells(
+    catalog: Catalog, cells: Mapping[str, Iterable[bytes | str]], first: Period, last: Period
+) -> list[RateResult]:
+    """`meterline rate --usage CELL=FILE ... --from first --to last`: one result per period."""
+    metered = Metered(catalog, last)
+    for cell, lines in cells.items():
+        metered.read(lines, cell)
+    metered.finish()
+    return rate_book(catalog, metered, first, last)
+
+
+def meter_lines(catalog: Catalog, lines: Iterable[bytes | str], period: Period) -> Metered:
+    metered = Metered(catalog, period)
+    metered.read(lines)
+    metered.finish()
+    return metered
+
+
+def rate_book(catalog: Catalog, metered: Metered, first: Period, last: Period) -> list[RateResult]:
+    """Bill every period from the first one that bears on ``first`` up to ``last``; return the
+    results from ``first`` on."""
+    credits = customer_credits(catalog)
+    grant_tenants = {
+        tenant: start
+        for tenant, customer in catalog.customers.items()
+        if (start := first_grant_period(customer)) is not None
+    }
+    # usage and grants before ``first`` bear on it (carried values, balances); nothing before
+    # billing's first period does
+    earliest = min([first, *metered.book.periods(), *grant_tenants.values()])
+    period = min(first, max(earliest, catalog.first_period))
+    openings: Openings = {}
+    results = []
+    while period <= last:
+        if period < first:
+            rated = {tenant for tenant, start in grant_tenants.items() if start <= period}
+            bill = bill_period(catalog, metered.book, period, openings, credits, rated=rated)
+        else:
+            bill = bill_period(catalog, metered.book, period, openings, credits)
+            results.append(_result(bill, metered.summary(period), credits))
+        openings = bill.closing
+        period = period.next()
+    return results
+
+
+def _result(bill: PeriodBill, summary: Summary, credits: Mapping[str, Credits]) -> RateResult:
+    balances = [
+        {"tenant": tenant, **balance.to_json()}
+        for tenant, tenant_credits in sorted(credits.items())
+        for balance in sorted(tenant_credits.balances, key=lambda b: b.order())
+        if balance.eligible(bill.period)
+    ]
+    return RateResult(bill.period, bill.invoices, summary, bill.unbilled_tenants, bill.unbilled, balances)

@@ -28,6 +28,10 @@ class Period:
             raise PeriodError(f"period {text!r} is outside {_FIRST}..{_LAST}")
         return period
 
+    def __hash__(self) -> int:
+        # periods key many dicts: the generated hash builds and hashes a tuple each time
+        return self.year * 12 + self.month
+
     @classmethod
     def of(cls, moment: datetime) -> Period:
         return cls(moment.year, moment.month)

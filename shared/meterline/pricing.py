@@ -12,9 +12,9 @@ def price(charge: Charge, quantity: Fraction) -> Fraction:
     """What the charge costs for ``quantity`` units in one period, before rounding."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
-        return Fraction(charge.amount)
-    if quantity == 0:
-        return Fraction(0)
+        return Fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
+    if quantity.numerator <= 0:
+        return Fraction(0)  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None
         return quantity * Fraction(charge.unit_price)

@@ -1,30 +1,32 @@
-"""Rating: a tenant's period usage and catalog entry in, one invoice out (SPEC §3).
+"""Rating: one term's usage, under its plan version and the customer's contract, into one invoice
+(SPEC §3, §5, §6).
 
-Each line is rounded once to the currency's minor unit; everything after works in rounded
-money, so the invoice's parts add up exactly to its total.
+Each line is rounded once to the currency's minor unit; everything after works in rounded money,
+so the invoice's parts add up exactly to its total. Flat charges and the minimum commitment are
+prorated by the term's share of the month, then rounded once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from fractions import Fraction
 
-from meterline.catalog import Catalog, Charge, Customer, Plan, PricingModel
+from meterline.catalog import Catalog, Charge, Customer, PricingModel
+from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, group_json
 from meterline.metering import Group
 from meterline.money import round_money
-from meterline.periods import Period
 from meterline.pricing import price
+from meterline.terms import Term
+from meterline.usage import Usage
 
-Usage = Mapping[tuple[str, Group], Fraction]
-"""A tenant's quantities for one period, by (meter key, group), after divide_by."""
 
-
-def usage_lines(catalog: Catalog, charges: tuple[Charge, ...], currency: str, usage: Usage) -> list[Line]:
-    """One line per usage charge and group with usage, then one per flat charge."""
+def usage_lines(
+    catalog: Catalog, charges: tuple[Charge, ...], currency: str, usage: Usage, share: Fraction = Fraction(1)
+) -> list[Line]:
+    """One line per usage charge and group with usage, then one per flat charge (quantity: ``share``)."""
     by_meter = {charge.meter: charge for charge in charges if charge.model is not PricingModel.FLAT}
     lines: list[Line] = []
-    for (meter_key, group), quantity in sorted(usage.items(), key=_usage_order):
+    for (meter_key, group), quantity in sorted(usage.items(), key=usage_order):
         charge = by_meter.get(meter_key)
         if charge is None:
             continue  # measured, but this plan does not price it
@@ -33,23 +35,23 @@ def usage_lines(catalog: Catalog, charges: tuple[Charge, ...], currency: str, us
         lines.append(Line(meter_key, group_json(names, group), quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
-            lines.append(
-                Line(charge.line_key, {}, Fraction(1), round_money(price(charge, Fraction(1)), currency))
-            )
+            lines.append(Line(charge.line_key, {}, share, round_money(price(charge, share), currency)))
     return lines
 
 
-def rate_tenant(
+def rate_term(
     catalog: Catalog,
     customer: Customer,
-    plan: Plan,
-    period: Period,
+    term: Term,
     usage: Usage,
+    credits: Credits | None = None,
     adjustments: tuple[Line, ...] = (),
 ) -> Invoice:
+    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn."""
+    plan = term.plan
     charges = catalog.charges_for(customer, plan)
     currency = plan.currency
-    lines = tuple(usage_lines(catalog, charges, currency, usage))
+    lines = tuple(usage_lines(catalog, charges, currency, usage, term.share))
     # Fractions, not Decimals: Decimal arithmetic rounds to its context's 28 digits.
     subtotal = sum((Fraction(line.amount) for line in (*lines, *adjustments)), Fraction(0))
     discount = Fraction(0)
@@ -58,15 +60,14 @@ def rate_tenant(
     net = subtotal - discount
     true_up = Fraction(0)
     if plan.minimum_commit is not None:
-        true_up = max(Fraction(0), Fraction(round_money(plan.minimum_commit, currency)) - net)
-    credits_applied = Fraction(0)
-    if customer.credits:
-        credits = Fraction(round_money(customer.credits, currency))
-        credits_applied = max(Fraction(0), min(credits, net + true_up))
+        commitment = round_money(Fraction(plan.minimum_commit) * term.share, currency)
+        true_up = max(Fraction(0), Fraction(commitment) - net)
+    drawdowns = credits.draw(term.period, round_money(net + true_up, currency)) if credits else ()
+    credits_applied = sum((Fraction(drawdown.amount) for drawdown in drawdowns), Fraction(0))
     total = net + true_up - credits_applied
     return Invoice(
         tenant=customer.tenant,
-        period=period,
+        period=term.period,
         plan=plan.key,
         version=plan.version,
         currency=currency,
@@ -78,10 +79,14 @@ def rate_tenant(
         credits_applied=round_money(credits_applied, currency),
         total=round_money(total, currency),
         adjustments=adjustments,
+        subscription=term.subscription.key,
+        credit_drawdowns=drawdowns,
+        catalog_digest=catalog.digest,
     )
 
 
-def _usage_order(item: tuple[tuple[str, Group], Fraction]) -> tuple[str, list[tuple[bool, str, str]]]:
-    """Meter key, then group values as text (null last); the type name orders 5 and "5"."""
+def usage_order(item: tuple[tuple[str, Group], object]) -> tuple[str, list[tuple[bool, str, str]]]:
+    """A (meter key, group)'s item in order: meter key, then group values as text (null last); the
+    type name orders 5 and "5"."""
     (meter_key, group), _ = item
     return meter_key, [(value is None, str(value), type(value).__name__) for value in group]

@@ -1,54 +1,102 @@
-"""Accumulated usage: aggregate states per tenant and period, per meter and group."""
+"""Accumulated usage: aggregate states per tenant and period, per segment of days, per meter and group.
+
+A tenant's month is kept in segments cut at its subscriptions' boundaries (``terms.segments``), so
+the usage of each invoice (one per subscription active in the period) is whole segments: a max or a
+distinct count over part of a month cannot be taken from the month's state (``splits``). Almost
+every tenant has one segment, the whole month.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from meterline.aggregation import AggregateState, meter_quantity, new_state, state_from_json
+from meterline.aggregation import (
+    AggregateState,
+    meter_quantity,
+    new_state,
+    state_from_json,
+)
 from meterline.catalog import Catalog
 from meterline.metering import Group, GroupValue, Measurement, Reading
 from meterline.periods import Period
+from meterline.terms import Days, whole_month
 
 TenantPeriod = tuple[str, Period]
 StateKey = tuple[str, Group]
 """(meter key, group)"""
+States = dict[StateKey, AggregateState]
+Segments = dict[Days, States]
+"""A tenant's states in one period, by segment of days."""
+Cutter = Callable[[str, Period], Sequence[Days]]
+"""The segments a tenant's month is cut into (``terms.segments`` bound to a catalog)."""
+Usage = Mapping[StateKey, Fraction]
+"""Quantities by (meter key, group), after divide_by."""
 
 
 class UsageBook:
     """Mergeable: books filled from any split of the same measurements merge to the same book."""
 
-    def __init__(self) -> None:
-        self.states: dict[TenantPeriod, dict[StateKey, AggregateState]] = {}
+    def __init__(self, cutter: Cutter | None = None) -> None:
+        self.states: dict[TenantPeriod, Segments] = {}
+        self.cutter = cutter
+        """None: one segment, the whole month."""
+        self._days: dict[TenantPeriod, States | list[States]] = {}
 
     def record(
         self, tenant: str, period: Period, measurements: Iterable[Measurement], time: datetime, event_id: str
     ) -> None:
         readings = [((m.meter.key, m.group), m.meter, m.value) for m in measurements]
-        fold(self.states_of(tenant, period), readings, time, event_id)
+        fold(self.states_on(tenant, period, time.day), readings, time, event_id)
 
-    def states_of(self, tenant: str, period: Period) -> dict[StateKey, AggregateState]:
-        """The tenant's states for the period, to ``fold`` readings into."""
-        states = self.states.get((tenant, period))
+    def states_of(self, tenant: str, period: Period) -> States:
+        """The states of a month the book does not cut (no cutter): its one segment."""
+        return self.segment(tenant, period, whole_month(period))
+
+    def states_on(self, tenant: str, period: Period, day: int) -> States:
+        """The states ``day``'s readings fold into: those of the segment holding it."""
+        table = self._days.get((tenant, period))
+        if table is None:
+            table = self._days[(tenant, period)] = self.day_states(tenant, period)
+        return table[day] if isinstance(table, list) else table
+
+    def day_states(self, tenant: str, period: Period) -> States | list[States]:
+        """The states each day of the month folds into: for a month cut into segments, a list
+        indexed by day (1-based); else the month's one set of states."""
+        cut = self.cutter(tenant, period) if self.cutter else (whole_month(period),)
+        if len(cut) == 1:
+            return self.segment(tenant, period, cut[0])
+        table: list[States] = []
+        for first, end in cut:
+            table += [self.segment(tenant, period, (first, end))] * (end - first)
+        return table[:1] + table  # day 0 does not exist: any states stand in for it
+
+    def segment(self, tenant: str, period: Period, days: Days) -> States:
+        segments = self.states.get((tenant, period))
+        if segments is None:
+            segments = self.states[(tenant, period)] = {}
+        states = segments.get(days)
         if states is None:
-            states = self.states[(tenant, period)] = {}
+            states = segments[days] = {}
         return states
 
     def merge(self, other: UsageBook) -> None:
-        for tenant_period, other_states in other.states.items():
-            self.merge_states(tenant_period, other_states)
+        for tenant_period, other_segments in other.states.items():
+            self.merge_states(tenant_period, other_segments)
 
-    def merge_states(self, tenant_period: TenantPeriod, other_states: dict[StateKey, AggregateState]) -> None:
+    def merge_states(self, tenant_period: TenantPeriod, other_segments: Segments) -> None:
         """Merge in one tenant's states for one period (another book's, which stay its own)."""
-        states = self.states.setdefault(tenant_period, {})
-        for key, state in other_states.items():
-            mine = states.get(key)
-            if mine is None:
-                mine = states[key] = new_state(state.kind)  # a copy: see the docstring
-            mine.merge(state)
+        segments = self.states.setdefault(tenant_period, {})
+        for days, other_states in other_segments.items():
+            states = segments.setdefault(days, {})
+            for key, state in other_states.items():
+                mine = states.get(key)
+                if mine is None:
+                    mine = states[key] = new_state(state.kind)  # a copy: see the docstring
+                mine.merge(state)
 
     def tenants(self, period: Period) -> list[str]:
         return sorted(tenant for tenant, p in self.states if p == period)
@@ -56,41 +104,52 @@ class UsageBook:
     def tenant_periods(self) -> Iterator[TenantPeriod]:
         return iter(sorted(self.states))
 
+    def periods(self) -> list[Period]:
+        return sorted({period for _, period in self.states})
+
+    def segments(self, tenant: str, period: Period) -> Segments:
+        return self.states.get((tenant, period), {})
+
     def quantities(self, catalog: Catalog, tenant: str, period: Period) -> dict[StateKey, Fraction]:
-        states = self.states.get((tenant, period), {})
-        return {key: meter_quantity(catalog.meters[key[0]], state, period) for key, state in states.items()}
+        """The whole period's quantities, time-weighted ones from the period's own samples only."""
+        merged = merged_states(self.segments(tenant, period).values())
+        return {key: meter_quantity(catalog.meters[key[0]], state, period) for key, state in merged.items()}
 
     # serialisation, for partial states kept in a ledger ----------------------------------------
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "tenant": tenant,
-                "period": str(period),
-                "states": [
-                    {"meter": meter, "group": [_group_json(v) for v in group], "state": state.to_json()}
+        entries = []
+        for (tenant, period), segments in self.states.items():
+            month = whole_month(period)
+            for days, states in segments.items():
+                if not states:
+                    continue  # a segment of a cut month that has no usage
+                entry: dict[str, Any] = {"tenant": tenant, "period": str(period)}
+                if days != month:
+                    entry["days"] = list(days)  # the whole month, by far the most usual, goes unsaid
+                entry["states"] = [
+                    {"meter": meter, "group": [group_to_json(v) for v in group], "state": state.to_json()}
                     for (meter, group), state in states.items()
-                ],
-            }
-            for (tenant, period), states in self.states.items()
-        ]
+                ]
+                entries.append(entry)
+        return entries
 
     @classmethod
     def from_json(cls, catalog: Catalog, data: list[dict[str, Any]]) -> UsageBook:
         book = cls()
         for entry in data:
-            states = book.states.setdefault((entry["tenant"], Period.parse(entry["period"])), {})
+            period = Period.parse(entry["period"])
+            first, end = entry.get("days") or whole_month(period)
+            states = book.segment(entry["tenant"], period, (first, end))
             for item in entry["states"]:
                 meter = catalog.meters[item["meter"]]
-                group = tuple(_group_from_json(v) for v in item["group"])
+                group = tuple(group_from_json(v) for v in item["group"])
                 states[(meter.key, group)] = state_from_json(meter.aggregation, item["state"])
         return book
 
 
-def fold(
-    states: dict[StateKey, AggregateState], readings: Iterable[Reading], time: datetime, event_id: str
-) -> None:
-    """Add one event's readings to a tenant's period states."""
+def fold(states: States, readings: Iterable[Reading], time: datetime, event_id: str) -> None:
+    """Add one event's readings to a tenant's states."""
     for key, meter, value in readings:
         state = states.get(key)
         if state is None:
@@ -98,10 +157,22 @@ def fold(
         state.add(value, time, event_id)
 
 
-def _group_json(value: GroupValue) -> Any:
+def merged_states(parts: Iterable[States]) -> States:
+    """One state per key for all the parts together (copies: the parts stay as they are)."""
+    merged: States = {}
+    for states in parts:
+        for key, state in states.items():
+            mine = merged.get(key)
+            if mine is None:
+                mine = merged[key] = new_state(state.kind)
+            mine.merge(state)
+    return merged
+
+
+def group_to_json(value: GroupValue) -> Any:
     """JSON has no Decimal: a group value with a fraction is written {"decimal": "1.5"}."""
     return {"decimal": str(value)} if type(value) is Decimal else value
 
 
-def _group_from_json(value: Any) -> GroupValue:
+def group_from_json(value: Any) -> GroupValue:
     return Decimal(value["decimal"]) if type(value) is dict else value

@@ -21,13 +21,14 @@ from meterline.bootstrap import Jobs
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pipeline.aggregate import StreamRecord
+from meterline.pipeline.close import invoices_by_period
 from meterline.pipeline.ledger import PeriodLedger
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Store
 from meterline.reconcile import differences
 from meterline.records import AcceptedUsage, Delivery
-from meterline.topology import INVOICES_TABLE, TABLES, USAGE_EVENTS, USAGE_TABLE
+from meterline.topology import TABLES, USAGE_EVENTS, USAGE_TABLE
 from tests.contract.conftest import FIRESTORE_PROJECT, reset_firestore
 from tests.pipeline.test_cell import CATALOG, make_events
 
@@ -110,10 +111,7 @@ class Pipeline:
         self.charges.run_open(datetime(2026, 11, 20, tzinfo=UTC))
 
     def invoices(self) -> dict[str, list[dict[str, object]]]:
-        by_period: dict[str, list[dict[str, object]]] = {}
-        for item in self.store.scan(INVOICES_TABLE.name):
-            by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-        return {period: sorted(found, key=lambda i: str(i["tenant"])) for period, found in by_period.items()}
+        return invoices_by_period(self.store)
 
 
 def gauge(name: str, at: datetime, cku: int) -> bytes:

@@ -25,6 +25,7 @@ from meterline.catalog import load_catalog
 from meterline.local import runtime
 from meterline.offline import rate_lines
 from meterline.periods import Period
+from meterline.pipeline.ledger import PARTIAL
 from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import RetriableStoreError, StoreError
 from meterline.reconcile import differences
@@ -224,7 +225,7 @@ def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: 
         aggregate(fixture_batch("3"))
     # THEN each partition's batch has one marker and one partial: org-1's event, org-2's two
     assert len(aggregates(azure_cell.store, "batch|")) == 2
-    assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, "partial|")) == [1, 1]
+    assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, PARTIAL)) == [1, 1]
     # AND rating counts every event of both: org-2 is 0.25 GB, 2 CKU from Nov 3 10:15, 120 partitions
     azure_cell.function("rate")(timer())
     running = {
@@ -247,7 +248,7 @@ def test_aggregate_sets_aside_a_usage_entity_it_cannot_read_and_applies_the_rest
     for _ in range(2):
         aggregate(fixture_batch("3"))
     # THEN the other accepted record is applied once, and the damaged one is filed under `dead`
-    [partial] = aggregates(azure_cell.store, "partial|")
+    [partial] = aggregates(azure_cell.store, PARTIAL)
     assert int(partial["tenants"]) == 1
     [dead] = [item for item in azure_cell.store.scan(AGGREGATES_TABLE.name) if item["pk"] == "dead"]
     assert dead["delivery"] == "usage.events|3|100" and "JSONDecodeError" in str(dead["error"])
@@ -287,7 +288,7 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(azure_
     # THEN October and November invoices equal `meterline rate` on the same records
     invoices: dict[str, list[dict[str, Any]]] = {}
     for item in azure_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+        invoices.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
     catalog = load_catalog(CATALOG)
     assert sorted(invoices) == ["2026-10", "2026-11"]
     for period in ("2026-10", "2026-11"):

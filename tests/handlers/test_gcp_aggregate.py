@@ -306,7 +306,7 @@ def test_meter_scheduled_aggregate_rate_close_bill_what_meterline_rate_bills(kaf
     assert reports[0]["records"] == len(lines) and reports[1]["records"] == 0
     invoices: dict[str, list[dict[str, Any]]] = {}
     for item in kafka_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+        invoices.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
     catalog = load_catalog(CATALOG)
     for period in ("2026-10", "2026-11"):
         assert differences(period, rate_lines(catalog, lines, Period.parse(period)).to_json(), invoices) == []

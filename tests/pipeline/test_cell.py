@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -14,13 +16,13 @@ from meterline.catalog import parse_catalog
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pipeline.cell import Cell
+from meterline.pipeline.close import invoices_by_period
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.reconcile import differences
 from meterline.records import Delivery
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, INVOICES_TABLE, USAGE_EVENTS, USAGE_REJECTED
 
-CATALOG = parse_catalog(
-    """
+CATALOG_TEXT = """
 meters:
   - {key: ingress_gb, event_type: kafka.ingress, aggregation: sum, value: bytes,
      divide_by: "1000000000", group_by: [cluster]}
@@ -49,7 +51,7 @@ customers:
   - {tenant: org-2, plan: standard}
   - {tenant: org-3, plan: standard}
 """
-)
+CATALOG = parse_catalog(CATALOG_TEXT)
 
 
 def make_events(seed: int, count: int) -> list[bytes]:
@@ -106,13 +108,8 @@ def deliver(cell: Cell, lines: list[bytes], first_offset: int, batch: int = 97) 
     return received
 
 
-def pipeline_invoices(cell: Cell) -> dict[str, list[dict[str, object]]]:
-    by_period: dict[str, list[dict[str, object]]] = {}
-    for item in cell.store.scan(INVOICES_TABLE.name):
-        by_period.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-    return {
-        period: sorted(invoices, key=lambda i: str(i["tenant"])) for period, invoices in by_period.items()
-    }
+def pipeline_invoices(cell: Cell) -> dict[str, list[dict[str, Any]]]:
+    return invoices_by_period(cell.store)
 
 
 def test_closed_invoices_equal_offline_rating_with_late_usage_as_adjustments() -> None:
@@ -168,7 +165,8 @@ def test_closing_twice_yields_one_invoice_per_tenant(runs: int) -> None:
     deliver(cell, make_events(seed=5, count=400), 0)
     for _ in range(runs):
         cell.closer.close(Period(2026, 10), datetime(2026, 11, 2, tzinfo=UTC))
-    tenants = [str(item["pk"]) for item in cell.store.scan(INVOICES_TABLE.name) if item["sk"] == "2026-10"]
+    items = cell.store.scan(INVOICES_TABLE.name)
+    tenants = [str(item["pk"]) for item in items if item["period"] == "2026-10"]
     assert sorted(tenants) == ["org-1", "org-2", "org-3"]
 
 
@@ -213,3 +211,102 @@ def test_a_batch_too_big_for_one_transaction_commits_in_parts(monkeypatch: pytes
     for cell in (small, split):
         cell.close(datetime(2027, 1, 1, tzinfo=UTC))
     assert pipeline_invoices(small) == pipeline_invoices(split)
+
+
+CATALOG_V2 = parse_catalog(
+    CATALOG_TEXT.replace(
+        """customers:
+  - {tenant: org-1, plan: standard, credits: "20.00", spend_alerts: ["50", "100"]}
+  - {tenant: org-2, plan: standard}
+  - {tenant: org-3, plan: standard}
+""",
+        """  - key: premium
+    version: 1
+    effective_from: "2026-01-01"
+    currency: USD
+    minimum_commit: "400.00"
+    charges:
+      - {meter: ingress_gb, model: per_unit, unit_price: "0.20"}
+      - {meter: cku_hours, model: per_unit, unit_price: "2.10"}
+      - {key: support, model: flat, amount: "300.00"}
+customers:
+  - tenant: org-1
+    subscriptions:
+      - {plan: standard, from: "2026-01-01", to: "2026-11-12"}
+      - {plan: premium, from: "2026-11-12"}
+    credits: "20.00"
+    spend_alerts: ["50", "100"]
+  - tenant: org-2
+    plan: standard
+    credit_grants:
+      - {id: welcome, amount: "4000.00", effective_from: "2026-10-01", expires: "2027-01-01"}
+  - tenant: org-3
+    subscriptions: [{plan: premium, from: "2026-10-20", to: "2026-11-25"}]
+billing: {first_period: "2026-10"}
+""",
+    ),
+    "<v2 catalog>",
+)
+
+
+def test_subscriptions_grants_and_carried_values_close_to_what_rate_says() -> None:
+    # GIVEN a catalog with a mid-November plan change, a grant spanning both months, a subscription
+    # that starts and ends mid-month, and time-weighted usage carried from October into November
+    cell = Cell(CATALOG_V2, MemoryPublisher())
+    lines = make_events(seed=17, count=3000)
+    late = [line for line in make_events(seed=18, count=300) if b'"time":"2026-10' in line]
+    deliver(cell, lines, first_offset=0)
+    cell.close(datetime(2026, 11, 15, tzinfo=UTC))
+    deliver(cell, late, first_offset=len(lines))
+
+    # WHEN November closes too
+    cell.close(datetime(2026, 12, 2, tzinfo=UTC))
+
+    # THEN both months equal `meterline rate` on the same events, line by line and invoice by invoice
+    invoices = pipeline_invoices(cell)
+    for period in ("2026-10", "2026-11"):
+        expected = rate_lines(CATALOG_V2, lines + late, Period.parse(period)).to_json()
+        assert differences(period, expected, invoices) == []
+    # AND org-1 has two November invoices, the grant was drawn in both months, never beyond its amount
+    november = [(i["tenant"], i["subscription"]) for i in invoices["2026-11"]]
+    assert ("org-1", "standard@2026-01-01") in november and ("org-1", "premium@2026-11-12") in november
+    drawn = [
+        Decimal(drawdown["amount"])
+        for period in ("2026-10", "2026-11")
+        for invoice in invoices[period]
+        for drawdown in invoice["credit_drawdowns"]
+        if drawdown["grant"] == "welcome"
+    ]
+    assert len(drawn) == 2 and sum(drawn) == 4000
+
+
+def status(event_id: str, cku: str, time: str) -> bytes:
+    data = {"cku": cku, "partitions": 10}
+    document = {"specversion": "1.0", "id": event_id, "source": "cell/test", "type": "kafka.status"}
+    return orjson.dumps({**document, "subject": "org-1", "time": time, "data": data})
+
+
+def test_a_late_sample_of_a_closed_period_changes_what_the_next_period_opens_with() -> None:
+    # GIVEN org-1's cluster at 1 CKU from 10 October, October closed, then a late sample of 4 CKU at
+    # 23:00 on 31 October (the last of October), and 2 CKU from 00:00 on 10 November
+    cell = Cell(CATALOG, MemoryPublisher())
+    deliver(cell, [status("a", "1", "2026-10-10T00:00:00Z")], first_offset=0)
+    cell.close(datetime(2026, 11, 5, tzinfo=UTC))
+    later = [status("b", "4", "2026-10-31T23:00:00Z"), status("c", "2", "2026-11-10T00:00:00Z")]
+    deliver(cell, later, first_offset=1)
+
+    # WHEN November closes
+    cell.close(datetime(2026, 12, 2, tzinfo=UTC))
+
+    # THEN November opened at 4 CKU: 4 × 216 h (1-9 Nov) + 2 × 504 h (10-30 Nov) = 1,872 CKU-hours
+    invoices = pipeline_invoices(cell)
+    (org_1,) = [invoice for invoice in invoices["2026-11"] if invoice["tenant"] == "org-1"]
+    cku = [line for line in org_1["lines"] if line["meter"] == "cku_hours" and "adjusts_period" not in line]
+    assert [line["quantity"] for line in cku] == ["1872"]
+    # AND October's late hour is billed as an adjustment, both months as `meterline rate` says
+    everything = [status("a", "1", "2026-10-10T00:00:00Z"), *later]
+    for period in ("2026-10", "2026-11"):
+        assert (
+            differences(period, rate_lines(CATALOG, everything, Period.parse(period)).to_json(), invoices)
+            == []
+        )

@@ -63,7 +63,7 @@ def rollup_of(cell: Cell) -> list[list[object]]:
     prefix = f"rollup|{bucket:02d}|{rollup.window:06d}|"
     chunks = cell.store.query(AGGREGATES_TABLE.name, "period|2026-11", prefix)
     book = unpack_book(CATALOG, b"".join(bytes(c["book"]) for c in chunks))  # type: ignore[arg-type]
-    stored: list[list[object]] = book.states[("org-1", NOVEMBER)][("cku_hours", ())].to_json()
+    stored: list[list[object]] = book.states_of("org-1", NOVEMBER)[("cku_hours", ())].to_json()
     return stored
 
 

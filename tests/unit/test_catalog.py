@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,8 +11,13 @@ import pytest
 
 from meterline.catalog import (
     Aggregation,
+    Billing,
     CatalogError,
+    CreditGrant,
+    Numbering,
+    NumberingScope,
     PricingModel,
+    Subscription,
     load_catalog,
     parse_catalog,
     sample_catalog,
@@ -239,3 +245,114 @@ def test_the_sample_catalog_models_a_streaming_vendor_across_currencies_and_mode
 def test_the_sample_catalog_file_is_the_one_the_package_loads() -> None:
     path = Path(__file__).parents[2] / "shared" / "meterline" / "samples" / "catalog.yaml"
     assert load_catalog(path).meters == sample_catalog().meters
+
+
+# --- SPEC v2: subscriptions, credit grants, billing ------------------------------------------------
+
+V2 = MINIMAL.replace(
+    "customers:",
+    """  - key: enterprise
+    effective_from: 2026-03-01
+    currency: USD
+    charges: [{meter: ingress_gb, model: per_unit, unit_price: "0.07"}]
+customers:""",
+)
+
+
+def test_a_v1_plan_is_one_open_ended_subscription_from_the_plans_first_version() -> None:
+    catalog = parse_catalog(MINIMAL)
+    assert catalog.customers["org-42"].subscriptions == (Subscription("standard", date(2026, 1, 1), None),)
+
+
+def test_subscriptions_are_kept_earliest_first_with_a_key_naming_plan_and_start() -> None:
+    # GIVEN a plan change on 15 November, listed newest first
+    catalog = parse_catalog(
+        V2.replace(
+            "  - {tenant: org-42, plan: standard}",
+            """  - tenant: org-42
+    subscriptions:
+      - {plan: enterprise, from: "2026-11-15", to: null}
+      - {plan: standard, from: 2026-03-15, to: 2026-11-15}""",
+        )
+    )
+    subscriptions = catalog.customers["org-42"].subscriptions
+    assert subscriptions == (
+        Subscription("standard", date(2026, 3, 15), date(2026, 11, 15)),
+        Subscription("enterprise", date(2026, 11, 15), None),
+    )
+    assert [subscription.key for subscription in subscriptions] == [
+        "standard@2026-03-15",
+        "enterprise@2026-11-15",
+    ]
+
+
+def test_credit_grants_are_read_exactly_with_priority_zero_and_no_expiry_by_default() -> None:
+    catalog = parse_catalog(
+        MINIMAL.replace(
+            "  - {tenant: org-42, plan: standard}",
+            """  - tenant: org-42
+    plan: standard
+    credit_grants:
+      - {id: welcome, amount: "500.10", effective_from: "2026-10-01", expires: "2027-01-01", priority: 1}
+      - {id: goodwill, amount: 20, effective_from: 2026-11-01}""",
+        )
+    )
+    assert catalog.customers["org-42"].credit_grants == (
+        CreditGrant("welcome", Decimal("500.10"), date(2026, 10, 1), date(2027, 1, 1), 1),
+        CreditGrant("goodwill", Decimal("20"), date(2026, 11, 1), None, 0),
+    )
+
+
+def test_billing_defaults_start_at_the_earliest_version_of_any_plan() -> None:
+    # GIVEN plans starting in January and March 2026 and no billing section
+    catalog = parse_catalog(V2)
+    assert catalog.billing == Billing()
+    assert catalog.first_period == Period(2026, 1)
+    assert (catalog.billing.grace, catalog.billing.cell_wait) == (timedelta(hours=1), timedelta(hours=6))
+
+
+def test_billing_settings_are_read_with_iso_8601_durations() -> None:
+    catalog = parse_catalog(
+        V2
+        + """billing:
+  first_period: "2026-10"
+  grace: PT1H30M
+  amend_periods: 0
+  numbering: {prefix: "ML-", per: customer}
+  cell_wait: P1DT6H
+"""
+    )
+    assert catalog.billing == Billing(
+        Period(2026, 10),
+        timedelta(hours=1, minutes=30),
+        0,
+        Numbering("ML-", NumberingScope.CUSTOMER),
+        timedelta(days=1, hours=6),
+    )
+    assert catalog.first_period == Period(2026, 10)
+
+
+def test_the_digest_is_the_sha256_of_the_files_bytes_line_endings_included(tmp_path: Path) -> None:
+    # GIVEN the same catalog saved with Unix and with Windows line endings
+    unix, windows = tmp_path / "unix.yaml", tmp_path / "windows.yaml"
+    unix.write_bytes(MINIMAL.encode())
+    windows.write_bytes(MINIMAL.replace("\n", "\r\n").encode())
+
+    # WHEN each is loaded, and the text parsed
+    digests = [load_catalog(unix).digest, load_catalog(windows).digest, parse_catalog(MINIMAL).digest]
+
+    # THEN each digest is that of the bytes read: equal for the same bytes, different otherwise
+    assert digests[0] == hashlib.sha256(unix.read_bytes()).hexdigest() == digests[2]
+    assert digests[1] == hashlib.sha256(windows.read_bytes()).hexdigest() != digests[0]
+    assert load_catalog(windows).customers == load_catalog(unix).customers
+
+
+def test_the_sample_catalog_keeps_its_v1_meaning_one_subscription_each_and_credits_per_period() -> None:
+    catalog = sample_catalog()
+    for customer in catalog.customers.values():
+        (subscription,) = customer.subscriptions
+        assert subscription.start == catalog.plans[subscription.plan][0].effective_from
+        assert subscription.end is None
+        assert customer.credit_grants == ()
+    assert catalog.first_period == Period(2025, 1)
+    assert catalog.customers["org-cyberdyne"].credits == Decimal("400.00")

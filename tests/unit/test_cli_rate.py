@@ -145,3 +145,105 @@ def test_the_installed_command_is_byte_identical_run_twice_and_fails_cleanly(usa
     assert bad.returncode == 2
     assert bad.stdout == b""
     assert_one_line_error(bad.stderr.decode(), "2026-00")
+
+
+# --- SPEC §9: several cells, a range of periods -----------------------------------------------------
+
+
+def calls(path: Path, *ids_and_times: tuple[str, str]) -> Path:
+    path.write_text("".join(event(i, {}, type="api.call", time=t) + "\n" for i, t in ids_and_times))
+    return path
+
+
+def test_a_range_prints_one_document_per_period_as_a_json_array(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN calls in October and November
+    usage = calls(tmp_path / "u.ndjson", ("1", "2026-10-05T00:00:00Z"), ("2", "2026-11-05T00:00:00Z"))
+
+    # WHEN September to November is rated
+    status = run(
+        ["rate", "--catalog", str(CATALOG), "--usage", str(usage), "--from", "2026-09", "--to", "2026-11"]
+    )
+
+    # THEN three documents, each period's call on its own invoice, each counting the others out of period
+    documents = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert [document["period"] for document in documents] == ["2026-09", "2026-10", "2026-11"]
+    quantities = [[line["quantity"] for line in d["invoices"][0]["lines"]] for d in documents]
+    assert quantities == [[], ["1"], ["1"]]
+    assert [(d["summary"]["accepted"], d["summary"]["out_of_period"]) for d in documents] == [
+        (0, 2),
+        (1, 1),
+        (1, 1),
+    ]
+
+
+def test_each_cell_deduplicates_its_own_file_and_the_summary_counts_them_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the same event in two cells' files (a producer publishes to one cell: two events), and
+    # one file that repeats its event (a duplicate)
+    november = "2026-11-05T00:00:00Z"
+    east = calls(tmp_path / "east.ndjson", ("1", november), ("1", november))
+    west = calls(tmp_path / "west.ndjson", ("1", november))
+    local = calls(tmp_path / "local.ndjson", ("2", november))
+
+    # WHEN rated together, two files named by cell and one bare (the cell "local")
+    argv = ["rate", "--catalog", str(CATALOG), "--period", "2026-11"]
+    status = run([*argv, "--usage", f"aws-us-east-1={east}", f"aws-us-west-2={west}", str(local)])
+
+    # THEN 4 received, 1 duplicate (within east), 3 calls billed
+    document = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (document["summary"]["received"], document["summary"]["duplicates"]) == (4, 1)
+    assert document["invoices"][0]["lines"][0]["quantity"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "mentions"),
+    [
+        (["--period", "2026-11", "--from", "2026-10", "--to", "2026-11"], ["--period", "--from"]),
+        (["--from", "2026-10"], ["--from", "--to"]),
+        (["--to", "2026-10"], ["--from", "--to"]),
+        (["--from", "2026-12", "--to", "2026-11"], ["--from 2026-12 is after --to 2026-11"]),
+        ([], ["--period"]),
+        (["--from", "2026-13", "--to", "2026-11"], ["2026-13"]),
+    ],
+)
+def test_bad_periods_are_one_line_errors(
+    usage_file: Path, arguments: list[str], mentions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = run(["rate", "--catalog", str(CATALOG), "--usage", str(usage_file), *arguments])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert_one_line_error(captured.err, *mentions)
+
+
+@pytest.mark.parametrize(
+    ("usages", "mentions"),
+    [
+        (["east={f}", "east={f}"], ["cell 'east' is given twice"]),
+        (["{f}", "{f}"], ["cell 'local' is given twice"]),
+        (["-", "other=-"], ["standard input"]),
+    ],
+)
+def test_a_cell_given_twice_is_a_one_line_error(
+    usage_file: Path, usages: list[str], mentions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["rate", "--catalog", str(CATALOG), "--period", "2026-11", "--usage"]
+    status = run([*argv, *(usage.format(f=usage_file) for usage in usages)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert_one_line_error(captured.err, *mentions)
+
+
+def test_a_missing_file_of_one_cell_is_a_one_line_error_naming_it(
+    usage_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "west.ndjson"
+    argv = ["rate", "--catalog", str(CATALOG), "--period", "2026-11", "--usage"]
+    status = run([*argv, f"east={usage_file}", f"west={missing}"])
+    assert status == 2
+    assert_one_line_error(capsys.readouterr().err, str(missing))

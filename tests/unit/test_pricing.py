@@ -111,9 +111,10 @@ def test_zero_quantity_costs_zero_under_a_first_tier_fee() -> None:
     assert price(charge, Fraction(0)) == 0
 
 
-def test_flat_is_its_amount_whatever_the_quantity() -> None:
+def test_flat_is_its_amount_times_the_share_of_the_period_subscribed() -> None:
+    # v2: the quantity of a flat line is the subscribed share of the month (1 for all of it)
     assert price(FLAT, Fraction(1)) == 99
-    assert price(FLAT, Fraction(0)) == 99
+    assert price(FLAT, Fraction(16, 30)) == Fraction(99 * 16, 30)  # 52.8: from the 15th of a 30-day month
 
 
 def test_prices_are_exact_fractions_not_rounded() -> None:

@@ -12,14 +12,26 @@ import orjson
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from meterline.catalog import Aggregation, Catalog, Charge, Customer, Meter, Plan, PricingModel, Tier
+from meterline.catalog import (
+    Aggregation,
+    Catalog,
+    Charge,
+    Customer,
+    Meter,
+    Plan,
+    PricingModel,
+    Subscription,
+    Tier,
+)
+from meterline.credits import Credits
 from meterline.events import parse_event
 from meterline.metering import Metering
 from meterline.money import minor_units, round_money
 from meterline.offline import rate_lines
 from meterline.periods import Period
 from meterline.pricing import graduated, price, volume
-from meterline.rating import rate_tenant
+from meterline.rating import rate_term
+from meterline.terms import terms
 from meterline.timeweighted import TimeWeightedState
 from meterline.usage import UsageBook
 from tests.helpers import NOVEMBER, catalog, rate
@@ -201,10 +213,11 @@ IDEMPOTENT = {
 
 def stored(book: UsageBook) -> UsageBook:
     """The book as the ledger keeps it: each time-weighted state summarised over its own archive."""
-    for states in book.states.values():
-        for key, state in states.items():
-            if isinstance(state, TimeWeightedState):
-                states[key] = stored_state(state, Archive())
+    for segments in book.states.values():
+        for states in segments.values():
+            for key, state in states.items():
+                if isinstance(state, TimeWeightedState):
+                    states[key] = stored_state(state, Archive())
     return book
 
 
@@ -376,7 +389,7 @@ def tenants(draw: st.DrawFn) -> tuple[Catalog, Customer, Plan, dict[Any, Fractio
         draw(optional_money),
     )
     overrides = tuple(draw(charges(key)) for key in draw(st.lists(st.sampled_from(meter_keys), unique=True)))
-    customer = Customer("org-1", "p", overrides, draw(optional_money))
+    customer = Customer("org-1", (Subscription("p", plan.effective_from),), overrides, draw(optional_money))
     plans = Catalog(meters=meters, plans={"p": (plan,)}, customers={"org-1": customer})
     usage_keys = st.tuples(st.sampled_from(meter_keys), st.tuples(st.sampled_from(["a", "b", None])))
     usage = draw(st.dictionaries(usage_keys, quantities, max_size=6))
@@ -390,8 +403,12 @@ def test_invoice_parts_always_add_up_to_the_total(
 ) -> None:
     plans, customer, plan, usage = tenant
 
-    # WHEN the tenant is rated
-    invoice = rate_tenant(plans, customer, plan, NOVEMBER, usage)
+    # WHEN the tenant is rated, drawing on its credits
+    (term,) = terms(plans, customer, NOVEMBER)
+    credits = Credits.of(customer, plan.currency)
+    if credits is not None:
+        credits.open(NOVEMBER)
+    invoice = rate_term(plans, customer, term, usage, credits)
 
     # THEN lines add up to the subtotal, and subtotal − discount + true-up − credits is the total
     assert sum((line.amount for line in invoice.lines), Decimal(0)) == invoice.subtotal

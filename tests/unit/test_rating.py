@@ -120,9 +120,11 @@ def test_quantities_and_money_keep_every_digit_past_28() -> None:
     assert invoice["subtotal"] == invoice["total"] == "1000000000000000000000000000001.50"
 
 
-def test_a_negative_latest_value_gives_a_negative_line_rounded_away_from_zero() -> None:
+def test_a_negative_quantity_is_priced_as_zero_and_keeps_its_quantity() -> None:
+    # GIVEN a latest value of -1 (v1 billed -0.01; SPEC v2 prices q < 0 as 0)
     invoice = invoice_of(rate(priced("0.005", aggregation="latest"), usage("-1")))
-    assert invoice["lines"][0]["amount"] == "-0.01"  # -1 × 0.005 = -0.005 → -0.01
+    assert invoice["lines"][0] == {"meter": "m", "group": {}, "quantity": "-1", "amount": "0.00"}
+    assert invoice["total"] == "0.00"
 
 
 # --- lines ---------------------------------------------------------------------------------------
@@ -235,11 +237,30 @@ def test_the_plan_version_is_the_latest_effective_from_not_after_period_start(
 
 
 def test_a_tenant_whose_plan_has_not_started_is_unbilled_if_it_has_usage() -> None:
-    # GIVEN December 2025, before any version: org-42 has usage
+    # GIVEN billing from January 2025, and December 2025, before any version: org-42 has usage
+    billed_from_2025 = catalog(VERSIONS + 'billing: {first_period: "2025-01"}\n')
     lines = [event("1", {}, type="t", time="2025-12-05T00:00:00Z")]
-    result = rate(catalog(VERSIONS), lines, Period(2025, 12))
+    result = rate(billed_from_2025, lines, Period(2025, 12))
     assert result["invoices"] == []
     assert result["unbilled_tenants"] == ["org-42"]
+    assert result["unbilled_usage"] == [
+        {
+            "tenant": "org-42",
+            "period": "2025-12",
+            "meter": "m",
+            "group": {},
+            "quantity": "1",
+            "reason": "no_subscription",
+        }
+    ]
+
+
+def test_usage_before_billing_starts_is_out_of_period_and_unbilled_nowhere() -> None:
+    # GIVEN billing from the earliest version (January 2026, the default) and a December 2025 event
+    lines = [event("1", {}, type="t", time="2025-12-05T00:00:00Z")]
+    result = rate(catalog(VERSIONS), lines, Period(2025, 12))
+    assert (result["invoices"], result["unbilled_usage"], result["unbilled_tenants"]) == ([], [], [])
+    assert (result["summary"]["accepted"], result["summary"]["out_of_period"]) == (0, 1)
 
 
 def test_a_tenant_whose_plan_has_not_started_and_has_no_usage_is_neither_billed_nor_listed() -> None:

@@ -29,7 +29,7 @@ def test_a_book_grouped_by_a_fractional_number_unpacks_to_the_same_quantities() 
     unpacked = unpack_book(CATALOG, pack_book(book))
     # THEN the group keeps its Decimal value and every quantity is the packed one
     assert unpacked.quantities(CATALOG, "org-1", period) == book.quantities(CATALOG, "org-1", period)
-    assert ("ingress_gb", (Decimal("1.5"),)) in unpacked.states[("org-1", period)]
+    assert ("ingress_gb", (Decimal("1.5"),)) in unpacked.states_of("org-1", period)
 
 
 # --- keys built from text a producer chose are injective -----------------------------------------

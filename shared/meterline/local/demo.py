@@ -39,6 +39,7 @@ from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import FaultRates, GenerateSpec, LineCounts, generate, line_counts
 from meterline.offline import RateResult, rate_lines
 from meterline.periods import Period
+from meterline.pipeline.close import invoices_by_period
 from meterline.pipeline.ledger import closed_periods
 from meterline.reconcile import differences
 
@@ -50,7 +51,7 @@ from .feed import FeedError
 from .firestore_emulator import EmulatorUnavailableError, emulator_command
 from .gcp import GcpCell
 from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain
-from .ledgers import LedgerCounts, invoice_from_json, invoices_by_period
+from .ledgers import LedgerCounts, invoice_from_json
 from .process import LocalServerError
 from .streams import StreamEventSourceMapping
 

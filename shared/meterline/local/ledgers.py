@@ -9,16 +9,15 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-import orjson
-
 from meterline.catalog import Catalog
+from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
 from meterline.periods import Period
 from meterline.pipeline.outcomes import OutcomesLedger
 from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Store
-from meterline.topology import INVOICES_TABLE
+from meterline.terms import Days, terms
 
 
 class LedgerCounts:
@@ -26,11 +25,12 @@ class LedgerCounts:
 
     def __init__(self, store: Store) -> None:
         self.accepted_by_period: Counter[Period] = Counter()
-        self.tenants_by_period: dict[Period, set[str]] = {}
+        self.tenant_days_by_period: dict[Period, set[tuple[str, int]]] = {}
         for item in UsageLedger(store).items():
-            period = Period.of(datetime.fromisoformat(str(item["time"])))
+            time = datetime.fromisoformat(str(item["time"]))
+            period = Period.of(time)
             self.accepted_by_period[period] += 1
-            self.tenants_by_period.setdefault(period, set()).add(str(item["subject"]))
+            self.tenant_days_by_period.setdefault(period, set()).add((str(item["subject"]), time.day))
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
         for item in OutcomesLedger(store).items():
@@ -44,14 +44,16 @@ class LedgerCounts:
         return sum(self.accepted_by_period.values()) + self.duplicates + sum(self.rejected_by_reason.values())
 
     def unbilled(self, catalog: Catalog, period: Period, at_close: list[str]) -> list[str]:
-        """Tenants with usage in ``period`` but no plan in effect: those its close found, and those
-        whose usage arrived after it closed (no invoice takes an adjustment for them)."""
-        late = {
-            tenant
-            for tenant in self.tenants_by_period.get(period, ())
-            if tenant not in catalog.customers
-            or catalog.plan_in_effect(catalog.customers[tenant].plan, period) is None
-        }
+        """Tenants with usage in ``period`` on a day no subscription covers: those its close found,
+        and those whose usage arrived after it closed (no invoice takes an adjustment for them)."""
+        covered: dict[str, list[Days]] = {}
+        late = set()
+        for tenant, day in self.tenant_days_by_period.get(period, ()):
+            if tenant not in covered:
+                customer = catalog.customers.get(tenant)
+                covered[tenant] = [term.days for term in terms(catalog, customer, period)] if customer else []
+            if not any(first <= day < end for first, end in covered[tenant]):
+                late.add(tenant)
         return sorted(set(at_close) | late)
 
     def summary(self, period: Period) -> Summary:
@@ -66,13 +68,6 @@ class LedgerCounts:
         )
 
 
-def invoices_by_period(store: Store) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for item in store.scan(INVOICES_TABLE.name):
-        found.setdefault(str(item["sk"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
-    for invoices in found.values():
-        invoices.sort(key=lambda invoice: str(invoice["tenant"]))
-    return found
 
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
@@ -87,6 +82,7 @@ def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
             Fraction(Decimal(entry["quantity"])),
             Decimal(entry["amount"]),
             Period.parse(adjusts) if adjusts else None,
+            entry.get("adjusts_subscription"),
         )
         (adjustments if adjusts else lines).append(line)
     return Invoice(
@@ -102,4 +98,8 @@ def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
         credits_applied=Decimal(body["credits_applied"]),
         total=Decimal(body["total"]),
         adjustments=tuple(adjustments),
+        subscription=body["subscription"],
+        credit_drawdowns=tuple(Drawdown(d["grant"], Decimal(d["amount"])) for d in body["credit_drawdowns"]),
+        catalog_digest=body["catalog_digest"],
+        number=body["number"],
     )

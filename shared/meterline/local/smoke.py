@@ -28,6 +28,7 @@ from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Item, Publisher, Store
 from meterline.records import key_part
 from meterline.settings import SettingsError
+from meterline.terms import terms
 from meterline.topology import CHARGES_TABLE, USAGE_EVENTS
 
 if TYPE_CHECKING:
@@ -177,8 +178,12 @@ def run(
     customer = catalog.customers.get(tenant)
     if customer is None:
         raise SmokeError(f"tenant {tenant!r} is not a customer of the catalog: nothing would be rated")
-    if catalog.plan_in_effect(customer.plan, period) is None:
-        raise SmokeError(f"tenant {tenant!r} has no plan in effect in {period}: nothing would be rated")
+    if not any(
+        first <= moment.day < end for first, end in (term.days for term in terms(catalog, customer, period))
+    ):
+        raise SmokeError(
+            f"tenant {tenant!r} has no subscription active on {moment:%Y-%m-%d}: nothing would be rated"
+        )
     events = smoke_events(catalog, tenant, count, uuid.uuid4().hex[:12], moment)
     charges_key = (key_part(tenant), f"{period}|running")
     report = SmokeReport(stack, tenant, period, len(events))

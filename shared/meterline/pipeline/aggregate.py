@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from meterline import terms
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
@@ -74,6 +75,8 @@ class Aggregator:
     def __init__(self, catalog: Catalog, store: Store) -> None:
         self.catalog = catalog
         self.store = store
+        self.cutter = terms.cutter(catalog)
+        """A tenant's month is kept in segments cut at its subscriptions' boundaries."""
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
         self.applied = 0
@@ -155,7 +158,7 @@ class Aggregator:
             count //= 2
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
-        book = UsageBook()
+        book = UsageBook(self.cutter)
         for record in records:
             record.usage.record_into(book, self.catalog, record.usage.period)
         blob = pack_book(book)
@@ -176,7 +179,7 @@ class Aggregator:
         found: set[int] = set()
         for record in records:
             try:
-                book = UsageBook()
+                book = UsageBook(self.cutter)  # as ``plan`` folds it
                 record.usage.record_into(book, self.catalog, record.usage.period)
                 size = len(pack_book(book))
                 if size > MAX_CHUNK_BYTES:

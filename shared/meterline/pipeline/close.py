@@ -1,35 +1,65 @@
-"""Close: a period, once past its grace window, becomes one immutable invoice per customer.
+"""Close: a period, once past its grace window, becomes one immutable invoice per customer and
+subscription active in it, billed by the same core as `meterline rate` (``billing.bill_period``).
 
 1. The period's open window is sealed for good first: from then on the aggregator bills any
    usage of the period in a later one (its transaction checks the fence), so the rollup made
    next holds all the period will ever have.
-2. Each invoice is written with a conditional create: running the close twice, or two closers at
-   once, leaves one invoice per tenant and period; a loser reads back the winner's.
-3. Usage that arrived after its own period closed is billed here as adjustment lines: that
-   period re-rated with and without it, line by line, the difference named with its period.
-4. Invoices are published to ``billing.invoices`` until their record says published (a crash in
-   between can publish one twice, with the same ``invoice_id``).
+2. What the period carries in: the time-weighted values in force at its start, which the
+   previous period's close stored with its ledger (recomputed for tenants whose late usage of an
+   earlier period arrived since), and each customer's credit-grant balances, as left by the
+   invoices already issued.
+3. Each invoice is written with a conditional create: running the close twice, or two closers at
+   once, leaves one invoice per tenant, subscription and period; a loser reads back the winner's.
+4. Usage that arrived after its own period closed is billed here as adjustment lines: that
+   period re-rated with and without it, line by line, the difference named with its period and
+   subscription.
+5. Invoices are published to ``billing.invoices`` until their record says published (a crash in
+   between can publish one twice, with the same ``invoice_id``); then the values in force at the
+   period's end are stored for the next close, and the period is marked closed.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import orjson
 
-from meterline.catalog import Catalog, Customer
-from meterline.invoice import Invoice, Line
+from meterline.billing import bill_period, currency_of
+from meterline.catalog import Catalog
+from meterline.credits import Credits
+from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
-from meterline.rating import rate_tenant, usage_lines
 from meterline.records import key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
-from meterline.usage import UsageBook
 
+from .late import Late
 from .ledger import PeriodLedger, is_closed, periods_with_usage, record_closed
 
 AGGREGATES = AGGREGATES_TABLE.name
 INVOICES = INVOICES_TABLE.name
+
+
+def invoice_sk(period: Period, subscription: str) -> str:
+    return f"{period}|{key_part(subscription)}"
+
+
+def invoices_by_period(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Every stored invoice's body by period, by tenant then subscription start as `meterline rate`
+    lists them."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in store.scan(INVOICES_TABLE.name):
+        found.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
+    for invoices in found.values():
+        invoices.sort(key=lambda invoice: (str(invoice["tenant"]), _starts(str(invoice["subscription"]))))
+    return found
+
+
+def _starts(subscription: str) -> str:
+    """A subscription key's start date (``plan@YYYY-MM-DD``), which orders a tenant's subscriptions."""
+    return subscription.rsplit("@", 1)[-1]
 
 
 class Closer:
@@ -40,12 +70,13 @@ class Closer:
         self.grace = grace
 
     def due(self, now: datetime) -> list[Period]:
-        """Every period from the first with usage up to the last whose grace has passed, not yet closed."""
+        """Every period from the first with usage (not before billing's first period) up to the
+        last whose grace has passed, not yet closed."""
         with_usage = periods_with_usage(self.store)
         if not with_usage:
             return []
         periods: list[Period] = []
-        period = min(with_usage)
+        period = max(min(with_usage), self.catalog.first_period)
         while period.end + self.grace <= now:
             if not is_closed(self.store, period):
                 periods.append(period)
@@ -63,27 +94,38 @@ class Closer:
         ledger.seal(now, final=True)
         ledger.roll_up()
         book = ledger.book()
-        adjustments = self.adjustments(period, book)
-        with_usage = set(book.tenants(period))
-        unbilled = sorted(with_usage - self.catalog.customers.keys())
-        invoices: list[Item] = []
-        for tenant, customer in sorted(self.catalog.customers.items()):
-            plan = self.catalog.plan_in_effect(customer.plan, period)
-            if plan is None:
-                if tenant in with_usage:
-                    unbilled.append(tenant)
-                continue
-            usage = book.quantities(self.catalog, tenant, period)
-            invoice = rate_tenant(self.catalog, customer, plan, period, usage, adjustments.get(tenant, ()))
-            invoices.append(self.issue(invoice))
+        late = Late(self.catalog, self.store, period, book)
+        bill = bill_period(
+            self.catalog, book, period, late.openings(), self.credits(period), adjustments=late.adjustments()
+        )
+        invoices = [self.issue(invoice) for invoice in bill.invoices]
         self.publish(period, invoices)
-        record_closed(self.store, period, sorted(unbilled), len(invoices))
+        ledger.write_closing(bill.closing)
+        record_closed(self.store, period, list(bill.unbilled_tenants), len(invoices))
         return invoices
+
+    def credits(self, period: Period) -> dict[str, Credits]:
+        """Each customer's credit balances before ``period``: grants less what issued invoices drew."""
+        found: dict[str, Credits] = {}
+        for tenant, customer in self.catalog.customers.items():
+            drawn: dict[str, Decimal] = {}
+            if customer.credit_grants:
+                for item in self.store.query(INVOICES, key_part(tenant)):
+                    if Period.parse(str(item["period"])) < period:
+                        body = orjson.loads(item["body"])  # type: ignore[arg-type]
+                        for drawdown in body.get("credit_drawdowns", []):
+                            amount = Decimal(drawdown["amount"])
+                            drawn[drawdown["grant"]] = drawn.get(drawdown["grant"], Decimal(0)) + amount
+            elif customer.credits is None:
+                continue
+            found[tenant] = Credits(customer, currency_of(self.catalog, customer), drawn)
+        return found
 
     def issue(self, invoice: Invoice) -> Item:
         item: Item = {
             "pk": key_part(invoice.tenant),
-            "sk": str(invoice.period),
+            "sk": invoice_sk(invoice.period, invoice.subscription),
+            "period": str(invoice.period),
             "body": orjson.dumps(invoice.to_json()),
             "published": False,
         }
@@ -93,63 +135,9 @@ class Closer:
         pending = [item for item in invoices if item.get("published") is not True]
         for item in pending:
             body = orjson.loads(item["body"])  # type: ignore[arg-type]
-            message = {"invoice_id": f"{body['tenant']}|{period}", "period": str(period), **body}
+            invoice_id = f"{body['tenant']}|{period}|{body['subscription']}"
+            message = {"invoice_id": invoice_id, "period": str(period), **body}
             self.publisher.publish(BILLING_INVOICES.name, str(body["tenant"]).encode(), orjson.dumps(message))
         self.publisher.flush()
         for item in pending:
             self.store.put(INVOICES, {**item, "published": True})
-
-    def adjustments(self, period: Period, book: UsageBook) -> dict[str, tuple[Line, ...]]:
-        """Lines for the usage of earlier, closed periods that the book bills in this one."""
-        late: dict[Period, set[str]] = {}
-        for tenant, usage_period in book.states:
-            if usage_period < period:
-                late.setdefault(usage_period, set()).add(tenant)
-        by_tenant: dict[str, list[Line]] = {}
-        for usage_period, tenants in sorted(late.items()):
-            # the period's usage billed before this one: in its own ledger and later ones
-            before = UsageBook()
-            ledger_period = usage_period
-            while ledger_period < period:
-                ledger = PeriodLedger(self.catalog, self.store, ledger_period)
-                before.merge(ledger.book(tenants))
-                ledger_period = ledger_period.next()
-            after = UsageBook()
-            after.merge(before)
-            for tenant in tenants:
-                after.merge_states((tenant, usage_period), book.states[(tenant, usage_period)])
-            for tenant in sorted(tenants):
-                customer = self.catalog.customers.get(tenant)
-                if customer is not None:
-                    by_tenant.setdefault(tenant, []).extend(
-                        self.difference(customer, usage_period, before, after)
-                    )
-        return {tenant: tuple(lines) for tenant, lines in by_tenant.items()}
-
-    def difference(self, customer: Customer, late: Period, before: UsageBook, after: UsageBook) -> list[Line]:
-        plan = self.catalog.plan_in_effect(customer.plan, late)
-        if plan is None:
-            return []
-        charges = self.catalog.charges_for(customer, plan)
-        tenant = customer.tenant
-        old = _by_line(
-            usage_lines(self.catalog, charges, plan.currency, before.quantities(self.catalog, tenant, late))
-        )
-        new = _by_line(
-            usage_lines(self.catalog, charges, plan.currency, after.quantities(self.catalog, tenant, late))
-        )
-        lines = []
-        for key, line in new.items():
-            previous = old.get(key)
-            quantity = line.quantity - (previous.quantity if previous else 0)
-            amount = line.amount - (previous.amount if previous else 0)
-            if quantity or amount:
-                lines.append(Line(line.meter, line.group, quantity, amount, period=late))
-        return lines
-
-
-def _by_line(lines: list[Line]) -> dict[tuple[str, bytes], Line]:
-    return {
-        (line.meter, orjson.dumps(line.group, option=orjson.OPT_SORT_KEYS, default=str)): line
-        for line in lines
-    }

@@ -20,6 +20,8 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   inside a summarised hour (the slow path), from the pieces up to the rollup's window.
 - ``head`` — which windows are rolled up, and the newest rollup of each bucket; advanced with a
   conditional write, so it only moves forward.
+- ``closing|<bucket>|<chunk>`` — written by the close: for one tenant bucket, the time-weighted
+  values in force at the period's end, which the next period opens with.
 
 Three partitions stand beside the periods': ``periods`` (one item per period with usage, written
 outside every transaction so concurrent shards never conflict on it), ``closed`` (one per period
@@ -35,9 +37,12 @@ most one run per hour of each time-weighted state, however many samples the stat
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator
+import zlib
+from collections.abc import Collection, Container, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -45,9 +50,10 @@ from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
 from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, key_part, pack_book, unpack_book
+from meterline.terms import Days
 from meterline.timeweighted import SampleKey, TimeWeightedState
 from meterline.topology import AGGREGATES_TABLE
-from meterline.usage import StateKey, UsageBook
+from meterline.usage import StateKey, TenantPeriod, UsageBook, group_from_json, group_to_json
 
 LOG = logging.getLogger(__name__)
 
@@ -177,6 +183,10 @@ def closed_periods(store: Store) -> dict[Period, list[str]]:
         for item in store.query(TABLE, CLOSED_PK)
         if "unbilled" in item
     }
+
+
+def closing_prefix(bucket: int) -> str:
+    return f"closing|{bucket:02d}|"
 
 
 def rollup_prefix(bucket: int, window: int, base: int) -> str:
@@ -332,10 +342,8 @@ class PeriodLedger:
                 f"rollup {bucket} of {self.period} has {len(chunks)} of its {rollup.chunks} chunks"
             )
         book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
-        for (tenant, period), states in book.states.items():
-            for key, state in states.items():
-                if isinstance(state, TimeWeightedState):
-                    state.attach(Archive(self, bucket, rollup.window, tenant, period, key))
+        for (tenant, period), days, key, state in _time_weighted(book):
+            state.attach(Archive(self, bucket, rollup.window, tenant, period, days, key))
         return book
 
     def archived(self, archive: Archive, hour: datetime) -> list[SampleKey]:
@@ -362,7 +370,7 @@ class PeriodLedger:
             if len(chunks) != int(chunks[0]["chunks"]):
                 continue
             book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), {archive.tenant})
-            found = book.states.get((archive.tenant, archive.period), {}).get(archive.key)
+            found = book.segments(archive.tenant, archive.period).get(archive.days, {}).get(archive.key)
             if isinstance(found, TimeWeightedState):
                 state.merge(found)
         return state.samples()
@@ -409,28 +417,53 @@ class PeriodLedger:
 
     def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
         """Write the bucket's rollup, packed and cut into items under the size limit."""
-        chunks, size = self.write_chunks(rollup_prefix(bucket, window, base), book)
+        chunks, size = self.write_chunks(rollup_prefix(bucket, window, base), pack_book(book))
         return Rollup(window, base, chunks, size)
 
     def write_archive(self, bucket: int, window: int, base: int, book: UsageBook) -> None:
         """Archive, per hour, the time-weighted samples the bucket's next rollup stops carrying."""
         hours: dict[datetime, UsageBook] = {}
-        for (tenant, period), states in book.states.items():
-            for key, state in states.items():
-                if isinstance(state, TimeWeightedState):
-                    for hour, part in state.to_archive().items():
-                        hours.setdefault(hour, UsageBook()).states_of(tenant, period)[key] = part
+        for (tenant, period), days, key, state in _time_weighted(book):
+            for hour, part in state.to_archive().items():
+                hours.setdefault(hour, UsageBook()).segment(tenant, period, days)[key] = part
         for hour, pieces in sorted(hours.items()):
-            self.write_chunks(f"{archive_prefix(bucket, hour)}{window:06d}|{base + 1:06d}|", pieces)
+            prefix = f"{archive_prefix(bucket, hour)}{window:06d}|{base + 1:06d}|"
+            self.write_chunks(prefix, pack_book(pieces))
 
-    def write_chunks(self, prefix: str, book: UsageBook) -> tuple[int, int]:
-        """The book packed and cut into items under the size limit; how many, and its packed size."""
-        packed = pack_book(book)
+    def write_chunks(self, prefix: str, packed: bytes) -> tuple[int, int]:
+        """Packed bytes cut into items under the size limit; how many, and how many bytes."""
         chunks = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
         for index, blob in enumerate(chunks):
             item: Item = {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": blob, "chunks": len(chunks)}
             self.store.put(TABLE, item)
         return len(chunks), len(packed)
+
+    # carried values ----------------------------------------------------------------------------
+
+    def write_closing(self, closing: Closing) -> None:
+        """Store the time-weighted values in force at the period's end (the close's, deterministic:
+        twin closers write the same)."""
+        by_bucket: dict[int, dict[str, Any]] = {}
+        for tenant, values in closing.items():
+            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
+        for bucket, values_of in sorted(by_bucket.items()):
+            self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
+
+    def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
+        """The values in force at the period's end, as its close stored them (none if not closed)."""
+        buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
+        closing: dict[str, dict[StateKey, Decimal]] = {}
+        for bucket in sorted(buckets):
+            chunks = self.store.query(TABLE, self.pk, closing_prefix(bucket))
+            if chunks:
+                expected = int(chunks[0].get("chunks", len(chunks)))
+                if len(chunks) != expected:
+                    raise StoreError(
+                        f"the closing values of bucket {bucket} of {self.period} have {len(chunks)}"
+                        f" of their {expected} chunks"
+                    )
+                closing.update(unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants))
+        return closing
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +476,8 @@ class Archive:
     """The rollup's window: pieces filed under later ones are not in its summary."""
     tenant: str
     period: Period
+    days: Days
+    """The segment of the period whose state it is."""
     key: StateKey
 
     def samples(self, hour: datetime) -> list[SampleKey]:
@@ -453,12 +488,42 @@ def _summarised(book: UsageBook) -> UsageBook:
     """The book as a rollup keeps it: time-weighted states summarised (``write_archive`` keeps
     their samples), every other state as it is."""
     summary = UsageBook()
-    for tenant_period, states in book.states.items():
-        kept = summary.states[tenant_period] = dict(states)
-        for key, state in states.items():
-            if isinstance(state, TimeWeightedState):
-                kept[key] = state.summarised()
+    for tenant_period, segments in book.states.items():
+        summary.states[tenant_period] = {days: dict(states) for days, states in segments.items()}
+    for tenant_period, days, key, state in _time_weighted(book):
+        summary.states[tenant_period][days][key] = state.summarised()
     return summary
+
+
+def _time_weighted(book: UsageBook) -> Iterator[tuple[TenantPeriod, Days, StateKey, TimeWeightedState]]:
+    """Every time-weighted state of the book, with its tenant and period, segment and key."""
+    for tenant_period, segments in book.states.items():
+        for days, states in segments.items():
+            for key, state in states.items():
+                if isinstance(state, TimeWeightedState):
+                    yield tenant_period, days, key, state
+
+
+Closing = Mapping[str, Mapping[StateKey, Decimal]]
+"""Time-weighted values in force at a period's end, by tenant and (meter key, group)."""
+
+
+def pack_closing(closing: Closing) -> bytes:
+    rows = [
+        [tenant, meter, [group_to_json(value) for value in group], str(in_force)]
+        for tenant, values in sorted(closing.items())
+        for (meter, group), in_force in values.items()
+    ]
+    return zlib.compress(orjson.dumps(rows), 6)
+
+
+def unpack_closing(blob: bytes, tenants: Container[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
+    closing: dict[str, dict[StateKey, Decimal]] = {}
+    for tenant, meter, group, in_force in orjson.loads(zlib.decompress(blob)):
+        if tenants is None or tenant in tenants:
+            key = (meter, tuple(group_from_json(value) for value in group))
+            closing.setdefault(tenant, {})[key] = Decimal(in_force)
+    return closing
 
 
 def _blob(item: Item) -> bytes:

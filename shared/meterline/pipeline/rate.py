@@ -1,11 +1,12 @@
 """Rate: each tenant's running charges for the open period, and spend alerts announced once.
 
 Triggered by new partial states. For every tenant in them it re-rates the period with the same
-rating code as the invoice, from the tenant bucket's rollup and the partials after it, stores the
-running figures, and for each catalog threshold the spend has reached creates an alert record
-(conditional: one per threshold) and publishes it until the record says it was published. A crash
-between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for
-consumers to drop the repeat.
+billing code as the invoice (``billing.bill_period``, all the tenant's subscriptions in the period,
+opening with the time-weighted values the previous period's close stored), from the tenant
+bucket's rollup and the partials after it, stores the running figures, and for each catalog
+threshold the spend has reached creates an alert record (conditional: one per threshold) and
+publishes it until the record says it was published. A crash between publishing and marking can
+publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
 
 Rate also keeps the reads bounded: once a period has gathered enough partials after its
 rollups, it seals the open window and rolls it up (see ``ledger``).
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 
+from meterline.billing import bill_period
 from meterline.catalog import Catalog
+from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
-from meterline.rating import Usage, rate_tenant
 from meterline.records import book_tenants, key_part
 from meterline.topology import BILLING_ALERTS, CHARGES_TABLE
+from meterline.usage import StateKey
 
 from .ledger import PeriodLedger, billing_period_of, is_closed, is_partial, periods_with_usage
 
@@ -35,6 +39,7 @@ class RunningCharges:
         self.catalog = catalog
         self.store = store
         self.publisher = publisher
+        self.closings: dict[Period, dict[str, dict[StateKey, Decimal]]] = {}
 
     def run(self, new_items: Iterable[Item], now: datetime | None = None) -> int:
         """Re-rate the tenants of the new partials among the items; return how many alerts were published."""
@@ -71,28 +76,42 @@ class RunningCharges:
             book = ledger.book(tenants)
         else:
             book = ledger.book(tenants, head, open_partials)
+        bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants)
+        invoices: dict[str, list[Invoice]] = {}
+        for invoice in bill.invoices:
+            invoices.setdefault(invoice.tenant, []).append(invoice)
         return sum(
-            self.rate(tenant, period, book.quantities(self.catalog, tenant, period), len(open_partials))
+            self.rate(tenant, period, invoices[tenant], len(open_partials))
             for tenant in sorted(tenants)
+            if tenant in invoices
         )
 
-    def rate(self, tenant: str, period: Period, usage: Usage, open_partials: int) -> int:
-        customer = self.catalog.customers.get(tenant)
-        if customer is None:
-            return 0
-        plan = self.catalog.plan_in_effect(customer.plan, period)
-        if plan is None:
-            return 0
-        invoice = rate_tenant(self.catalog, customer, plan, period, usage)
-        spend = invoice.subtotal - invoice.discount
+    def openings(self, period: Period) -> dict[str, dict[StateKey, Decimal]]:
+        """The time-weighted values in force at the period's start, as the previous period's close
+        stored them: read once that period is closed (none before), then kept."""
+        previous = period.previous()
+        closing = self.closings.get(previous)
+        if closing is None:
+            if not is_closed(self.store, previous):
+                return {}
+            closing = self.closings[previous] = PeriodLedger(self.catalog, self.store, previous).closing()
+        return closing
+
+    def rate(self, tenant: str, period: Period, invoices: list[Invoice], open_partials: int) -> int:
+        """Store the tenant's running charges (all its invoices of the period) and announce the
+        spend thresholds they reach."""
+        customer = self.catalog.customers[tenant]
+        subtotal = sum(invoice.subtotal for invoice in invoices)
+        spend = sum(invoice.subtotal - invoice.discount for invoice in invoices)
+        currency = invoices[0].currency
         pk = key_part(tenant)
         self.store.put(
             TABLE,
             {
                 "pk": pk,
                 "sk": f"{period}|running",
-                "currency": invoice.currency,
-                "subtotal": str(invoice.subtotal),
+                "currency": currency,
+                "subtotal": str(subtotal),
                 "spend": str(spend),
                 "open_partials": open_partials,
             },
@@ -112,7 +131,7 @@ class RunningCharges:
                 "period": str(period),
                 "threshold": str(threshold),
                 "spend": str(stored["spend"]),
-                "currency": invoice.currency,
+                "currency": currency,
             }
             self.publisher.publish(BILLING_ALERTS.name, tenant.encode(), orjson.dumps(body))
             self.publisher.flush()
