@@ -298,8 +298,12 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"meterline demo: error: {error}", file=sys.stderr)
         return 1
     except StoppedError as stopped:
+        # Every server is down by now, but a Kafka client's background thread may still log its
+        # failed reconnects while the interpreter winds down: the stop line must be the last word.
         print(f"meterline: {stopped}", file=sys.stderr)
-        return 128 + stopped.signum
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stopped.signum)
     return 0 if outcome.ok else 1
 
 
