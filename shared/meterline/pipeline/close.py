@@ -36,7 +36,7 @@ from meterline.records import key_part
 from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES, INVOICES_TABLE
 
 from .late import Late
-from .ledger import PeriodLedger
+from .ledger import PeriodLedger, is_closed, periods_with_usage, record_closed
 
 AGGREGATES = AGGREGATES_TABLE.name
 INVOICES = INVOICES_TABLE.name
@@ -72,13 +72,13 @@ class Closer:
     def due(self, now: datetime) -> list[Period]:
         """Every period from the first with usage (not before billing's first period) up to the
         last whose grace has passed, not yet closed."""
-        with_usage = [Period.parse(str(item["sk"])) for item in self.store.query(AGGREGATES, "periods")]
+        with_usage = periods_with_usage(self.store)
         if not with_usage:
             return []
         periods: list[Period] = []
         period = max(min(with_usage), self.catalog.first_period)
         while period.end + self.grace <= now:
-            if self.store.get(AGGREGATES, "closed", str(period)) is None:
+            if not is_closed(self.store, period):
                 periods.append(period)
             period = period.next()
         return periods
@@ -101,15 +101,7 @@ class Closer:
         invoices = [self.issue(invoice) for invoice in bill.invoices]
         self.publish(period, invoices)
         ledger.write_closing(bill.closing)
-        self.store.put(
-            AGGREGATES,
-            {
-                "pk": "closed",
-                "sk": str(period),
-                "unbilled": orjson.dumps(bill.unbilled_tenants),
-                "invoices": len(invoices),
-            },
-        )
+        record_closed(self.store, period, list(bill.unbilled_tenants), len(invoices))
         return invoices
 
     def credits(self, period: Period) -> dict[str, Credits]:
