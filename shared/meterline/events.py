@@ -29,6 +29,9 @@ class Reason(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     INVALID_VALUE = "invalid_value"
     CONFLICT = "conflict"
+    OUT_OF_WINDOW = "out_of_window"
+    """v2 (SPEC §7): usage of a period before the amendment window (or before billing's first
+    period); only the pipeline knows the window, `meterline rate` counts such usage out of period."""
 
 
 class EventError(ValueError):

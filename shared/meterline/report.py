@@ -51,8 +51,8 @@ def invoice_table(invoice: Invoice) -> Table:
     table.add_column("group")
     table.add_column("quantity", justify="right")
     table.add_column(f"amount ({currency})", justify="right")
-    for line in (*invoice.lines, *invoice.adjustments):
-        table.add_row(_charge_name(line), _group(line), quantity_text(line.quantity), money_text(line.amount))
+    for line in invoice.lines:
+        table.add_row(line.meter, _group(line), quantity_text(line.quantity), money_text(line.amount))
     table.add_section()
     table.add_row("subtotal", "", "", money_text(invoice.subtotal))
     for label, amount, sign in (
@@ -133,10 +133,6 @@ def quantity_text(quantity: Fraction) -> str:
     if shown != quantity:
         text = "≈" + text
     return text
-
-
-def _charge_name(line: Line) -> str:
-    return f"{line.meter} (adjusts {line.period})" if line.period is not None else line.meter
 
 
 def _group(line: Line) -> str:

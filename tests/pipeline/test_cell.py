@@ -50,6 +50,7 @@ customers:
   - {tenant: org-1, plan: standard, credits: "20.00", spend_alerts: ["50", "100"]}
   - {tenant: org-2, plan: standard}
   - {tenant: org-3, plan: standard}
+billing: {first_period: "2026-10"}
 """
 CATALOG = parse_catalog(CATALOG_TEXT)
 
@@ -219,6 +220,7 @@ CATALOG_V2 = parse_catalog(
   - {tenant: org-1, plan: standard, credits: "20.00", spend_alerts: ["50", "100"]}
   - {tenant: org-2, plan: standard}
   - {tenant: org-3, plan: standard}
+billing: {first_period: "2026-10"}
 """,
         """  - key: premium
     version: 1

@@ -46,7 +46,7 @@ class LedgerCounts:
 
     def unbilled(self, catalog: Catalog, period: Period, at_close: list[str]) -> list[str]:
         """Tenants with usage in ``period`` on a day no subscription covers: those its close found,
-        and those whose usage arrived after it closed (no invoice takes an adjustment for them)."""
+        and those whose usage arrived after it closed (no invoice bills them)."""
         covered: dict[str, list[Days]] = {}
         late = set()
         for tenant, day in self.tenant_days_by_period.get(period, ()):
@@ -80,32 +80,22 @@ def closed_periods(store: Store) -> dict[Period, list[str]]:
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
     """An invoice as the pipeline stored it, back as the core's value (for display)."""
-    lines: list[Line] = []
-    adjustments: list[Line] = []
-    for entry in body["lines"]:
-        adjusts = entry.get("adjusts_period")
-        line = Line(
-            entry["meter"],
-            entry["group"],
-            Fraction(Decimal(entry["quantity"])),
-            Decimal(entry["amount"]),
-            Period.parse(adjusts) if adjusts else None,
-            entry.get("adjusts_subscription"),
-        )
-        (adjustments if adjusts else lines).append(line)
+    lines = tuple(
+        Line(entry["meter"], entry["group"], Fraction(Decimal(entry["quantity"])), Decimal(entry["amount"]))
+        for entry in body["lines"]
+    )
     return Invoice(
         tenant=body["tenant"],
         period=period,
         plan=body["plan"],
         version=int(body["version"]),
         currency=body["currency"],
-        lines=tuple(lines),
+        lines=lines,
         subtotal=Decimal(body["subtotal"]),
         discount=Decimal(body["discount"]),
         commitment_true_up=Decimal(body["commitment_true_up"]),
         credits_applied=Decimal(body["credits_applied"]),
         total=Decimal(body["total"]),
-        adjustments=tuple(adjustments),
         subscription=body["subscription"],
         credit_drawdowns=tuple(Drawdown(d["grant"], Decimal(d["amount"])) for d in body["credit_drawdowns"]),
         catalog_digest=body["catalog_digest"],

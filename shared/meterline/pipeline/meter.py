@@ -17,15 +17,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from time import monotonic
 from typing import NamedTuple
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, Reason, digest, read_event
 from meterline.metering import Metering
 from meterline.ports import Item, Publisher, Store, StoreError
-from meterline.records import AcceptedUsage, Delivery
+from meterline.records import AcceptedUsage, Delivery, event_digest
 from meterline.topology import OUTCOMES_TABLE, USAGE_REJECTED, USAGE_TABLE
+
+from .invoices import amend_window
 
 
 class Outcome(StrEnum):
@@ -75,11 +79,29 @@ class PublishError(Exception):
 _ACCEPTED, _DUPLICATE = Outcome.ACCEPTED, Outcome.DUPLICATE
 
 
+WINDOW_TTL = 60.0
+"""Seconds the meter trusts the amendment window it read: the window only moves forward, once a
+month, so a stale one only admits usage that the close then reports as out of the window."""
+
+
 class Meter:
-    def __init__(self, catalog: Catalog, store: Store, publisher: Publisher) -> None:
+    def __init__(
+        self, catalog: Catalog, store: Store, publisher: Publisher, window_ttl: float = WINDOW_TTL
+    ) -> None:
         self.metering = Metering(catalog.meters_by_type)
         self.store = store
         self.publisher = publisher
+        self.first_period = catalog.first_period
+        self.window_ttl = window_ttl
+        self._window: tuple[float, datetime] | None = None
+
+    def window_start(self) -> datetime:
+        """The first instant whose usage may still be billed or amended (cached ``window_ttl`` s)."""
+        now = monotonic()
+        if self._window is None or now - self._window[0] >= self.window_ttl:
+            first = amend_window(self.store) or self.first_period
+            self._window = (now, max(first, self.first_period).start)
+        return self._window[1]
 
     def run(
         self,
@@ -132,7 +154,15 @@ class Meter:
             tuple([(meter_key, group, value) for (meter_key, group), _, value in readings]),
             str(record.delivery),
         )
-        first = self.store.put_new(USAGE_TABLE.name, usage.to_item())
+        if time < self.window_start():
+            # too late to bill: unless it was accepted before (a redelivery), out of the window
+            first = self.store.get(USAGE_TABLE.name, event_digest(usage.key), "event")
+            if first is None:
+                when = f"{time.isoformat()} is before the periods still billed or amended"
+                self.reject(record, EventError(Reason.OUT_OF_WINDOW, when))
+                return Outcome.REJECTED, Reason.OUT_OF_WINDOW.value
+        else:
+            first = self.store.put_new(USAGE_TABLE.name, usage.to_item())
         if first is None or first.get("at") == usage.delivery:
             return Outcome.ACCEPTED, ""
         if first.get("fp") == usage.fingerprint:
