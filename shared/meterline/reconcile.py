@@ -91,7 +91,9 @@ def differences(
         key = (str(invoice["tenant"]), str(invoice["subscription"]))
         want_figures[key] = {name: Decimal(invoice[name]) for name in PERIOD_FIELDS}
         if billed["currency"].get(key, invoice["currency"]) != invoice["currency"]:
-            found.append(f"{period} {key[0]} {key[1]}: currency {billed['currency'][key]} ≠ {invoice['currency']}")
+            found.append(
+                f"{period} {key[0]} {key[1]}: currency {billed['currency'][key]} ≠ {invoice['currency']}"
+            )
         for line in invoice["lines"]:
             line_key = _line_key(*key, line)
             want_quantities.setdefault(line_key, _Sum()).add(line["quantity"])
@@ -101,7 +103,9 @@ def differences(
         tenant, subscription, meter, group = key
         where = f"{period} {tenant} {subscription} {meter} {group.decode()}"
         if want_amounts.get(key, Decimal(0)) != got_amounts.get(key, Decimal(0)):
-            found.append(f"{where}: rate says {want_amounts.get(key)}, pipeline billed {got_amounts.get(key)}")
+            found.append(
+                f"{where}: rate says {want_amounts.get(key)}, pipeline billed {got_amounts.get(key)}"
+            )
         if not want_quantities.get(key, _Sum()).agrees(got_quantities.get(key, _Sum())):
             want, got = want_quantities.get(key, _Sum()).value, got_quantities.get(key, _Sum()).value
             found.append(f"{where}: rate's quantity {want}, the pipeline's {got}")

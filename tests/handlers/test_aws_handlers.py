@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, encode_item
+from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import is_partial
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
 
@@ -116,16 +117,16 @@ def test_aggregate_rate_and_close_on_dynamodb_produce_the_invoice(aws_cell: AwsC
         aggregate.handler(stream_event(aws_cell.client, "usage", usage_items), aws_cell.context)
     partials = [item for item in store.scan("aggregates") if is_partial(item)]
     load_handler("rate").handler(stream_event(aws_cell.client, "aggregates", partials), aws_cell.context)
-    # AND the schedule closes November
+    # AND the schedule closes every period from billing's first (October, without usage) to November
     response = load_handler("close").handler({"now": "2026-12-01T02:00:00+00:00"}, aws_cell.context)
     # THEN org-1 is billed 1 GB at 0.10 plus support, org-2 0.25 GB, 2 CKU for 645.75 h, 120 partitions
-    assert response == {"closed": ["2026-11"]}
-    invoices = {str(i["pk"]): orjson.loads(i["body"]) for i in store.scan("invoices")}  # type: ignore[arg-type]
+    assert response == {"closed": ["2026-10", "2026-11"]}
+    invoices = {invoice["tenant"]: invoice for invoice in invoices_by_period(store)["2026-11"]}
     assert invoices["org-1"]["total"] == "10.10"
     # org-2: 0.25 × 0.10 = 0.025 → 0.03; cku 2 × (Nov 3 10:15 → Dec 1 00:00 = 661.75 h) × 1.50 = 1985.25;
     # partitions ceil(120/100) × 1.00 = 2.00; support 10.00
     assert invoices["org-2"]["total"] == "1997.28"
-    assert len(aws_cell.publisher.on(BILLING_INVOICES.name)) == 2
+    assert len(aws_cell.publisher.on(BILLING_INVOICES.name)) == 4  # October's flat fees too
     assert [orjson.loads(m.value)["threshold"] for m in aws_cell.publisher.on(BILLING_ALERTS.name)] == [
         "0.05"
     ]
