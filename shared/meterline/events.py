@@ -34,6 +34,10 @@ class Reason(StrEnum):
     period); only the pipeline knows the window, `meterline rate` counts such usage out of period."""
 
 
+EVENT_REASONS = tuple(reason for reason in Reason if reason is not Reason.OUT_OF_WINDOW)
+"""The reasons an event file alone gives (SPEC §1, §4): all but the pipeline's window."""
+
+
 class EventError(ValueError):
     """Why an event is rejected: a SPEC §1 reason code and a sentence naming the field."""
 
