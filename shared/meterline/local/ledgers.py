@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from meterline.catalog import Catalog
+from meterline.catalog import V1_CREDITS_PREFIX, Catalog
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
@@ -101,3 +101,32 @@ def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
         catalog_digest=body["catalog_digest"],
         number=body["number"],
     )
+
+
+def credit_balances(
+    catalog: Catalog, invoices: dict[str, list[dict[str, Any]]], amendments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each grant the pipeline's documents drew from, or the catalog grants: its amount, what
+    invoices and amendments drew, and what is left (a v1 per-period grant's rest expired)."""
+    drawn: dict[tuple[str, str], Decimal] = {}
+    for document in [*(i for period in invoices.values() for i in period), *amendments]:
+        for drawdown in document["credit_drawdowns"]:
+            key = (str(document["tenant"]), str(drawdown["grant"]))
+            drawn[key] = drawn.get(key, Decimal(0)) + Decimal(drawdown["amount"])
+    amounts: dict[tuple[str, str], Decimal] = {}
+    for tenant, customer in catalog.customers.items():
+        for grant in customer.credit_grants:
+            amounts[(tenant, grant.id)] = grant.amount
+        if customer.credits is not None:
+            for period in invoices:
+                amounts[(tenant, f"{V1_CREDITS_PREFIX}{period}")] = customer.credits
+    return [
+        {
+            "tenant": tenant,
+            "grant": grant,
+            "amount": str(amounts.get((tenant, grant), Decimal(0))),
+            "drawn": str(drawn.get((tenant, grant), Decimal(0))),
+            "left": str(amounts.get((tenant, grant), Decimal(0)) - drawn.get((tenant, grant), Decimal(0))),
+        }
+        for tenant, grant in sorted(amounts.keys() | drawn.keys())
+    ]

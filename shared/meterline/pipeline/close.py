@@ -24,8 +24,9 @@ commitments); usage before it is out of the window, never billed.
    (``invoices.InvoiceLedger``): running the close twice, or two closers at once, or a crash
    between any two writes leaves one document per key and no gap in the numbers.
 5. Documents are published to ``billing.invoices`` (amendments first) until their record says
-   published (a crash in between can publish one twice, with the same id); then the values in force at the period's end are stored for the next
-   close, the period is marked closed, and the amendment window moves on.
+   published (a crash in between can publish one twice, with the same id); then the values in
+   force at the period's end are stored for the next close, the period is marked closed, and the
+   amendment window moves on.
 """
 
 from __future__ import annotations
