@@ -51,9 +51,9 @@ def rate_reads(cell: Cell, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real_run = cell.charges.run
 
-    def counted(items: list[Item]) -> int:
+    def counted(items: list[Item], now: datetime | None = None) -> int:
         before = counter.items
-        published = real_run(items)
+        published = real_run(items, now)
         reads.append(counter.items - before)
         return published
 

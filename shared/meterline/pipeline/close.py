@@ -115,8 +115,8 @@ class Closer:
         record = CloseRecord(period)
         amendments = [
             item
-            for late_period, tenant in late.late
-            for item in self.amend(late, late_period, tenant, record)
+            for tenant, since in late.earliest().items()
+            for item in self.amend_since(late, since, tenant, record)
         ]
         record.out_of_window = late.out_of_window()
         bill = bill_period(self.catalog, book, period, late.openings(), self.credits(period))
@@ -127,6 +127,17 @@ class Closer:
         self.store.put(AGGREGATES, record.to_item(self.catalog.digest, len(invoices), len(amendments)))
         set_amend_window(self.store, amendable_from(self.catalog, period))
         return invoices
+
+    def amend_since(self, late: Late, since: Period, tenant: str, record: CloseRecord) -> list[Item]:
+        """Amend each issued period of the tenant from its earliest late one: a late period's own
+        figures change, and so may a later one's (a late time-weighted sample changes what it
+        opened with; credit a late period gives back, or takes, changes what a later one draws)."""
+        issued = []
+        period = since
+        while period < late.period:
+            issued += self.amend(late, period, tenant, record)
+            period = period.next()
+        return issued
 
     def amend(self, late: Late, period: Period, tenant: str, record: CloseRecord) -> list[Item]:
         """Re-rate the tenant's issued ``period`` with everything now known of it, under what rated

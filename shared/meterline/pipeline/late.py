@@ -82,6 +82,13 @@ class Late:
         replayed = self.opening_of.get(self.period, {})
         return {**{t: v for t, v in stored.items() if t not in self.tenants}, **replayed}
 
+    def earliest(self) -> dict[str, Period]:
+        """Each tenant with late usage, and its earliest late period."""
+        found: dict[str, Period] = {}
+        for period, tenant in self.late:  # in period order
+            found.setdefault(tenant, period)
+        return dict(sorted(found.items()))
+
     def opening(self, tenant: str, period: Period) -> Opening:
         """The tenant's values in force at the start of a late ``period``."""
         return self.opening_of[period].get(tenant, {})
