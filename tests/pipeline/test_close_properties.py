@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from meterline.adapters.memory import MemoryPublisher
@@ -25,7 +25,7 @@ from tests.unit.test_billing_properties import catalogs, usage
 
 from .test_cell import stream_vs_batch
 
-PROPERTY = settings(max_examples=60, deadline=None)
+PROPERTY = settings(max_examples=100, deadline=None)
 SEPTEMBER = datetime(2026, 9, 1, tzinfo=UTC)
 LAST_CLOSE = datetime(2027, 1, 1, 2, tzinfo=UTC)
 """Closes September to December."""
@@ -151,6 +151,8 @@ def test_invoices_and_amendments_equal_rate_whatever_the_arrival_order_and_close
     by_period = invoices_by_period(cell.store)
     invoices = [invoice for period in by_period.values() for invoice in period]
     amendments = all_amendments(cell.store)
+    event(f"amendments: {'some' if amendments else 'none'}; out of window: {'some' if rejected else 'none'}")
+    event(f"grant expired before amending: {any(a['expired_grants'] for a in amendments)}")
     # AND no invoice's total is negative, nor is it once amended
     totals: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for period, issued in by_period.items():

@@ -118,6 +118,7 @@ class Closer:
             for tenant, since in late.earliest().items()
             for item in self.amend_since(late, since, tenant, record)
         ]
+        late.store_closings()
         record.out_of_window = late.out_of_window()
         bill = bill_period(self.catalog, book, period, late.openings(), self.credits(period))
         record.add_unbilled(bill)

@@ -82,6 +82,13 @@ class Late:
         replayed = self.opening_of.get(self.period, {})
         return {**{t: v for t, v in stored.items() if t not in self.tenants}, **replayed}
 
+    def store_closings(self) -> None:
+        """Store the values carried again at the end of each period replayed (not this one: its
+        close stores its own), so a later close replaying from one of them starts right."""
+        for period in sorted(self.opening_of):
+            if period < self.period:
+                PeriodLedger(self.catalog, self.store, period).update_closing(self.opening_of[period.next()])
+
     def earliest(self) -> dict[str, Period]:
         """Each tenant with late usage, and its earliest late period."""
         found: dict[str, Period] = {}

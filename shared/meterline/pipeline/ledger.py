@@ -295,6 +295,24 @@ class PeriodLedger:
         for bucket, values_of in sorted(by_bucket.items()):
             self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
 
+    def update_closing(self, closing: Closing) -> None:
+        """Replace the stored values in force at the period's end for these tenants (a later close
+        carried them again, with late usage): each bucket they are in is rewritten whole, and a
+        chunk it no longer needs is left empty (chunks are joined, so an empty one adds nothing)."""
+        by_bucket: dict[int, dict[str, Mapping[StateKey, Decimal]]] = {}
+        for tenant, values in closing.items():
+            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
+        for bucket, updates in sorted(by_bucket.items()):
+            prefix = closing_prefix(bucket)
+            stored = self.store.query(TABLE, self.pk, prefix)
+            values_of: dict[str, Mapping[StateKey, Decimal]] = {}
+            if stored:
+                values_of.update(unpack_closing(b"".join(_blob(chunk) for chunk in stored)))
+            values_of.update(updates)
+            written = self.write_chunks(prefix, pack_closing({t: v for t, v in values_of.items() if v}))
+            for index in range(written, len(stored)):
+                self.store.put(TABLE, {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": b""})
+
     def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
         """The values in force at the period's end, as its close stored them (none if not closed)."""
         buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
