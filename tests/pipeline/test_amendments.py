@@ -294,3 +294,33 @@ def test_numbers_per_customer_count_each_customers_documents() -> None:
     assert sorted(numbers) == ["INV-org-over-000001", "INV-org-over-000002", "INV-org-over-000003"]
     (amendment,) = amendments_of(cell, "org-over")
     assert amendment["number"] == "INV-org-over-000002"
+
+
+def test_late_usage_nobody_bills_is_reported_by_the_close_that_found_it() -> None:
+    # GIVEN org-late subscribes from 15 October; October issued
+    catalog = parse_catalog(
+        CATALOG_TEXT.replace(
+            "billing:",
+            '  - tenant: org-late\n    subscriptions: [{plan: payg, from: "2026-10-15"}]\nbilling:',
+        )
+    )
+    cell, events = Cell(catalog, MemoryPublisher()), Events()
+    events.deliver(cell, events.ingress("org-over", 150, "2026-10-05T00:00:00Z"))
+    cell.close(NOV_1)
+    # WHEN late October usage arrives of an unknown tenant, and of org-late before its subscription
+    events.deliver(
+        cell,
+        events.ingress("org-unknown", 3, "2026-10-07T00:00:00Z"),
+        events.ingress("org-late", 2, "2026-10-08T00:00:00Z"),
+    )
+    cell.close(DEC_1)
+    # THEN November's close reports both as October's unbilled usage, with their reasons
+    closed = cell.store.get(AGGREGATES_TABLE.name, "closed", "2026-11")
+    assert closed is not None
+    late = orjson.loads(closed["late_unbilled"])  # type: ignore[arg-type]
+    found = sorted((u["tenant"], u["period"], u["quantity"], u["reason"]) for u in late["usage"])
+    assert found == [
+        ("org-late", "2026-10", "2", "no_subscription"),
+        ("org-unknown", "2026-10", "3", "no_customer"),
+    ]
+    assert amendments_of(cell, "org-late") == [] and amendments_of(cell, "org-unknown") == []

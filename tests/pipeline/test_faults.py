@@ -167,9 +167,11 @@ def test_faults_lose_nothing_and_count_nothing_twice() -> None:
     deliver(late, len(lines))
     close_concurrently(datetime(2026, 12, 2, tzinfo=UTC))
 
-    # THEN faults did happen, of every kind
+    # THEN faults did happen, of every kind, and while issuing (numbered documents are transactions)
     kinds = {"put_new before", "put_new after", "put after", "transact before", "transact after"}
     assert store.rate == 0 or kinds <= set(faults_before_closing)
+    issuing = store.faults["transact after"] - faults_before_closing["transact after"]
+    assert store.rate == 0 or issuing > 0
     # AND the ledgers reconcile with the offline count of the same events
     everything = lines + late
     summary = rate_lines(CATALOG, everything, Period(2026, 10)).summary
