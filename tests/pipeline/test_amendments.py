@@ -324,3 +324,25 @@ def test_late_usage_nobody_bills_is_reported_by_the_close_that_found_it() -> Non
         ("org-unknown", "2026-10", "3", "no_customer"),
     ]
     assert amendments_of(cell, "org-late") == [] and amendments_of(cell, "org-unknown") == []
+
+
+def test_an_amendment_rates_with_the_catalog_its_period_was_issued_with() -> None:
+    # GIVEN October issued under a catalog pricing org-grant's GB at 1.00
+    cell, events = Cell(CATALOG, MemoryPublisher()), Events()
+    events.deliver(cell, events.ingress("org-grant", 10, "2026-10-05T00:00:00Z"))
+    cell.close(NOV_1)
+    # WHEN the catalog is redeployed at 3.00 a GB, and late October usage arrives before November closes
+    repriced = parse_catalog(
+        CATALOG_TEXT.replace(
+            'unit_price: "1.00"}\n      - {meter: cku_hours', 'unit_price: "3.00"}\n      - {meter: cku_hours'
+        )
+    )
+    assert repriced.digest != CATALOG.digest
+    cell.closer = Closer(repriced, cell.store, cell.publisher)
+    events.deliver(cell, events.ingress("org-grant", 5, "2026-10-20T00:00:00Z"))
+    cell.close(DEC_1)
+    # THEN October's amendment prices the late 5 GB at October's 1.00 (the snapshot stored by digest)
+    (amendment,) = amendments_of(cell, "org-grant")
+    assert amendment["subtotal_delta"] == "5.00" and amendment["catalog_digest"] == CATALOG.digest
+    (november,) = [i for i in invoices_by_period(cell.store)["2026-11"] if i["tenant"] == "org-grant"]
+    assert november["catalog_digest"] == repriced.digest
