@@ -22,6 +22,7 @@ tenant, each open period's drafts (spend to date), their sum, and one record per
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -244,26 +245,25 @@ def _starts(subscription: str) -> str:
 # the charges ledger: drafts and spend alerts of the open periods ------------------------------
 
 
-def draft_item(invoice: Invoice) -> Item:
-    """A draft: the invoice as it stands (spend to date), re-written as usage arrives."""
-    return {
-        "pk": key_part(invoice.tenant),
-        "sk": f"{invoice.period}|draft|{key_part(invoice.subscription)}",
-        "body": orjson.dumps({**invoice.to_json(), "state": "draft"}),
-    }
-
-
-def running_item(
-    tenant: str, period: Period, currency: str, subtotal: Decimal, spend: Decimal, partials: int
-) -> Item:
+def running_item(tenant: str, period: Period, invoices: list[Invoice], partials: int) -> Item:
+    """A tenant's drafts of an open period (one per subscription: the invoice as it stands, spend to
+    date), zlib-packed, with their sum: ONE item re-written as usage arrives (under DynamoDB's 1 KB
+    write unit for most tenants)."""
+    drafts = [{**invoice.to_json(), "state": "draft"} for invoice in invoices]
     return {
         "pk": key_part(tenant),
         "sk": f"{period}|running",
-        "currency": currency,
-        "subtotal": str(subtotal),
-        "spend": str(spend),
+        "currency": invoices[0].currency,
+        "subtotal": str(sum((invoice.subtotal for invoice in invoices), Decimal(0))),
+        "spend": str(spend_of(invoices)),
         "open_partials": partials,
+        "drafts": zlib.compress(orjson.dumps(drafts), 6),
     }
+
+
+def spend_of(invoices: list[Invoice]) -> Decimal:
+    """Spend to date, what alerts watch: subtotal less discount over the tenant's drafts."""
+    return sum((invoice.subtotal - invoice.discount for invoice in invoices), Decimal(0))
 
 
 def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Decimal) -> Item:
@@ -276,7 +276,12 @@ def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Decimal) 
 
 
 def drafts_of(store: Store, tenant: str, period: Period) -> list[dict[str, Any]]:
-    return [body_of(item) for item in store.query(CHARGES, key_part(tenant), f"{period}|draft|")]
+    """The tenant's drafts of an open period, as rate last stored them."""
+    item = store.get(CHARGES, key_part(tenant), f"{period}|running")
+    if item is None:
+        return []
+    drafts: list[dict[str, Any]] = orjson.loads(zlib.decompress(bytes(item["drafts"])))  # type: ignore[arg-type]
+    return drafts
 
 
 # the amendment window: the first period late usage may still amend -----------------------------

@@ -4,12 +4,11 @@ Triggered by new partial states. For every tenant in them it re-rates the period
 billing code as the invoice (``billing.bill_period``, all the tenant's subscriptions in the period,
 opening with the time-weighted values the previous period's close stored), from the tenant
 bucket's rollup and the partials after it, as of now: a time-weighted value holds until now, never
-projected to the period's end (SPEC §7). It stores one draft per subscription (the invoice as it
-stands, ``state: draft``, no number, no credits drawn: grants are drawn at issue) and their sum,
-the running figures; for each catalog
-threshold the spend has reached creates an alert record (conditional: one per threshold) and
-publishes it until the record says it was published. A crash between publishing and marking can
-publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
+projected to the period's end (SPEC §7). It stores the tenant's drafts, one per subscription (the
+invoice as it stands, ``state: draft``, no number, no credits drawn: grants are drawn at issue),
+packed in one running item with their sum; for each catalog threshold the spend has reached
+creates an alert record (conditional: one per threshold) and publishes it until the record says it
+was published. A crash between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
 
 Rate also keeps the reads bounded: once a period has gathered enough partials after its
 rollups, it seals the open window and rolls it up (see ``ledger``).
@@ -32,7 +31,7 @@ from meterline.records import book_tenants
 from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
 from meterline.usage import StateKey
 
-from .invoices import alert_item, draft_item, running_item
+from .invoices import alert_item, running_item, spend_of
 from .ledger import PeriodLedger, billing_period_of, is_partial
 
 TABLE = CHARGES_TABLE.name
@@ -107,12 +106,9 @@ class RunningCharges:
         """Store the tenant's drafts and running charges (all its invoices of the period), and
         announce the spend thresholds they reach."""
         customer = self.catalog.customers[tenant]
-        subtotal = sum((invoice.subtotal for invoice in invoices), Decimal(0))
-        spend = sum((invoice.subtotal - invoice.discount for invoice in invoices), Decimal(0))
+        spend = spend_of(invoices)
         currency = invoices[0].currency
-        for invoice in invoices:
-            self.store.put(TABLE, draft_item(invoice))
-        self.store.put(TABLE, running_item(tenant, period, currency, subtotal, spend, open_partials))
+        self.store.put(TABLE, running_item(tenant, period, invoices, open_partials))
         published = 0
         for threshold in customer.spend_alerts:
             if spend < threshold:
