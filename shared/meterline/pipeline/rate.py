@@ -8,7 +8,8 @@ projected to the period's end (SPEC §7). It stores the tenant's drafts, one per
 invoice as it stands, ``state: draft``, no number, no credits drawn: grants are drawn at issue),
 packed in one running item with their sum; for each catalog threshold the spend has reached
 creates an alert record (conditional: one per threshold) and publishes it until the record says it
-was published. A crash between publishing and marking can publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
+was published. A crash between publishing and marking can publish an alert twice; it carries a
+stable ``alert_id`` for consumers to drop the repeat.
 
 Rate also keeps the reads bounded: once a period has gathered enough partials after its
 rollups, it seals the open window and rolls it up (see ``ledger``).
