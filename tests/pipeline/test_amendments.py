@@ -346,3 +346,16 @@ def test_an_amendment_rates_with_the_catalog_its_period_was_issued_with() -> Non
     assert amendment["subtotal_delta"] == "5.00" and amendment["catalog_digest"] == CATALOG.digest
     (november,) = [i for i in invoices_by_period(cell.store)["2026-11"] if i["tenant"] == "org-grant"]
     assert november["catalog_digest"] == repriced.digest
+
+
+def test_a_catalog_without_plans_closes_only_the_periods_with_usage_and_bills_nothing() -> None:
+    # GIVEN no plans at all (no first period to bill from), and usage of October
+    catalog = parse_catalog(CATALOG_TEXT.split("plans:")[0] + "plans: []\ncustomers: []\n")
+    cell, events = Cell(catalog, MemoryPublisher()), Events()
+    events.deliver(cell, events.ingress("org-over", 1, "2026-10-05T00:00:00Z"))
+    # WHEN the close runs in December
+    closed = cell.closer.run(DEC_1)
+    # THEN the close starts at October's usage (not at year 1), with that usage unbilled
+    assert closed == [Period(2026, 10), Period(2026, 11)]
+    record = cell.store.get(AGGREGATES_TABLE.name, "closed", "2026-10")
+    assert record is not None and orjson.loads(record["unbilled"]) == ["org-over"]  # type: ignore[arg-type]

@@ -91,6 +91,11 @@ class Closer:
         closed = {str(item["sk"]) for item in self.store.query(AGGREGATES, "closed")}
         periods: list[Period] = []
         period = self.catalog.first_period
+        if not self.catalog.plans:  # nothing is ever invoiced: close the periods with usage, to report it
+            with_usage = [Period.parse(str(item["sk"])) for item in self.store.query(AGGREGATES, "periods")]
+            if not with_usage:
+                return []
+            period = min(with_usage)
         while may_issue(period, self.grace, now):
             if str(period) not in closed:
                 periods.append(period)
