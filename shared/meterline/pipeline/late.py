@@ -28,8 +28,9 @@ from .ledger import PeriodLedger
 
 
 class Late:
-    """The usage of earlier, closed periods that this period's ledger holds, and what it changes:
-    adjustment lines for those periods, and the values in force at this period's start."""
+    """The usage of earlier, issued periods that this period's ledger holds, and what it changes:
+    everything now known of those periods (to amend them), and the values in force at their starts
+    and at this period's start."""
 
     def __init__(
         self, catalog: Catalog, store: Store, period: Period, book: UsageBook, since: Period
