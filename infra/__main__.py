@@ -36,7 +36,9 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
     kafka = Kafka(
         "kafka", KafkaArgs(config.cell, network.subnet_ids, network.kafka_security_group_id, TOPICS, tags)
     )
-    ledgers = Ledgers("ledgers", LedgersArgs(config.cell, config.region, TABLES, tags))
+    ledgers = Ledgers(
+        "ledgers", LedgersArgs(config.cell, config.region, TABLES, tags, f"{config.unique(config.cell)}-")
+    )
     functions = Functions(
         "functions",
         FunctionsArgs(
@@ -73,6 +75,12 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
     exports["alarm_topic_arn"] = operations.alarm_topic_arn
     exports["dashboard"] = operations.dashboard_name
     exports["cost_inputs"] = cost_inputs(config, TOPICS, [network, kafka, ledgers, functions, operations])
+    # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
+    exports["cell_settings"] = {
+        "METERLINE_TABLE_PREFIX": ledgers.table_prefix,
+        "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "AWS_REGION": config.region,
+    }
     return exports
 
 

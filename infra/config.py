@@ -58,6 +58,7 @@ MANAGED_KAFKA_MIN_VCPUS = 3
 # Event Hubs tiers that carry the Kafka endpoint; the longest retention each allows (hours).
 EVENT_HUBS_MAX_RETENTION_HOURS = {"Standard": 7 * 24, "Premium": 90 * 24}
 _STACK_NAME = re.compile(r"^(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
+_NAME_SUFFIX = re.compile(r"^[a-z0-9]{4,6}$")
 _KNOWN_KEYS = frozenset(
     {
         "aws:region",
@@ -71,6 +72,7 @@ _KNOWN_KEYS = frozenset(
         "meterline:kafkaPollers",
         "meterline:managedKafka",
         "meterline:eventHubs",
+        "meterline:nameSuffix",
     }
 )
 
@@ -152,6 +154,9 @@ class StackConfig:
     network: NewNetwork | ExistingNetwork | GcpNetwork | None
     """AWS: a new or existing VPC; GCP: the cell's own network; Azure: none (public endpoints, Entra auth)."""
     kafka_pollers: KafkaPollers
+    name_suffix: str
+    """Ends every name that is global (DNS-visible) or outlives `pulumi destroy` (retained ledgers
+    and keys, purge-protected vaults, undeletable key rings): a new suffix is a new incarnation."""
     project: str | None = None
     """The GCP project (`gcp:project`); None elsewhere."""
     managed_kafka: ManagedKafka | None = None
@@ -161,6 +166,10 @@ class StackConfig:
     def cell(self) -> str:
         """The short name every physical resource name starts with, e.g. `ml-use1`."""
         return f"ml-{_region_code(self.region, self.cloud)}"
+
+    def unique(self, name: str) -> str:
+        """`name` made unique to this cell's incarnation: `<name>-<nameSuffix>`."""
+        return f"{name}-{self.name_suffix}"
 
     def resource_tags(self) -> dict[str, str]:
         return {"app": PROJECT, "cell": self.stack, **dict(self.tags)}
@@ -239,6 +248,7 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
         log_retention_days=reader.log_retention(cloud),
         network=reader.cell_network(cloud, region),
         kafka_pollers=reader.kafka_pollers() if cloud == "aws" else KafkaPollers(1, 1),
+        name_suffix=reader.name_suffix(),
         project=reader.text("gcp:project") if cloud == "gcp" else None,
         managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
         event_hubs=reader.event_hubs() if cloud == "azure" else None,
@@ -444,6 +454,17 @@ class _Reader:
         if sku == "Standard" and maximum > 40:
             raise self.fail(f"{key}.maximumThroughputUnits", "must be at most 40 on Standard")
         return EventHubs(str(sku), capacity, maximum)
+
+    def name_suffix(self) -> str:
+        key = "meterline:nameSuffix"
+        suffix = self.text(key)
+        if not _NAME_SUFFIX.match(suffix):
+            raise self.fail(
+                key,
+                f"must be 4 to 6 lowercase letters or digits, not {suffix!r} "
+                "(e.g. `pulumi config set meterline:nameSuffix $(openssl rand -hex 2)`)",
+            )
+        return suffix
 
     def kafka_pollers(self) -> KafkaPollers:
         key = "meterline:kafkaPollers"

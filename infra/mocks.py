@@ -1,6 +1,8 @@
 """Pulumi mocks that answer like AWS, GCP and Azure: realistic ids, names and ARNs (resource paths)
 for every resource a cell creates, and a record of each resource's inputs (wire names, as policies
-see them)."""
+see them) and of the options the engine would act on: the resources each waits for (its inputs'
+resources and its `depends_on`, a component expanded to its children, as the SDK sends them),
+`protect` and `retain_on_delete`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ ACCOUNT = "123456789012"
 GCP_PROJECT_NUMBER = "429815730216"
 AZURE_SUBSCRIPTION = "6f0b2c8e-3d51-4a7e-9c1a-2b7d90e4f315"
 AZURE_TENANT = "0d7e43a9-8c26-4b1f-a5e0-93c6d1f27b48"
+PACKAGE_BLOB = "pulumi-python:dynamic/meterline:PackageBlob"
+GCP_AGENT_DOMAINS = {"monitoring": "gcp-sa-monitoring-notification"}
+"""Service agents whose domain is not `gcp-sa-<service>`."""
 
 
 class CellMocks(pulumi.runtime.Mocks):
@@ -20,6 +25,34 @@ class CellMocks(pulumi.runtime.Mocks):
         self.region = region
         self.project = project
         self.resources: list[dict[str, Any]] = []
+        self.options: dict[str, dict[str, Any]] = {}
+        """`type::name` → what the resource's registration asked of the engine."""
+
+    def watch(self, monitor: Any) -> None:
+        """Record the options of every registration the mock `monitor` receives (the mocks' own
+        `new_resource` sees only inputs)."""
+        register = monitor.RegisterResource
+
+        def recording(request: Any) -> Any:
+            key = resource_key(request.type, request.name)
+            if key in self.options:
+                raise ValueError(f"two resources are registered as {key}: tests could not tell them apart")
+            self.options[key] = {
+                "dependencies": sorted({urn_key(urn) for urn in request.dependencies}),
+                "protect": bool(request.protect),
+                "retain_on_delete": bool(request.retainOnDelete),
+                "parent": urn_key(request.parent) if request.parent else None,
+            }
+            return register(request)
+
+        monitor.RegisterResource = recording
+
+    def recorded(self) -> list[dict[str, Any]]:
+        """Each resource's type, name and inputs, with its recorded options."""
+        return [
+            {**resource, **self.options.get(resource_key(resource["type"], resource["name"]), {})}
+            for resource in self.resources
+        ]
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
@@ -39,6 +72,9 @@ class CellMocks(pulumi.runtime.Mocks):
                 "name": project,
                 "id": f"projects/{project}",
             }
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            email = f"service-{GCP_PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"
+            return {"emailAddress": email, "member": f"serviceAccount:{email}", "id": email}
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "clientId": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
@@ -53,6 +89,9 @@ class CellMocks(pulumi.runtime.Mocks):
         self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
         if not args.custom:
             return None, inputs
+        if args.typ == PACKAGE_BLOB:
+            url = f"{str(inputs['account_url']).rstrip('/')}/{inputs['container']}/{inputs['blob']}"
+            return url, {**inputs, "url": url, "etag": f'"0x{_suffix(url, 15).upper()}"'}
         if args.typ.startswith("gcp:"):
             resource_id, outputs = _gcp_outputs(args.typ, args.name, inputs, self.region, self.project)
         elif args.typ.startswith("azure-native:"):
@@ -60,6 +99,16 @@ class CellMocks(pulumi.runtime.Mocks):
         else:
             resource_id, outputs = _outputs(args.typ, args.name, inputs, self.region)
         return resource_id, {**inputs, **outputs}
+
+
+def resource_key(token: str, name: str) -> str:
+    return f"{token}::{name}"
+
+
+def urn_key(urn: str) -> str:
+    """`urn:pulumi:STACK::PROJECT::PARENT$TYPE::NAME` → `TYPE::NAME`."""
+    _, _, qualified_type, name = urn.split("::", 3)
+    return resource_key(qualified_type.rsplit("$", 1)[-1], name)
 
 
 def _suffix(name: str, length: int = 8) -> str:
@@ -176,6 +225,16 @@ def _gcp_outputs(
                 "member": f"serviceAccount:{email}",
                 "name": path,
                 "uniqueId": str(int(_suffix(name, 12), 16)),
+            }
+        case "gcp:projects/service:Service":
+            return f"{project}/{inputs['service']}", {}
+        case "gcp:projects/serviceIdentity:ServiceIdentity":
+            label = str(inputs["service"]).split(".", 1)[0]
+            domain = GCP_AGENT_DOMAINS.get(label, f"gcp-sa-{label}")
+            email = f"service-{GCP_PROJECT_NUMBER}@{domain}.iam.gserviceaccount.com"
+            return f"projects/{project}/services/{inputs['service']}", {
+                "email": email,
+                "member": f"serviceAccount:{email}",
             }
         case "gcp:kms/keyRing:KeyRing":
             return f"projects/{project}/locations/{location}/keyRings/{inputs['name']}", {}

@@ -58,22 +58,12 @@ LAYER_DISTRIBUTIONS = (
     "aws-msk-iam-sasl-signer-python",
     "click",
 )
-# Core modules no function imports: the command line, the local runtime, other clouds, samples.
-_CORE_EXCLUDED = frozenset(
-    {
-        "cli.py",
-        "stacks_cli.py",
-        "bench.py",
-        "local",
-        "samples",
-        "gcp",
-        "azure",
-        "gcp.py",
-        "azure.py",
-        "__pycache__",
-        "py.typed",
-    }
+OPERATOR_TOOLS = frozenset(
+    {"cli.py", "stacks_cli.py", "cost_cli.py", "smoke_cli.py", "bench.py", "local", "samples", "__pycache__"}
 )
+"""Core modules no function imports, on any cloud: the command line, the local runtime, samples."""
+# and, in a Lambda zip, the other clouds' wiring
+_CORE_EXCLUDED = OPERATOR_TOOLS | {"gcp", "azure", "gcp.py", "azure.py", "py.typed"}
 _HANDLER_EXCLUDED = frozenset({"gcp.py", "azure.py", "tests", "__pycache__"})
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 

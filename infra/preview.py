@@ -25,7 +25,9 @@ class PreviewError(RuntimeError):
 
 
 def preview_stack(stack_name: str) -> dict[str, Any]:
-    """`{"stack", "resources": [{"type", "name", "inputs"}], "outputs": {... "cost_inputs"}}`."""
+    """`{"stack", "resources": [{"type", "name", "inputs", "dependencies", "protect",
+    "retain_on_delete", "parent"}], "outputs": {... "cost_inputs"}}`; `dependencies` (what the
+    resource waits for) and `parent` name resources as `TYPE::NAME`."""
     env = {
         **os.environ,
         "METERLINE_OFFLINE": "1",
@@ -63,6 +65,7 @@ def build_in_this_process(stack_name: str) -> dict[str, Any]:
     region = raw.get("aws:region") or raw.get("gcp:region") or raw.get("azure-native:location")
     mocks = CellMocks(region or "us-east-1", raw.get("gcp:project", "meterline-test"))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name, preview=False)
+    mocks.watch(pulumi.runtime.settings.get_monitor())
     set_all_config(raw)
     outputs: dict[str, Any] = {}
 
@@ -74,7 +77,7 @@ def build_in_this_process(stack_name: str) -> dict[str, Any]:
         return pulumi.Output.from_input(exported).apply(outputs.update)
 
     program()
-    return {"stack": stack_name, "resources": mocks.resources, "outputs": outputs}
+    return {"stack": stack_name, "resources": mocks.recorded(), "outputs": outputs}
 
 
 def main(argv: list[str]) -> int:

@@ -11,8 +11,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from meterline.adapters.aws_lambda import Settings, Wiring, usage_from_stream
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.adapters.aws_lambda import Settings, Wiring, stream_records
+from meterline.pipeline.aggregate import Aggregator
 
 logger = Logger(service="meterline-aggregate")
 metrics = Metrics(namespace="meterline", service="aggregate")
@@ -29,13 +29,13 @@ def aggregator() -> Aggregator:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # All or nothing: on any error the whole batch is retried from its first record, and the
-    # markers committed with each billing period's partial make that safe.
-    records = [
-        StreamRecord(record["dynamodb"]["SequenceNumber"], usage_from_stream(record["dynamodb"]["NewImage"]))
-        for record in event.get("Records", [])
-        if record.get("eventName") == "INSERT"
-    ]
-    applied = aggregator().run(records)
+    # All or nothing: on a store error the whole batch is retried from its first record, and the
+    # markers committed with each billing period's partial make that safe. A record that cannot
+    # be applied is set aside (and counted for an alarm) rather than failing the shard for good.
+    job = aggregator()
+    before = job.dead_lettered
+    applied = job.run(stream_records(event, job))
     metrics.add_metric(name="usage_aggregated", unit=MetricUnit.Count, value=applied)
+    if job.dead_lettered > before:
+        metrics.add_metric(name="dead_lettered", unit=MetricUnit.Count, value=job.dead_lettered - before)
     return {"batchItemFailures": []}

@@ -9,6 +9,7 @@ offsets, where a Pub/Sub message would be redelivered late), and the answer says
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,8 @@ from meterline.adapters.kafka_drain import KafkaDrain
 from meterline.metering import Metering
 from meterline.pipeline.aggregate import Aggregator
 from meterline.topology import AGGREGATE, USAGE_EVENTS
+
+logger = logging.getLogger("meterline.aggregate")
 
 
 @cache
@@ -58,4 +61,9 @@ def handler(request: flask.Request) -> tuple[dict[str, Any], int]:
         report = drain.run()
     finally:
         consumer.close()
+    if report.dead_lettered:
+        logger.error(
+            "records set aside: they cannot be aggregated",
+            extra={"count": report.dead_lettered, "metric": "dead_lettered"},
+        )
     return report.to_json(), 200

@@ -34,11 +34,10 @@ def meter() -> Meter:
 def handler(event: KafkaEvent, context: LambdaContext) -> PartialItemFailureResponse:
     # The whole batch goes through the job at once, not record by record through Powertools'
     # BatchProcessor (a third of the handler's time): the job already hands back a failed record
-    # with the rest of its partition, and the response is built from what it hands back.
-    # Any exception hands records back, not only store and publish failures: one bad record must
-    # not fail the invocation, which would send every partition in it to the on-failure
-    # destination once retries run out. A reject is an outcome, never handed back.
-    report = meter().run(msk_records(event), retry_on=Exception)
+    # with the rest of its partition, and the response is built from what it hands back. The job
+    # never raises: a bad record is rejected, a failing one handed back until it has had its
+    # attempts and is then dead-lettered, so no record fails the invocation or its partition for good.
+    report = meter().run(msk_records(event))
     log(report)
     count(report)
     return {"batchItemFailures": item_failures(report.failed)}
@@ -49,6 +48,11 @@ def log(report: MeterReport) -> None:
     as in the outcomes ledger's key and the dead letter's ``delivery`` header."""
     for delivery, reason in report.rejections:
         logger.info("event rejected", extra={"correlation_id": str(delivery), "reason": reason})
+    for delivery, attempts in report.dead_letters:
+        logger.error(
+            "record dead-lettered after failing every attempt",
+            extra={"correlation_id": str(delivery), "attempts": attempts, "metric": "dead_lettered"},
+        )
     for delivery, error in report.stalls:
         logger.warning(
             "record handed back with the rest of its partition",
@@ -64,6 +68,7 @@ def count(report: MeterReport) -> None:
         "events_duplicate": report.duplicates,
         "events_rejected": report.rejected,
         **{f"rejected_{reason}": n for reason, n in report.rejected_by_reason.items()},
+        "dead_lettered": len(report.dead_letters),
     }
     for name, value in sorted(outcomes.items()):
         if value:

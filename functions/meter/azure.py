@@ -33,10 +33,17 @@ def meter() -> Meter:
 )  # in the hub's $Default consumer group (TRIGGER.consumer_group)
 def handler(events: list[func.EventHubEvent]) -> None:
     # No partial batch failures: the first store or publish failure raises, the partition stops
-    # there and the whole batch runs again; records already metered reach the same outcome.
+    # there and the whole batch runs again; records already metered reach the same outcome. A
+    # record that keeps failing (not an outage) is dead-lettered once it has had its attempts.
     job = meter()
     for record in hub_records(TRIGGER.hub, events):
-        outcome, reason = job.meter_one(DeliveredRecord(record.delivery, record.key, record.value))
-        if outcome is Outcome.REJECTED:
+        delivered = DeliveredRecord(record.delivery, record.key, record.value)
+        outcome, reason, attempts = job.settle(delivered)
+        if attempts:
+            logger.error(
+                "record dead-lettered after failing every attempt",
+                extra={"delivery": str(record.delivery), "attempts": attempts, "metric": "dead_lettered"},
+            )
+        elif outcome is Outcome.REJECTED:
             logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})
     job.publisher.flush()

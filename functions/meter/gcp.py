@@ -25,10 +25,16 @@ def meter() -> Meter:
 @functions_framework.cloud_event
 def handler(cloud_event: CloudEvent) -> None:
     # Returning acks the message; raising has Pub/Sub deliver it again. A reject is an outcome
-    # (ledgered and dead-lettered) and returns; only a store or publish failure raises.
+    # (ledgered and dead-lettered) and returns; a store or publish failure raises, until the
+    # record has had its attempts and is dead-lettered (an outage raises for as long as it lasts).
     record = pubsub_record(cloud_event["source"], cloud_event.data)
     job = meter()
-    outcome, reason = job.meter_one(DeliveredRecord(record.delivery, record.key, record.value))
+    outcome, reason, attempts = job.settle(DeliveredRecord(record.delivery, record.key, record.value))
     job.publisher.flush()
-    if outcome is Outcome.REJECTED:
+    if attempts:
+        logger.error(
+            "record dead-lettered after failing every attempt",
+            extra={"delivery": str(record.delivery), "attempts": attempts, "metric": "dead_lettered"},
+        )
+    elif outcome is Outcome.REJECTED:
         logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})

@@ -21,6 +21,12 @@ PERS = ("event", "million_events", "month", "tenant_month", "tenant", "invocatio
 and month, per scheduled invocation; a stock per tenant; or a constant of the model."""
 
 
+MIN_MAGNITUDE = Decimal("1E-12")
+MAX_MAGNITUDE = Decimal("1E+15")
+"""A measured figure (write units, bytes, GB-seconds per event...) far outside this range is a typo or
+an attack on the review, and exact arithmetic on it would not finish: refuse it by name."""
+
+
 class MeasuredError(CostError):
     pass
 
@@ -79,4 +85,9 @@ def _figure(name: str, entry: object, where: str) -> Figure:
         value = decimal_of(entry.get("value"), where)
     except CostError as error:
         raise MeasuredError(str(error)) from None
+    if value and not MIN_MAGNITUDE <= abs(value) < MAX_MAGNITUDE:
+        raise MeasuredError(
+            f"{where}: {str(value)[:40]} is too large or too small to price exactly"
+            f" (a figure is 0 or its magnitude is from {MIN_MAGNITUDE} to below {MAX_MAGNITUDE})"
+        )
     return Figure(name, value, str(per), str(entry.get("unit", "")), source, str(entry.get("note", "")))

@@ -122,9 +122,13 @@ def _stack_json(cost: StackCost) -> dict[str, Any]:
 def render(
     console: Console, costs: Sequence[StackCost], references: Sequence[ReferencePrice], detail: bool = False
 ) -> None:
-    for cost in costs:
-        _render_stack(console, cost, detail)
+    """The comparison of the stacks first, then each stack's total in one line (and what it could not
+    price); with `detail`, each stack's assumptions, cost by service and cost lines after that."""
     console.print(comparison_table(costs))
+    for cost in costs:
+        console.print(f"[bold]{cost.inputs.stack}[/]: {_summary(cost)}")
+        if cost.unpriced:
+            console.print(_unpriced_table(cost))
     for ref in references:
         console.print(
             f"Reference: {ref.vendor} {ref.plan} lists ${_plain(ref.usd_per_million_events)} "
@@ -133,9 +137,14 @@ def render(
         )
     if not all(cost.complete for cost in costs):
         console.print("[bold yellow]Totals are INCOMPLETE: see the unpriced items above.[/]")
+    if not detail:
+        console.print("Each stack's assumptions, cost by service and cost lines: --detail (or --json).")
+        return
+    for cost in costs:
+        _render_stack(console, cost)
 
 
-def _render_stack(console: Console, cost: StackCost, detail: bool) -> None:
+def _render_stack(console: Console, cost: StackCost) -> None:
     inputs = cost.inputs
     volume = "what-if" if cost.what_if else "configured"
     console.rule(
@@ -163,22 +172,21 @@ def _render_stack(console: Console, cost: StackCost, detail: bool) -> None:
         f"[bold]{money(cost.total_usd_month())}[/]",
     )
     console.print(services)
-    if detail:
-        console.print(_lines_table(cost))
-
+    console.print(_lines_table(cost))
     approx = sum(1 for line in cost.lines if line.price.basis == "approx")
     console.print(
         f"{len(cost.lines)} cost lines; {approx} priced from approximate rows "
         "(see --json for each row's source)."
     )
-    if cost.unpriced:
-        unpriced = Table(title="[bold yellow]Unpriced (not counted in the totals)[/]", title_justify="left")
-        unpriced.add_column("item")
-        unpriced.add_column("reason")
-        for entry in cost.unpriced:
-            unpriced.add_row(entry.resource, entry.reason)
-        console.print(unpriced)
-    console.print(_summary(cost))
+
+
+def _unpriced_table(cost: StackCost) -> Table:
+    unpriced = Table(title="[bold yellow]Unpriced (not counted in the totals)[/]", title_justify="left")
+    unpriced.add_column("item")
+    unpriced.add_column("reason")
+    for entry in cost.unpriced:
+        unpriced.add_row(entry.resource, entry.reason)
+    return unpriced
 
 
 def _service_rows(cost: StackCost) -> list[tuple[str, str, str, str]]:

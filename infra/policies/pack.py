@@ -1,5 +1,6 @@
 """The meterline policy pack. Building a PolicyPack starts the analyzer server and blocks, so it
-happens only when Pulumi runs this file (`pulumi preview --policy-pack infra/policies`)."""
+happens only in `serve()`, which the pack's entry point (__main__.py) calls when Pulumi runs it
+(`pulumi preview --policy-pack infra/policies`); tests call the rules' `validate` directly."""
 
 from __future__ import annotations
 
@@ -20,7 +21,3 @@ def serve() -> PolicyPack:
     return PolicyPack(
         name="meterline", version="0.1.0", policies=rules(), enforcement_level=EnforcementLevel.MANDATORY
     )
-
-
-if __name__ == "__main__":
-    serve()

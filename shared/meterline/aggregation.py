@@ -3,19 +3,22 @@
 Each state folds in measurements one at a time and merges with another state of the same kind;
 folding chunks separately and merging them gives the state of folding everything at once, in
 any order. The streaming functions rely on this: each batch writes a partial state and a period's
-quantity is the merge of its partials. Quantities come out as exact ``Fraction``s.
+quantity is the merge of its partials. Quantities come out as exact ``Fraction``s. The
+time-weighted state, whose samples a ledger summarises and archives, has a module of its own
+(``timeweighted``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, Self
 
 from meterline.catalog import Aggregation, Meter
 from meterline.periods import Period
+from meterline.timeweighted import TimeWeightedState
 
 Value = Decimal | str | None
 """A measured value: a Decimal, an identifier's text (unique_count), or None (count)."""
@@ -184,71 +187,6 @@ class LatestState:
         return cls(None if data is None else _sample_from_json(data))
 
 
-class TimeWeightedState:
-    """Keeps its samples: a sample's weight depends on the next one, which may arrive later."""
-
-    kind = Aggregation.TIME_WEIGHTED
-    __slots__ = ("samples",)
-
-    def __init__(self, samples: list[Sample] | None = None) -> None:
-        self.samples = samples if samples is not None else []
-
-    def add(self, value: Value, time: datetime, event_id: str) -> None:
-        assert isinstance(value, Decimal)
-        self.samples.append(Sample(time, event_id, value))
-
-    def merge(self, other: TimeWeightedState) -> None:
-        self.samples.extend(other.samples)
-
-    def quantity(self, period: Period) -> Fraction:
-        """Σ value × hours held: until the next sample, the last one until the period ends."""
-        ordered = self._ordered()
-        ends = [sample[0] for sample in ordered[1:]]
-        ends.append(period.end)
-        # Exact: Σ value × microseconds held in integer-scaled Decimals, then one division to hours.
-        total = Decimal(0)
-        for (start, _, value), until in zip(ordered, ends, strict=True):
-            held = until - start
-            microseconds = (held.days * 86_400 + held.seconds) * 1_000_000 + held.microseconds
-            total = _EXACT.add(total, _EXACT.multiply(value, microseconds))
-        return Fraction(total) / _MICROSECONDS_PER_HOUR
-
-    def held(self, start: datetime, end: datetime, opening: Decimal | None = None) -> Fraction:
-        """Σ value × hours within [start, end): the value in force at ``start`` is the last sample
-        before it, else ``opening``; each sample holds until the next, the last until ``end``."""
-        in_force = opening
-        total = Decimal(0)
-        since = start
-        for time, _, value in self._ordered():
-            if time >= end:
-                break
-            if time < start:
-                in_force = value
-                continue
-            if in_force is not None:
-                total = _EXACT.add(total, _EXACT.multiply(in_force, _microseconds(time - since)))
-            in_force, since = value, time
-        if in_force is not None:
-            total = _EXACT.add(total, _EXACT.multiply(in_force, _microseconds(end - since)))
-        return Fraction(total) / _MICROSECONDS_PER_HOUR
-
-    def closing(self, at: datetime) -> Decimal | None:
-        """The value in force at ``at``: the last sample strictly before it, or None."""
-        before = [(sample.time, sample.event_id, sample.value) for sample in self.samples if sample.time < at]
-        return max(before)[2] if before else None
-
-    def _ordered(self) -> list[tuple[datetime, str, Decimal]]:
-        """The distinct samples by (time, event id), as tuples: sorting them costs no Python calls."""
-        return sorted({(sample.time, sample.event_id, sample.value) for sample in self.samples})
-
-    def to_json(self) -> Any:
-        return [[time.isoformat(), event_id, str(value)] for time, event_id, value in self._ordered()]
-
-    @classmethod
-    def from_json(cls, data: Any) -> TimeWeightedState:
-        return cls([_sample_from_json(item) for item in data])
-
-
 STATE_TYPES: dict[Aggregation, Any] = {
     state.kind: state
     for state in (SumState, CountState, MaxState, MinState, UniqueCountState, LatestState, TimeWeightedState)
@@ -271,17 +209,12 @@ def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fract
 
 
 _EPOCH = datetime(1970, 1, 1)
-_MICROSECONDS_PER_HOUR = 3_600_000_000
 
 
 def _exact_add(total: Decimal, value: Value) -> Decimal:
     assert isinstance(value, Decimal)
     exact: Decimal = _EXACT.add(total, value)
     return exact
-
-
-def _microseconds(held: timedelta) -> int:
-    return (held.days * 86_400 + held.seconds) * 1_000_000 + held.microseconds
 
 
 def _sample_json(sample: Sample) -> list[str]:

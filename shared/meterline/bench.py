@@ -245,7 +245,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _in_fresh_process(job: Callable[..., _Result], *args: Any) -> _Result:
+def in_fresh_process(job: Callable[..., _Result], *args: Any) -> _Result:
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(job, *args).result()
 
@@ -258,9 +258,9 @@ def bench(events: int) -> dict[str, Any]:
         path = os.path.join(folder, "usage.ndjson")
         # Each step in its own fresh process: a child's peak RSS starts from its parent's RSS at the
         # fork (Linux keeps it across exec), so this process never holds the events itself.
-        _in_fresh_process(write_events, path, events)
-        baseline = _in_fresh_process(run_baseline, path)
-        exact = _in_fresh_process(run_meterline, path)
+        in_fresh_process(write_events, path, events)
+        baseline = in_fresh_process(run_baseline, path)
+        exact = in_fresh_process(run_meterline, path)
     baseline_rate = events / baseline.seconds
     exact_rate = events / exact.seconds
     return {
@@ -337,6 +337,17 @@ def add_parser(commands: Any) -> None:
     )
     command.add_argument("--batch", type=_event_count, default=500, help="with --pipeline: MSK batch size")
     command.add_argument(
+        "--catalog",
+        action="store_true",
+        help="CPU and memory of loading a catalog at the size limit: a realistic one and hostile shapes",
+    )
+    command.add_argument(
+        "--samples",
+        type=_event_count,
+        help="with --pipeline: per-second samples of one tenant's gauge through aggregate and rate"
+        " (default 1,000,000)",
+    )
+    command.add_argument(
         "--write-measured",
         type=Path,
         metavar="FILE",
@@ -346,6 +357,10 @@ def add_parser(commands: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.catalog:
+        from meterline.bench_catalog import run_catalog_bench
+
+        return run_catalog_bench(args)
     if args.pipeline:
         from meterline.bench_pipeline import run_pipeline_bench
 
@@ -361,6 +376,10 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_COUNT = 10_000_000
+"""The most events (or tenants, or samples) a bench holds in memory: a few GB."""
+
+
 def _event_count(text: str) -> int:
     try:
         count = int(text)
@@ -368,4 +387,6 @@ def _event_count(text: str) -> int:
         count = 0
     if count < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of events")
+    if count > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the {MAX_COUNT:,} a bench holds in memory")
     return count

@@ -16,6 +16,9 @@ up to ``bench.CUSTOMERS`` is a billed customer):
    below it Lambda gives a proportional share of a vCPU, so the duration grows as the memory
    shrinks. DynamoDB round trips are not
    in these figures, so the GB-seconds are a floor.
+
+It then measures how rating behaves as a period fills (``bench_compaction``) and as one tenant's
+per-second gauge piles up samples (``bench_timeweighted``).
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, item_size, write_request_units
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
-from meterline.bench import PERIOD, bench_catalog
+from meterline.bench import PERIOD, bench_catalog, in_fresh_process
 from meterline.bench_compaction import format_compaction, measure_compaction
+from meterline.bench_timeweighted import SAMPLES, format_time_weighted, measure_time_weighted
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
 from meterline.local.runtime import Environment, load_function
@@ -476,9 +480,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def bench_pipeline(
-    events: int, tenants: int, batch: int, speed_events: int, catalog: Catalog | None = None
+    events: int,
+    tenants: int,
+    batch: int,
+    speed_events: int,
+    catalog: Catalog | None = None,
+    samples: int = SAMPLES,
 ) -> dict[str, Any]:
-    """Both measurements; the catalog is the bench catalog unless given."""
+    """Every measurement; the catalog is the bench catalog unless given (the gauge run has its own)."""
     catalog = catalog or bench_catalog()
     units = measure_units(catalog, events_for(catalog, events, tenants), batch)
     speed = measure_speed(catalog, events_for(catalog, speed_events, tenants, seed=7), batch)
@@ -488,9 +497,20 @@ def bench_pipeline(
         "units": _units_report(units, tenants, batch),
         "speed": _speed_report(speed, batch),
         "compaction": {"events": compaction_events, **compaction},
+        "time_weighted": median_run(samples),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
     }
+
+
+def median_run(samples: int) -> dict[str, Any]:
+    """The gauge run, ``GAUGE_RUNS`` times, each in a process of its own (as `meterline bench`
+    times its paths: not on the heap of the runs above): the run of median last/first ratio, with
+    every run's ratio. CPU time drifts with whatever else the machine runs; the median of a few
+    runs is steadier than one."""
+    runs = [in_fresh_process(measure_time_weighted, samples) for _ in range(GAUGE_RUNS)]
+    runs.sort(key=lambda run: Decimal(run["last_to_first"]))
+    return {**runs[len(runs) // 2], "runs_last_to_first": [run["last_to_first"] for run in runs]}
 
 
 def _ratio(numerator: int | float | Decimal, denominator: int | float | Decimal, places: int = 4) -> Decimal:
@@ -597,6 +617,7 @@ def format_pipeline_report(report: dict[str, Any]) -> str:
             f"{speed['gb_seconds_per_million_events'][job]:>8} GB-s per million events at 1,769 MB"
         )
     lines += format_compaction(report["compaction"], report["compaction"]["events"])
+    lines += format_time_weighted(report["time_weighted"])
     return "\n".join(lines)
 
 
@@ -712,6 +733,7 @@ def print_json(report: dict[str, Any], today: date) -> None:
 # --- the command -------------------------------------------------------------------------------------
 
 UNITS_EVENTS = 20_000
+GAUGE_RUNS = 3
 SPEED_EVENTS = 200_000
 COMPACTION_EVENTS = 100_000
 
@@ -719,12 +741,14 @@ COMPACTION_EVENTS = 100_000
 def run_pipeline_bench(args: argparse.Namespace) -> int:
     events = args.events or UNITS_EVENTS
     speed_events = args.events or SPEED_EVENTS
+    samples = args.samples or SAMPLES
     print(
-        f"meterline bench --pipeline: {events:,} events on moto, then {speed_events:,} in memory…",
+        f"meterline bench --pipeline: {events:,} events on moto, then {speed_events:,} in memory, then"
+        f" {samples:,} gauge samples…",
         file=sys.stderr,
     )
     try:
-        report = bench_pipeline(events, args.tenants, args.batch, speed_events)
+        report = bench_pipeline(events, args.tenants, args.batch, speed_events, samples=samples)
     except GenerateError as error:
         print(f"meterline bench: {error}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Every number is read from the YAML scalar's text as an exact ``Decimal``; a bad 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +19,7 @@ from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from unicodedata import is_normalized, normalize
 
 import yaml
 
@@ -208,12 +210,24 @@ class Catalog:
 
 
 def load_catalog(path: str | Path) -> Catalog:
-    path = Path(path)
+    return parse_catalog_bytes(read_catalog_bytes(path), str(path))
+
+
+def read_catalog_text(path: str | Path) -> str:
+    """A catalog file's text (see ``read_catalog_bytes``)."""
+    return _catalog_text(read_catalog_bytes(path), str(path))
+
+
+def read_catalog_bytes(path: str | Path) -> bytes:
+    """A catalog file's bytes, read no further than a catalog may be long (/dev/zero opens too)."""
     try:
-        data = path.read_bytes()
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_CATALOG_BYTES + 1)
     except OSError as error:
         raise CatalogError(f"{path}: cannot read the catalog ({error.strerror})") from None
-    return parse_catalog_bytes(data, str(path))
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{path}: {_TOO_LARGE}")
+    return data
 
 
 def sample_catalog() -> Catalog:
@@ -224,25 +238,29 @@ def sample_catalog() -> Catalog:
 
 def parse_catalog_bytes(data: bytes, source: str = "<catalog>") -> Catalog:
     """A catalog file's bytes: its digest is theirs, whatever their line endings."""
+    return parse_catalog(_catalog_text(data, source), source, digest=hashlib.sha256(data).hexdigest())
+
+
+def _catalog_text(data: bytes, source: str) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CatalogError(f"{source}: the catalog is not UTF-8 text") from None
-    return parse_catalog(text, source, digest=hashlib.sha256(data).hexdigest())
 
 
 def parse_catalog(text: str, source: str = "<catalog>", *, digest: str | None = None) -> Catalog:
     """A catalog from its text; its digest is that of the text in UTF-8 unless given."""
     try:
-        document = yaml.load(text, Loader=_CatalogLoader)
+        document = _load_yaml(text)
+    except _RefusedError as error:
+        raise CatalogError(f"{source}{_line_of(error)}: {error.problem}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
         if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
             problem = f"{problem}, {context} from line {context_mark.line + 1}"
-        raise CatalogError(f"{source}{where}: not valid YAML ({problem})") from None
+        raise CatalogError(f"{source}{_line_of(error)}: not valid YAML ({_bounded(problem)})") from None
     except RecursionError:
         raise CatalogError(f"{source}: not valid YAML (nested too deeply)") from None
     if document is None:
@@ -254,6 +272,36 @@ def parse_catalog(text: str, source: str = "<catalog>", *, digest: str | None = 
 
 
 # --- YAML loading that keeps exact numbers and line numbers --------------------------------------
+#
+# A catalog is plain YAML: no anchors, aliases or merge keys (an alias bomb of a few hundred bytes
+# would otherwise expand to gigabytes), no tags beyond the core schema's, text keys only, and
+# bounded sizes, so that loading any input takes time and memory linear in its length and every
+# message quotes at most a short piece of it.
+
+MAX_CATALOG_BYTES = 1 << 20
+"""A catalog is at most 1 MiB of UTF-8: about 16,000 customers written as the sample writes them.
+Every function loads it at a cold start: 1-1.7 s of CPU for that many customers; any 1 MiB input,
+the costliest hostile shapes included, loads or is refused in ~10 s and ~400 MB at most
+(``meterline bench --catalog``)."""
+MAX_SCALAR_CHARACTERS = 256
+"""The longest key or value a catalog holds: longer than any name, number, date or data path, and
+short enough that a message quoting one stays a line."""
+MAX_DEPTH = 32
+"""Collections nested deeper than this are refused; a catalog needs 7 levels."""
+
+_YAML = "tag:yaml.org,2002:"
+_TAGS = frozenset(_YAML + tag for tag in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq"))
+"""The YAML core schema's tags: plain YAML, which is all a catalog is written in."""
+_TOO_LARGE = f"the catalog is larger than {MAX_CATALOG_BYTES:,} bytes (1 MiB), the most a catalog may be"
+
+
+class _RefusedError(yaml.MarkedYAMLError):
+    """Valid YAML that a catalog does not allow: ``problem`` says what, ``problem_mark`` where."""
+
+
+def _refused(problem: str, mark: Any = None) -> _RefusedError:
+    """``mark``: PyYAML's or libyaml's (its ``line`` counts from 0)."""
+    return _RefusedError(problem=problem, problem_mark=mark)
 
 
 class _Node(dict[str, Any]):
@@ -271,8 +319,108 @@ class _Seq(list[Any]):
     item_lines: list[int]
 
 
-class _CatalogLoader(yaml.SafeLoader):
-    pass
+class _CatalogLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's composer and safe constructor over libyaml's parser (PyYAML's own where it was built
+    without libyaml: the same events, 3-4.5 times slower), refusing what a catalog does not allow
+    as it meets it, before anything is built from it."""
+
+    def __init__(self, text: str) -> None:
+        if len(text) > MAX_CATALOG_BYTES:  # each character takes a byte at least
+            raise _refused(_TOO_LARGE)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            line = text.count("\n", 0, error.start)
+            raise _refused(
+                f"U+{ord(text[error.start]):04X} is a lone surrogate, not Unicode text",
+                yaml.Mark("<catalog>", error.start, line, 0, None, 0),
+            ) from None
+        if len(data) > MAX_CATALOG_BYTES:
+            raise _refused(_TOO_LARGE)
+        self.parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(data)
+        self.depth = 0
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    def check_event(self, *choices: type[yaml.Event]) -> bool:
+        return bool(self.parser.check_event(*choices))
+
+    def peek_event(self) -> yaml.Event:
+        event: yaml.Event = self.parser.peek_event()
+        return event
+
+    def get_event(self) -> yaml.Event:
+        event: yaml.Event = self.parser.get_event()
+        return event
+
+    def dispose(self) -> None:
+        self.parser.dispose()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:  # an alias, or a node an alias could repeat
+            name = f"{'*' if isinstance(event, yaml.AliasEvent) else '&'}{_bounded(str(anchor), 40)}"
+            raise _refused(
+                f"{name}: YAML anchors and aliases are not allowed in a catalog; write the value out",
+                event.start_mark,
+            )
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        assert node is not None
+        if node.tag == _YAML + "value":  # a plain "=": text, as flatten_mapping would make it
+            node.tag = _YAML + "str"
+        if node.tag == _YAML + "merge":
+            raise _refused(
+                "<<: YAML merge keys are not allowed in a catalog; write each field out",
+                node.start_mark,
+            )
+        if node.tag not in _TAGS:
+            raise _refused(
+                f"the YAML tag {_shown(node.tag)} is not allowed in a catalog (plain YAML only)",
+                node.start_mark,
+            )
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_SCALAR_CHARACTERS:
+            raise _refused(
+                f"{_shown(node.value)} is longer than the {MAX_SCALAR_CHARACTERS} characters"
+                " a catalog key or value may be",
+                node.start_mark,
+            )
+        return node
+
+
+def _load_yaml(text: str) -> Any:
+    # The cyclic collector is paused while the document is built: it is a tree, with nothing for the
+    # collector to find, and its passes over the growing heap made a 1 MiB catalog load 1.5 times slower.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        loader = _CatalogLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _line_of(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f":{mark.line + 1}" if mark is not None else ""
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, at most ``limit`` characters of it."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def _bounded(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | str:
@@ -298,8 +446,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Node
     mapping = _Node()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
-    loader.flatten_mapping(node)
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise _refused("a key must be text, not a list or a mapping", key_node.start_mark)
         key = str(loader.construct_object(key_node, deep=True))
         if key in mapping and mapping.repeated is None:
             mapping.repeated = key
@@ -320,6 +469,42 @@ _CatalogLoader.add_constructor("tag:yaml.org,2002:int", _construct_decimal)
 _CatalogLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _CatalogLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 _CatalogLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_date)
+
+# --- names that become store keys ----------------------------------------------------------------
+
+MAX_TENANT_BYTES = 102
+"""The longest tenant, in bytes of UTF-8, whose ledger keys every store takes. The strictest is Azure
+Tables: a PartitionKey holds at most 1 KiB of UTF-16, 512 characters (Azurite refuses 513). A tenant
+becomes a partition key through ``records.key_part``, which writes each of ``%/#\\?|`` as ``%XX``,
+and then the Tables adapter's escape, which writes each ``%`` as ``%25`` and each byte of a
+non-ASCII character as ``%XX``: at worst 5 characters for 1 byte of tenant, and 512 // 5 = 102.
+(DynamoDB takes 2,048 bytes of partition key, 3 a byte here; Firestore 1,500 bytes of document id
+for the partition and sort keys together, 5 a byte here.)"""
+
+
+def key_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a tenant, or None. Events must carry it exactly and every store take
+    it as a key: no white space at either end, nothing invisible, one Unicode spelling (NFC), and
+    at most ``MAX_TENANT_BYTES``."""
+    if name != name.strip():
+        return f"{_shown(name)} has white space at its start or end"
+    hidden = next((character for character in name if not character.isprintable()), None)
+    if hidden is not None:
+        return (
+            f"{_shown(name)} holds U+{ord(hidden):04X}, which is not printable text"
+            " (a control, format, surrogate, unassigned or space character other than ' ')"
+        )
+    if not is_normalized("NFC", name):
+        spelled = normalize("NFC", name)
+        return f"{name[:40]!a} is not in Unicode normal form NFC (NFC spells it {spelled[:40]!a})"
+    size = len(name.encode("utf-8"))
+    if size > MAX_TENANT_BYTES:
+        return (
+            f"{_shown(name)} takes {size:,} bytes of UTF-8; at most {MAX_TENANT_BYTES} make a key"
+            " every store takes"
+        )
+    return None
+
 
 _MAX_DIGITS = 30
 """Digits allowed either side of the point in a catalog number: enough for any price or divisor,
@@ -374,6 +559,11 @@ class _CatalogReader:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(node, entry, "must be a non-empty string", name)
         return value
+
+    def key_name(self, node: _Node, entry: str, name: str, value: str) -> None:
+        """A name events must carry exactly and that becomes a key in every store (a tenant)."""
+        if problem := key_name_problem(value):
+            raise self.fail(node, entry, problem, name)
 
     def decimal(
         self, node: _Node, entry: str, name: str, *, required: bool = False, positive: bool = False
@@ -640,6 +830,7 @@ class _CatalogReader:
             )
             tenant = self.text(node, entry, "tenant")
             assert tenant is not None
+            self.key_name(node, entry, "tenant", tenant)
             entry = f"customers[{tenant}]"
             if tenant in customers:
                 raise self.fail(node, entry, "is defined twice", "tenant")

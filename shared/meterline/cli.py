@@ -1,22 +1,26 @@
-"""The `meterline` command. Bad arguments or files end in a one-line error and exit 2."""
+"""The `meterline` command. Bad arguments or files end in a one-line error and exit 2; output that
+cannot be written (a full disk, a closed pipe), in exit 1. Never a traceback for either."""
 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO, NoReturn
+from urllib.parse import urlsplit
 
 import orjson
 
-from meterline import bench, cost_cli, stacks_cli
-from meterline.catalog import CatalogError, load_catalog, sample_catalog
-from meterline.generate import FaultRates, GenerateError, GenerateSpec, generate, line_counts
+from meterline import bench, cost_cli, smoke_cli, stacks_cli
+from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
+from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
 from meterline.offline import CELL, rate_cells
 from meterline.periods import Period, PeriodError
 
@@ -32,8 +36,17 @@ DEMO_EVENTS_AZURE = 10_000
 batches of up to 100, one Azure Tables call per record or so, on Azurite."""
 
 
+DEMO_MAX_EVENTS = 1_000_000
+"""Two hours of the local pipeline at ~150 events/s, held in memory (~250 MB): for more, `meterline
+generate` writes the file and `meterline rate` rates it."""
+
+
 class UsageError(Exception):
     """A bad argument or input file: reported on one line, exit status 2."""
+
+
+class OutputError(Exception):
+    """Standard output could not be written: reported on one line, exit status 1."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,18 +54,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
+        to_stdout(lambda out: None)  # what is still buffered fails here, not as the interpreter exits
     except UsageError as error:
         print(f"meterline: error: {error}", file=sys.stderr)
         return 2
     except (CatalogError, PeriodError) as error:
         print(f"meterline: error: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (| head): nothing to say, as cat says nothing
+        _drop_stdout()
+        return 1
+    except (OutputError, OSError) as error:
+        _drop_stdout()
+        print(f"meterline: error: {_io_problem(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("meterline: interrupted", file=sys.stderr)
         return 130
     return status
+
+
+def to_stdout(write: Callable[[BinaryIO], object]) -> None:
+    """``write(stdout)``, flushed, its failure an OutputError (a BrokenPipeError stays one)."""
+    try:
+        write(sys.stdout.buffer)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write to standard output ({error.strerror or error})") from None
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null: what is still buffered is dropped as the interpreter exits,
+    instead of failing a second time with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):  # no file descriptor (tests capture it)
+        pass
+
+
+def _io_problem(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}" if error.filename else (error.strerror or str(error))
+    return str(error)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost_cli.add_parser(commands)
     stacks_cli.add_parser(commands)
+    smoke_cli.add_parser(commands)
 
     generate = commands.add_parser("generate", help="write a realistic month of usage events as NDJSON")
     generate.add_argument("--period", required=True, type=_period, help="the month, YYYY-MM (UTC)")
@@ -112,8 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--catalog", type=Path, help="catalog YAML (default: the bundled sample)")
     demo.add_argument("--out", type=Path, default=Path("out"), help="directory for the files it writes")
-    demo.add_argument("--kafka", metavar="HOST:PORT", help="use this Kafka broker instead of starting Tansu")
-    demo.add_argument("--aws-endpoint", metavar="URL", help="use this moto server instead of starting one")
+    demo.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help="use this Kafka broker instead of starting Tansu",
+    )
+    demo.add_argument(
+        "--aws-endpoint", metavar="URL", type=_endpoint, help="use this moto server instead of starting one"
+    )
     demo.add_argument(
         "--cloud",
         choices=("aws", "gcp", "azure"),
@@ -143,6 +198,24 @@ def _period(text: str) -> Period:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _host_port(text: str) -> str:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (a port from 1 to 65535)")
+    return text
+
+
+def _endpoint(text: str) -> str:
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        url, port = urlsplit(""), None
+    if url.scheme not in ("http", "https") or not url.hostname or port == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
 def _rate(text: str) -> Decimal:
     try:
         rate = Decimal(text)
@@ -162,7 +235,7 @@ def run_generate(args: argparse.Namespace) -> int:
     except GenerateError as error:
         raise UsageError(str(error)) from None
     if args.out == "-":
-        sys.stdout.buffer.writelines(lines)
+        to_stdout(lambda out: out.writelines(lines))
         return 0
     try:
         with Path(args.out).open("wb") as out:
@@ -183,28 +256,63 @@ def run_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--aws-endpoint is a moto server for --cloud aws, not for --cloud {args.cloud}")
     if args.events is None:
         args.events = {"gcp": DEMO_EVENTS_GCP, "azure": DEMO_EVENTS_AZURE}.get(args.cloud, DEMO_EVENTS)
+    if args.events > DEMO_MAX_EVENTS:
+        raise UsageError(
+            f"--events: the demo runs at most {DEMO_MAX_EVENTS:,} (hours of the local pipeline);"
+            f" `meterline generate` and `meterline rate` take up to {MAX_EVENTS:,}"
+        )
     if args.catalog:
-        try:
-            catalog_text, catalog_name = args.catalog.read_text(encoding="utf-8"), str(args.catalog)
-        except OSError as error:
-            raise UsageError(f"{args.catalog}: cannot read the catalog ({error.strerror})") from None
+        catalog_text, catalog_name = read_catalog_text(args.catalog), str(args.catalog)
     else:
         sample = resources.files("meterline").joinpath("samples", "catalog.yaml")
         catalog_text, catalog_name = sample.read_text(encoding="utf-8"), "meterline/samples/catalog.yaml"
     faults = FaultRates(args.duplicate_rate, args.conflict_rate, args.late_rate, args.malformed_rate)
     spec = demo.DemoSpec(
-        args.period, args.tenants, args.events, args.seed, args.out, faults, catalog_text, catalog_name,
-        args.kafka, args.aws_endpoint, args.cloud,
+        args.period,
+        args.tenants,
+        args.events,
+        args.seed,
+        args.out,
+        faults,
+        catalog_text,
+        catalog_name,
+        args.kafka,
+        args.aws_endpoint,
+        args.cloud,
     )
     try:
         line_counts(GenerateSpec(spec.period, spec.tenants, spec.seed, spec.events, faults))
-        outcome = demo.run(spec, Console())
     except GenerateError as error:
         raise UsageError(str(error)) from None
+    _make_out(args.out)
+    from meterline.local.process import StoppedError, stopped_by_signals
+
+    try:
+        with stopped_by_signals():  # SIGTERM and SIGHUP stop the servers as Ctrl-C does
+            outcome = demo.run(spec, Console())
     except demo.LocalRunError as error:
         print(f"meterline demo: error: {error}", file=sys.stderr)
         return 1
+    except StoppedError as stopped:
+        # Every server is down by now, but a Kafka client's background thread may still log its
+        # failed reconnects while the interpreter winds down: the stop line must be the last word.
+        print(f"meterline: {stopped}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stopped.signum)
     return 0 if outcome.ok else 1
+
+
+def _make_out(out: Path) -> None:
+    """The demo's --out directory, there and writable, before any server starts."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot make the directory ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write there (permission denied)")
 
 
 def run_rate(args: argparse.Namespace) -> int:
@@ -215,8 +323,9 @@ def run_rate(args: argparse.Namespace) -> int:
         streams = {cell: (name, files.enter_context(open_usage(name))) for cell, name in cells.items()}
         lines = {cell: read_lines(stream, name) for cell, (name, stream) in streams.items()}
         results = rate_cells(catalog, lines, first, last)
-    document = results[0].to_json() if args.period else [result.to_json() for result in results]
-    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    rated = results[0].to_json() if args.period else [result.to_json() for result in results]
+    document = orjson.dumps(rated, option=orjson.OPT_INDENT_2) + b"\n"
+    to_stdout(lambda out: out.write(document))
     return 0
 
 
@@ -267,9 +376,20 @@ def open_usage(name: str) -> BinaryIO:
         raise UsageError(f"{name}: cannot read usage ({error.strerror})") from None
 
 
+MAX_LINE_BYTES = 1 << 20
+"""Kafka's default largest message (``message.max.bytes``, ~1 MB): no longer event reaches the
+pipeline. A longer line is rated from its first MiB only (JSON cut short: malformed), its rest
+skipped unread into memory, so one endless line (``--usage /dev/zero``) cannot exhaust it."""
+
+
 def read_lines(stream: BinaryIO, name: str) -> Iterator[bytes]:
     try:
-        yield from stream
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                line = line[:MAX_LINE_BYTES]
+            yield line
     except OSError as error:
         raise UsageError(f"{name}: read failed ({error.strerror})") from None
 

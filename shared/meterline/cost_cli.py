@@ -42,6 +42,12 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     cost.set_defaults(run=run_cost)
 
 
+MAX_EVENTS_PER_SECOND = Decimal(1_000_000_000)
+MIN_EVENTS_PER_SECOND = Decimal("0.001")
+"""A what-if volume is 0 or between these: from a few thousand events a month to ~2.6 quadrillion.
+Beyond them a cost per million events has more digits than exact decimal arithmetic keeps (28)."""
+
+
 def _volume(text: str) -> Decimal:
     try:
         value = Decimal(text)
@@ -49,6 +55,11 @@ def _volume(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of events per second") from None
     if not value.is_finite() or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number, not negative")
+    if value and not MIN_EVENTS_PER_SECOND <= value <= MAX_EVENTS_PER_SECOND:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be 0 or from {MIN_EVENTS_PER_SECOND} to {MAX_EVENTS_PER_SECOND:,}"
+            " events per second"
+        )
     return value
 
 
@@ -76,6 +87,11 @@ def run_cost(args: argparse.Namespace) -> int:
         return int(app.run(request))
     except app.CostError as error:
         return _fail(str(error))
+    except ArithmeticError as error:  # decimal's Overflow or InvalidOperation: a figure out of all scale
+        return _fail(
+            f"a figure is too large or too small to price exactly ({type(error).__name__});"
+            " check the figures of --measured"
+        )
 
 
 def _cost_app() -> ModuleType:

@@ -33,6 +33,14 @@ class GenerateError(ValueError):
     """Arguments that cannot make an event file."""
 
 
+MAX_EVENTS = 100_000_000
+"""The most lines one file holds: ~25 GB of NDJSON, whose duplicates and conflicts the generator
+still plans in memory (~1.5% of the lines)."""
+MAX_TENANTS = 100_000
+"""The most tenants: each needs a few gauge readings at least, so more would need more events
+than a file holds; and each is planned in memory before the first line."""
+
+
 @dataclass(frozen=True)
 class FaultRates:
     """Each fault's share of the lines written."""
@@ -83,6 +91,14 @@ class LineCounts:
 def line_counts(spec: GenerateSpec) -> LineCounts:
     if spec.events < 1:
         raise GenerateError(f"--events must be at least 1, not {spec.events}")
+    if spec.events > MAX_EVENTS:
+        raise GenerateError(f"--events must be at most {MAX_EVENTS:,}, not {spec.events:,}")
+    if spec.tenants < 1:
+        raise GenerateError(f"--tenants must be at least 1, not {spec.tenants}")
+    if spec.tenants > MAX_TENANTS:
+        raise GenerateError(f"--tenants must be at most {MAX_TENANTS:,}, not {spec.tenants:,}")
+    if spec.period.previous().year < 1:
+        raise GenerateError(f"--period {spec.period}: late events fall in the month before; there is none")
     shares = {}
     for name in ("duplicate", "conflict", "late", "malformed"):
         rate: Decimal = getattr(spec.faults, name)
@@ -97,8 +113,6 @@ def line_counts(spec: GenerateSpec) -> LineCounts:
 
 def generate(catalog: Catalog, spec: GenerateSpec) -> Iterator[bytes]:
     """The lines of the event file, each ending in a newline."""
-    if spec.tenants < 1:
-        raise GenerateError(f"--tenants must be at least 1, not {spec.tenants}")
     counts = line_counts(spec)
     return _Generator(catalog, spec, counts).lines()
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from meterline.aggregation import Value
 from meterline.catalog import Aggregation, Meter
-from meterline.events import EventError, Reason, UsageEvent
+from meterline.events import (
+    MAX_DIGITS,
+    MAX_EXPONENT,
+    MIN_EXPONENT,
+    EventError,
+    Reason,
+    UsageEvent,
+    exact_number,
+    normalized,
+)
 
 GroupValue = str | int | Decimal | bool | None
 Group = tuple[GroupValue, ...]
@@ -41,6 +50,13 @@ class Metering:
             event_type: tuple((meter, None if meter.group_by else (meter.key, ())) for meter in meters)
             for event_type, meters in meters_by_type.items()
         }
+        self.weights = {
+            event_type: sum(2 * (len(meter.group_by) + 3) for meter in meters) + 1
+            for event_type, meters in meters_by_type.items()
+        }
+        """How many times over an event's text its ledger records may hold it, at most: each meter's
+        state may keep each group value, the value, the id and the time, spelled no longer than the
+        text spells them (see ``records.fits_ledger``), and twice that for safety."""
 
     def measure(self, event: UsageEvent) -> list[Measurement]:
         readings = self.readings(event.type, event.data)
@@ -63,26 +79,36 @@ class Metering:
 
 def group_of(meter: Meter, data: Mapping[str, Any]) -> Group:
     group = tuple([data.get(name) for name in meter.group_by])
-    for name, value in zip(meter.group_by, group, strict=True):
-        if isinstance(value, _CONTAINERS):
-            raise EventError(
-                Reason.INVALID_VALUE, f"data.{name} groups meter {meter.key!r}, so it must be a scalar"
+    for value in group:
+        if type(value) is not str:  # text is the one spelling that needs no checking
+            return tuple(
+                [_group_value(meter, name, value) for name, value in zip(meter.group_by, group, strict=True)]
             )
-        if type(value) is bool or type(value) is Decimal:
-            return tuple(_group_value(value) for value in group)
     return group
 
 
-def _group_value(value: GroupValue) -> GroupValue:
-    """One spelling per group: 5.0 groups with 5 as 5, and true (which Python takes for 1) as "true"."""
-    if type(value) is bool:
+def _group_value(meter: Meter, name: str, value: Any) -> GroupValue:
+    """One spelling per group: 5.0 groups with 5 as 5, true (which Python takes for 1) as "true",
+    and an integer past 64 bits as a Decimal (ledgers write JSON with orjson, which takes 64 bits)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
         return "true" if value else "false"
-    if type(value) is Decimal:
-        return int(value) if value == value.to_integral_value() else value.normalize()
-    return value
+    if kind is Decimal:
+        if value != value.to_integral_value():
+            return normalized(value)
+        value, kind = int(value), int
+    if kind is int:
+        return value if _SMALLEST_INT <= value < _INT_LIMIT else Decimal(value)
+    raise EventError(
+        Reason.INVALID_VALUE,
+        f"data.{name} groups meter {meter.key!r}, so it must be a scalar, not {_shown(value)}",
+    )
 
 
-_CONTAINERS = (dict, list)
+_SMALLEST_INT, _INT_LIMIT = -(2**63), 2**64
+"""What orjson writes as an integer."""
 
 
 def read_value(meter: Meter, data: Mapping[str, Any]) -> Value:
@@ -112,29 +138,25 @@ def _number(meter: Meter, value: Any) -> Decimal:
     kind = type(value)
     if kind is int:
         return Decimal(value)
-    if kind is Decimal and _priceable(value):
-        return value  # type: ignore[no-any-return]
+    if kind is Decimal:
+        return value  # type: ignore[no-any-return]  # read within the bounds (events.exact_number)
     if kind is str:
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            number = Decimal("NaN")
-        if _priceable(number) and value.strip() == value:
+        number = exact_number(value)
+        if number is not None:
             return number
     path = ".".join(meter.value or ())
     raise EventError(
         Reason.INVALID_VALUE,
-        f"data.{path} must be a finite number or decimal string (meter {meter.key!r}), not {value!r}",
+        f"data.{path} must be a number, or a decimal string in JSON's number syntax, with at most"
+        f" {MAX_DIGITS} significant digits and a magnitude from 1E{MIN_EXPONENT} to 1E+{MAX_EXPONENT + 1}"
+        f" (meter {meter.key!r}), not {_shown(value)}",
     )
 
 
-_MAX_EXPONENT = 1000
-"""Beyond 10^±1000 an exact fraction grows without use (10^±10^9 never finishes): reject it."""
-
-
-def _priceable(number: Decimal) -> bool:
-    exponent = number.as_tuple().exponent
-    return isinstance(exponent, int) and -_MAX_EXPONENT <= exponent <= _MAX_EXPONENT
+def _shown(value: Any) -> str:
+    """The value in an error, cut short: a bad value may be the size of the whole event."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}… ({len(text):,} characters)"
 
 
 def _identifier(meter: Meter, value: Any) -> str:
@@ -146,5 +168,5 @@ def _identifier(meter: Meter, value: Any) -> str:
     path = ".".join(meter.value or ())
     raise EventError(
         Reason.INVALID_VALUE,
-        f"data.{path} must be a string or number identifier (meter {meter.key!r}), not {value!r}",
+        f"data.{path} must be a string or number identifier (meter {meter.key!r}), not {_shown(value)}",
     )

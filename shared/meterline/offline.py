@@ -17,10 +17,11 @@ from typing import Any
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
 from meterline.catalog import Catalog
 from meterline.credits import Credits
-from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, read_event
+from meterline.events import EVENT_REASONS, EventError, EventKey, Reason
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.metering import Metering
 from meterline.periods import Period
+from meterline.records import read_usage
 from meterline.terms import cutter
 from meterline.usage import States, UsageBook, fold
 
@@ -133,7 +134,7 @@ class Metered:
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Deduplicator] = {}
-        self._readings = Metering(catalog.meters_by_type).readings
+        self._metering = Metering(catalog.meters_by_type)
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -146,7 +147,7 @@ class Metered:
     def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts)."""
         rejected = self.rejected_by_reason
-        readings_of = self._readings
+        metering = self._metering
         admit = self.cells.setdefault(cell, Deduplicator()).admit
         recent = self._recent
         month_of = self._month
@@ -158,8 +159,7 @@ class Metered:
                 continue
             received += 1
             try:
-                subject, source, event_id, event_type, time, data, content = read_event(line)
-                readings = readings_of(event_type, data)
+                subject, source, event_id, time, readings, content = read_usage(metering, line)
                 if not admit((subject, source, event_id), hash(content)):
                     duplicates += 1
                     continue

@@ -1,7 +1,9 @@
 """Ledger records: how accepted usage, partial states and invoices are laid out as store items.
 
 Keys are built from parts escaped so that they are valid in DynamoDB, Firestore and Azure Tables
-alike (no ``/``, ``#``, ``\\``, ``?``), with ``|`` between parts.
+alike (no ``/``, ``#``, ``\\``, ``?``), with ``|`` between parts. Every key built from text a
+producer chose is injective: two different inputs never share a key (``key_part`` escapes ``%``
+and ``|`` too; ``event_digest`` hashes length-prefixed parts).
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from typing import Any
 import orjson
 
 from meterline.catalog import Catalog
-from meterline.events import EventKey
-from meterline.metering import Group, Measurement
+from meterline.events import EventError, EventKey, Reason, digest, read_event
+from meterline.metering import Group, Measurement, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
-from meterline.usage import UsageBook
+from meterline.usage import UsageBook, fold
 
 BUCKETS = 16
 """Tenants spread over this many partial-state partitions per period."""
+MAX_ITEM_BYTES = 350_000
+"""What one ledger item may hold: below DynamoDB's 400 KB item limit (the strictest store's),
+with room for keys and attributes."""
 
 _ESCAPES = {ord(c): f"%{ord(c):02X}" for c in "%/#\\?|"} | {code: f"%{code:02X}" for code in range(32)}
 
@@ -34,11 +39,18 @@ def key_part(text: str) -> str:
 
 
 def bucket_of(tenant: str) -> int:
-    return hashlib.blake2b(tenant.encode(), digest_size=2).digest()[0] % BUCKETS
+    return hashlib.blake2b(tenant.encode("utf-8", "surrogatepass"), digest_size=2).digest()[0] % BUCKETS
 
 
 def event_digest(key: EventKey) -> str:
-    return hashlib.blake2b("\x00".join(key).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return hashlib.blake2b(framed(key), digest_size=16).hexdigest()
+
+
+def framed(parts: tuple[str, ...]) -> bytes:
+    """The parts as one byte string from which they can be read back: each is its UTF-8 length,
+    a colon and its UTF-8 bytes (a netstring), so no choice of parts can pass for another."""
+    encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
+    return b"".join(b"%d:%b" % (len(part), part) for part in encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,10 @@ class Delivery:
 
     def __str__(self) -> str:
         return f"{self.topic}|{self.partition}|{self.offset}"
+
+    def outcome_key(self) -> tuple[str, str]:
+        """Where the outcomes ledger files what became of the record: by partition, then offset."""
+        return f"{key_part(self.topic)}|{self.partition}", f"{self.offset:020d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +154,86 @@ def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = 
 def book_tenants(blob: bytes) -> set[tuple[str, Period]]:
     """The (tenant, period) pairs a packed book holds, without building its states."""
     return {(entry["tenant"], Period.parse(entry["period"])) for entry in orjson.loads(zlib.decompress(blob))}
+
+
+# --- from a delivered record to what the usage ledger keeps ------------------------------------
+
+UsageFields = tuple[str, str, str, datetime, list[Reading], bytes]
+"""subject, source, id, time, the meters' readings and the canonical content."""
+
+
+def read_usage(metering: Metering, raw: bytes | str) -> UsageFields:
+    """Everything the pipeline and `meterline rate` decide about one record before dedup, alike:
+    its fields and readings, or an EventError with the reason it is rejected. No other exception
+    leaves: one that would (a bug, an input nobody foresaw) rejects the record as ``unprocessable``
+    rather than stopping a partition or a report on it."""
+    try:
+        subject, source, event_id, event_type, time, data, content = read_event(raw)
+        readings = metering.readings(event_type, data)
+        size = len(raw) if type(raw) is bytes else 4 * len(raw)  # UTF-8 takes up to 4 bytes a character
+        if (size + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:  # only then can it outgrow one
+            _check_fits(subject, source, event_id, time, readings, content)
+    except EventError:
+        raise
+    except Exception as error:
+        raise unprocessable(error) from error
+    return subject, source, event_id, time, readings, content
+
+
+def usage_record(metering: Metering, raw: bytes | str, delivery: str) -> tuple[AcceptedUsage, Item]:
+    """The accepted usage a valid record makes and its usage ledger item; raises EventError only."""
+    subject, source, event_id, time, readings, content = read_usage(metering, raw)
+    try:
+        usage = AcceptedUsage(
+            (subject, source, event_id),
+            digest(content),
+            time,
+            tuple([(meter_key, group, value) for (meter_key, group), _, value in readings]),
+            delivery,
+        )
+        return usage, usage.to_item()
+    except Exception as error:
+        raise unprocessable(error) from error
+
+
+def unprocessable(error: Exception) -> EventError:
+    first_line = str(error).splitlines()[0][:200] if str(error) else ""
+    return EventError(Reason.UNPROCESSABLE, f"{type(error).__name__} while processing it: {first_line}")
+
+
+_LONGEST_DELIVERY = "x" * 300
+"""A Kafka topic name (at most 249 characters), a partition and an offset."""
+
+
+def _check_fits(
+    subject: str, source: str, event_id: str, time: datetime, readings: list[Reading], content: bytes
+) -> None:
+    """Reject a valid event whose usage item, or whose state alone in a partial, is larger than a
+    ledger item may be: the store would refuse it on every attempt."""
+    measurements = tuple([(meter_key, group, value) for (meter_key, group), _, value in readings])
+    usage = AcceptedUsage((subject, source, event_id), digest(content), time, measurements, _LONGEST_DELIVERY)
+    book = UsageBook()
+    fold(book.states_of(subject, Period.of(time)), readings, time, event_id)
+    for record, size in (
+        ("usage item", item_bytes(usage.to_item())),
+        ("partial state", len(pack_book(book))),
+    ):
+        if size > MAX_ITEM_BYTES:
+            raise EventError(
+                Reason.UNPROCESSABLE,
+                f"its {record} would take {size:,} bytes; a ledger item holds at most {MAX_ITEM_BYTES:,}",
+            )
+
+
+def item_bytes(item: Item) -> int:
+    """An item's size as DynamoDB counts it: names and values, text as UTF-8, numbers at most 21."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode("utf-8", "surrogatepass"))
+        if isinstance(value, str):
+            size += len(value.encode("utf-8", "surrogatepass"))
+        elif isinstance(value, bytes):
+            size += len(value)
+        else:
+            size += 1 if isinstance(value, bool) else 21
+    return size

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from meterline.aggregation import TimeWeightedState, meter_quantity
+from meterline.aggregation import meter_quantity
 from meterline.catalog import Aggregation, Catalog, Meter
 from meterline.periods import Period
 from meterline.terms import Days, day_start, whole_month
+from meterline.timeweighted import TimeWeightedState
 from meterline.usage import Segments, StateKey, States, merged_states
 
 Opening = Mapping[StateKey, Decimal]

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 
 import pytest
 
+from meterline.catalog import MAX_TENANT_BYTES, key_name_problem
 from meterline.ports import (
     MAX_TRANSACTION_WRITES,
     ConditionFailedError,
@@ -25,10 +26,17 @@ from meterline.ports import (
     StoreError,
     Write,
 )
-from meterline.topology import INVOICES_TABLE, USAGE_TABLE
+from meterline.records import key_part
+from meterline.topology import CHARGES_TABLE, INVOICES_TABLE, USAGE_TABLE
 
 USAGE = USAGE_TABLE.name
 INVOICES = INVOICES_TABLE.name
+CHARGES = CHARGES_TABLE.name
+
+LONGEST_TENANTS = ["%" * MAX_TENANT_BYTES, "|" * MAX_TENANT_BYTES, "😀" * 25 + "?#", "é" * 51]
+"""Tenants of the most bytes a catalog accepts, made of what key escaping lengthens most."""
+LONGEST_CHARGES_SK = f"2026-11|alert|{'9' * 30}.{'9' * 30}"
+"""rate's sort key of a spend alert whose threshold has the most digits a catalog allows."""
 
 
 def item(pk: str, sk: str, **attributes: str | int | bytes | bool) -> Item:
@@ -439,3 +447,22 @@ class StoreContract(ABC):
         # WHEN the table is scanned THEN exactly its items come back
         assert by_key(list(store.scan(USAGE))) == by_key(written)
         assert list(store.scan(INVOICES)) == [item("t-0", "e-0", n=-1)]
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("tenant", LONGEST_TENANTS, ids=["percent", "bar", "emoji", "accent"])
+    def test_the_longest_tenant_a_catalog_accepts_keys_its_invoices_and_charges(
+        self, store: Store, tenant: str
+    ) -> None:
+        # GIVEN a tenant the catalog accepts, as long as it may be, as close and rate key it
+        assert key_name_problem(tenant) is None
+        invoice = item(key_part(tenant), "2026-11", published=False)
+        alert = item(key_part(tenant), LONGEST_CHARGES_SK, spend="1")
+
+        # WHEN its invoice and its spend alert are written
+        assert store.put_new(INVOICES, invoice) is None
+        store.put(CHARGES, alert)
+
+        # THEN both read back, by key and by partition
+        assert store.get(INVOICES, key_part(tenant), "2026-11") == invoice
+        assert store.query(CHARGES, key_part(tenant), "2026-11|alert|") == [alert]

@@ -5,10 +5,12 @@ plus amendments must equal `meterline rate` on the same events."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import orjson
 import pytest
 from moto import mock_aws
 
@@ -109,25 +111,54 @@ class Pipeline:
         return invoices_by_period(self.store)
 
 
+def gauge(name: str, at: datetime, cku: int) -> bytes:
+    """A sample of org-1's cku gauge (a time-weighted meter)."""
+    event = {
+        "specversion": "1.0",
+        "id": name,
+        "source": "cell/gauge",
+        "type": "kafka.status",
+        "subject": "org-1",
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "data": {"cku": cku, "partitions": 1},
+    }
+    return orjson.dumps(event)
+
+
+def per_minute(name: str, start: datetime, minutes: int) -> list[bytes]:
+    return [gauge(f"{name}{n}", start + timedelta(minutes=n), 1 + n // 20) for n in range(minutes)]
+
+
 @pytest.mark.parametrize("ledger", ["memory", "dynamodb", "tables", "firestore"])
 def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
-    ledger: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ledger: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # GIVEN a ledger, windows sealed after every 2 open partials (so rollups are made and read),
-    # two months of usage, October closed mid-November and a tail of October usage after that
+    # two months of usage, October closed mid-November and a tail of October usage after that;
+    # among it a gauge sampled every minute, whose rolled-up hours are archived, and a sample of it
+    # arriving inside an archived hour in each month (the October one after October closed)
     monkeypatch.setattr(meterline.pipeline.ledger, "SEAL_AFTER_PARTIALS", 2)
+    caplog.set_level(logging.INFO, logger=meterline.pipeline.ledger.__name__)
     pipeline = Pipeline(request.getfixturevalue(ledger)())
+    october, november = datetime(2026, 10, 20, 10, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
+    gauges = per_minute("oct-", october, 10) + per_minute("nov-", november, 90)
     lines = make_events(seed=41, count=240)
+    lines = [line for pair in zip(lines, gauges + [b""] * len(lines), strict=False) for line in pair if line]
     late = [
         line.replace(b'"id":"e', b'"id":"late-e')
         for line in make_events(seed=42, count=60)
         if b'"time":"2026-10' in line
     ]
+    late.append(gauge("oct-late", october + timedelta(minutes=4, seconds=30), 7))
     pipeline.deliver(lines)
     # AND drafts of November as of the 20th, before anything is issued
     drafts = drafts_of(pipeline.store, "org-1", Period(2026, 11))
     assert drafts and all(draft["state"] == "draft" and draft["number"] is None for draft in drafts)
     pipeline.closer.run(datetime(2026, 11, 15, tzinfo=UTC))
+    pipeline.deliver([gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9)])
     pipeline.deliver(late)
     # WHEN November closes too (twice: a rerun issues nothing more)
     pipeline.closer.run(datetime(2026, 12, 2, tzinfo=UTC))
@@ -135,10 +166,14 @@ def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
     # THEN November's ledger was rolled up in several windows, and every figure of `meterline rate`
     # is billed to the cent by an invoice and its amendments
     assert PeriodLedger(CATALOG, pipeline.store, Period(2026, 11)).head().window >= 2
-    assert stream_vs_batch(CATALOG, pipeline.store, lines + late) == []
     invoices = pipeline.invoices()
+    everything = [*lines, gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9), *late]
+    assert stream_vs_batch(CATALOG, pipeline.store, everything) == []
     amendments = all_amendments(pipeline.store)
     assert amendments and {a["adjusts_period"] for a in amendments} == {"2026-10"}
     # AND invoices and amendments share one gapless sequence
     documents = [*amendments, *(invoice for period in invoices.values() for invoice in period)]
     assert sorted(int(str(d["number"])) for d in documents) == list(range(1, len(documents) + 1))
+    # AND the late gauge samples were placed by reading archived hours back from this store
+    read_back = {str(r.args[0]) for r in caplog.records if r.msg.startswith("slow path")}  # type: ignore[index]
+    assert read_back >= {"2026-10-20T10", "2026-11-05T00"}

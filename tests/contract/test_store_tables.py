@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from meterline.catalog import MAX_TENANT_BYTES, key_name_problem
 from meterline.ports import (
     ConditionFailedError,
     Expect,
@@ -25,6 +26,7 @@ from meterline.ports import (
     StoreError,
     Write,
 )
+from meterline.records import key_part
 from tests.contract.conftest import AZURITE_ACCOUNT, AZURITE_KEY
 from tests.contract.store_contract import INVOICES, USAGE, StoreContract, existing, failing, item
 
@@ -124,6 +126,22 @@ class TestTablesStore(StoreContract):
         with pytest.raises(StoreError, match=CROSS_PARTITION):
             store.transact([Put(USAGE, item("t-1", "k")), Put(USAGE, item("t-2", "k"))])
         assert nothing_written(store)
+
+
+# --- the strictest store: what makes the catalog's tenant limit ----------------------------------
+
+
+def test_a_tenant_one_byte_past_the_catalogs_limit_makes_a_partition_key_azure_refuses(
+    az: TablesStore,
+) -> None:
+    # GIVEN a tenant one byte longer than a catalog accepts, of the character escaping lengthens most
+    tenant = "%" * (MAX_TENANT_BYTES + 1)
+    assert key_name_problem(tenant) is not None
+
+    # WHEN its invoice is written THEN Azure Tables refuses the key: the limit is Azure's, not arbitrary
+    assert len(escape_key(key_part(tenant))) == 5 * (MAX_TENANT_BYTES + 1) > 512
+    with pytest.raises(StoreError):
+        az.put(INVOICES, item(key_part(tenant), "2026-11"))
 
 
 # --- Expect of an absent item: a placeholder that reads as absent --------------------------------

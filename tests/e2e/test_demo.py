@@ -47,6 +47,12 @@ def test_demo_ledgers_reconcile_with_what_was_produced(small_run: DemoRun) -> No
     assert (small_run.out / "report.html").read_text().count("<svg") >= 2
 
 
+def test_a_finished_run_takes_its_incomplete_marker_away(small_run: DemoRun) -> None:
+    # GIVEN the same run, finished / THEN its --out holds its results and no INCOMPLETE marker
+    assert (small_run.out / "invoices.json").is_file()
+    assert not (small_run.out / "INCOMPLETE").exists()
+
+
 def children_of(pid: int) -> set[int]:
     found = set()
     for entry in Path("/proc").iterdir():

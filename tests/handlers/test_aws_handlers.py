@@ -8,11 +8,15 @@ from typing import Any
 import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, encode_item
+from meterline.catalog import load_catalog
+from meterline.pipeline.aggregate import DEAD_PK
 from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import is_partial
+from meterline.records import AcceptedUsage, unpack_book
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
+from meterline.usage import UsageBook
 
-from .conftest import AwsCell, load_event, load_handler
+from .conftest import CATALOG, AwsCell, load_event, load_handler
 
 
 def stream_event(client: Any, table: str, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -131,3 +135,29 @@ def test_aggregate_rate_and_close_on_dynamodb_produce_the_invoice(aws_cell: AwsC
         "0.05"
     ]
     assert datetime(2026, 12, 1, tzinfo=UTC)  # the close ran as of the event's "now"
+
+
+def test_aggregate_sets_aside_a_usage_item_it_cannot_read_and_applies_the_rest(aws_cell: AwsCell) -> None:
+    # GIVEN metered usage, one of whose stream records carries measurements that are not JSON
+    load_handler("meter").handler(load_event("msk_mixed_batch.json"), aws_cell.context)
+    store = DynamoStore(aws_cell.client, "test-")
+    usage_items = sorted(store.scan("usage"), key=lambda item: str(item["pk"]))
+    event = stream_event(aws_cell.client, "usage", usage_items)
+    event["Records"][0]["dynamodb"]["NewImage"]["m"] = {"B": base64.b64encode(b"not json").decode()}
+    # WHEN aggregate runs on the batch, and on its retry
+    aggregate = load_handler("aggregate")
+    for _ in range(2):
+        assert aggregate.handler(copy.deepcopy(event), aws_cell.context) == {"batchItemFailures": []}
+    # THEN the other records are applied once, and the unreadable one is filed under `dead`, once
+    catalog = load_catalog(CATALOG)
+    applied, expected = UsageBook(), UsageBook()
+    for partial in (item for item in store.scan("aggregates") if is_partial(item)):
+        applied.merge(unpack_book(catalog, bytes(partial["book"])))  # type: ignore[arg-type]
+    for item in usage_items[1:]:
+        usage = AcceptedUsage.from_item(item)
+        usage.record_into(expected, catalog, usage.period)
+    assert {tp: applied.quantities(catalog, *tp) for tp in applied.tenant_periods()} == {
+        tp: expected.quantities(catalog, *tp) for tp in expected.tenant_periods()
+    }
+    [dead] = [item for item in store.scan("aggregates") if item["pk"] == DEAD_PK]
+    assert str(dead["sk"]).startswith(f"{1:040d}|") and "JSONDecodeError" in str(dead["error"])

@@ -28,7 +28,8 @@ from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
 from meterline.catalog import load_catalog
 from meterline.local import runtime
 from meterline.pipeline.invoices import invoices_by_period
-from meterline.ports import RetriableStoreError
+from meterline.pipeline.meter import MAX_ATTEMPTS
+from meterline.ports import RetriableStoreError, StoreError
 from meterline.topology import (
     AGGREGATES_TABLE,
     BILLING_ALERTS,
@@ -177,6 +178,37 @@ def test_store_failure_stops_the_partition_and_raises_so_the_batch_runs_again(
     ]
 
 
+def test_a_record_the_store_keeps_refusing_is_dead_lettered_and_the_batch_completes(
+    azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store that refuses the first record's usage entity every time (not an outage)
+    meter = load_function("meter")
+    real_put_new = StreamingMemoryStore.put_new
+
+    def refusing(store: StreamingMemoryStore, table: str, item: Any) -> Any:
+        if table == "usage" and item.get("at") == "usage.events|0|100":
+            raise StoreError("PropertyValueTooLarge")
+        return real_put_new(store, table, item)
+
+    monkeypatch.setattr(StreamingMemoryStore, "put_new", refusing)
+    # WHEN the retry policy runs the batch until it completes
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(StoreError):
+            meter(fixture_batch("0"))
+    meter(fixture_batch("0"))
+    # THEN the record is dead-lettered with its attempts, and the rest of the batch has its outcomes:
+    # the same event delivered again right after it is now the one that stands
+    assert [o[1:] for o in outcomes(azure_cell.store)] == [
+        ("00000000000000000100", "rejected", "unprocessable"),
+        ("00000000000000000102", "rejected", "conflict"),
+        ("00000000000000000103", "rejected", "malformed"),
+        ("00000000000000000104", "rejected", "malformed"),
+    ]
+    assert [str(u["at"]) for u in azure_cell.store.scan("usage")] == ["usage.events|0|101"]
+    [dead, *_] = azure_cell.publisher.on(USAGE_REJECTED.name)
+    assert (dead.headers["reason"], dead.headers["attempts"]) == (b"unprocessable", b"%d" % MAX_ATTEMPTS)
+
+
 def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: AzureCell) -> None:
     # GIVEN two partitions whose batches have the same sequence numbers
     meter, aggregate = load_function("meter"), load_function("aggregate")
@@ -201,6 +233,24 @@ def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: 
         if str(c["sk"]).endswith("running")
     }
     assert running == {"org-1": "10.10", "org-2": "1997.28"}
+
+
+def test_aggregate_sets_aside_a_usage_entity_it_cannot_read_and_applies_the_rest(
+    azure_cell: AzureCell,
+) -> None:
+    # GIVEN partition 3 metered, and the usage entity of its first record damaged since
+    load_function("meter")(fixture_batch("3"))
+    damaged = next(item for item in azure_cell.store.scan("usage") if item["at"] == "usage.events|3|100")
+    azure_cell.store.put("usage", {**damaged, "m": b"not json"})
+    # WHEN aggregate runs the batch, and runs it again
+    aggregate = load_function("aggregate")
+    for _ in range(2):
+        aggregate(fixture_batch("3"))
+    # THEN the other accepted record is applied once, and the damaged one is filed under `dead`
+    [partial] = aggregates(azure_cell.store, "partial|")
+    assert int(partial["tenants"]) == 1
+    [dead] = [item for item in azure_cell.store.scan(AGGREGATES_TABLE.name) if item["pk"] == "dead"]
+    assert dead["delivery"] == "usage.events|3|100" and "JSONDecodeError" in str(dead["error"])
 
 
 def test_rate_timer_announces_each_spend_alert_once(azure_cell: AzureCell) -> None:

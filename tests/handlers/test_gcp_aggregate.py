@@ -187,6 +187,25 @@ def test_a_record_not_yet_metered_stops_its_partition_without_committing_past_it
     assert (resumed["applied"], resumed["committed"], resumed["waiting"]) == (3, {"0": 5}, {})
 
 
+def test_records_that_cannot_be_aggregated_do_not_stop_their_partition(kafka_cell: KafkaCell) -> None:
+    # GIVEN five valid records on partition 1: the second's usage item was damaged after meter
+    # wrote it, and the fourth was never accepted (meter dead-lettered it as unprocessable)
+    values = valid_events(5)
+    records = kafka_cell.produce(1, values)
+    kafka_cell.metered(records[:3] + records[4:])
+    damaged = next(item for item in kafka_cell.store.scan("usage") if item["at"] == f"{TOPIC}|1|1")
+    kafka_cell.store.put("usage", {**damaged, "m": b"not json"})
+    position = {"pk": f"{TOPIC}|1", "sk": f"{3:020d}"}
+    kafka_cell.store.put("outcomes", {**position, "outcome": "rejected", "reason": "unprocessable"})
+    # WHEN aggregate runs
+    report = scheduled_call(load_handler("aggregate"))
+    # THEN the partition is drained to its end: three records applied, the damaged one set aside
+    assert (report["applied"], report["committed"], report["waiting"]) == (3, {"1": 5}, {})
+    assert report["dead_lettered"] == 1
+    [dead] = [item for item in kafka_cell.aggregates() if item["pk"] == "dead"]
+    assert dead["delivery"] == f"{TOPIC}|1|1"
+
+
 def test_one_run_settles_a_batch_on_each_of_two_partitions(kafka_cell: KafkaCell) -> None:
     # GIVEN metered usage on partitions 4 and 7, with duplicates and rejects among it
     lines = make_events(seed=9, count=60)

@@ -23,8 +23,8 @@ from meterline.adapters.memory import MemoryPublisher, StreamEntry, StreamingMem
 from meterline.catalog import load_catalog
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import PublishError
-from meterline.ports import Item, RetriableStoreError
+from meterline.pipeline.meter import MAX_ATTEMPTS, PublishError
+from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.records import AcceptedUsage
 from meterline.topology import (
     AGGREGATES_TABLE,
@@ -207,6 +207,29 @@ def test_dead_letter_publish_failure_raises_and_a_reject_does_not(
     # AND with the cluster back, the same reject returns normally and is dead-lettered
     assert meter.handler(malformed) is None
     assert [m.headers["reason"] for m in gcp_cell.publisher.on(USAGE_REJECTED.name)] == [b"malformed"]
+
+
+def test_a_message_the_store_keeps_refusing_is_dead_lettered_after_its_attempts(
+    gcp_cell: GcpCell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a store that refuses one event's usage item every time (not an outage)
+    meter = load_handler("meter")
+    message = pubsub_events()[0]
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("INVALID_ARGUMENT: the document is refused")
+
+    monkeypatch.setattr(StreamingMemoryStore, "put_new", refused)
+    # WHEN Pub/Sub delivers it again after each failure
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(StoreError):
+            meter.handler(message)
+    # THEN the last attempt returns (acks it): it is dead-lettered as unprocessable, with its attempts
+    assert meter.handler(message) is None
+    [dead] = gcp_cell.publisher.on(USAGE_REJECTED.name)
+    assert dead.headers["reason"] == b"unprocessable"
+    assert dead.headers["attempts"] == str(MAX_ATTEMPTS).encode()
+    assert [o[2:] for o in outcomes(gcp_cell.store)] == [("rejected", "unprocessable")]
 
 
 def test_an_event_that_is_not_a_pubsub_message_is_a_one_line_trigger_error(gcp_cell: GcpCell) -> None:

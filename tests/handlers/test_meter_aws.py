@@ -17,8 +17,8 @@ import pytest
 from meterline.adapters.aws_lambda import msk_records
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.catalog import load_catalog
-from meterline.pipeline.meter import Meter
-from meterline.ports import Item, RetriableStoreError
+from meterline.pipeline.meter import MAX_ATTEMPTS, Meter
+from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.topology import TABLES, USAGE_REJECTED, USAGE_TABLE
 
 from .conftest import CATALOG, LambdaContext, load_event, load_handler
@@ -121,6 +121,27 @@ def test_an_unexpected_error_hands_back_its_partition_and_is_logged_with_its_cor
     [warning] = [line for line in log_lines(capsys.readouterr().out) if line.get("level") == "WARNING"]
     assert warning["correlation_id"] == "usage.events|3|7"
     assert "KeyError: 'a bug'" in warning["exception"]
+
+
+@pytest.mark.parametrize("memory_store", [FailingStore("evt-2", StoreError("ValidationException"))])
+def test_a_record_that_keeps_failing_is_dead_lettered_and_measured_for_an_alarm(
+    meter_function: MeterFunction, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a store that refuses partition 3's first event every time
+    event = load_event("msk_mixed_batch.json")
+    # WHEN Lambda delivers what is handed back until nothing is
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert ("usage.events-3", 7) in failed(meter_function(event))
+    capsys.readouterr()
+    response = meter_function(event)
+    # THEN the last delivery hands nothing back: the record is dead-lettered, its partition went on
+    assert response == {"batchItemFailures": []}
+    assert usage_ids(meter_function.store) == {"evt-1", "evt-3"}
+    lines = log_lines(capsys.readouterr().out)
+    [emf] = [line for line in lines if "_aws" in line]
+    assert emf["dead_lettered"] == [1.0] and emf["rejected_unprocessable"] == [1.0]
+    [error] = [line for line in lines if line.get("level") == "ERROR"]
+    assert (error["correlation_id"], error["attempts"]) == ("usage.events|3|7", MAX_ATTEMPTS)
 
 
 def test_rejects_are_logged_with_their_delivery_as_correlation_id(

@@ -25,3 +25,13 @@ def policy_document(build: dict[str, Any], role_policy: str) -> dict[str, Any]:
 def statement(document: dict[str, Any], sid: str) -> dict[str, Any]:
     [found] = [s for s in document["Statement"] if s["Sid"] == sid]
     return found
+
+
+def key(resource: dict[str, Any]) -> str:
+    """How a build's `dependencies` and `parent` name a resource: `TYPE::NAME`."""
+    return f"{resource['type']}::{resource['name']}"
+
+
+def custom(build: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cloud resources of a build (not its components)."""
+    return [r for r in build["resources"] if not r["type"].startswith("meterline:")]

@@ -43,6 +43,8 @@ def test_the_us_east_stack_loads_into_a_typed_config() -> None:
             "meterline:expectedLoad.avgEventBytes is missing",
         ),
         ("meterline:colour", "blue", "unknown key meterline:colour"),
+        ("meterline:nameSuffix", None, "meterline:nameSuffix is missing"),
+        ("meterline:nameSuffix", "Prod_1", "meterline:nameSuffix must be 4 to 6 lowercase letters or digits"),
     ],
 )
 def test_a_bad_key_is_named_with_its_stack(key: str, value: str | None, message: str) -> None:

@@ -207,3 +207,28 @@ def test_offline_unknown_stack_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "infra" / "preview.py").write_text("")
     with pytest.raises(Exception, match=r"no .*Pulumi\.aws-mars-1\.yaml"):
         run(Request(tmp_path, [], ["aws-mars-1"], None, None, True, None, False, False))
+
+
+def test_text_review_leads_with_the_comparison_and_each_total_and_keeps_the_rest_for_detail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two stacks' outputs
+    east = write_stack_output(tmp_path, AWS_STACK, "east.json")
+    west = write_stack_output(
+        tmp_path, stack(AWS_STACK, stack="aws-eu-west-1", region="eu-west-1"), "west.json"
+    )
+    # WHEN they are reviewed as text, then with --detail
+    assert main(["cost", str(east), str(west)]) == 0
+    brief = capsys.readouterr().out
+    assert main(["cost", str(east), str(west), "--detail"]) == 0
+    detail = capsys.readouterr().out
+    # THEN the review opens with the comparison, then one line per stack with its total
+    assert brief.lstrip().startswith("Billing cells compared")
+    for name in ("aws-us-east-1", "aws-eu-west-1"):
+        [total] = [line for line in brief.splitlines() if line.startswith(f"{name}: Fixed $")]
+        assert "/month at " in total
+    # AND assumptions, services and cost lines come only with --detail, after the same opening
+    for section in ("Assumptions", "Cost by service", "Cost lines"):
+        assert section not in brief and section in detail
+    assert detail.startswith(brief.removesuffix(brief.splitlines()[-1] + "\n"))
+    assert len(brief.splitlines()) < len(detail.splitlines()) / 4

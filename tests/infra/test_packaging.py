@@ -23,6 +23,7 @@ HEAVY = (
     "__pycache__",
     ".pyc",
     "meterline/cli.py",
+    "_cli.py",
     "meterline/local/",
 )
 

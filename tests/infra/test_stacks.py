@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 from typing import Any
+
+import pytest
 
 from infra.config import load_stack_config, read_stack_file, stack_names
 from meterline.pipeline.ledger import partial_sk
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
-from tests.infra.builds import named, of_type, policy_document, statement
+from tests.infra.builds import key, named, of_type, policy_document, statement
 
 TABLE = "aws:dynamodb/table:Table"
 FUNCTION = "aws:lambda/function:Function"
 MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+LEDGER_PREFIX = "ml-use1-c836-"
+"""The cell name and the stack's nameSuffix (stacks/Pulumi.aws-us-east-1.yaml)."""
 
 
 def test_every_stack_file_builds_and_reports_cost_inputs_in_the_agreed_shape(
@@ -81,7 +86,7 @@ def test_ledgers_follow_the_topology_and_are_durable_and_encrypted(cell: dict[st
     [key] = of_type(cell, "aws:kms/key:Key")
     for table in TABLES:
         inputs = tables[table.name]
-        assert inputs["name"] == f"ml-use1-{table.name}"
+        assert inputs["name"] == f"{LEDGER_PREFIX}{table.name}"
         assert inputs["billingMode"] == "PAY_PER_REQUEST"
         assert inputs["pointInTimeRecovery"] == {"enabled": True}
         assert inputs["deletionProtectionEnabled"] is True
@@ -117,7 +122,7 @@ def test_each_function_runs_arm64_in_the_vpc_with_its_topology_sizes(cell: dict[
         assert inputs["handler"] == "aws.handler" and len(inputs["vpcConfig"]["subnetIds"]) == 3
         assert inputs["loggingConfig"]["logGroup"] == f"/aws/lambda/ml-use1-{function.job}"
         variables = inputs["environment"]["variables"]
-        assert variables["METERLINE_TABLE_PREFIX"] == "ml-use1-"  # + table name: adapters.dynamodb
+        assert variables["METERLINE_TABLE_PREFIX"] == LEDGER_PREFIX  # + table name: adapters.dynamodb
         assert variables["METERLINE_CATALOG"] == "catalog.yaml"
 
 
@@ -145,7 +150,7 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
             assert destination.startswith("arn:aws:s3:::ml-use1-kafka-failures-")
         else:
             assert mapping["eventSourceArn"].endswith("/stream/2026-11-28T17:42:00.000")
-            assert f":table/ml-use1-{function.source}/" in mapping["eventSourceArn"]
+            assert f":table/{LEDGER_PREFIX}{function.source}/" in mapping["eventSourceArn"]
             assert mapping["maximumRecordAgeInSeconds"] == (-1 if function.job == "aggregate" else 6 * 3600)
             assert destination == "arn:aws:sqs:us-east-1:123456789012:ml-use1-failures"
             pattern = json.loads(mapping["filterCriteria"]["filters"][0]["pattern"])
@@ -156,7 +161,7 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
 
 
 def test_each_role_reaches_only_the_tables_and_topics_its_function_uses(cell: dict[str, Any]) -> None:
-    prefix = "arn:aws:dynamodb:us-east-1:123456789012:table/ml-use1-"
+    prefix = f"arn:aws:dynamodb:us-east-1:123456789012:table/{LEDGER_PREFIX}"
     for function in FUNCTIONS:
         document = policy_document(cell, function.job)
         granted = {s["Sid"]: s["Resource"] for s in document["Statement"]}
@@ -182,28 +187,75 @@ def test_every_function_log_group_keeps_logs_for_the_configured_days(cell: dict[
 def test_operations_alarm_on_errors_throttles_dead_letters_lag_and_ledger_throttles(
     cell: dict[str, Any],
 ) -> None:
-    alarms = {
-        (r["inputs"]["namespace"], r["inputs"]["metricName"])
-        for r in of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
-    }
+    alarms = [r["inputs"] for r in of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")]
     assert {
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/Lambda", "IteratorAge"),
         ("AWS/Kafka", "MaxOffsetLag"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("AWS/S3", "NumberOfObjects"),
         ("AWS/DynamoDB", "WriteThrottleEvents"),
         ("AWS/DynamoDB", "ReadThrottleEvents"),
-    } <= alarms
-    lag = [
-        r["inputs"]
-        for r in of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
-        if r["inputs"]["metricName"] == "MaxOffsetLag"
-    ]
+    } <= {(a["namespace"], a["metricName"]) for a in alarms}
+    lag = [a for a in alarms if a["metricName"] == "MaxOffsetLag"]
     assert lag[0]["threshold"] == 200 * 60 * 5 and lag[0]["dimensions"]["Consumer Group"] == "ml-use1-meter"
+    # dead letters alarm when they happen, not through a daily storage metric
+    assert all(a["period"] <= 300 for a in alarms)
     [dashboard] = of_type(cell, "aws:cloudwatch/dashboard:Dashboard")
     assert "ml-use1-meter" in dashboard["inputs"]["dashboardBody"]
+
+
+def test_records_a_trigger_hands_back_drops_or_dead_letters_alarm_per_mapping(cell: dict[str, Any]) -> None:
+    # GIVEN every trigger of the cell, each reporting its mapping's event counts
+    mappings = of_type(cell, MAPPING)
+    assert {m["name"] for m in mappings} == {
+        f.job for f in FUNCTIONS if f.trigger is not TriggerKind.SCHEDULE
+    }
+    alarms = of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    for mapping in mappings:
+        assert mapping["inputs"]["metricsConfig"] == {"metrics": ["EventCount"]}
+        # THEN the mapping alarms on failed (partial batch responses too), dropped and dead-lettered records
+        on_mapping = [a["inputs"] for a in alarms if key(mapping) in a["dependencies"]]
+        assert {a["metricName"] for a in on_mapping} == {
+            "FailedInvokeEventCount",
+            "DroppedEventCount",
+            "OnFailureDestinationDeliveredEventCount",
+        }, mapping["name"]
+        assert all(
+            set(a["dimensions"]) == {"EventSourceMappingUUID"} and a["threshold"] == 0 for a in on_mapping
+        )
+    # AND meter's rejected and dead-lettered events alarm from its own metrics
+    handler = {
+        (a["inputs"]["namespace"], a["inputs"]["metricName"], a["inputs"]["dimensions"].get("service"))
+        for a in alarms
+    }
+    assert {
+        ("meterline", "events_rejected", "meter"),
+        ("meterline", "dead_lettered", "meter"),
+        ("meterline", "dead_lettered", "aggregate"),
+    } <= handler
+
+
+def test_the_dashboard_charts_handler_metrics_triggers_and_kafka_bytes_per_topic(
+    cell: dict[str, Any],
+) -> None:
+    [dashboard] = of_type(cell, "aws:cloudwatch/dashboard:Dashboard")
+    widgets = {
+        w["properties"]["title"]: w["properties"]["metrics"]
+        for w in json.loads(dashboard["inputs"]["dashboardBody"])["widgets"]
+    }
+    # MSK Serverless publishes BytesInPerSec per topic: one line per topic of the cell
+    assert widgets["Kafka bytes in per topic"] == [
+        ["AWS/Kafka", "BytesInPerSec", "Cluster Name", "ml-use1-kafka", "Topic", t.name] for t in TOPICS
+    ]
+    assert ["meterline", "events_rejected", "service", "meter"] in widgets["meter outcomes"]
+    assert ["meterline", "usage_aggregated", "service", "aggregate"] in widgets["job results"]
+    triggers = widgets["triggers: failed, dropped, sent to the on-failure destination"]
+    assert {line[1] for line in triggers} == {
+        "FailedInvokeEventCount",
+        "DroppedEventCount",
+        "OnFailureDestinationDeliveredEventCount",
+    }
 
 
 def test_components_are_typed_and_parent_their_children(cell: dict[str, Any]) -> None:
@@ -215,3 +267,33 @@ def test_components_are_typed_and_parent_their_children(cell: dict[str, Any]) ->
         "meterline:aws:Functions",
         "meterline:aws:Operations",
     }
+
+
+@pytest.mark.parametrize("stack", [s for s in stack_names() if s.startswith("aws-")])
+def test_every_role_touching_an_encrypted_table_may_use_its_key_for_what_it_does(
+    previews: dict[str, Any], stack: str
+) -> None:
+    # GIVEN every table of the stack with its key, and every role policy
+    build = previews[stack]
+    keys = {
+        t["inputs"]["name"]: t["inputs"]["serverSideEncryption"]["kmsKeyArn"] for t in of_type(build, TABLE)
+    }
+    for role in of_type(build, "aws:iam/rolePolicy:RolePolicy"):
+        document = json.loads(role["inputs"]["policy"])
+        allowed = [s for s in document["Statement"] if s["Effect"] == "Allow"]
+        for granted in allowed:
+            # WHEN a statement reaches a table (or its stream)
+            actions = [a for a in granted["Action"] if a.startswith("dynamodb:")]
+            for resource in granted["Resource"] if actions else []:
+                table = resource.split(":table/", 1)[1].split("/", 1)[0]
+                writes = any(a.split(":")[1] in WRITE_ACTIONS for a in actions)
+                needed = ["kms:Decrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"]
+                # THEN the same role may use that table's key for it
+                for action in needed:
+                    assert any(
+                        keys[table] in k["Resource"] and any(fnmatch(action, a) for a in k["Action"])
+                        for k in allowed
+                    ), f"{stack} role {role['name']}: {action} on the key of {table}"
+
+
+WRITE_ACTIONS = {"PutItem", "UpdateItem", "BatchWriteItem", "DeleteItem", "TransactWriteItems"}

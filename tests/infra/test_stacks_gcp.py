@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from infra.components.gcp.functions import FIRESTORE_CREATED, KAFKA_DRAINS, PUBSUB_PUBLISHED, unix_cron
+from infra.components.gcp.ledgers import collection
 from infra.config import ConfigError, ManagedKafka, load_stack_config, read_stack_file, stack_names
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 from tests.infra.builds import named, of_type
@@ -67,7 +68,7 @@ def test_the_ledger_is_one_durable_cmek_firestore_database_with_ttl_where_the_to
     ttl = {
         r["inputs"]["collection"]: r["inputs"]["field"] for r in of_type(build, "gcp:firestore/field:Field")
     }
-    assert ttl == {t.name: t.ttl_attribute for t in TABLES if t.ttl_attribute}
+    assert ttl == {collection(t.name): t.ttl_attribute for t in TABLES if t.ttl_attribute}
 
 
 def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_for(
@@ -91,7 +92,7 @@ def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_fo
             assert trigger["eventType"] == FIRESTORE_CREATED
             assert {
                 "attribute": "document",
-                "value": f"{function.source}/{{entry}}",
+                "value": f"{collection(function.source)}/{{entry}}",
                 "operator": "match-path-pattern",
             } in trigger["eventFilters"]
         else:
@@ -126,7 +127,7 @@ def test_aggregate_drains_usage_events_every_minute_on_one_instance(gcp: tuple[s
     # AND no Eventarc trigger fires on usage documents, and no Pub/Sub topic feeds aggregate
     triggers = [f.get("eventTrigger") or {} for f in functions.values()]
     assert not any(
-        "usage/{entry}" in str(t.get("eventFilters"))
+        f"{collection('usage')}/{{entry}}" in str(t.get("eventFilters"))
         for t in triggers
         if t.get("eventType") == FIRESTORE_CREATED
     )

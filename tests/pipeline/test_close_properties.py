@@ -25,10 +25,11 @@ from tests.unit.test_billing_properties import catalogs, usage
 
 from .test_cell import stream_vs_batch
 
-PROPERTY = settings(max_examples=100, deadline=None)
+PROPERTY = settings(max_examples=200, deadline=None)
 SEPTEMBER = datetime(2026, 9, 1, tzinfo=UTC)
-LAST_CLOSE = datetime(2027, 1, 1, 2, tzinfo=UTC)
-"""Closes September to December."""
+LAST_CLOSE = datetime(2027, 2, 1, 2, tzinfo=UTC)
+"""Closes up to January: late usage is amended by the close of the period it arrived in, and the
+last of it may arrive in January."""
 
 
 def catalog_text(catalog: Catalog, amend_periods: int, per: str) -> str:
@@ -134,7 +135,7 @@ def test_invoices_and_amendments_equal_rate_whatever_the_arrival_order_and_close
     cell = Cell(catalog, MemoryPublisher())
     cell.meter.window_ttl = 0  # the window as the last close left it: nothing races past it
     delivered = 0
-    # WHEN the events arrive, interleaved with the closes, and a last close issues September to December
+    # WHEN the events arrive, interleaved with the closes, and a last close issues up to January
     for cut, now in [*data.draw(schedules(len(arrivals))), (len(arrivals), LAST_CLOSE)]:
         records = [
             DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, offset), None, arrivals[offset])

@@ -15,11 +15,21 @@ from typing import Any
 import pytest
 
 from infra.cost.measured import MEASURED_JSON, load_figures
-from meterline.bench_pipeline import STAGES, bench_pipeline, cost_figures, measured_json
+from meterline.bench_pipeline import (
+    STAGES,
+    bench_pipeline,
+    cost_figures,
+    format_pipeline_report,
+    measured_json,
+)
+from meterline.bench_timeweighted import measure_time_weighted
 from meterline.catalog import sample_catalog
 from meterline.cli import main
+from meterline.pipeline import ledger
+from meterline.topology import AGGREGATE
 
 EVENTS = 600
+SAMPLES = 3_000
 TENANTS = 12
 TODAY = date(2026, 11, 28)
 MEASURED = (
@@ -41,7 +51,9 @@ MEASURED = (
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     # One run for the module: the sample catalog keeps the close stage to its few customers.
-    return bench_pipeline(EVENTS, TENANTS, batch=100, speed_events=EVENTS, catalog=sample_catalog())
+    return bench_pipeline(
+        EVENTS, TENANTS, batch=100, speed_events=EVENTS, catalog=sample_catalog(), samples=SAMPLES
+    )
 
 
 def test_every_accepted_event_costs_at_least_its_conditional_put(report: dict[str, Any]) -> None:
@@ -83,6 +95,41 @@ def test_compaction_reports_rate_calls_by_quarter_and_what_rollups_write(report:
     assert len(compaction["rate_cpu_ms_per_call_by_quarter"]) == 4
     assert compaction["max_items_read_per_call"] > 0
     assert compaction["aggregates_wru_by_kind"]["partial"] > 0
+
+
+def test_the_gauge_run_reports_cpu_per_sample_of_its_first_and_last_tenth(report: dict[str, Any]) -> None:
+    # GIVEN 3,000 per-second samples of one tenant's gauge through aggregate and rate, three times
+    # (the fixture)
+    gauge = report["time_weighted"]
+    # THEN it reports the CPU per sample of the first and the last 300 samples, and their ratio
+    assert gauge["samples"] == SAMPLES and gauge["aggregate_batch"] == AGGREGATE.batch_size
+    first, last = Decimal(gauge["first_cpu_us_per_sample"]), Decimal(gauge["last_cpu_us_per_sample"])
+    assert first > 0 and last > 0
+    assert Decimal(gauge["last_to_first"]) == (last / first).quantize(Decimal("0.01"))
+    # AND it is the run of median ratio of three, each in a process of its own
+    ratios = [Decimal(ratio) for ratio in gauge["runs_last_to_first"]]
+    assert len(ratios) == 3 and sorted(ratios)[1] == Decimal(gauge["last_to_first"])
+    # AND the printed report carries the figure with its target
+    printed = format_pipeline_report(report)
+    assert f"{SAMPLES:,} per-second samples" in printed and "target ≤ 1.5" in printed
+
+
+def test_a_gauge_arriving_in_order_never_reads_archived_samples_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN windows sealed after every 2 partials, so that the gauge's hours are rolled up and archived
+    monkeypatch.setattr(ledger, "SEAL_AFTER_PARTIALS", 2)
+    archived: list[int] = []
+    real_write_archive = ledger.PeriodLedger.write_archive
+
+    def write_archive(self: ledger.PeriodLedger, bucket: int, window: int, base: int, book: Any) -> None:
+        archived.append(window)
+        real_write_archive(self, bucket, window, base, book)
+
+    monkeypatch.setattr(ledger.PeriodLedger, "write_archive", write_archive)
+    # WHEN 6,000 per-second samples go through aggregate and rate
+    gauge = measure_time_weighted(6_000)
+    # THEN rollups archived them, and no sample arriving after them needed an archived hour read back
+    assert len(archived) >= 2
+    assert gauge["archive_reads"] == 0
 
 
 def test_figures_are_in_the_cost_models_format_and_positive(report: dict[str, Any], tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from meterline.events import EVENT_REASONS, EventError, Reason, parse_event
 from meterline.metering import Metering
+from meterline.records import AcceptedUsage, usage_record
 from tests.helpers import BadEvent, bad_events, catalog, corpus_catalog, event, invoice_of, rate
 
 CORPUS = bad_events()
@@ -157,3 +158,101 @@ def test_a_value_too_large_or_too_fine_to_price_is_an_invalid_value(value: str) 
 
     # THEN it is rejected as an invalid value, not accepted
     assert caught.value.reason is Reason.INVALID_VALUE
+
+
+def test_a_byte_order_mark_before_an_event_is_skipped() -> None:
+    # GIVEN an event, and the same event after a UTF-8 byte order mark (as a Windows tool writes it)
+    line = event("e1", {"bytes": 1, "cluster": "c"})
+    with_mark = "\ufeff" + line
+    # WHEN read and rated
+    summary = rate(corpus_catalog(), [line, with_mark.encode()])["summary"]
+    # THEN it is the same event: the second a duplicate of the first
+    assert parse_event(with_mark) == parse_event(line)
+    assert (summary["accepted"], summary["duplicates"]) == (1, 1)
+
+
+@pytest.mark.parametrize("time", ["2026-12-31T23:59:60Z", "2026-12-31T18:59:60.5-05:00"])
+def test_a_leap_second_reads_as_the_last_microsecond_of_its_minute_in_its_own_period(time: str) -> None:
+    parsed = parse_event(event("e1", {"bytes": 1}, time=time))
+    assert parsed.time == datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert str(parsed.period) == "2026-12"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("9" * 38, Decimal("9" * 38)),
+        ("-" + "9" * 38, Decimal("-" + "9" * 38)),
+        ("1" + "0" * 125, Decimal(10) ** 125),
+        (
+            "9.9999999999999999999999999999999999999e125",
+            Decimal("9.9999999999999999999999999999999999999e125"),
+        ),
+        ("1e-130", Decimal("1e-130")),
+        (
+            "0.1234567890123456789012345678901234567800000",
+            Decimal("0.12345678901234567890123456789012345678"),
+        ),
+        ("0e999999999999", Decimal(0)),
+    ],
+)
+@pytest.mark.parametrize("as_string", [False, True])
+def test_a_number_at_the_bounds_is_read_exactly(text: str, value: Decimal, as_string: bool) -> None:
+    # GIVEN a gauge reading at the edge of 38 digits and of the magnitude range, as number or string
+    spelled_value = f'"{text}"' if as_string else text
+    line = event("e1", {"level": 0}, type="gauge.reading").replace('"level":0', f'"level":{spelled_value}')
+    # WHEN its meters read it THEN they take it exactly
+    parsed = parse_event(line)
+    [reading, *_] = Metering(corpus_catalog().meters_by_type).measure(parsed)
+    assert reading.value == value
+
+
+@pytest.mark.parametrize("fraction", ["", ".5"])
+def test_nesting_of_254_levels_is_read_and_one_more_is_malformed_on_either_path(fraction: str) -> None:
+    # GIVEN events nested 254 and 255 levels deep, read by orjson or (with a fraction) exactly
+    def nested(levels: int) -> str:
+        lists = levels - 2  # the event object and data are the first two levels
+        return event("e1", {"bytes": 1, "cluster": "c"}).replace(
+            '"bytes":1', f'"bytes":1{fraction},"x":' + "[" * lists + "]" * lists
+        )
+
+    # THEN the first is an event, the second malformed
+    assert parse_event(nested(254)).data["bytes"] == Decimal(f"1{fraction}")
+    with pytest.raises(EventError) as caught:
+        parse_event(nested(255))
+    assert caught.value.reason is Reason.MALFORMED
+
+
+def test_a_group_value_past_64_bits_is_metered_stored_and_invoiced_as_its_digits() -> None:
+    # GIVEN an ingress event whose cluster is an integer past 64 bits
+    big = 123456789012345678901234567890
+    line = event("e1", {"bytes": 10**9, "cluster": big})
+    plans = catalog(
+        """
+        meters: [{key: gb, event_type: kafka.ingress, aggregation: sum, value: bytes, group_by: [cluster]}]
+        plans:
+          - {key: p, version: 1, effective_from: "2026-01-01", currency: USD,
+             charges: [{meter: gb, model: per_unit, unit_price: "1"}]}
+        customers: [{tenant: org-42, plan: p}]
+        """
+    )
+    # WHEN its usage item is made, stored and read back, and the file is rated
+    usage, item = usage_record(Metering(plans.meters_by_type), line.encode(), "usage.events|0|1")
+    # THEN the group survives the ledger, and the invoice line names it by its digits
+    assert AcceptedUsage.from_item(item).measurements == usage.measurements
+    assert usage.measurements[0][1] == (big,)
+    [line_json] = invoice_of(rate(plans, [line]))["lines"][:1]
+    assert line_json["group"] == {"cluster": str(big)}
+
+
+def test_fractions_differing_past_the_28th_digit_are_different_groups_and_contents() -> None:
+    # GIVEN two readings that agree on 28 digits and differ at the 37th
+    low, high = "0.1234567890123456789012345678901234567", "0.1234567890123456789012345678901234568"
+    lines = [
+        event("a", {"bytes": 1, "cluster": 0}).replace('"cluster":0', f'"cluster":{low}'),
+        event("b", {"bytes": 1, "cluster": 0}).replace('"cluster":0', f'"cluster":{high}'),
+    ]
+    # WHEN measured THEN they group apart (Decimal.normalize() would have rounded both to 28 digits)
+    metering = Metering(corpus_catalog().meters_by_type)
+    groups = {metering.measure(parse_event(line))[0].group for line in lines}
+    assert groups == {(Decimal(low),), (Decimal(high),)}

@@ -57,6 +57,7 @@ def test_a_mixed_file_is_counted_once_per_event_and_reconciles() -> None:
             "unknown_type": 1,
             "invalid_value": 0,
             "conflict": 1,
+            "unprocessable": 0,
         },
         "out_of_period": 1,
     }

@@ -32,8 +32,11 @@ from meterline.periods import Period
 from meterline.pricing import graduated, price, volume
 from meterline.rating import rate_term
 from meterline.terms import terms
+from meterline.timeweighted import TimeWeightedState
 from meterline.usage import UsageBook
 from tests.helpers import NOVEMBER, catalog, rate
+from tests.unit.test_timeweighted import Archive
+from tests.unit.test_timeweighted import stored as stored_state
 
 PROPERTY = settings(max_examples=150, deadline=None)
 
@@ -189,6 +192,54 @@ def test_merged_chunk_states_equal_the_state_of_the_whole(lines: list[str], data
     records = fold(lines)
     chunk_of = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
     chunks = [book_of([r for r, c in zip(records, chunk_of, strict=True) if c == n]) for n in range(4)]
+
+    # WHEN the chunks are merged, in any order
+    merged = UsageBook()
+    for chunk in data.draw(st.permutations(chunks)):
+        merged.merge(chunk)
+
+    # THEN every tenant's and period's quantities are those of one book of everything
+    assert all_quantities(merged) == all_quantities(book_of(records))
+
+
+IDEMPOTENT = {
+    Aggregation.MAX,
+    Aggregation.MIN,
+    Aggregation.LATEST,
+    Aggregation.UNIQUE_COUNT,
+    Aggregation.TIME_WEIGHTED,
+}
+
+
+def stored(book: UsageBook) -> UsageBook:
+    """The book as the ledger keeps it: each time-weighted state summarised over its own archive."""
+    for segments in book.states.values():
+        for states in segments.values():
+            for key, state in states.items():
+                if isinstance(state, TimeWeightedState):
+                    states[key] = stored_state(state, Archive())
+    return book
+
+
+@PROPERTY
+@given(lines=usage_events(), data=st.data())
+def test_stored_chunks_repeated_and_merged_in_any_order_equal_the_whole(
+    lines: list[str], data: st.DataObject
+) -> None:
+    # GIVEN the measurements split into chunks, those of idempotent aggregations (all but sum and
+    # count) some in two chunks, and some chunks stored (time-weighted states summarised over an
+    # archive, as rollups keep them)
+    records = fold(lines)
+    chunk_of = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
+    again = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
+    homes = [
+        {home, extra} if all(m.meter.aggregation in IDEMPOTENT for m in record[2]) else {home}
+        for record, home, extra in zip(records, chunk_of, again, strict=True)
+    ]
+    chunks = []
+    for n in range(4):
+        chunk = book_of([r for r, home in zip(records, homes, strict=True) if n in home])
+        chunks.append(stored(chunk) if data.draw(st.booleans()) else chunk)
 
     # WHEN the chunks are merged, in any order
     merged = UsageBook()

@@ -40,6 +40,10 @@ STREAM_FILTERS = {
     "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "partial|"}]}}}},
 }
 FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
+MAPPING_METRICS = ["EventCount"]
+"""Each trigger reports what it polled, invoked, failed (partial batch responses included), dropped and
+sent to its on-failure destination, per mapping (AWS/Lambda, EventSourceMappingUUID): the alarms'
+source for failures the function's own Errors metric never sees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class DeployedFunction:
 
 class Functions(pulumi.ComponentResource):
     functions: dict[str, DeployedFunction]
+    mappings: dict[str, pulumi.Output[str]]
+    """job → the UUID of its event source mapping (the jobs with a Kafka or stream trigger)."""
     failure_queue_name: pulumi.Output[str]
     failure_bucket_name: pulumi.Output[str]
     cost_items: list[dict[str, Any]]
@@ -103,6 +109,7 @@ class Functions(pulumi.ComponentResource):
         )
         self.failure_bucket = self._failure_bucket(key)
         self.functions = {}
+        self.mappings = {}
         for function in args.functions:
             self.functions[function.job] = self._function(function)
         admin = self._function(TOPIC_ADMIN)
@@ -220,6 +227,7 @@ class Functions(pulumi.ComponentResource):
             writes=[tables[name].arn for name in function.writes],
             publishes=[args.kafka.topic_arn(topic) for topic in function.publishes],
             key=args.ledgers.key_arn,
+            region=args.region,
         )
         if function.trigger is TriggerKind.KAFKA:
             access.consumes = (
@@ -245,7 +253,7 @@ class Functions(pulumi.ComponentResource):
             "METERLINE_CELL": args.cell,
             "METERLINE_CATALOG": CATALOG_NAME,  # relative to the package root
             # meterline.adapters.dynamodb.physical_name: prefix + table name
-            "METERLINE_TABLE_PREFIX": f"{args.cell}-",
+            "METERLINE_TABLE_PREFIX": args.ledgers.table_prefix,
             "POWERTOOLS_SERVICE_NAME": f"meterline-{function.job}",
             "POWERTOOLS_METRICS_NAMESPACE": "meterline",
         }
@@ -266,10 +274,11 @@ class Functions(pulumi.ComponentResource):
             "starting_position": "TRIM_HORIZON",
             "bisect_batch_on_function_error": False,
             "maximum_retry_attempts": STREAM_RETRIES,
+            "metrics_config": {"metrics": MAPPING_METRICS},
         }
         if function.trigger is TriggerKind.KAFKA:
             # Partial batch responses and bounded retries on a Kafka trigger need provisioned pollers.
-            aws.lambda_.EventSourceMapping(
+            mapping = aws.lambda_.EventSourceMapping(
                 function.job,
                 event_source_arn=args.kafka.cluster_arn,
                 topics=[function.source],
@@ -282,11 +291,12 @@ class Functions(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.topics_ready]),
                 **common,
             )
+            self.mappings[function.job] = mapping.uuid
         elif function.trigger is TriggerKind.TABLE_STREAM:
             record_age = STREAM_MAX_RECORD_AGE_SECONDS
             if function.job == "aggregate":
                 common["maximum_retry_attempts"] = record_age = UNTIL_THE_STREAM_DROPS_IT
-            aws.lambda_.EventSourceMapping(
+            mapping = aws.lambda_.EventSourceMapping(
                 function.job,
                 event_source_arn=args.ledgers.tables[function.source].stream_arn,
                 maximum_record_age_in_seconds=record_age,
@@ -296,6 +306,7 @@ class Functions(pulumi.ComponentResource):
                 opts=self.child,
                 **common,
             )
+            self.mappings[function.job] = mapping.uuid
         else:
             self._schedule(function, deployed)
 
@@ -309,7 +320,7 @@ class Functions(pulumi.ComponentResource):
             tags=dict(self.args.tags),
             opts=self.child,
         )
-        aws.iam.RolePolicy(
+        policy = aws.iam.RolePolicy(
             f"{function.job}-scheduler",
             role=role.id,
             policy=pulumi.Output.json_dumps(
@@ -354,7 +365,7 @@ class Functions(pulumi.ComponentResource):
                 },
                 "dead_letter_config": {"arn": self.failure_queue.arn},
             },
-            opts=self.child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
 
     def _cost_items(self, functions: Sequence[Function]) -> list[dict[str, Any]]:

@@ -24,6 +24,10 @@ STREAM_READ = (
     "dynamodb:GetShardIterator",
     "dynamodb:ListStreams",
 )
+# What a role needs of a table's customer-managed key to use the table (as the CDK grants it): DynamoDB
+# decrypts for every read, stream reads included, and encrypts for every write, on the caller's behalf.
+LEDGER_KEY_READ = ("kms:Decrypt", "kms:DescribeKey")
+LEDGER_KEY_WRITE = (*LEDGER_KEY_READ, "kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*")
 # Describe* calls of EC2 have no resource-level permissions: the one statement that needs "*".
 VPC_NETWORK_INTERFACES = (
     "ec2:CreateNetworkInterface",
@@ -53,6 +57,9 @@ class FunctionAccess:
     failure_queue: Arn | None = None
     failure_bucket: Arn | None = None
     key: Arn | None = None
+    """The cell's key: the tables', the log group's and the failure destinations' encryption key."""
+    region: str = ""
+    """Where the tables are: the key is granted for use through DynamoDB in this region only."""
 
 
 def function_policy(access: FunctionAccess) -> dict[str, Any]:
@@ -70,6 +77,13 @@ def function_policy(access: FunctionAccess) -> dict[str, Any]:
         statements.append(_allow("LedgerWrite", TABLE_WRITE, access.writes))
     if access.stream is not None:
         statements.append(_allow("LedgerStream", STREAM_READ, [access.stream]))
+    if access.key is not None and (access.reads or access.writes or access.stream is not None):
+        key_actions = LEDGER_KEY_WRITE if access.writes else LEDGER_KEY_READ
+        statement = _allow("LedgerKey", key_actions, [access.key])
+        statement["Condition"] = {
+            "StringEquals": {"kms:ViaService": f"dynamodb.{access.region}.amazonaws.com"}
+        }
+        statements.append(statement)
     if access.kafka_cluster is not None:
         statements.extend(_kafka(access))
     if access.failure_queue is not None:

@@ -1,7 +1,9 @@
 """The cell's DynamoDB ledgers, from `meterline.topology.TABLES`, and the cell's KMS key.
 
 Every table is on-demand, point-in-time recoverable, deletion-protected and encrypted with the
-cell's customer-managed key; streams and TTL exactly where the topology says.
+cell's customer-managed key; streams and TTL exactly where the topology says. Tables and key are
+kept on destroy (infra/components/keep.py); the tables are named `<table_prefix><table>`, the prefix
+carrying the stack's name suffix, so a new incarnation does not collide with retained tables.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.keep import kept
 from meterline.topology import Table
 
 
@@ -22,6 +25,8 @@ class LedgersArgs:
     region: str
     tables: Sequence[Table]
     tags: Mapping[str, str]
+    table_prefix: str
+    """The functions' METERLINE_TABLE_PREFIX: table `usage` is `<table_prefix>usage`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Ledger:
 
 
 class Ledgers(pulumi.ComponentResource):
+    table_prefix: str
     key_arn: pulumi.Output[str]
     tables: dict[str, Ledger]
     cost_items: list[dict[str, Any]]
@@ -48,10 +54,11 @@ class Ledgers(pulumi.ComponentResource):
             deletion_window_in_days=30,
             policy=pulumi.Output.json_dumps(key_policy(account, args.region)),
             tags=dict(args.tags),
-            opts=child,
+            opts=kept(self),
         )
         aws.kms.Alias("cell", name=f"alias/{args.cell}", target_key_id=key.key_id, opts=child)
         self.key_arn = key.arn
+        self.table_prefix = args.table_prefix
         self.tables = {}
         for table in args.tables:
             attributes = [{"name": table.partition_key, "type": "S"}]
@@ -59,7 +66,7 @@ class Ledgers(pulumi.ComponentResource):
                 attributes.append({"name": table.sort_key, "type": "S"})
             resource = aws.dynamodb.Table(
                 table.name,
-                name=f"{args.cell}-{table.name}",
+                name=f"{args.table_prefix}{table.name}",
                 billing_mode="PAY_PER_REQUEST",
                 hash_key=table.partition_key,
                 range_key=table.sort_key,
@@ -71,7 +78,7 @@ class Ledgers(pulumi.ComponentResource):
                 server_side_encryption={"enabled": True, "kms_key_arn": key.arn},
                 deletion_protection_enabled=True,
                 tags={**args.tags, "purpose": table.purpose[:250]},
-                opts=child,
+                opts=kept(self),
             )
             self.tables[table.name] = Ledger(
                 table, resource.name, resource.arn, resource.stream_arn if table.stream else None
@@ -79,7 +86,7 @@ class Ledgers(pulumi.ComponentResource):
         self.cost_items = [{"kind": "kms_key", "count": 1}] + [
             {
                 "kind": "dynamodb_table",
-                "name": f"{args.cell}-{table.name}",
+                "name": f"{args.table_prefix}{table.name}",
                 "table": table.name,
                 "billing": "on_demand",
                 "pitr": True,

@@ -2,6 +2,13 @@
 
 Consumer lag is MSK's own `MaxOffsetLag` for the meter's consumer group, alarmed at five minutes
 of the stack's expected event rate; the table streams' lag is the functions' `IteratorAge`.
+
+A handler that hands records back (a partial batch response) does not fail its invocation, so
+Lambda's `Errors` never counts it: each trigger's own metrics do (`FailedInvokeEventCount`), and
+records it gives up on are alarmed the moment they are dropped or sent to the on-failure
+destination, not when a daily storage metric notices the bucket. The handlers' own metrics
+(namespace `meterline`, dimension `service` = job, as Powertools writes them) alarm on rejected
+and dead-lettered events.
 """
 
 from __future__ import annotations
@@ -22,6 +29,23 @@ from meterline.topology import TriggerKind
 
 LAG_MINUTES = 5
 ITERATOR_AGE_ALARM_MS = 5 * 60 * 1000
+HANDLER_NAMESPACE = "meterline"
+HANDLER_METRICS = {
+    "meter": ("events_accepted", "events_duplicate", "events_rejected", "dead_lettered"),
+    "aggregate": ("usage_aggregated", "dead_lettered"),
+    "rate": ("spend_alerts_published",),
+    "close": ("periods_closed",),
+}
+"""What each handler counts (functions/<job>/aws.py), charted on the dashboard."""
+HANDLER_ALARMS = {"meter": ("events_rejected", "dead_lettered"), "aggregate": ("dead_lettered",)}
+"""Handler metrics that alarm at any count in five minutes: usage that will not be billed as sent
+(meter's rejects and unprocessable records, aggregate's records set aside under `dead`)."""
+MAPPING_ALARMS = {
+    "FailedInvokeEventCount": "records failed or were handed back, and will be retried",
+    "DroppedEventCount": "records were given up on after their retries or age",
+    "OnFailureDestinationDeliveredEventCount": "records were sent to the on-failure destination",
+}
+"""Event source mapping metrics (the EventCount group) that alarm at any count in five minutes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +113,26 @@ class Operations(pulumi.ComponentResource):
                     statistic="Maximum",
                     description=f"{job}: more than {LAG_MINUTES} minutes of expected events behind",
                 )
+        for job, uuid in args.functions.mappings.items():
+            for metric, meaning in MAPPING_ALARMS.items():
+                self._alarm(
+                    f"{job}-{_kebab(metric.removesuffix('EventCount'))}",
+                    "AWS/Lambda",
+                    metric,
+                    {"EventSourceMappingUUID": uuid},
+                    threshold=0,
+                    description=f"{job}: {meaning}",
+                )
+        for job, metrics in HANDLER_ALARMS.items():
+            for metric in metrics:
+                self._alarm(
+                    f"{job}-{metric.replace('_', '-')}",
+                    HANDLER_NAMESPACE,
+                    metric,
+                    {"service": job},
+                    threshold=0,
+                    description=f"{job}: {metric.replace('_', ' ')} in the last 5 minutes",
+                )
         self._alarm(
             "failures-queue",
             "AWS/SQS",
@@ -97,16 +141,6 @@ class Operations(pulumi.ComponentResource):
             threshold=0,
             statistic="Maximum",
             description="stream or schedule failures were dead-lettered",
-        )
-        self._alarm(
-            "kafka-failures-bucket",
-            "AWS/S3",
-            "NumberOfObjects",
-            {"BucketName": args.functions.failure_bucket_name, "StorageType": "AllStorageTypes"},
-            threshold=0,
-            statistic="Maximum",
-            period=86400,
-            description="Kafka batches were dead-lettered (S3 storage metrics are daily)",
         )
         for table, ledger in args.ledgers.tables.items():
             for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
@@ -125,7 +159,14 @@ class Operations(pulumi.ComponentResource):
                 functions=[deployed.name for deployed in args.functions.functions.values()],
                 tables=[ledger.name for ledger in args.ledgers.tables.values()],
                 cluster=args.kafka.cluster_name,
-            ).apply(lambda names: json.dumps(dashboard_body(args.region, args.cell, **names))),
+                mappings=args.functions.mappings,
+            ).apply(
+                lambda names: json.dumps(
+                    dashboard_body(
+                        args.region, args.cell, topics=[t.name for t in args.kafka.topics], **names
+                    )
+                )
+            ),
             opts=self.child,
         )
         self.dashboard_name = dashboard.dashboard_name
@@ -169,8 +210,19 @@ class Operations(pulumi.ComponentResource):
         self.alarm_count += 1
 
 
+def _kebab(name: str) -> str:
+    """`FailedInvoke` → `failed-invoke`."""
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
 def dashboard_body(
-    region: str, cell: str, functions: list[str], tables: list[str], cluster: str
+    region: str,
+    cell: str,
+    functions: list[str],
+    tables: list[str],
+    cluster: str,
+    topics: list[str],
+    mappings: dict[str, str],
 ) -> dict[str, Any]:
     def widget(title: str, metrics: list[list[Any]], y: int, x: int = 0) -> dict[str, Any]:
         return {
@@ -206,7 +258,13 @@ def dashboard_body(
                 [["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p99"}] for f in functions],
                 6,
             ),
-            widget("Kafka bytes in", [["AWS/Kafka", "BytesInPerSec", "Cluster Name", cluster]], 6, 12),
+            # MSK Serverless reports bytes per topic only: a widget without the Topic dimension stays empty
+            widget(
+                "Kafka bytes in per topic",
+                [["AWS/Kafka", "BytesInPerSec", "Cluster Name", cluster, "Topic", t] for t in topics],
+                6,
+                12,
+            ),
             widget(
                 "ledger consumed writes",
                 [["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", t] for t in tables],
@@ -221,6 +279,31 @@ def dashboard_body(
                 ],
                 12,
                 12,
+            ),
+            widget(
+                "meter outcomes",
+                [[HANDLER_NAMESPACE, m, "service", "meter"] for m in HANDLER_METRICS["meter"]],
+                18,
+            ),
+            widget(
+                "job results",
+                [
+                    [HANDLER_NAMESPACE, m, "service", job]
+                    for job, names in HANDLER_METRICS.items()
+                    if job != "meter"
+                    for m in names
+                ],
+                18,
+                12,
+            ),
+            widget(
+                "triggers: failed, dropped, sent to the on-failure destination",
+                [
+                    ["AWS/Lambda", metric, "EventSourceMappingUUID", uuid, {"label": f"{job} {metric}"}]
+                    for job, uuid in sorted(mappings.items())
+                    for metric in MAPPING_ALARMS
+                ],
+                24,
             ),
         ]
     }

@@ -10,7 +10,7 @@ import pulumi_azure_native.resources as resources
 
 from infra.components.azure.events import Events, EventsArgs
 from infra.components.azure.functions import Functions, FunctionsArgs, hub_trigger
-from infra.components.azure.ledgers import Ledgers, LedgersArgs
+from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
 from infra.config import REPO_ROOT, StackConfig
 from infra.outputs import cost_inputs
@@ -23,18 +23,39 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
     assert config.event_hubs is not None
     tags = config.resource_tags()
     client = authorization.get_client_config_output()
+    # Kept: deleting a resource group deletes everything in it, retained ledgers and keys included
     group = resources.ResourceGroup(
-        "cell", resource_group_name=f"{config.cell}-billing", location=config.region, tags=tags
+        "cell",
+        resource_group_name=config.unique(f"{config.cell}-billing"),
+        location=config.region,
+        tags=tags,
+        opts=pulumi.ResourceOptions(protect=True, retain_on_delete=True),
     )
     consumer_groups = [(t.hub, t.consumer_group) for f in FUNCTIONS if (t := hub_trigger(f)) is not None]
     events = Events(
         "events",
-        EventsArgs(config.cell, config.region, group.name, config.event_hubs, TOPICS, consumer_groups, tags),
+        EventsArgs(
+            config.cell,
+            config.unique(f"{config.cell}-events"),
+            config.region,
+            group.name,
+            config.event_hubs,
+            TOPICS,
+            consumer_groups,
+            tags,
+        ),
     )
     ledgers = Ledgers(
         "ledgers",
         LedgersArgs(
-            config.cell, config.region, group.name, client.tenant_id, client.subscription_id, TABLES, tags
+            config.cell,
+            config.region,
+            group.name,
+            client.tenant_id,
+            client.subscription_id,
+            TABLES,
+            tags,
+            config.name_suffix,
         ),
     )
     insights = Insights(
@@ -47,6 +68,8 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             location=config.region,
             resource_group=group.name,
             subscription_id=client.subscription_id,
+            deployer_object_id=client.object_id,
+            name_suffix=config.name_suffix,
             functions=FUNCTIONS,
             catalog=config.catalog,
             build_dir=BUILD_DIR / config.stack,
@@ -77,6 +100,12 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         "table_endpoint": ledgers.table_endpoint,
         "functions": {job: {"name": f.name, "id": f.app_id} for job, f in functions.functions.items()},
         "cost_inputs": cost_inputs(config, TOPICS, [events, ledgers, insights, functions, alerts]),
+        # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
+        "cell_settings": {
+            "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
+            "METERLINE_TABLES_ENDPOINT": ledgers.table_endpoint,
+            "METERLINE_KAFKA_BOOTSTRAP": events.kafka_bootstrap,
+        },
         "retention_capped_hours": pulumi.Output.from_input(
             {
                 t: h

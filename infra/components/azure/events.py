@@ -24,6 +24,8 @@ from meterline.topology import Topic
 @dataclass(frozen=True, slots=True)
 class EventsArgs:
     cell: str
+    namespace_name: str
+    """Global (`<name>.servicebus.windows.net`): it carries the stack's name suffix."""
     location: str
     resource_group: pulumi.Input[str]
     sku: EventHubs
@@ -45,7 +47,7 @@ class Events(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         namespace = eventhub.Namespace(
             "namespace",
-            namespace_name=f"{args.cell}-events",
+            namespace_name=args.namespace_name,
             resource_group_name=args.resource_group,
             location=args.location,
             sku={"name": args.sku.sku, "tier": args.sku.sku, "capacity": args.sku.capacity},
@@ -95,7 +97,7 @@ class Events(pulumi.ComponentResource):
         self.cost_items: list[dict[str, Any]] = [
             {
                 "kind": "eventhubs_namespace",
-                "name": f"{args.cell}-events",
+                "name": args.namespace_name,
                 "sku": args.sku.sku,
                 "capacity": args.sku.capacity,
                 "maximum_throughput_units": args.sku.maximum_throughput_units,

@@ -7,8 +7,12 @@ exactly its data roles. The triggers are the code's (`functions/<job>/azure.py`)
 - rate and close: timers. Neither receives from Event Hubs.
 
 Packages are deployed from a blob container of the cell's host storage account, read with the
-app's identity (`functionAppConfig.deployment.storage`, the documented Flex way). No connection
-strings: host storage, Event Hubs and Application Insights use the identity too.
+app's identity (`functionAppConfig.deployment.storage`, the documented Flex way), and uploaded by
+the deployer with Entra ID (package_blob.py: the account takes no shared keys), who holds Storage
+Blob Data Contributor on each package container for that. No connection strings: host storage,
+Event Hubs and Application Insights use the identity too. The host account is encrypted with the
+cell's key through the ledger's encryption identity, so it waits for that identity's key grant.
+App names are global (`<app>.azurewebsites.net`): they carry the stack's name suffix.
 
 A package is a "local build": host.json at its root and the third-party dependencies, built for
 Linux and the app's Python, under `.python_packages/lib/site-packages` (fetched once per set of pins,
@@ -33,7 +37,9 @@ import pulumi_azure_native.web as web
 from infra.components.aws.functions import invocations_per_month
 from infra.components.azure.events import Events
 from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, account_name
+from infra.components.azure.package_blob import PackageBlob, PackageBlobArgs
 from infra.components.azure.roles import (
+    BLOB_CONTRIBUTOR,
     BLOB_OWNER,
     EVENTHUB_RECEIVER,
     EVENTHUB_SENDER,
@@ -46,6 +52,7 @@ from infra.packaging import (
     CATALOG_NAME,
     CORE_DIR,
     FUNCTIONS_DIR,
+    OPERATOR_TOOLS,
     offline_build,
     tree_entries,
     vendored_dependencies,
@@ -55,6 +62,7 @@ from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, Hu
 from meterline.topology import AGGREGATE, USAGE_TABLE, Function
 
 PYTHON_VERSION = "3.12"
+PACKAGE_BLOB = "released-package.zip"
 FLEX_MEMORY_MB = (512, 2048, 4096)
 JOINS = {AGGREGATE.job: (USAGE_TABLE.name,)}
 """Tables a job reads on Azure beyond the topology's: aggregate asks the usage table what meter
@@ -76,9 +84,6 @@ HOST_JSON = {
     # 4.x carries an Event Hubs extension (5+) that takes the identity-based `<connection>__*` settings
     "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
 }
-_CORE_EXCLUDED = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,9 @@ class FunctionsArgs:
     location: str
     resource_group: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
+    deployer_object_id: pulumi.Input[str]
+    """Who runs `pulumi up` (azure-native's client config): it uploads the packages."""
+    name_suffix: str
     functions: Sequence[Function]
     catalog: Path
     build_dir: Path
@@ -145,7 +153,7 @@ def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None)
     the core, the catalog and the entries of the `dependencies` zip when there is one."""
     out.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, Path | bytes]] = sorted(
-        tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED), key=lambda entry: entry[0]
+        tree_entries(CORE_DIR, CORE_DIR.parent, OPERATOR_TOOLS), key=lambda entry: entry[0]
     )
     handler = FUNCTIONS_DIR / job / "azure.py"
     if handler.is_file():
@@ -168,7 +176,7 @@ class Functions(pulumi.ComponentResource):
         self.child = pulumi.ResourceOptions(parent=self)
         self.host = storage.StorageAccount(
             "host",
-            account_name=account_name(args.cell, "host"),
+            account_name=account_name(args.cell, "host", args.name_suffix),
             resource_group_name=args.resource_group,
             location=args.location,
             kind="StorageV2",
@@ -194,7 +202,7 @@ class Functions(pulumi.ComponentResource):
                 "services": {"blob": {"enabled": True, "key_type": "Account"}},
             },
             tags=dict(args.tags),
-            opts=self.child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.ledgers.key_grant]),
         )
         self.dependencies = vendored_dependencies("azure", PYTHON_VERSION, offline=args.offline)
         self.dependencies_bundled = self.dependencies is not None
@@ -224,17 +232,25 @@ class Functions(pulumi.ComponentResource):
             opts=self.child,
         )
         archive = build_package(job, args.catalog, args.build_dir, self.dependencies)
-        storage.Blob(
+        uploader = assign(
+            f"{physical}-deployer-uploads",
+            BLOB_CONTRIBUTOR,
+            args.deployer_object_id,
+            container.id,
+            args.subscription_id,
+            self,
+            principal_type=None,
+        )
+        package = PackageBlob(
             job,
-            blob_name="released-package.zip",
-            container_name=container.name,
-            account_name=self.host.name,
-            resource_group_name=args.resource_group,
-            type="Block",
-            content_type="application/zip",
-            source=pulumi.FileAsset(str(archive)),
-            metadata={"sha256": hashlib.sha256(archive.read_bytes()).hexdigest()},
-            opts=self.child,
+            PackageBlobArgs(
+                account_url=self.host.primary_endpoints.blob,
+                container=container.name,
+                blob=PACKAGE_BLOB,
+                source=archive,
+                sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[uploader]),
         )
         plan = web.AppServicePlan(
             job,
@@ -250,7 +266,7 @@ class Functions(pulumi.ComponentResource):
         package_url = pulumi.Output.concat(self.host.primary_endpoints.blob, container.name)
         app = web.WebApp(
             job,
-            name=physical,
+            name=f"{physical}-{args.name_suffix}",
             resource_group_name=args.resource_group,
             location=args.location,
             kind="functionapp,linux",
@@ -282,7 +298,7 @@ class Functions(pulumi.ComponentResource):
                 "app_settings": self._settings(function, identity),
             },
             tags={**args.tags, "job": job},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*grants, package]),
         )
         return DeployedFunction(function, app.name, app.id, identity.principal_id)
 
@@ -350,7 +366,7 @@ class Functions(pulumi.ComponentResource):
         items: list[dict[str, Any]] = [
             {
                 "kind": "storage_account",
-                "name": account_name(self.args.cell, "host"),
+                "name": account_name(self.args.cell, "host", self.args.name_suffix),
                 "purpose": "function host: packages, checkpoints, leases",
             }
         ]

@@ -12,6 +12,10 @@ conditional insert per event) would cost ~40x more. What Cosmos would add, and t
   of an overwritten row is not possible — an accepted gap, written down here.
 - Transactions: the same either way (entity group transactions: one PartitionKey, ≤100 operations).
 Shared keys are disabled: every client uses Entra ID, with data roles scoped to single tables.
+
+Kept on destroy (infra/components/keep.py): the account, its tables and lock, and what keeps it
+readable: the vault, the key, the encryption identity and its grant on the key. The vault (purge
+protection holds its name for 90 days after deletion) and the account carry the stack's suffix.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pulumi_azure_native.managedidentity as managedidentity
 import pulumi_azure_native.storage as storage
 
 from infra.components.azure.roles import KEY_ENCRYPTION_USER, assign
+from infra.components.keep import kept
 from meterline.topology import Table
 
 
@@ -40,15 +45,18 @@ class LedgersArgs:
     subscription_id: pulumi.Input[str]
     tables: Sequence[Table]
     tags: Mapping[str, str]
+    name_suffix: str
 
 
 TABLE_PREFIX = "ledger"
 """The functions' METERLINE_TABLE_PREFIX: table `usage` is `ledgerusage` (Azure: letters and digits)."""
 
 
-def account_name(cell: str, purpose: str) -> str:
-    """Storage account names are global, 3-24 lowercase letters and digits."""
-    return (cell.replace("-", "") + purpose + hashlib.sha256(f"{cell}/{purpose}".encode()).hexdigest())[:24]
+def account_name(cell: str, purpose: str, suffix: str) -> str:
+    """Storage account names are global, 3-24 lowercase letters and digits: the cell, the purpose,
+    and a digest that the stack's name suffix changes."""
+    digest = hashlib.sha256(f"{cell}/{purpose}/{suffix}".encode()).hexdigest()
+    return (cell.replace("-", "") + purpose + digest)[:24]
 
 
 class Ledgers(pulumi.ComponentResource):
@@ -58,13 +66,14 @@ class Ledgers(pulumi.ComponentResource):
     vault_uri: pulumi.Output[str]
     key_name: pulumi.Output[str]
     encryption_identity_id: pulumi.Output[str]
+    key_grant: pulumi.Resource
+    """The encryption identity's right to use the key: accounts encrypted with it wait for it."""
 
     def __init__(self, name: str, args: LedgersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:azure:Ledgers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         vault = keyvault.Vault(
             "cell",
-            vault_name=f"{args.cell}-keys-{hashlib.sha256(args.cell.encode()).hexdigest()[:6]}",
+            vault_name=f"{args.cell}-keys-{args.name_suffix}",
             resource_group_name=args.resource_group,
             location=args.location,
             properties={
@@ -78,7 +87,7 @@ class Ledgers(pulumi.ComponentResource):
                 "network_acls": {"default_action": "Deny", "bypass": "AzureServices"},
             },
             tags=dict(args.tags),
-            opts=child,
+            opts=kept(self),
         )
         key = keyvault.Key(
             "cell",
@@ -96,7 +105,7 @@ class Ledgers(pulumi.ComponentResource):
                 },
             },
             tags=dict(args.tags),
-            opts=child,
+            opts=kept(self),
         )
         identity = managedidentity.UserAssignedIdentity(
             "ledger-encryption",
@@ -104,7 +113,7 @@ class Ledgers(pulumi.ComponentResource):
             resource_group_name=args.resource_group,
             location=args.location,
             tags=dict(args.tags),
-            opts=child,
+            opts=kept(self),
         )
         key_grant = assign(
             f"{args.cell}-ledger-encryption-key",
@@ -113,10 +122,13 @@ class Ledgers(pulumi.ComponentResource):
             key.id,
             args.subscription_id,
             self,
+            opts=kept(self),
         )
+        self.key_grant = key_grant
+        ledger_account = account_name(args.cell, "ledger", args.name_suffix)
         account = storage.StorageAccount(
             "ledger",
-            account_name=account_name(args.cell, "ledger"),
+            account_name=ledger_account,
             resource_group_name=args.resource_group,
             location=args.location,
             kind="StorageV2",
@@ -138,7 +150,7 @@ class Ledgers(pulumi.ComponentResource):
                 },
             },
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[key_grant]),
+            opts=kept(self, [key_grant]),
         )
         authorization.ManagementLockByScope(
             "ledger",
@@ -146,7 +158,7 @@ class Ledgers(pulumi.ComponentResource):
             lock_name="ledger-cannot-delete",
             level="CanNotDelete",
             notes="billing ledgers: remove this lock deliberately before deleting the account",
-            opts=child,
+            opts=kept(self),
         )
         self.table_ids = {
             table.name: storage.Table(
@@ -154,7 +166,7 @@ class Ledgers(pulumi.ComponentResource):
                 table_name=f"{TABLE_PREFIX}{table.name}",
                 account_name=account.name,
                 resource_group_name=args.resource_group,
-                opts=child,
+                opts=kept(self),
             ).id
             for table in args.tables
         }
@@ -168,7 +180,7 @@ class Ledgers(pulumi.ComponentResource):
             *(
                 {
                     "kind": "storage_table",
-                    "name": f"{account_name(args.cell, 'ledger')}/{TABLE_PREFIX}{table.name}",
+                    "name": f"{ledger_account}/{TABLE_PREFIX}{table.name}",
                     "table": table.name,
                     "replication": "ZRS",
                 }

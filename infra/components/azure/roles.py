@@ -14,6 +14,7 @@ USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"  # User Acces
 TABLE_READER = "76199698-9eea-4c19-bc75-cec21354c6b6"  # Storage Table Data Reader
 TABLE_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"  # Storage Table Data Contributor
 BLOB_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"  # Storage Blob Data Owner (Functions host storage)
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"  # Storage Blob Data Contributor (package upload)
 EVENTHUB_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f317a0d85a5"  # Azure Event Hubs Data Receiver
 EVENTHUB_SENDER = "2b629674-e913-4c01-ae53-ef4638d8f975"  # Azure Event Hubs Data Sender
 METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"  # Monitoring Metrics Publisher
@@ -28,7 +29,11 @@ def assign(
     scope: pulumi.Input[str],
     subscription_id: pulumi.Input[str],
     parent: pulumi.Resource,
+    principal_type: str | None = "ServicePrincipal",
+    opts: pulumi.ResourceOptions | None = None,
 ) -> authorization.RoleAssignment:
+    """A role assignment named by `name` and `role` (stable across updates). `principal_type` None
+    lets Azure look the principal up: the deployer may be a user or a service principal."""
     return authorization.RoleAssignment(
         name,
         role_assignment_name=str(uuid.uuid5(uuid.NAMESPACE_URL, f"meterline/{name}/{role}")),
@@ -36,7 +41,7 @@ def assign(
             "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", role
         ),
         principal_id=principal_id,
-        principal_type="ServicePrincipal",
+        principal_type=principal_type,
         scope=scope,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=parent), opts),
     )

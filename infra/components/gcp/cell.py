@@ -7,9 +7,10 @@ from typing import Any
 from infra.components.gcp.functions import KAFKA_DRAINS, Functions, FunctionsArgs
 from infra.components.gcp.kafka import Kafka, KafkaArgs
 from infra.components.gcp.keys import Keys, KeysArgs
-from infra.components.gcp.ledgers import Ledgers, LedgersArgs
+from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, LedgersArgs
 from infra.components.gcp.network import Network, NetworkArgs
 from infra.components.gcp.operations import Operations, OperationsArgs
+from infra.components.gcp.project import Project, ProjectArgs
 from infra.config import REPO_ROOT, GcpNetwork, ManagedKafka, StackConfig
 from infra.outputs import cost_inputs
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
@@ -25,17 +26,32 @@ def labels_of(tags: dict[str, str]) -> dict[str, str]:
 
 def gcp_cell(config: StackConfig) -> dict[str, Any]:
     assert isinstance(config.network, GcpNetwork) and config.project and config.managed_kafka
-    project, capacity = config.project, config.managed_kafka
+    capacity = config.managed_kafka
     labels = labels_of(config.resource_tags())
-    network = Network("network", NetworkArgs(config.cell, config.region, config.network.cidr, labels))
-    keys = Keys("keys", KeysArgs(config.cell, config.region, project, labels))
+    project = Project("project", ProjectArgs(config.project))
+    network = Network(
+        "network", NetworkArgs(config.cell, config.region, config.network.cidr, project, labels)
+    )
+    keys = Keys(
+        "keys", KeysArgs(config.cell, config.region, project, config.unique(f"{config.cell}-keys"), labels)
+    )
     kafka = Kafka("kafka", _kafka_args(config, project, capacity, network, keys, labels))
     triggered = [
         f.source for f in FUNCTIONS if f.trigger is TriggerKind.TABLE_STREAM and f.job not in KAFKA_DRAINS
     ]
     ledgers = Ledgers(
         "ledgers",
-        LedgersArgs(config.cell, config.region, project, TABLES, keys.key_id, keys.grants, labels, triggered),
+        LedgersArgs(
+            cell=config.cell,
+            region=config.region,
+            project=project,
+            database_name=config.unique(f"{config.cell}-ledger"),
+            tables=TABLES,
+            key_id=keys.key_id,
+            key_grants=keys.grants,
+            labels=labels,
+            triggered=triggered,
+        ),
     )
     functions = Functions(
         "functions",
@@ -55,7 +71,7 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
         ),
     )
     operations = Operations(
-        "operations", OperationsArgs(config.cell, config.region, kafka, functions, keys, labels)
+        "operations", OperationsArgs(config.cell, config.region, project, kafka, functions, keys, labels)
     )
     return {
         "network": network.network_id,
@@ -66,12 +82,19 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
         "functions": {job: {"name": f.name, "uri": f.uri} for job, f in functions.functions.items()},
         "alert_topic": operations.alert_topic,
         "cost_inputs": cost_inputs(config, TOPICS, [network, keys, kafka, ledgers, functions, operations]),
+        # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
+        "cell_settings": {
+            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
+            "METERLINE_FIRESTORE_DATABASE": ledgers.database_name,
+            "GOOGLE_CLOUD_PROJECT": config.project,
+            "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        },
     }
 
 
 def _kafka_args(
     config: StackConfig,
-    project: str,
+    project: Project,
     capacity: ManagedKafka,
     network: Network,
     keys: Keys,

@@ -10,6 +10,10 @@ service account, and the triggers that stand in for Lambda's event source mappin
   collection (Eventarc) — one delivery per document, not a batch;
 - the schedule (close): Cloud Scheduler calls the function with an OIDC token.
 
+Builds run as the cell's own Cloud Build account (`roles/cloudbuild.builds.builder`, reading the
+sources bucket): a new project's default build account no longer has the rights a build needs.
+The sources bucket holds only what git rebuilds, so a destroy may empty it (`force_destroy`).
+
 Least privilege: Firestore IAM stops at the database, so each account gets `datastore.user` (or
 `viewer`) under a condition naming the cell's database; Kafka access (to publish, or to consume
 and commit in a consumer group) is `managedkafka.client` conditioned on the cell's cluster. One
@@ -30,7 +34,8 @@ import pulumi_gcp as gcp
 from infra.components.aws.functions import invocations_per_month
 from infra.components.gcp.kafka import Kafka
 from infra.components.gcp.keys import Keys
-from infra.components.gcp.ledgers import Ledgers
+from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, collection
+from infra.components.gcp.project import Project, after
 from infra.components.gcp.source import ENTRY_POINT, source_archive
 from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS
 from meterline.topology import AGGREGATE, Function, TriggerKind
@@ -40,6 +45,9 @@ EVENT_DRIVEN_MAX_TIMEOUT = 540
 FIRESTORE_CREATED = "google.cloud.firestore.document.v1.created"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 SCHEDULE_RETRIES = 3
+BUILDER_ROLE = "roles/cloudbuild.builds.builder"
+APIS = ("storage", "serviceaccount", "projects", "cloudfunctionsv2", "cloudrunv2", "cloudscheduler")
+"""The pulumi-gcp modules this component's resources come from: each waits for their APIs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +70,7 @@ KAFKA_DRAINS = {
 class FunctionsArgs:
     cell: str
     region: str
-    project: str
+    project: Project
     functions: Sequence[Function]
     catalog: Path
     build_dir: Path
@@ -90,19 +98,20 @@ class Functions(pulumi.ComponentResource):
     def __init__(self, name: str, args: FunctionsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Functions", name, None, opts)
         self.args = args
-        self.child = pulumi.ResourceOptions(parent=self)
+        self.project_id = args.project.project_id
+        self.child = args.project.children(self, *APIS)
         self.bucket = gcp.storage.Bucket(
             "sources",
-            name=f"{args.project}-{args.cell}-sources",
+            name=f"{self.project_id}-{args.cell}-sources",
             location=args.region.upper(),
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
-            versioning={"enabled": True},
             encryption={"default_kms_key_name": args.keys.key_id},
-            force_destroy=False,
+            force_destroy=True,
             labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keys.grants)),
+            opts=after(self.child, args.keys.grants),
         )
+        self.builder, self.builder_grants = self._builder()
         invoker = gcp.serviceaccount.Account(
             "invoker",
             account_id=f"{args.cell}-invoker",
@@ -110,9 +119,9 @@ class Functions(pulumi.ComponentResource):
             opts=self.child,
         )
         self.invoker_email = invoker.email
-        gcp.projects.IAMMember(
+        self.receives_events = gcp.projects.IAMMember(
             "invoker-receives-events",
-            project=args.project,
+            project=self.project_id,
             role="roles/eventarc.eventReceiver",
             member=invoker.member,
             opts=self.child,
@@ -120,6 +129,34 @@ class Functions(pulumi.ComponentResource):
         self.functions = {function.job: self._function(function, invoker) for function in args.functions}
         self.cost_items = self._cost_items()
         self.register_outputs({job: f.uri for job, f in self.functions.items()})
+
+    def _builder(self) -> tuple[gcp.serviceaccount.Account, list[pulumi.Resource]]:
+        """The account Cloud Build builds the functions as, and its grants: it builds, logs and
+        pushes images (builds.builder) and reads this cell's sources, nothing else."""
+        cell = self.args.cell
+        builder = gcp.serviceaccount.Account(
+            "builder",
+            account_id=f"{cell}-builder",
+            display_name=f"{cell}: Cloud Build for the cell's functions",
+            opts=self.child,
+        )
+        grants: list[pulumi.Resource] = [
+            gcp.projects.IAMMember(
+                "builder-builds",
+                project=self.project_id,
+                role=BUILDER_ROLE,
+                member=builder.member,
+                opts=self.child,
+            ),
+            gcp.storage.BucketIAMMember(
+                "builder-reads-sources",
+                bucket=self.bucket.name,
+                role="roles/storage.objectViewer",
+                member=builder.member,
+                opts=self.child,
+            ),
+        ]
+        return builder, grants
 
     def _function(self, function: Function, invoker: gcp.serviceaccount.Account) -> DeployedFunction:
         args = self.args
@@ -155,6 +192,7 @@ class Functions(pulumi.ComponentResource):
                 "runtime": RUNTIME,
                 "entry_point": ENTRY_POINT,
                 "source": {"storage_source": {"bucket": self.bucket.name, "object": source.name}},
+                "service_account": self.builder.name,
             },
             service_config={
                 "available_memory": f"{function.memory_mb}Mi",
@@ -173,13 +211,14 @@ class Functions(pulumi.ComponentResource):
             },
             event_trigger=self._event_trigger(function, invoker),
             labels={**args.labels, "job": job},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            # an event trigger delivers as the invoker, which must be an event receiver first
+            opts=after(self.child, [*grants, *self.builder_grants, self.receives_events]),
         )
         # The Cloud Run service behind the function, by its short name (what metrics label it with).
         service = resource.service_config.apply(
             lambda config: str((config or {}).get("service") or physical).rsplit("/", 1)[-1]
         )
-        gcp.cloudrunv2.ServiceIamMember(
+        invokes = gcp.cloudrunv2.ServiceIamMember(
             f"{job}-invoker",
             name=service,
             location=args.region,
@@ -189,7 +228,7 @@ class Functions(pulumi.ComponentResource):
         )
         deployed = DeployedFunction(function, resource.name, service, resource.url, account.email)
         if scheduled:
-            self._schedule(function, deployed, invoker, drain)
+            self._schedule(function, deployed, invoker, drain, invokes)
         return deployed
 
     def _grants(self, function: Function, account: gcp.serviceaccount.Account) -> list[pulumi.Resource]:
@@ -198,7 +237,7 @@ class Functions(pulumi.ComponentResource):
         grants: list[pulumi.Resource] = [
             gcp.projects.IAMMember(
                 f"{function.job}-ledger",
-                project=args.project,
+                project=self.project_id,
                 role=role,
                 member=account.member,
                 condition={
@@ -212,7 +251,7 @@ class Functions(pulumi.ComponentResource):
             grants.append(
                 gcp.projects.IAMMember(
                     f"{function.job}-kafka",
-                    project=args.project,
+                    project=self.project_id,
                     role="roles/managedkafka.client",
                     member=account.member,
                     condition={
@@ -227,12 +266,14 @@ class Functions(pulumi.ComponentResource):
         return grants
 
     def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
+        """What meterline.adapters.gcp_functions.Settings.from_env reads (tests/infra parse it)."""
         args = self.args
         variables: dict[str, pulumi.Input[str]] = {
             "METERLINE_CELL": args.cell,
             "METERLINE_CATALOG": "catalog.yaml",
+            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
             "METERLINE_FIRESTORE_DATABASE": args.ledgers.database_name,
-            "GOOGLE_CLOUD_PROJECT": args.project,
+            "GOOGLE_CLOUD_PROJECT": self.project_id,
         }
         if function.publishes or function.job in KAFKA_DRAINS:
             variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
@@ -262,7 +303,7 @@ class Functions(pulumi.ComponentResource):
                     {"attribute": "database", "value": self.args.ledgers.database_name},
                     {
                         "attribute": "document",
-                        "value": f"{function.source}/{{entry}}",
+                        "value": f"{collection(function.source)}/{{entry}}",
                         "operator": "match-path-pattern",
                     },
                 ],
@@ -275,6 +316,7 @@ class Functions(pulumi.ComponentResource):
         deployed: DeployedFunction,
         invoker: gcp.serviceaccount.Account,
         drain: KafkaDrain | None,
+        invokes: pulumi.Resource,
     ) -> None:
         # A drain's tick is not retried: the next one, a minute later, goes on from the committed
         # offsets, and a retry would only queue behind the instance still draining.
@@ -295,7 +337,7 @@ class Functions(pulumi.ComponentResource):
                 "http_method": "POST",
                 "oidc_token": {"service_account_email": invoker.email, "audience": deployed.uri},
             },
-            opts=self.child,
+            opts=after(self.child, [invokes]),  # its calls are refused until the invoker may invoke
         )
 
     def _cost_items(self) -> list[dict[str, Any]]:

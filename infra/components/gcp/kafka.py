@@ -16,6 +16,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components.gcp.keys import Keys
+from infra.components.gcp.project import Project, after
 from infra.config import ManagedKafka
 from meterline.topology import Topic
 
@@ -29,7 +30,7 @@ BRIDGE_RETENTION = f"{7 * 24 * 3600}s"
 class KafkaArgs:
     cell: str
     region: str
-    project: str
+    project: Project
     subnet_id: pulumi.Input[str]
     capacity: ManagedKafka
     topics: Sequence[Topic]
@@ -54,7 +55,7 @@ class Kafka(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KafkaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Kafka", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = args.project.children(self, "managedkafka", "pubsub")
         capacity = {
             "vcpu_count": str(args.capacity.vcpus),
             "memory_bytes": str(args.capacity.memory_gib * GIB),
@@ -70,7 +71,7 @@ class Kafka(pulumi.ComponentResource):
             },
             rebalance_config={"mode": "AUTO_REBALANCE_ON_SCALE_UP"},
             labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keys.grants)),
+            opts=after(child, args.keys.grants),
         )
         self.cluster_id = cluster.cluster_id
         self.cluster_path = cluster.id
@@ -80,7 +81,7 @@ class Kafka(pulumi.ComponentResource):
             ".",
             args.region,
             ".managedkafka.",
-            args.project,
+            args.project.project_id,
             ".cloud.goog:9092",
         )
         topics = {
@@ -149,7 +150,7 @@ class Kafka(pulumi.ComponentResource):
         kafka_topic: gcp.managedkafka.Topic,
     ) -> Bridge:
         slug = topic_name.replace(".", "-")
-        child = pulumi.ResourceOptions(parent=self)
+        child = args.project.children(self, "managedkafka", "pubsub")
         pubsub = gcp.pubsub.Topic(
             slug,
             name=f"{args.cell}-{slug}",
@@ -157,15 +158,15 @@ class Kafka(pulumi.ComponentResource):
             message_retention_duration=BRIDGE_RETENTION,
             message_storage_policy={"allowed_persistence_regions": [args.region]},
             labels={**args.labels, "kafka-topic": slug},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keys.grants)),
+            opts=after(child, args.keys.grants),
         )
         # Kafka Connect runs as the Managed Kafka service agent: it may publish to this topic only.
         publisher = gcp.pubsub.TopicIAMMember(
             f"{slug}-connect-publishes",
             topic=pubsub.name,
             role="roles/pubsub.publisher",
-            member=args.keys.agent("managedkafka").apply(lambda email: f"serviceAccount:{email}"),
-            opts=child,
+            member=args.project.agents["managedkafka"].email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=after(child, [args.project.agents["managedkafka"].created_by]),
         )
         gcp.managedkafka.Connector(
             f"{slug}-to-pubsub",
@@ -177,7 +178,7 @@ class Kafka(pulumi.ComponentResource):
                 "name": f"{slug}-to-pubsub",
                 "tasks.max": "3",
                 "topics": topic_name,
-                "cps.project": args.project,
+                "cps.project": args.project.project_id,
                 "cps.topic": pubsub.name,
                 # The event's bytes and its key (the tenant) pass through unchanged.
                 "key.converter": "org.apache.kafka.connect.storage.StringConverter",
@@ -188,6 +189,6 @@ class Kafka(pulumi.ComponentResource):
                 "metadata.publish": "true",
             },
             task_restart_policy={"minimum_backoff": "60s", "maximum_backoff": "1800s"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[publisher, kafka_topic]),
+            opts=after(child, [publisher, kafka_topic]),
         )
         return Bridge(topic_name, pubsub.id, pubsub.name)

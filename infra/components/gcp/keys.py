@@ -1,6 +1,12 @@
 """The cell's Cloud KMS key ring and key (90-day rotation), and the Google service agents that may
 use it: Firestore (the ledger), Pub/Sub (bridge and alert topics), Managed Kafka (broker storage)
-and Cloud Storage (function sources). Each agent gets encrypt/decrypt on this one key only."""
+and Cloud Storage (function sources). Each agent gets encrypt/decrypt on this one key only, once it
+exists (`Project` creates the agents).
+
+The ring, the key and the ledger's grant are kept (infra/components/keep.py): a key ring cannot be
+deleted at all, and a retained ledger is unreadable without its key and the Firestore agent's grant.
+The ring's name carries the stack's name suffix, so a new incarnation of the cell gets a new ring.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +16,36 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.gcp.project import STORAGE_AGENT, Project
+from infra.components.keep import kept
+
 ROTATION_PERIOD = f"{90 * 24 * 3600}s"
 ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
-SERVICE_AGENTS = {
-    "firestore": "service-{number}@gcp-sa-firestore.iam.gserviceaccount.com",
-    "pubsub": "service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com",
-    "managedkafka": "service-{number}@gcp-sa-managedkafka.iam.gserviceaccount.com",
-    "storage": "service-{number}@gs-project-accounts.iam.gserviceaccount.com",
-}
+KEY_USERS = ("firestore", "pubsub", "managedkafka", STORAGE_AGENT)
+"""The service agents that encrypt and decrypt with the cell's key."""
+LEDGER_KEY_USER = "firestore"
 
 
 @dataclass(frozen=True, slots=True)
 class KeysArgs:
     cell: str
     region: str
-    project: str
+    project: Project
+    ring_name: str
     labels: Mapping[str, str]
 
 
 class Keys(pulumi.ComponentResource):
     key_id: pulumi.Output[str]
-    project_number: pulumi.Output[str]
     grants: list[pulumi.Resource]
     """The agents' key grants: resources encrypted with the key depend on them."""
 
     def __init__(self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Keys", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        project = gcp.organizations.get_project_output(
-            project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
+        apis = args.project.ready_for("kms")
+        ring = gcp.kms.KeyRing(
+            "cell", name=args.ring_name, location=args.region, opts=kept(self, depends_on=apis)
         )
-        self.project_number = project.number
-        ring = gcp.kms.KeyRing("cell", name=f"{args.cell}-keys", location=args.region, opts=child)
         key = gcp.kms.CryptoKey(
             "cell",
             name=f"{args.cell}-ledger",
@@ -50,24 +54,23 @@ class Keys(pulumi.ComponentResource):
             rotation_period=ROTATION_PERIOD,
             destroy_scheduled_duration=f"{30 * 24 * 3600}s",
             labels=dict(args.labels),
-            opts=child,
+            opts=kept(self, depends_on=apis),
         )
         self.key_id = key.id
-        self.grants = [
-            gcp.kms.CryptoKeyIAMMember(
-                f"key-{service}",
-                crypto_key_id=key.id,
-                role=ENCRYPTER_DECRYPTER,
-                member=self.project_number.apply(
-                    lambda number, a=agent: f"serviceAccount:{a.format(number=number)}"
-                ),
-                opts=child,
+        self.grants = []
+        for service in KEY_USERS:
+            agent = args.project.agents[service]
+            after_agent = [*apis, agent.created_by]
+            self.grants.append(
+                gcp.kms.CryptoKeyIAMMember(
+                    f"key-{service}",
+                    crypto_key_id=key.id,
+                    role=ENCRYPTER_DECRYPTER,
+                    member=agent.email.apply(lambda email: f"serviceAccount:{email}"),
+                    opts=kept(self, after_agent)
+                    if service == LEDGER_KEY_USER
+                    else pulumi.ResourceOptions(parent=self, depends_on=after_agent),
+                )
             )
-            for service, agent in SERVICE_AGENTS.items()
-        ]
         self.cost_items = [{"kind": "kms_key", "name": f"{args.cell}-ledger", "count": 1}]
         self.register_outputs({"key_id": self.key_id})
-
-    def agent(self, service: str) -> pulumi.Output[str]:
-        template = SERVICE_AGENTS[service]
-        return self.project_number.apply(lambda number: template.format(number=number))

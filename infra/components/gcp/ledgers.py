@@ -1,10 +1,13 @@
 """The cell's ledgers in one Firestore (native mode) database: one collection per
-`meterline.topology.TABLES` entry, documents keyed by the table's `pk` and `sk`.
+`meterline.topology.TABLES` entry, named as the functions name it (`COLLECTION_PREFIX` + table, the
+functions' METERLINE_TABLE_PREFIX), documents keyed by the table's `pk` and `sk`.
 
 Regional (the cell's region), point-in-time recovery on (7 days), delete protection on, encrypted
-with the cell's key (CMEK). TTL policies on the `expires_at` field exactly where the topology has
-one. What the aggregates table's stream does on AWS, Firestore's document-created events do
-here (Eventarc, to rate); nothing is triggered by usage documents: aggregate reads the topic.
+with the cell's key (CMEK), kept on destroy (infra/components/keep.py) and named with the stack's
+name suffix. TTL policies on the `expires_at` field exactly where the topology has one; the
+composite index the store's range query needs (`firestore_layout.QUERY_INDEX`) on every collection
+the jobs query. What the aggregates table's stream does on AWS, Firestore's document-created
+events do here (Eventarc, to rate); nothing is triggered by usage documents: aggregate reads the topic.
 """
 
 from __future__ import annotations
@@ -16,20 +19,34 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from meterline.topology import Table
+from infra.components.gcp.project import Project, after
+from infra.components.keep import kept
+from meterline.adapters.firestore_layout import QUERY_INDEX, collection_name
+from meterline.topology import AGGREGATES_TABLE, Table
+
+COLLECTION_PREFIX = "ledger-"
+"""The functions' METERLINE_TABLE_PREFIX: table `usage` is collection `ledger-usage`."""
+QUERIED_TABLES = (AGGREGATES_TABLE.name,)
+"""The tables the jobs query by key range (pipeline/ledger.py, aggregate.py, rate.py, close.py);
+the others are read by key only. tests/infra/test_firestore_indexes.py runs the jobs to check it."""
 
 
 @dataclass(frozen=True, slots=True)
 class LedgersArgs:
     cell: str
     region: str
-    project: str
+    project: Project
+    database_name: str
     tables: Sequence[Table]
     key_id: pulumi.Input[str]
     key_grants: Sequence[pulumi.Resource]
     labels: Mapping[str, str]
     triggered: Sequence[str] = ()
     """Collections whose created documents trigger a function (Eventarc)."""
+
+
+def collection(table: str) -> str:
+    return collection_name(COLLECTION_PREFIX, table)
 
 
 class Ledgers(pulumi.ComponentResource):
@@ -40,10 +57,12 @@ class Ledgers(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LedgersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Ledgers", name, None, opts)
+        project_id = args.project.project_id
+        child = args.project.children(self, "firestore")
         database = gcp.firestore.Database(
             "ledger",
-            name=f"{args.cell}-ledger",
-            project=args.project,
+            name=args.database_name,
+            project=project_id,
             location_id=args.region,
             type="FIRESTORE_NATIVE",
             concurrency_mode="PESSIMISTIC",
@@ -51,27 +70,38 @@ class Ledgers(pulumi.ComponentResource):
             delete_protection_state="DELETE_PROTECTION_ENABLED",
             deletion_policy="ABANDON",
             cmek_config={"kms_key_name": args.key_id},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.key_grants)),
+            opts=kept(self, [*args.project.ready_for("firestore"), *args.key_grants]),
         )
         for table in args.tables:
             if table.ttl_attribute:
                 gcp.firestore.Field(
                     f"{table.name}-ttl",
-                    project=args.project,
+                    project=project_id,
                     database=database.name,
-                    collection=table.name,
+                    collection=collection(table.name),
                     field=table.ttl_attribute,
                     ttl_config={},
                     index_config={},  # no single-field indexes on the expiry timestamp
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=child,
                 )
+        for table in QUERIED_TABLES:
+            gcp.firestore.Index(
+                f"{table}-range",
+                project=project_id,
+                database=database.name,
+                collection=collection(table),
+                query_scope="COLLECTION",
+                api_scope="ANY_API",
+                fields=[{"field_path": field, "order": order} for field, order in QUERY_INDEX],
+                opts=after(child, [database]),
+            )
         self.database_name = database.name
-        self.database_path = pulumi.Output.concat("projects/", args.project, "/databases/", database.name)
+        self.database_path = pulumi.Output.concat("projects/", project_id, "/databases/", database.name)
         self.tables = tuple(args.tables)
         self.cost_items: list[dict[str, Any]] = [
             {
                 "kind": "firestore_collection",
-                "name": f"{args.cell}-ledger/{table.name}",
+                "name": f"{args.database_name}/{collection(table.name)}",
                 "table": table.name,
                 "pitr": True,
                 "ttl": table.ttl_attribute is not None,

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.gcp.project import Project
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkArgs:
     cell: str
     region: str
     cidr: str
+    project: Project
     labels: Mapping[str, str]
 
 
@@ -24,7 +27,7 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = args.project.children(self, "compute")
         network = gcp.compute.Network(
             "cell",
             name=f"{args.cell}-net",

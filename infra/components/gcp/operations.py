@@ -14,15 +14,16 @@ import pulumi_gcp as gcp
 from infra.components.gcp.functions import Functions
 from infra.components.gcp.kafka import Kafka
 from infra.components.gcp.keys import Keys
+from infra.components.gcp.project import Project, after
 
 LAG_SECONDS = 5 * 60
-MONITORING_AGENT = "service-{number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
 
 
 @dataclass(frozen=True, slots=True)
 class OperationsArgs:
     cell: str
     region: str
+    project: Project
     kafka: Kafka
     functions: Functions
     keys: Keys
@@ -36,22 +37,21 @@ class Operations(pulumi.ComponentResource):
     def __init__(self, name: str, args: OperationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:gcp:Operations", name, None, opts)
         self.args = args
-        self.child = pulumi.ResourceOptions(parent=self)
+        self.child = args.project.children(self, "pubsub", "monitoring")
         topic = gcp.pubsub.Topic(
             "alerts",
             name=f"{args.cell}-alerts",
             kms_key_name=args.keys.key_id,
             labels=dict(args.labels),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keys.grants)),
+            opts=after(self.child, args.keys.grants),
         )
+        monitoring = args.project.agents["monitoring"]
         gcp.pubsub.TopicIAMMember(
             "alerts-monitoring-publishes",
             topic=topic.name,
             role="roles/pubsub.publisher",
-            member=args.keys.project_number.apply(
-                lambda number: f"serviceAccount:{MONITORING_AGENT.format(number=number)}"
-            ),
-            opts=self.child,
+            member=monitoring.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=after(self.child, [monitoring.created_by]),
         )
         self.channel = gcp.monitoring.NotificationChannel(
             "alerts",

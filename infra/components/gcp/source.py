@@ -15,15 +15,14 @@ from infra.packaging import (
     CATALOG_NAME,
     CORE_DIR,
     FUNCTIONS_DIR,
+    OPERATOR_TOOLS,
     runtime_requirements,
     tree_entries,
     write_zip,
 )
 
 ENTRY_POINT = "handler"
-_CORE_EXCLUDED = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "bench.py", "local", "samples", "__pycache__", "py.typed"}
-)
+_CORE_EXCLUDED = OPERATOR_TOOLS | {"py.typed"}
 
 
 def source_archive(job: str, catalog: Path, out_dir: Path) -> tuple[Path, str]:

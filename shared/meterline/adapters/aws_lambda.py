@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterline.catalog import Catalog, load_catalog
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.ports import Item, Publisher
 from meterline.records import AcceptedUsage, Delivery
+
+if TYPE_CHECKING:  # the meter function does not load the aggregator
+    from meterline.pipeline.aggregate import Aggregator, StreamRecord
 
 
 class SettingsError(ValueError):
@@ -105,6 +108,27 @@ def usage_from_stream(image: Mapping[str, Mapping[str, Any]]) -> AcceptedUsage:
     return AcceptedUsage.from_item(stream_image(image))
 
 
+def stream_records(event: Mapping[str, Any], aggregator: Aggregator) -> list[StreamRecord]:
+    """The usage ledger's new items in a DynamoDB stream event. One that cannot be read as
+    accepted usage is set aside by the aggregator, not left to fail its shard's every retry."""
+    from meterline.pipeline.aggregate import StreamRecord
+
+    records = []
+    for record in event.get("Records", []):
+        if record.get("eventName") != "INSERT":
+            continue
+        change = record["dynamodb"]
+        try:
+            usage = usage_from_stream(change["NewImage"])
+        except Exception as error:
+            aggregator.set_aside(
+                change["SequenceNumber"], f"unreadable usage item: {type(error).__name__}: {error}"
+            )
+            continue
+        records.append(StreamRecord(change["SequenceNumber"], usage))
+    return records
+
+
 def msk_records(event: Mapping[str, Any]) -> Iterator[DeliveredRecord]:
     """An MSK trigger event's records in partition order, decoded as the meter reads them.
 
@@ -112,12 +136,19 @@ def msk_records(event: Mapping[str, Any]) -> Iterator[DeliveredRecord]:
     Python's garbage collection. A record without a value (a tombstone) is read as empty bytes, to
     be rejected and dead-lettered like any other record that is not an event.
     """
-    decode = binascii.a2b_base64
     for records in event["records"].values():
         for record in records:
             key, value = record.get("key"), record.get("value")
             yield DeliveredRecord(
                 Delivery(record["topic"], record["partition"], record["offset"]),
-                None if key is None else decode(key),
-                b"" if value is None else decode(value),
+                None if key is None else _decoded(key),
+                b"" if value is None else _decoded(value),
             )
+
+
+def _decoded(text: str) -> bytes:
+    """Base64 as MSK sends it; text that is not base64 is kept as it is, to be rejected as malformed."""
+    try:
+        return binascii.a2b_base64(text)
+    except (binascii.Error, ValueError):
+        return text.encode("utf-8", "backslashreplace") if isinstance(text, str) else bytes(text)

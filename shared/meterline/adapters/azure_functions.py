@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meterline.adapters.usage_join import NotYetMeteredError as NotYetMeteredError
+from meterline.adapters.usage_join import UnreadableUsageError as UnreadableUsageError
 from meterline.adapters.usage_join import accepted_usage as accepted_usage
 from meterline.adapters.usage_join import stream_sequence
 from meterline.catalog import Catalog, load_catalog

@@ -7,8 +7,8 @@ bytes and string.
 
 ``query`` filters ``pk ==`` and an ``sk`` range and orders by ``sk``, all on the server:
 Firestore orders strings by their UTF-8 bytes, which is code point order, as the port asks. In
-a real database this query needs a composite index on (``pk`` ascending, ``sk`` ascending) for
-each collection; the emulator does without.
+a real database this query needs the composite index ``firestore_layout.QUERY_INDEX`` on each
+collection it queries (infra creates it); the emulator does without.
 
 A transaction reads every conditioned document first, then writes, inside a Firestore
 transaction (which the client retries on contention); a transaction still aborted after that
@@ -26,6 +26,7 @@ from google.api_core.exceptions import AlreadyExists, GoogleAPICallError, RetryE
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from meterline.adapters.firestore_layout import collection_name
 from meterline.ports import (
     ConditionFailedError,
     Expect,
@@ -91,7 +92,7 @@ class FirestoreStore:
         tables: Iterable[str] = TABLE_NAMES,
     ) -> None:
         self._client = client
-        self._collections = {name: f"{collection_prefix}{name}" for name in tables}
+        self._collections = {name: collection_name(collection_prefix, name) for name in tables}
 
     def _collection(self, table: str) -> firestore.CollectionReference:
         try:

@@ -44,7 +44,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, Message, TopicPartition
 
-from meterline.adapters.usage_join import NotYetMeteredError, accepted_usage, stream_sequence
+from meterline.adapters.usage_join import (
+    NotYetMeteredError,
+    UnreadableUsageError,
+    accepted_usage,
+    stream_sequence,
+)
 from meterline.metering import Metering
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
 from meterline.ports import Store
@@ -77,6 +82,8 @@ class DrainReport:
     """Per partition moved this run, the offset committed: the next record to read."""
     waiting: dict[int, int] = field(default_factory=dict)
     """Per partition stopped short, the offset of the first record meter has not reached."""
+    dead_lettered: int = 0
+    """Records set aside because they cannot be aggregated (see ``Aggregator.set_aside``)."""
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +93,7 @@ class DrainReport:
             "batches": self.batches,
             "committed": {str(p): offset for p, offset in sorted(self.committed.items())},
             "waiting": {str(p): offset for p, offset in sorted(self.waiting.items())},
+            "dead_lettered": self.dead_lettered,
             "seconds": round(self.seconds, 3),
         }
 
@@ -121,6 +129,7 @@ class KafkaDrain:
         started = self.clock()
         deadline = started + self.budget_seconds
         report = DrainReport()
+        dead_before = self.aggregator.dead_lettered
         partitions = self.partitions()
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_STORED) for p in partitions])
         buffers: dict[int, list[TopicRecord]] = {p: [] for p in partitions}
@@ -139,6 +148,7 @@ class KafkaDrain:
                         finished.add(partition)
                         self.consumer.pause([TopicPartition(self.topic, partition)])
         report.seconds = self.clock() - started
+        report.dead_lettered = self.aggregator.dead_lettered - dead_before
         return report
 
     def _take(
@@ -203,12 +213,18 @@ class KafkaDrain:
         record's offset (None if every record is metered). Errors surface in partition order."""
         accepted: list[StreamRecord] = []
         for index, (record, join) in enumerate(zip(batch, joins, strict=True)):
+            sequence = stream_sequence(record.delivery)
             try:
                 usage = join.result()
             except NotYetMeteredError:
                 for later in joins[index:]:
                     later.cancel()
                 return list(batch[:index]), accepted, record.delivery.offset
+            except UnreadableUsageError as error:
+                self.aggregator.set_aside(
+                    sequence, f"unreadable usage item: {error}", None, str(record.delivery)
+                )
+                continue
             if usage is not None:
-                accepted.append(StreamRecord(stream_sequence(record.delivery), usage))
+                accepted.append(StreamRecord(sequence, usage))
         return list(batch), accepted, None

@@ -3,6 +3,7 @@ They pass the same contract suite as the real adapters."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +23,10 @@ from meterline.ports import (
 class MemoryStore:
     def __init__(self, tables: Sequence[str]) -> None:
         self.tables: dict[str, dict[tuple[str, str], Item]] = {name: {} for name in tables}
+        self._sort_keys: dict[tuple[str, str], list[str]] = {}
+        """Per table and partition queried, its sort keys in order: a query costs what it finds,
+        as on the real stores, not the size of the table (made on a partition's first query, so
+        that partitions only read by key, one per event, cost nothing)."""
         self._lock = threading.Lock()
 
     def _table(self, name: str) -> dict[tuple[str, str], Item]:
@@ -40,6 +45,9 @@ class MemoryStore:
         rows = self._table(table)
         key = _key(item)
         if key not in rows:
+            keys = self._sort_keys.get((table, key[0]))
+            if keys is not None:
+                bisect.insort(keys, key[1])
             self._created(table, item)
         rows[key] = copy.copy(item)
 
@@ -61,8 +69,15 @@ class MemoryStore:
     def query(self, table: str, pk: str, sk_prefix: str = "") -> list[Item]:
         with self._lock:
             rows = self._table(table)
-            found = [copy.copy(item) for (p, s), item in rows.items() if p == pk and s.startswith(sk_prefix)]
-        return sorted(found, key=lambda item: str(item["sk"]))
+            keys = self._sort_keys.get((table, pk))
+            if keys is None:
+                keys = self._sort_keys[(table, pk)] = sorted(sk for p, sk in rows if p == pk)
+            found = []
+            for index in range(bisect.bisect_left(keys, sk_prefix), len(keys)):
+                if not keys[index].startswith(sk_prefix):
+                    break
+                found.append(copy.copy(rows[(pk, keys[index])]))
+        return found
 
     def transact(self, writes: Sequence[Write]) -> None:
         keys = transaction_keys(writes)

@@ -4,18 +4,20 @@ A job that reads ``usage.events`` itself (aggregate on GCP and on Azure, which h
 feed to trigger on) must aggregate exactly the records meter accepted, each once. Meter writes
 the usage item with the delivery that created it (``at``), so the record whose delivery created
 the item is its one accepted delivery; a duplicate or a conflict finds an item with another
-delivery, an invalid record never gets one. A valid record with no item yet has not been metered.
+delivery, an invalid record never gets one. A valid record with no item yet has not been metered,
+unless meter dead-lettered it (its outcome says so). Records are read as meter reads them
+(``records.usage_record``), so both take the same records for invalid.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from meterline.events import EventError, parse_event
+from meterline.events import EventError
 from meterline.metering import Metering
 from meterline.ports import Store
-from meterline.records import AcceptedUsage, Delivery, event_digest
-from meterline.topology import USAGE_TABLE
+from meterline.records import AcceptedUsage, Delivery, usage_record
+from meterline.topology import OUTCOMES_TABLE, USAGE_TABLE
 
 
 class NotYetMeteredError(Exception):
@@ -25,6 +27,10 @@ class NotYetMeteredError(Exception):
 class ForeignDeliveryError(Exception):
     """The usage item was created by a delivery of another topic: meter did not see the record's
     Kafka position, so no delivery of this topic can ever be told apart as the accepted one."""
+
+
+class UnreadableUsageError(Exception):
+    """The usage item this delivery created cannot be read back: the aggregator sets it aside."""
 
 
 class DeliveredValue(Protocol):
@@ -43,18 +49,24 @@ def stream_sequence(delivery: Delivery) -> str:
 
 def accepted_usage(store: Store, metering: Metering, record: DeliveredValue) -> AcceptedUsage | None:
     """The record's usage if this very delivery created it; None if meter rejected it or counted
-    it as a duplicate. Raises NotYetMeteredError for a valid record meter has not reached."""
+    it as a duplicate. Raises NotYetMeteredError for a valid record meter has not reached, and
+    UnreadableUsageError for a usage item that cannot be read."""
     try:
-        event = parse_event(record.value)
-        metering.measure(event)
+        _, item = usage_record(metering, record.value, str(record.delivery))
     except EventError:
         return None
-    item = store.get(USAGE_TABLE.name, event_digest(event.key), "event")
-    if item is None:
+    stored = store.get(USAGE_TABLE.name, str(item["pk"]), str(item["sk"]))
+    if stored is None:
+        outcome = store.get(OUTCOMES_TABLE.name, *record.delivery.outcome_key())
+        if outcome is not None and outcome.get("outcome") == "rejected":
+            return None  # valid, but dead-lettered after failing every attempt
         raise NotYetMeteredError(f"{record.delivery} is not metered yet")
-    creator = str(item.get("at"))
+    creator = str(stored.get("at"))
     if creator == str(record.delivery):
-        return AcceptedUsage.from_item(item)
+        try:
+            return AcceptedUsage.from_item(stored)
+        except Exception as error:
+            raise UnreadableUsageError(f"{type(error).__name__}: {error}") from error
     if not creator.startswith(f"{record.delivery.topic}|"):
         raise ForeignDeliveryError(
             f"the usage of {record.delivery} was metered from {creator}, not from a position of"

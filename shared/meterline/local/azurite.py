@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .process import ChildProcess, LocalServerError, answers_http, free_port
+from .process import ChildProcess, LocalServerError, answers_http, dying_with_this_process, free_port
 from .runtime import FUNCTIONS_ROOT
 
 TOOLS = FUNCTIONS_ROOT.parent / ".tools"
@@ -46,7 +46,12 @@ def install(log: Path) -> None:
     with log.open("ab") as out:
         try:
             done = subprocess.run(
-                command, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_SECONDS, check=False
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=INSTALL_SECONDS,
+                check=False,
+                preexec_fn=dying_with_this_process(),
             )
         except subprocess.TimeoutExpired:
             raise AzuriteUnavailableError(f"npm did not install {PACKAGE} in {INSTALL_SECONDS}s") from None

@@ -60,7 +60,10 @@ def create_topics(bootstrap: str, topics: Sequence[Topic], timeout: float = 15.0
     from confluent_kafka.cimpl import NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as error:
+        raise LocalServerError(f"cannot list the topics of {bootstrap}: {error.args[0].str()}") from None
     wanted = [
         NewTopic(
             topic.name,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,20 @@ def unavailable(cloud: str) -> str | None:
             return str(error)
     return None
 
+
+INCOMPLETE = "INCOMPLETE"
+"""Written into --out first and removed last: while it is there, the directory holds a run that has
+not finished (and, if it was interrupted, never will), and none of the RESULTS."""
+RESULTS = ("invoices.json", "report.html", "amendments.json")
+"""What a finished run writes last; an earlier run's are removed first, never left beside new events."""
+LOGS = (
+    "demo.log",
+    "demo.broker.log",
+    "demo.moto.log",
+    "demo.firestore.log",
+    "demo.azurite.log",
+    "on-failure.ndjson",
+)
 
 GRACE = timedelta(hours=1)
 """The functions' default grace (METERLINE_GRACE_HOURS unset): a period closes an hour after its end."""
@@ -119,17 +133,16 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     values = [line.rstrip(b"\n") for line in generate(catalog, generating)]
     out = spec.out
     out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE).write_text(
+        f"meterline demo began at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC and has not finished: it is"
+        " running, or it was interrupted or failed. Its events and logs are here; its invoices and report"
+        " are written when it finishes, and this file is removed then.\n",
+        encoding="utf-8",
+    )
+    for name in (*RESULTS, *LOGS):
+        (out / name).unlink(missing_ok=True)
     (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
     (out / "events.ndjson").write_bytes(b"".join(value + b"\n" for value in values))
-    for name in (
-        "demo.log",
-        "demo.broker.log",
-        "demo.moto.log",
-        "demo.firestore.log",
-        "demo.azurite.log",
-        "on-failure.ndjson",
-    ):
-        (out / name).unlink(missing_ok=True)
     before_close = len(values) - counts.late // 2
     options = CellOptions(
         catalog=out / "catalog.yaml",
@@ -198,6 +211,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     from .html import write_report
 
     write_report(out / "report.html", spec, documents, outcome)
+    (out / INCOMPLETE).unlink()
     _show(console, spec, counts, documents, ledger, outcome)
     return outcome
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
+
+from .process import die_with
 
 STOP_SECONDS = 10.0
 
@@ -24,7 +27,9 @@ class InstanceProcess:
         self.name = f"function {job} #{index}"
         context = multiprocessing.get_context("spawn")  # no fork: the parent runs gRPC threads
         self._connection, remote = context.Pipe()
-        self._process = context.Process(target=serve, args=(job, index, remote), name=self.name, daemon=True)
+        self._process = context.Process(
+            target=serve, args=(job, index, remote, os.getpid()), name=self.name, daemon=True
+        )
         self._process.start()
         remote.close()
 
@@ -62,9 +67,10 @@ class InstanceProcess:
         self._connection.close()
 
 
-def serve(job: str, index: int, connection: Connection) -> None:
+def serve(job: str, index: int, connection: Connection, parent: int) -> None:
     """The instance's side: the environment came with the process (the runtime set it first)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the demo's to handle: it stops us
+    die_with(parent)  # unless the demo is killed first: then the kernel does
     from cloudevents.http import CloudEvent
 
     from .gcp_runtime import http_request, load_entrypoint, quiet_google_imports

@@ -37,7 +37,7 @@ class LedgerCounts:
         for item in store.scan(OUTCOMES_TABLE.name):
             if item["outcome"] == "duplicate":
                 self.duplicates += 1
-            else:
+            elif item["outcome"] == "rejected":  # not "retrying": a record to be delivered again
                 self.rejected_by_reason[str(item["reason"])] += 1
 
     @property

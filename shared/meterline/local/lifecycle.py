@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol, Self, TextIO, TypeVar
 
 from .broker import TansuBroker
 from .feed import UsageFeed
-from .process import ChildProcess, LocalServerError
+from .process import ChildProcess, LocalServerError, accepts_connections
 
 STALL_SECONDS = 120.0
 
@@ -141,6 +141,9 @@ class CellLifecycle(ABC):
     def _kafka(self) -> str:
         """The broker's bootstrap: the one the options name, or a Tansu of this cell's own."""
         if self.options.kafka:
+            host, _, port = self.options.kafka.rpartition(":")
+            if not accepts_connections(host, int(port)):
+                raise LocalServerError(f"--kafka {self.options.kafka}: no broker answers there")
             return self.options.kafka
         return self._started(TansuBroker(self.options.log.with_suffix(".broker.log"))).bootstrap
 

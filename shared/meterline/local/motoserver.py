@@ -30,5 +30,5 @@ def reachable(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=0.5):
             return True
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not a URL urllib can open
         return False

@@ -14,6 +14,16 @@ once a window is sealed (for a rollup, or for good when its period closes) nothi
 Usage of a period that is closed is billed in the first open period after it: its partial goes
 to that period's ledger, its states still labelled with their own period, so a close and an
 aggregation can never both claim the same usage.
+
+A record that cannot be applied never blocks its shard: when a batch fails on something other than
+the store, each record is tried alone, and those that fail alone (they cannot be read, folded,
+packed, or their state alone is larger than a partial may be) are set aside: a ``dead`` item names
+each (its sequence, its usage item and delivery, the error) and the batch goes on without them.
+Whether a record fails alone depends on nothing but the record, so a retried batch sets aside the
+same records again (the same item, written again) and no marker needs to know of them. Meter
+rejects such records before they are accepted (``records.read_usage``); what gets here was
+accepted by an older meter or another catalog, and is counted as ``dead_lettered`` for an alarm:
+its usage is missing from invoices until someone replays it.
 """
 
 from __future__ import annotations
@@ -24,8 +34,8 @@ from dataclasses import dataclass
 from meterline import terms
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, Write
-from meterline.records import AcceptedUsage, pack_book
+from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, StoreError, Write
+from meterline.records import AcceptedUsage, event_digest, key_part, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -38,8 +48,11 @@ from .ledger import (
     period_pk,
     sequence_key,
 )
+from .meter import printable
 
 TABLE = AGGREGATES_TABLE.name
+DEAD_PK = "dead"
+"""The partition of records set aside: stream records that could not be applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,8 @@ class Aggregator:
         """A tenant's month is kept in segments cut at its subscriptions' boundaries."""
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
+        self.dead_lettered = 0
+        """Records set aside so far (a counter for the handlers' metric)."""
 
     def run(self, records: Sequence[StreamRecord], attempts: int = 8) -> int:
         """Apply the records no marker of this batch covers yet; return how many were applied."""
@@ -93,6 +108,14 @@ class Aggregator:
                     raise
                 self.slots.clear()
                 remaining = self.unapplied(batch, remaining)
+                continue
+            except StoreError:
+                raise
+            except Exception:
+                poison = self.poison(remaining)
+                if not poison:
+                    raise  # not a record's fault
+                remaining = [record for record in remaining if id(record) not in poison]
                 continue
             applied += len(committed)
             done = {id(record) for record in committed}
@@ -171,6 +194,38 @@ class Aggregator:
             Expect(TABLE, pk, fence_sk(slot.window), "sealed_at", None),
             PutNew(TABLE, marker),
         ]
+
+    def poison(self, records: Sequence[StreamRecord]) -> set[int]:
+        """Try each record alone; set aside those that fail, and return their ids."""
+        found: set[int] = set()
+        for record in records:
+            try:
+                book = UsageBook(self.cutter)  # as ``plan`` folds it
+                record.usage.record_into(book, self.catalog, record.usage.period)
+                size = len(pack_book(book))
+                if size > MAX_CHUNK_BYTES:
+                    raise ValueError(f"its state alone takes {size:,} bytes, more than a partial may")
+            except Exception as error:
+                usage = record.usage
+                self.set_aside(record.sequence, f"{type(error).__name__}: {error}", usage.key, usage.delivery)
+                found.add(id(record))
+        return found
+
+    def set_aside(
+        self, sequence: str, error: str, key: tuple[str, str, str] | None = None, delivery: str = ""
+    ) -> None:
+        """File a stream record that cannot be applied under ``dead`` (idempotent: the same record
+        gets the same item), and count it."""
+        item: Item = {
+            "pk": DEAD_PK,
+            "sk": f"{sequence_key(sequence)}|{key_part(delivery)}",
+            "error": printable(error),
+            "delivery": printable(delivery),
+        }
+        if key is not None:
+            item["usage_pk"] = event_digest(key)
+        self.store.put(TABLE, item)
+        self.dead_lettered += 1
 
     def index_period(self, period: Period) -> None:
         """Note which periods have usage (for the closer), outside the transaction: a shared

@@ -13,17 +13,24 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   window up to ``window`` merged (the previous rollup of the bucket, ``base``, plus the sealed
   windows after it). Its content follows from sealed, immutable partials, so two rollers of the
   same windows write the same chunks; ``base`` in the key keeps rollers from different heads apart.
+- ``archive|<bucket>|<hour>|<window>|<base>|<chunk>`` — time-weighted samples a rollup stopped
+  carrying: a rollup keeps each hour of a time-weighted state as one summarised run (first and last
+  sample, count, area), and files the samples of that hour not archived yet here, under the hour
+  (``YYYY-MM-DDTHH``) and the rollup's window. Never rewritten; read only when a sample arrives
+  inside a summarised hour (the slow path), from the pieces up to the rollup's window.
 - ``head`` — which windows are rolled up, and the newest rollup of each bucket; advanced with a
   conditional write, so it only moves forward.
 - ``closing|<bucket>|<chunk>`` — written by the close: for one tenant bucket, the time-weighted
   values in force at the period's end, which the next period opens with.
 
 A reader needs the head, the rollups of the buckets it wants and the partials of the windows after
-the head: at most a sealing threshold's worth, however long the period has run.
+the head: at most a sealing threshold's worth, however long the period has run. A rollup holds at
+most one run per hour of each time-weighted state, however many samples the state has.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Collection, Container, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,13 +43,16 @@ import orjson
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import BUCKETS, bucket_of, pack_book, unpack_book
+from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, pack_book, unpack_book
+from meterline.terms import Days
+from meterline.timeweighted import SampleKey, TimeWeightedState
 from meterline.topology import AGGREGATES_TABLE
-from meterline.usage import StateKey, UsageBook, group_from_json, group_to_json
+from meterline.usage import StateKey, TenantPeriod, UsageBook, group_from_json, group_to_json
+
+LOG = logging.getLogger(__name__)
 
 TABLE = AGGREGATES_TABLE.name
-MAX_CHUNK_BYTES = 350_000
-"""Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
+MAX_CHUNK_BYTES = MAX_ITEM_BYTES
 SEAL_AFTER_PARTIALS = 32
 """Open partials a period gathers at least before its window is sealed and rolled up..."""
 SEAL_FRACTION = 4
@@ -87,6 +97,10 @@ def closing_prefix(bucket: int) -> str:
 
 def rollup_prefix(bucket: int, window: int, base: int) -> str:
     return f"rollup|{bucket:02d}|{window:06d}|{base + 1:06d}|"
+
+
+def archive_prefix(bucket: int, hour: datetime) -> str:
+    return f"archive|{bucket:02d}|{hour:%Y-%m-%dT%H}|"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +165,8 @@ class PeriodLedger:
         self.store = store
         self.period = period
         self.pk = period_pk(period)
+        self.archive_reads = 0
+        """Slow paths taken: hours of archived samples read back."""
 
     # windows ---------------------------------------------------------------------------------
 
@@ -231,7 +247,39 @@ class PeriodLedger:
             raise StoreError(
                 f"rollup {bucket} of {self.period} has {len(chunks)} of its {rollup.chunks} chunks"
             )
-        return unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
+        book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
+        for (tenant, period), days, key, state in _time_weighted(book):
+            state.attach(Archive(self, bucket, rollup.window, tenant, period, days, key))
+        return book
+
+    def archived(self, archive: Archive, hour: datetime) -> list[SampleKey]:
+        """The slow path: a state's samples of one hour, from the archive pieces its rollup's
+        window covers. A piece a roller left incomplete (it died writing it, or is writing it now)
+        is passed over: the rollups the head went through archived the same samples completely."""
+        self.archive_reads += 1
+        LOG.info(
+            "slow path: reading back archived hour %s of %s's %s (%s) from the ledger of %s,"
+            " as a sample or an instant falls inside it",
+            f"{hour:%Y-%m-%dT%H}",
+            archive.tenant,
+            archive.key[0],
+            archive.period,
+            self.period,
+        )
+        pieces: dict[str, list[Item]] = {}
+        for item in self.store.query(TABLE, self.pk, archive_prefix(archive.bucket, hour)):
+            piece, _ = str(item["sk"]).rsplit("|", 1)
+            if int(piece.split("|")[3]) <= archive.window:
+                pieces.setdefault(piece, []).append(item)
+        state = TimeWeightedState()
+        for chunks in pieces.values():
+            if len(chunks) != int(chunks[0]["chunks"]):
+                continue
+            book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), {archive.tenant})
+            found = book.segments(archive.tenant, archive.period).get(archive.days, {}).get(archive.key)
+            if isinstance(found, TimeWeightedState):
+                state.merge(found)
+        return state.samples()
 
     def due_for_rollup(self, head: Head, open_partials: list[Item]) -> bool:
         """Enough open partials, and enough bytes in them next to what is rolled up already."""
@@ -262,7 +310,8 @@ class PeriodLedger:
             for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
                 book.merge(additions)
-                rollups[bucket] = self.write_rollup(bucket, target, head.window, book)
+                self.write_archive(bucket, target, head.window, book)
+                rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
             advanced = Head(target, rollups, sealed[-1].final)
             expected = None if head.window < 0 else head.window
             try:
@@ -274,15 +323,26 @@ class PeriodLedger:
 
     def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
         """Write the bucket's rollup, packed and cut into items under the size limit."""
-        packed = pack_book(book)
-        chunks = self.write_chunks(rollup_prefix(bucket, window, base), packed)
-        return Rollup(window, base, chunks, len(packed))
+        chunks, size = self.write_chunks(rollup_prefix(bucket, window, base), pack_book(book))
+        return Rollup(window, base, chunks, size)
 
-    def write_chunks(self, prefix: str, packed: bytes) -> int:
+    def write_archive(self, bucket: int, window: int, base: int, book: UsageBook) -> None:
+        """Archive, per hour, the time-weighted samples the bucket's next rollup stops carrying."""
+        hours: dict[datetime, UsageBook] = {}
+        for (tenant, period), days, key, state in _time_weighted(book):
+            for hour, part in state.to_archive().items():
+                hours.setdefault(hour, UsageBook()).segment(tenant, period, days)[key] = part
+        for hour, pieces in sorted(hours.items()):
+            prefix = f"{archive_prefix(bucket, hour)}{window:06d}|{base + 1:06d}|"
+            self.write_chunks(prefix, pack_book(pieces))
+
+    def write_chunks(self, prefix: str, packed: bytes) -> tuple[int, int]:
+        """Packed bytes cut into items under the size limit; how many, and how many bytes."""
         chunks = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
         for index, blob in enumerate(chunks):
-            self.store.put(TABLE, {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": blob})
-        return len(chunks)
+            item: Item = {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": blob, "chunks": len(chunks)}
+            self.store.put(TABLE, item)
+        return len(chunks), len(packed)
 
     # carried values ----------------------------------------------------------------------------
 
@@ -309,9 +369,12 @@ class PeriodLedger:
             if stored:
                 values_of.update(unpack_closing(b"".join(_blob(chunk) for chunk in stored)))
             values_of.update(updates)
-            written = self.write_chunks(prefix, pack_closing({t: v for t, v in values_of.items() if v}))
-            for index in range(written, len(stored)):
-                self.store.put(TABLE, {"pk": self.pk, "sk": f"{prefix}{index:04d}", "book": b""})
+            packed = pack_closing({tenant: values for tenant, values in values_of.items() if values})
+            pieces = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
+            pieces += [b""] * (len(stored) - len(pieces))
+            for index, blob in enumerate(pieces):
+                sk = f"{prefix}{index:04d}"
+                self.store.put(TABLE, {"pk": self.pk, "sk": sk, "book": blob, "chunks": len(pieces)})
 
     def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
         """The values in force at the period's end, as its close stored them (none if not closed)."""
@@ -320,8 +383,52 @@ class PeriodLedger:
         for bucket in sorted(buckets):
             chunks = self.store.query(TABLE, self.pk, closing_prefix(bucket))
             if chunks:
+                expected = int(chunks[0].get("chunks", len(chunks)))
+                if len(chunks) != expected:
+                    raise StoreError(
+                        f"the closing values of bucket {bucket} of {self.period} have {len(chunks)}"
+                        f" of their {expected} chunks"
+                    )
                 closing.update(unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants))
         return closing
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """Where one time-weighted state of a rollup reads its archived samples back."""
+
+    ledger: PeriodLedger
+    bucket: int
+    window: int
+    """The rollup's window: pieces filed under later ones are not in its summary."""
+    tenant: str
+    period: Period
+    days: Days
+    """The segment of the period whose state it is."""
+    key: StateKey
+
+    def samples(self, hour: datetime) -> list[SampleKey]:
+        return self.ledger.archived(self, hour)
+
+
+def _summarised(book: UsageBook) -> UsageBook:
+    """The book as a rollup keeps it: time-weighted states summarised (``write_archive`` keeps
+    their samples), every other state as it is."""
+    summary = UsageBook()
+    for tenant_period, segments in book.states.items():
+        summary.states[tenant_period] = {days: dict(states) for days, states in segments.items()}
+    for tenant_period, days, key, state in _time_weighted(book):
+        summary.states[tenant_period][days][key] = state.summarised()
+    return summary
+
+
+def _time_weighted(book: UsageBook) -> Iterator[tuple[TenantPeriod, Days, StateKey, TimeWeightedState]]:
+    """Every time-weighted state of the book, with its tenant and period, segment and key."""
+    for tenant_period, segments in book.states.items():
+        for days, states in segments.items():
+            for key, state in states.items():
+                if isinstance(state, TimeWeightedState):
+                    yield tenant_period, days, key, state
 
 
 Closing = Mapping[str, Mapping[StateKey, Decimal]]
