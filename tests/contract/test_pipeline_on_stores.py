@@ -18,13 +18,13 @@ import meterline.pipeline.ledger
 from meterline.adapters.dynamodb import DynamoStore
 from meterline.adapters.dynamodb import create_tables as create_dynamo_tables
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.bootstrap import Jobs
 from meterline.periods import Period
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
-from meterline.pipeline.close import Closer
+from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.invoices import all_amendments, drafts_of, invoices_by_period
 from meterline.pipeline.ledger import PeriodLedger
-from meterline.pipeline.meter import DeliveredRecord, Meter
-from meterline.pipeline.rate import RunningCharges
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Store
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import TABLES, USAGE_EVENTS, USAGE_TABLE
@@ -77,12 +77,14 @@ class Pipeline:
     """The four jobs on one store, with the usage stream read back from the ledger in delivery order."""
 
     def __init__(self, store: Store) -> None:
-        publisher = MemoryPublisher()
         self.store = store
-        self.meter = Meter(CATALOG, store, publisher)
-        self.aggregator = Aggregator(CATALOG, store)
-        self.charges = RunningCharges(CATALOG, store, publisher)
-        self.closer = Closer(CATALOG, store, publisher, timedelta(hours=1))
+        jobs = Jobs(CATALOG, store, MemoryPublisher())
+        self.meter, self.aggregator, self.charges, self.closer = (
+            jobs.meter,
+            jobs.aggregator,
+            jobs.charges,
+            jobs.closer,
+        )
         self.offset = 0
         self.aggregated: set[str] = set()
 
@@ -93,7 +95,7 @@ class Pipeline:
                 for i, line in enumerate(lines[start : start + BATCH])
             ]
             self.offset += len(records)
-            assert not self.meter.run(records).failed
+            assert not MeterProcessor(self.meter).run(records).failed
             self.pump()
 
     def pump(self) -> None:

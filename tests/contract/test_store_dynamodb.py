@@ -66,13 +66,13 @@ class TestDynamoStore(StoreContract):
 # --- tables --------------------------------------------------------------------------------------
 
 
-def test_create_tables_makes_every_topology_table_with_its_streams_and_ttl(aws: None) -> None:
+def test_create_tables_makes_every_topology_table_with_its_streams_and_no_ttl(aws: None) -> None:
     # GIVEN an empty account WHEN the tables are created, twice (the second finds them all)
     dynamodb = client()
     names = create_tables(dynamodb, PREFIX)
     assert create_tables(dynamodb, PREFIX) == names
 
-    # THEN each topology table exists on demand, keyed pk/sk strings, with its stream and TTL
+    # THEN each topology table exists on demand, keyed pk/sk strings, with its stream, and nothing expires
     assert names == {table.name: f"{PREFIX}{table.name}" for table in TABLES}
     for table in TABLES:
         described = dynamodb.describe_table(TableName=names[table.name])["Table"]
@@ -88,8 +88,7 @@ def test_create_tables_makes_every_topology_table_with_its_streams_and_ttl(aws: 
         stream = described.get("StreamSpecification", {"StreamEnabled": False})
         assert stream.get("StreamViewType") == (table.stream.value if table.stream else None)
         ttl = dynamodb.describe_time_to_live(TableName=names[table.name])["TimeToLiveDescription"]
-        assert ttl.get("AttributeName") == table.ttl_attribute
-        assert ttl["TimeToLiveStatus"] == ("ENABLED" if table.ttl_attribute else "DISABLED")
+        assert ttl["TimeToLiveStatus"] == "DISABLED"
 
 
 def test_a_store_on_explicit_table_names_uses_them(aws: None) -> None:

@@ -13,18 +13,19 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
+from meterline.bootstrap import Jobs
 from meterline.offline import rate_lines
 from meterline.periods import Period
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.close import Closer
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import DeliveredRecord, Meter
-from meterline.pipeline.rate import RunningCharges
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Item, RetriableStoreError, Write
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import (
@@ -100,10 +101,10 @@ def test_faults_lose_nothing_and_count_nothing_twice() -> None:
     inner = StreamingMemoryStore([t.name for t in TABLES], [t.name for t in TABLES if t.stream])
     store = FaultyStore(inner, seed=99, rate=float(__import__("os").environ.get("FAULT_RATE", "0.04")))
     publisher = MemoryPublisher()
-    meter = Meter(CATALOG, store, publisher)  # type: ignore[arg-type]
-    aggregator = Aggregator(CATALOG, store)  # type: ignore[arg-type]
-    charges = RunningCharges(CATALOG, store, publisher)  # type: ignore[arg-type]
-    closers = [Closer(CATALOG, store, publisher, timedelta(hours=1)) for _ in range(2)]  # type: ignore[arg-type]
+    instances = [Jobs(CATALOG, store, publisher) for _ in range(2)]  # type: ignore[arg-type]
+    meter = MeterProcessor(instances[0].meter)  # as the Kafka trigger hands records back
+    aggregator, charges = instances[0].aggregator, instances[0].charges
+    closers = [jobs.closer for jobs in instances]
     positions = {"usage": 0, "aggregates": 0}
 
     def deliver(values: list[bytes], first_offset: int) -> None:

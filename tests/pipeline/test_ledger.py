@@ -12,7 +12,7 @@ from meterline.periods import Period
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.cell import Cell
 from meterline.pipeline.invoices import all_amendments
-from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, PeriodLedger
+from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, PeriodLedger, is_partial
 from meterline.ports import Item
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, USAGE_TABLE
@@ -79,7 +79,7 @@ def test_rating_reads_no_more_when_the_period_has_run_four_times_as_long(
     small_batches(long, lines)
     # THEN the long run's rate calls read no more items than the short run's worst one (the
     # partials after the last rollup plus a rollup per bucket), though it has four times the partials
-    partials = [i for i in long.store.scan(AGGREGATES_TABLE.name) if str(i["sk"]).startswith("partial|")]
+    partials = [i for i in long.store.scan(AGGREGATES_TABLE.name) if is_partial(i)]
     assert len(partials) > 8 * SEAL_AFTER_PARTIALS
     assert max(long_reads) <= max(short_reads) + 16  # a chunk more per bucket at most
     assert max(long_reads) < len(partials) // 4

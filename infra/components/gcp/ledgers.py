@@ -4,7 +4,7 @@ functions' METERLINE_TABLE_PREFIX), documents keyed by the table's `pk` and `sk`
 
 Regional (the cell's region), point-in-time recovery on (7 days), delete protection on, encrypted
 with the cell's key (CMEK), kept on destroy (infra/components/keep.py) and named with the stack's
-name suffix. TTL policies on the `expires_at` field exactly where the topology has one; the
+name suffix. No TTL policy: nothing in the ledger expires (see `meterline.topology.Table`). The
 composite index the store's range query needs (`firestore_layout.QUERY_INDEX`) on every collection
 the jobs query. What the aggregates table's stream does on AWS, Firestore's document-created
 events do here (Eventarc, to rate); nothing is triggered by usage documents: aggregate reads the topic.
@@ -73,18 +73,6 @@ class Ledgers(pulumi.ComponentResource):
             cmek_config={"kms_key_name": args.key_id},
             opts=kept(self, [*args.project.ready_for("firestore"), *args.key_grants]),
         )
-        for table in args.tables:
-            if table.ttl_attribute:
-                gcp.firestore.Field(
-                    f"{table.name}-ttl",
-                    project=project_id,
-                    database=database.name,
-                    collection=collection(table.name),
-                    field=table.ttl_attribute,
-                    ttl_config={},
-                    index_config={},  # no single-field indexes on the expiry timestamp
-                    opts=child,
-                )
         for table in QUERIED_TABLES:
             gcp.firestore.Index(
                 f"{table}-range",
@@ -105,7 +93,6 @@ class Ledgers(pulumi.ComponentResource):
                 "name": f"{args.database_name}/{collection(table.name)}",
                 "table": table.name,
                 "pitr": True,
-                "ttl": table.ttl_attribute is not None,
                 "change_events": table.name in args.triggered,
             }
             for table in args.tables

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,13 @@ from rich.table import Table
 from rich.text import Text
 
 from meterline import report
+from meterline.bootstrap import GRACE
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import FaultRates, GenerateSpec, LineCounts, generate, line_counts
 from meterline.offline import CELL, RateResult, rate_cells
 from meterline.periods import Period
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
+from meterline.pipeline.ledger import closed_periods
 from meterline.reconcile import reconcile
 
 from .azure import AzureCell, missing_for_azure
@@ -51,7 +53,7 @@ from .feed import FeedError
 from .firestore_emulator import EmulatorUnavailableError, emulator_command
 from .gcp import GcpCell
 from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain
-from .ledgers import LedgerCounts, closed_periods, credit_balances, invoice_from_json
+from .ledgers import LedgerCounts, credit_balances, invoice_from_json
 from .process import LocalServerError
 from .streams import StreamEventSourceMapping
 
@@ -84,9 +86,6 @@ LOGS = (
     "demo.azurite.log",
     "on-failure.ndjson",
 )
-
-GRACE = timedelta(hours=1)
-"""The functions' default grace (METERLINE_GRACE_HOURS unset): a period closes an hour after its end."""
 
 
 @dataclass(frozen=True)

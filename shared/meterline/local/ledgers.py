@@ -9,16 +9,15 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-import orjson
-
 from meterline.catalog import V1_CREDITS_PREFIX, Catalog
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
 from meterline.periods import Period
+from meterline.pipeline.outcomes import OutcomesLedger
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Store
 from meterline.terms import Days, terms
-from meterline.topology import AGGREGATES_TABLE, OUTCOMES_TABLE, USAGE_TABLE
 
 
 class LedgerCounts:
@@ -27,14 +26,14 @@ class LedgerCounts:
     def __init__(self, store: Store) -> None:
         self.accepted_by_period: Counter[Period] = Counter()
         self.tenant_days_by_period: dict[Period, set[tuple[str, int]]] = {}
-        for item in store.scan(USAGE_TABLE.name):
+        for item in UsageLedger(store).items():
             time = datetime.fromisoformat(str(item["time"]))
             period = Period.of(time)
             self.accepted_by_period[period] += 1
             self.tenant_days_by_period.setdefault(period, set()).add((str(item["subject"]), time.day))
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
-        for item in store.scan(OUTCOMES_TABLE.name):
+        for item in OutcomesLedger(store).items():
             if item["outcome"] == "duplicate":
                 self.duplicates += 1
             elif item["outcome"] == "rejected":  # not "retrying": a record to be delivered again
@@ -69,13 +68,6 @@ class LedgerCounts:
         )
 
 
-def closed_periods(store: Store) -> dict[Period, list[str]]:
-    """Each closed period with its unbilled tenants (written when its close completed)."""
-    return {
-        Period.parse(str(item["sk"])): orjson.loads(item["unbilled"])  # type: ignore[arg-type]
-        for item in store.query(AGGREGATES_TABLE.name, "closed")
-        if "unbilled" in item
-    }
 
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:

@@ -43,13 +43,11 @@ from meterline.catalog import Catalog
 from meterline.credits import Credits
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store, StoreError
-from meterline.topology import AGGREGATES_TABLE, BILLING_INVOICES
+from meterline.topology import BILLING_INVOICES
 
 from .invoices import InvoiceLedger, body_of, invoices_by_period, published_message, set_amend_window
 from .late import Late
-from .ledger import PeriodLedger
-
-AGGREGATES = AGGREGATES_TABLE.name
+from .ledger import PeriodLedger, closed_periods, closed_record, periods_with_usage, record_closed
 
 __all__ = ["Closer", "amendable_from", "invoices_by_period", "may_issue"]
 
@@ -88,16 +86,16 @@ class Closer:
 
     def due(self, now: datetime) -> list[Period]:
         """Every period from billing's first that may be issued now and is not closed yet."""
-        closed = {str(item["sk"]) for item in self.store.query(AGGREGATES, "closed")}
+        closed = set(closed_periods(self.store))
         periods: list[Period] = []
         period = self.catalog.first_period
         if not self.catalog.plans:  # nothing is ever invoiced: close the periods with usage, to report it
-            with_usage = [Period.parse(str(item["sk"])) for item in self.store.query(AGGREGATES, "periods")]
+            with_usage = periods_with_usage(self.store)
             if not with_usage:
                 return []
             period = min(with_usage)
         while may_issue(period, self.grace, now):
-            if str(period) not in closed:
+            if period not in closed:
                 periods.append(period)
             period = period.next()
         return periods
@@ -130,7 +128,8 @@ class Closer:
         invoices = [self.invoices.issue_invoice(invoice) for invoice in bill.invoices]
         self.publish([*amendments, *invoices])
         ledger.write_closing(bill.closing)
-        self.store.put(AGGREGATES, record.to_item(self.catalog.digest, len(invoices), len(amendments)))
+        reported = record.to_item(self.catalog.digest, len(amendments))
+        record_closed(self.store, period, record.unbilled_tenants, len(invoices), reported)
         set_amend_window(self.store, amendable_from(self.catalog, period))
         return invoices
 
@@ -190,7 +189,7 @@ class Closer:
 
     def catalog_of(self, period: Period) -> Catalog:
         """The catalog ``period`` was closed with (its snapshot, by the digest its close recorded)."""
-        closed = self.store.get(AGGREGATES, "closed", str(period))
+        closed = closed_record(self.store, period)
         digest = str(closed["catalog_digest"]) if closed is not None and "catalog_digest" in closed else None
         if digest is None:
             return self.catalog
@@ -239,17 +238,14 @@ class CloseRecord:
         self.unbilled = [usage.to_json() for usage in bill.unbilled]
         self.unbilled_tenants = bill.unbilled_tenants
 
-    def to_item(self, digest: str, invoices: int, amendments: int) -> Item:
+    def to_item(self, digest: str, amendments: int) -> Item:
+        """What the close record keeps besides its unbilled tenants and invoice count."""
         return {
-            "pk": "closed",
-            "sk": str(self.period),
             "catalog_digest": digest,
-            "unbilled": orjson.dumps(self.unbilled_tenants),
             "unbilled_usage": orjson.dumps(self.unbilled),
             "late_unbilled": orjson.dumps(
                 {"tenants": self.late_unbilled_tenants, "usage": self.late_unbilled}
             ),
             "out_of_window": orjson.dumps(self.out_of_window),
-            "invoices": invoices,
             "amendments": amendments,
         }

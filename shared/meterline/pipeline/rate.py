@@ -29,11 +29,11 @@ from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
 from meterline.records import book_tenants
-from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
+from meterline.topology import BILLING_ALERTS, CHARGES_TABLE
 from meterline.usage import StateKey
 
 from .invoices import alert_item, running_item, spend_of
-from .ledger import PeriodLedger, billing_period_of, is_partial
+from .ledger import PeriodLedger, billing_period_of, is_closed, is_partial, periods_with_usage
 
 TABLE = CHARGES_TABLE.name
 
@@ -60,9 +60,8 @@ class RunningCharges:
         """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
         ledger cannot announce new partials: a timer calls this)."""
         published = 0
-        for index in self.store.query(AGGREGATES_TABLE.name, "periods"):
-            period = Period.parse(str(index["sk"]))
-            if self.store.get(AGGREGATES_TABLE.name, "closed", str(period)) is not None:
+        for period in periods_with_usage(self.store):
+            if is_closed(self.store, period):
                 continue
             published += self.rate_period(period, None, now)
         return published
@@ -98,7 +97,7 @@ class RunningCharges:
         previous = period.previous()
         closing = self.closings.get(previous)
         if closing is None:
-            if self.store.get(AGGREGATES_TABLE.name, "closed", str(previous)) is None:
+            if not is_closed(self.store, previous):
                 return {}
             closing = self.closings[previous] = PeriodLedger(self.catalog, self.store, previous).closing()
         return closing
