@@ -9,6 +9,7 @@ import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, encode_item
 from meterline.catalog import load_catalog
+from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import DEAD_PK, is_partial
 from meterline.records import AcceptedUsage, unpack_book
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
@@ -119,17 +120,18 @@ def test_aggregate_rate_and_close_on_dynamodb_produce_the_invoice(aws_cell: AwsC
         aggregate.handler(stream_event(aws_cell.client, "usage", usage_items), aws_cell.context)
     partials = [item for item in store.scan("aggregates") if is_partial(item)]
     aws_cell.handler("rate").handler(stream_event(aws_cell.client, "aggregates", partials), aws_cell.context)
-    # AND the schedule fires after November's grace
+    # AND the schedule fires after November's grace: it closes every period from billing's first
+    # (October, without usage) to November
     aws_cell.clock.set(datetime(2026, 12, 1, 2, tzinfo=UTC))
     response = aws_cell.handler("close").handler({}, aws_cell.context)
     # THEN org-1 is billed 1 GB at 0.10 plus support, org-2 0.25 GB, 2 CKU for 645.75 h, 120 partitions
-    assert response == {"closed": ["2026-11"]}
-    invoices = {str(i["pk"]): orjson.loads(i["body"]) for i in store.scan("invoices")}  # type: ignore[arg-type]
+    assert response == {"closed": ["2026-10", "2026-11"]}
+    invoices = {invoice["tenant"]: invoice for invoice in invoices_by_period(store)["2026-11"]}
     assert invoices["org-1"]["total"] == "10.10"
     # org-2: 0.25 × 0.10 = 0.025 → 0.03; cku 2 × (Nov 3 10:15 → Dec 1 00:00 = 661.75 h) × 1.50 = 1985.25;
     # partitions ceil(120/100) × 1.00 = 2.00; support 10.00
     assert invoices["org-2"]["total"] == "1997.28"
-    assert len(aws_cell.publisher.on(BILLING_INVOICES.name)) == 2
+    assert len(aws_cell.publisher.on(BILLING_INVOICES.name)) == 4  # October's flat fees too
     assert [orjson.loads(m.value)["threshold"] for m in aws_cell.publisher.on(BILLING_ALERTS.name)] == [
         "0.05"
     ]
@@ -162,14 +164,14 @@ def test_aggregate_sets_aside_a_usage_item_it_cannot_read_and_applies_the_rest(a
 
 
 def test_close_acts_at_the_clock_and_a_now_in_its_event_closes_nothing_early(aws_cell: AwsCell) -> None:
-    # GIVEN November's usage, aggregated, and the clock in the middle of November
+    # GIVEN November's usage, aggregated, and the clock in the middle of October (billing's first period)
     aws_cell.handler("meter").handler(load_event("msk_mixed_batch.json"), aws_cell.context)
     store = DynamoStore(aws_cell.client, "test-")
     usage_items = sorted(store.scan("usage"), key=lambda item: str(item["pk"]))
     aws_cell.handler("aggregate").handler(
         stream_event(aws_cell.client, "usage", usage_items), aws_cell.context
     )
-    aws_cell.clock.set(datetime(2026, 11, 20, tzinfo=UTC))
+    aws_cell.clock.set(datetime(2026, 10, 20, tzinfo=UTC))
     # WHEN the schedule's event says it is next year
     response = aws_cell.handler("close").handler({"now": "2027-06-01T00:00:00+00:00"}, aws_cell.context)
     # THEN nothing closes: no payload moves the time a period closes at

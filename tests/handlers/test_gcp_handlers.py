@@ -274,11 +274,11 @@ def test_a_document_with_a_field_the_ledger_never_writes_is_a_trigger_error(gcp_
 
 
 def test_close_acts_at_the_clock_whatever_time_the_request_names(gcp_cell: GcpCell) -> None:
-    # GIVEN November's usage metered, and the clock in the middle of November
+    # GIVEN November's usage metered, and the clock in the middle of October (billing's first period)
     meter = gcp_cell.handler("meter")
     for message in pubsub_events():
         meter.handler(message)
-    gcp_cell.jobs.clock = lambda: datetime(2026, 11, 20, tzinfo=UTC)
+    gcp_cell.jobs.clock = lambda: datetime(2026, 10, 20, tzinfo=UTC)
     # WHEN Cloud Scheduler's call names a time next year
     response = gcp_cell.app("close").test_client().post("/", json={"now": "2027-06-01T00:00:00+00:00"})
     # THEN nothing closes: no request moves the time a period closes at

@@ -22,13 +22,14 @@ import pulumi_gcp as gcp
 from infra.components.gcp.project import Project, after
 from infra.components.keep import kept
 from meterline.adapters.firestore_layout import QUERY_INDEX, collection_name
-from meterline.topology import AGGREGATES_TABLE, Table
+from meterline.topology import AGGREGATES_TABLE, INVOICES_TABLE, Table
 
 COLLECTION_PREFIX = "ledger-"
 """The functions' METERLINE_TABLE_PREFIX: table `usage` is collection `ledger-usage`."""
-QUERIED_TABLES = (AGGREGATES_TABLE.name,)
-"""The tables the jobs query by key range (pipeline/ledger.py, aggregate.py, rate.py, close.py);
-the others are read by key only. tests/infra/test_firestore_indexes.py runs the jobs to check it."""
+QUERIED_TABLES = (AGGREGATES_TABLE.name, INVOICES_TABLE.name)
+"""The tables the jobs query by key range (pipeline/ledger.py, aggregate.py, rate.py, close.py, and
+invoices.py: a customer's invoices and amendments, catalog snapshots); the others are read by key
+only. tests/infra/test_firestore_indexes.py runs the jobs to check it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from meterline.catalog import Catalog
+from meterline.catalog import V1_CREDITS_PREFIX, Catalog
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
@@ -45,7 +45,7 @@ class LedgerCounts:
 
     def unbilled(self, catalog: Catalog, period: Period, at_close: list[str]) -> list[str]:
         """Tenants with usage in ``period`` on a day no subscription covers: those its close found,
-        and those whose usage arrived after it closed (no invoice takes an adjustment for them)."""
+        and those whose usage arrived after it closed (no invoice bills them)."""
         covered: dict[str, list[Days]] = {}
         late = set()
         for tenant, day in self.tenant_days_by_period.get(period, ()):
@@ -72,34 +72,53 @@ class LedgerCounts:
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
     """An invoice as the pipeline stored it, back as the core's value (for display)."""
-    lines: list[Line] = []
-    adjustments: list[Line] = []
-    for entry in body["lines"]:
-        adjusts = entry.get("adjusts_period")
-        line = Line(
-            entry["meter"],
-            entry["group"],
-            Fraction(Decimal(entry["quantity"])),
-            Decimal(entry["amount"]),
-            Period.parse(adjusts) if adjusts else None,
-            entry.get("adjusts_subscription"),
-        )
-        (adjustments if adjusts else lines).append(line)
+    lines = tuple(
+        Line(entry["meter"], entry["group"], Fraction(Decimal(entry["quantity"])), Decimal(entry["amount"]))
+        for entry in body["lines"]
+    )
     return Invoice(
         tenant=body["tenant"],
         period=period,
         plan=body["plan"],
         version=int(body["version"]),
         currency=body["currency"],
-        lines=tuple(lines),
+        lines=lines,
         subtotal=Decimal(body["subtotal"]),
         discount=Decimal(body["discount"]),
         commitment_true_up=Decimal(body["commitment_true_up"]),
         credits_applied=Decimal(body["credits_applied"]),
         total=Decimal(body["total"]),
-        adjustments=tuple(adjustments),
         subscription=body["subscription"],
         credit_drawdowns=tuple(Drawdown(d["grant"], Decimal(d["amount"])) for d in body["credit_drawdowns"]),
         catalog_digest=body["catalog_digest"],
         number=body["number"],
     )
+
+
+def credit_balances(
+    catalog: Catalog, invoices: dict[str, list[dict[str, Any]]], amendments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each grant the pipeline's documents drew from, or the catalog grants: its amount, what
+    invoices and amendments drew, and what is left (a v1 per-period grant's rest expired)."""
+    drawn: dict[tuple[str, str], Decimal] = {}
+    for document in [*(i for period in invoices.values() for i in period), *amendments]:
+        for drawdown in document["credit_drawdowns"]:
+            key = (str(document["tenant"]), str(drawdown["grant"]))
+            drawn[key] = drawn.get(key, Decimal(0)) + Decimal(drawdown["amount"])
+    amounts: dict[tuple[str, str], Decimal] = {}
+    for tenant, customer in catalog.customers.items():
+        for grant in customer.credit_grants:
+            amounts[(tenant, grant.id)] = grant.amount
+        if customer.credits is not None:
+            for period in invoices:
+                amounts[(tenant, f"{V1_CREDITS_PREFIX}{period}")] = customer.credits
+    return [
+        {
+            "tenant": tenant,
+            "grant": grant,
+            "amount": str(amounts.get((tenant, grant), Decimal(0))),
+            "drawn": str(drawn.get((tenant, grant), Decimal(0))),
+            "left": str(amounts.get((tenant, grant), Decimal(0)) - drawn.get((tenant, grant), Decimal(0))),
+        }
+        for tenant, grant in sorted(amounts.keys() | drawn.keys())
+    ]

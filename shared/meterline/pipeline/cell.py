@@ -50,8 +50,8 @@ class Cell:
     def deliver(self, records: Iterable[DeliveredRecord]) -> MeterReport:
         return self.metering.run(records)
 
-    def pump(self) -> None:
-        """Feed every new usage item to the aggregator and every new partial to rating."""
+    def pump(self, now: datetime | None = None) -> None:
+        """Feed every new usage item to the aggregator and every new partial to rating (as of ``now``)."""
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
@@ -62,7 +62,7 @@ class Cell:
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
         if new:
-            self.charges.run(new)
+            self.charges.run(new, now)
 
     def close(self, now: datetime) -> None:
         self.pump()

@@ -169,11 +169,17 @@ def is_closed(store: Store, period: Period) -> bool:
     return store.get(TABLE, CLOSED_PK, str(period)) is not None
 
 
-def record_closed(store: Store, period: Period, unbilled: list[str], invoices: int) -> None:
-    """The period's close completed: its unbilled tenants, and how many invoices it issued."""
-    store.put(
-        TABLE, {"pk": CLOSED_PK, "sk": str(period), "unbilled": orjson.dumps(unbilled), "invoices": invoices}
-    )
+def record_closed(
+    store: Store, period: Period, unbilled: list[str], invoices: int, reported: Item | None = None
+) -> None:
+    """The period's close completed: its unbilled tenants, how many invoices it issued, and what
+    else the close reports (``close.CloseRecord``: catalog digest, unbilled usage, amendments)."""
+    item: Item = {**(reported or {}), "pk": CLOSED_PK, "sk": str(period), "invoices": invoices}
+    store.put(TABLE, {**item, "unbilled": orjson.dumps(unbilled)})
+
+
+def closed_record(store: Store, period: Period) -> Item | None:
+    return store.get(TABLE, CLOSED_PK, str(period))
 
 
 def closed_periods(store: Store) -> dict[Period, list[str]]:
@@ -448,6 +454,27 @@ class PeriodLedger:
             by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
         for bucket, values_of in sorted(by_bucket.items()):
             self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
+
+    def update_closing(self, closing: Closing) -> None:
+        """Replace the stored values in force at the period's end for these tenants (a later close
+        carried them again, with late usage): each bucket they are in is rewritten whole, and a
+        chunk it no longer needs is left empty (chunks are joined, so an empty one adds nothing)."""
+        by_bucket: dict[int, dict[str, Mapping[StateKey, Decimal]]] = {}
+        for tenant, values in closing.items():
+            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
+        for bucket, updates in sorted(by_bucket.items()):
+            prefix = closing_prefix(bucket)
+            stored = self.store.query(TABLE, self.pk, prefix)
+            values_of: dict[str, Mapping[StateKey, Decimal]] = {}
+            if stored:
+                values_of.update(unpack_closing(b"".join(_blob(chunk) for chunk in stored)))
+            values_of.update(updates)
+            packed = pack_closing({tenant: values for tenant, values in values_of.items() if values})
+            pieces = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
+            pieces += [b""] * (len(stored) - len(pieces))
+            for index, blob in enumerate(pieces):
+                sk = f"{prefix}{index:04d}"
+                self.store.put(TABLE, {"pk": self.pk, "sk": sk, "book": blob, "chunks": len(pieces)})
 
     def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
         """The values in force at the period's end, as its close stored them (none if not closed)."""

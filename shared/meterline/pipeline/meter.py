@@ -20,7 +20,9 @@ record dead-lettered as ``unprocessable`` with the attempts it took.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from time import monotonic
 from typing import NamedTuple
 
 from meterline.catalog import Catalog
@@ -30,8 +32,13 @@ from meterline.ports import Publisher, Store
 from meterline.records import Delivery, usage_record
 from meterline.topology import USAGE_REJECTED
 
+from .invoices import amend_window
 from .outcomes import OutcomesLedger, printable
 from .usage_ledger import UsageLedger
+
+WINDOW_TTL = 60.0
+"""Seconds the meter trusts the amendment window it read: the window only moves forward, once a
+month, so a stale one only admits usage that the close then reports as out of the window."""
 
 
 class Outcome(StrEnum):
@@ -55,12 +62,25 @@ Settled = tuple[Outcome, str, int]
 
 
 class Meter:
-    def __init__(self, catalog: Catalog, store: Store, publisher: Publisher) -> None:
+    def __init__(
+        self, catalog: Catalog, store: Store, publisher: Publisher, window_ttl: float = WINDOW_TTL
+    ) -> None:
         self.metering = Metering(catalog.meters_by_type)
         self.store = store
         self.usage = UsageLedger(store)
         self.outcomes = OutcomesLedger(store)
         self.publisher = publisher
+        self.first_period = catalog.first_period
+        self.window_ttl = window_ttl
+        self._window: tuple[float, datetime] | None = None
+
+    def window_start(self) -> datetime:
+        """The first instant whose usage may still be billed or amended (cached ``window_ttl`` s)."""
+        now = monotonic()
+        if self._window is None or now - self._window[0] >= self.window_ttl:
+            first = amend_window(self.store) or self.first_period
+            self._window = (now, max(first, self.first_period).start)
+        return self._window[1]
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
         """The record's outcome; a store or publish failure raises."""
@@ -69,7 +89,15 @@ class Meter:
         except EventError as error:
             self.reject(record, error)
             return Outcome.REJECTED, error.reason.value
-        first = self.usage.add(item)
+        if usage.time < self.window_start():
+            # too late to bill: unless it was accepted before (a redelivery), out of the window
+            first = self.usage.standing(usage.key)
+            if first is None:
+                when = f"{usage.time.isoformat()} is before the periods still billed or amended"
+                self.reject(record, EventError(Reason.OUT_OF_WINDOW, when))
+                return Outcome.REJECTED, Reason.OUT_OF_WINDOW.value
+        else:
+            first = self.usage.add(item)
         if first is None or first.delivery == usage.delivery:
             return Outcome.ACCEPTED, ""
         if first.fingerprint == usage.fingerprint:
