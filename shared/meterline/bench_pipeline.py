@@ -47,7 +47,7 @@ from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.bench import PERIOD, bench_catalog, in_fresh_process
 from meterline.bench_compaction import format_compaction, measure_compaction
 from meterline.bench_timeweighted import SAMPLES, format_time_weighted, measure_time_weighted
-from meterline.bootstrap import GRACE, Jobs
+from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
 from meterline.local.runtime import load_function
@@ -289,7 +289,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     invoices: list[Item] = []
 
     def close() -> None:
-        invoices.extend(jobs.closer.close(PERIOD, PERIOD.end + GRACE))
+        invoices.extend(jobs.closer.close(PERIOD, PERIOD.end + jobs.closer.grace))
 
     stage("meter", meter)
     stage("aggregate", aggregate)

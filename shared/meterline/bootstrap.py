@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # each job is imported when it is first asked for: a function
     from meterline.pipeline.close import Closer
     from meterline.pipeline.meter import Meter
     from meterline.pipeline.rate import RunningCharges
-
-GRACE = timedelta(hours=1)
-"""How long after its end a period closes."""
 
 
 def system_clock() -> datetime:
@@ -82,7 +79,7 @@ class Jobs:
     def closer(self) -> Closer:
         from meterline.pipeline.close import Closer
 
-        return Closer(self.catalog, self.store, self.publisher, GRACE)
+        return Closer(self.catalog, self.store, self.publisher)  # the catalog's billing.grace
 
 
 def bootstrap(

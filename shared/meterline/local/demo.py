@@ -36,7 +36,6 @@ from rich.table import Table
 from rich.text import Text
 
 from meterline import report
-from meterline.bootstrap import GRACE
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import FaultRates, GenerateSpec, LineCounts, generate, line_counts
 from meterline.offline import CELL, RateResult, rate_cells
@@ -181,7 +180,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
                 progress.update(produced, completed=cell.feed.produced)
                 cell.drain(tick)
                 flowing += time.monotonic() - begun
-                now = (close_as_of.end + GRACE).isoformat()
+                now = (close_as_of.end + catalog.billing.grace).isoformat()
                 closed = cell.close_periods(now)
                 progress.console.print(f"close as of {now}: closed {', '.join(closed) or 'nothing'}")
             cell.drain(tick)
