@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from meterline.adapters.memory import StreamingMemoryStore
 from meterline.catalog import Catalog
+from meterline.markets import Market
+from meterline.offline import CELL
 from meterline.ports import Publisher
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
@@ -36,13 +38,15 @@ class Cell:
     publisher: Publisher
     grace: timedelta = timedelta(hours=1)
     stream_batch: int = 1000
+    name: str = CELL
+    """``<cloud>-<region>``: the market its measurements carry (SPEC §8)."""
     store: StreamingMemoryStore = field(init=False)
     position: StreamPosition = field(default_factory=StreamPosition)
 
     def __post_init__(self) -> None:
         streamed = [table.name for table in TABLES if table.stream is not None]
         self.store = StreamingMemoryStore([table.name for table in TABLES], streamed)
-        self.meter = Meter(self.catalog, self.store, self.publisher)
+        self.meter = Meter(self.catalog, self.store, self.publisher, Market.of_cell(self.name))
         self.aggregator = Aggregator(self.catalog, self.store)
         self.charges = RunningCharges(self.catalog, self.store, self.publisher)
         self.closer = Closer(self.catalog, self.store, self.publisher, self.grace)

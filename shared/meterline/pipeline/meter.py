@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, Reason, digest, read_event
+from meterline.markets import LOCAL, Market
 from meterline.metering import Metering
 from meterline.ports import Item, Publisher, Store, StoreError
 from meterline.records import AcceptedUsage, Delivery
@@ -76,8 +77,8 @@ _ACCEPTED, _DUPLICATE = Outcome.ACCEPTED, Outcome.DUPLICATE
 
 
 class Meter:
-    def __init__(self, catalog: Catalog, store: Store, publisher: Publisher) -> None:
-        self.metering = Metering(catalog.meters_by_type)
+    def __init__(self, catalog: Catalog, store: Store, publisher: Publisher, market: Market = LOCAL) -> None:
+        self.metering = Metering(catalog.meters_by_type, market)
         self.store = store
         self.publisher = publisher
 
