@@ -14,6 +14,7 @@ key and the same bytes, and the exchange's create-only write makes the repeat a 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from meterline.usage import UsageBook
 PREFIX = "statements/"
 FINAL = "final"
 FORMAT = 1
+_CELL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class StatementError(ValueError):
@@ -62,11 +65,16 @@ class Address:
         parts = key.removeprefix(PREFIX).split("/")
         if not key.startswith(PREFIX) or len(parts) != 3 or not parts[2].endswith(".json"):
             raise StatementError(f"{key}: not a statement key (statements/<cell>/<period>/<id>.json)")
+        cell, name = parts[0], parts[2].removesuffix(".json")
+        if not _CELL.fullmatch(cell):
+            raise StatementError(f"{key}: {cell!r} is not a cell name (<cloud>-<region>)")
+        if name != FINAL and not _ID.fullmatch(name):
+            raise StatementError(f"{key}: {name!r} is not a statement id (32 hex digits) nor {FINAL}")
         try:
             period = Period.parse(parts[1])
         except PeriodError:
             raise StatementError(f"{key}: {parts[1]!r} is not a period (YYYY-MM)") from None
-        return cls(parts[0], period, parts[2].removesuffix(".json"))
+        return cls(cell, period, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,14 +115,17 @@ def test_a_statement_reads_back_as_the_usage_it_was_made_of() -> None:
     ("key", "body", "problem"),
     [
         ("statements/x.json", b"{}", "not a statement key"),
-        ("statements/aws-eu-west-1/2026-13/a.json", b"{}", "'2026-13' is not a period"),
-        ("statements/aws-eu-west-1/2026-11/a.json", b"not json", "not a statement"),
-        ("statements/aws-eu-west-1/2026-11/a.json", b'{"format": 9}', "format 9, this home reads 1"),
+        ("statements/aws-eu-west-1/2026-13/{ID}.json", b"{}", "'2026-13' is not a period"),
+        ("statements/aws|x/2026-11/{ID}.json", b"{}", "'aws|x' is not a cell name"),
+        ("statements/aws-eu-west-1/2026-11/a.json", b"{}", "'a' is not a statement id"),
+        ("statements/aws-eu-west-1/2026-11/{ID}.json", b"not json", "not a statement"),
+        ("statements/aws-eu-west-1/2026-11/{ID}.json", b'{"format": 9}', "format 9, this home reads 1"),
     ],
 )
 def test_what_is_not_a_statement_is_refused_in_one_line_naming_its_key(
     key: str, body: bytes, problem: str
 ) -> None:
+    key = key.format(ID="0" * 32)
     with pytest.raises(StatementError) as raised:
         read_statement(CATALOG, key, body)
     assert str(raised.value).startswith(key.split("/")[0])
@@ -146,7 +149,7 @@ def test_a_statement_naming_a_meter_the_home_lacks_is_refused() -> None:
 
 
 def test_the_final_marker_lists_the_periods_statements_and_reads_back() -> None:
-    marker = FinalMarker(CELL, Period(2026, 11), ("a1", "b2"))
+    marker = FinalMarker(CELL, Period(2026, 11), ("a1", "b2"))  # ids as they come
     assert marker.key == f"statements/{CELL}/2026-11/final.json"
     assert FinalMarker.from_bytes(marker.key, marker.to_bytes()) == marker
     assert orjson.loads(marker.to_bytes())["statements"] == ["a1", "b2"]

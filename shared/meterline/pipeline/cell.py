@@ -15,7 +15,7 @@ from meterline.adapters.memory import StreamingMemoryStore
 from meterline.catalog import Catalog
 from meterline.markets import Market
 from meterline.offline import CELL
-from meterline.ports import Publisher
+from meterline.ports import Item, Publisher
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
@@ -56,6 +56,12 @@ class Cell:
 
     def pump(self) -> None:
         """Feed every new usage item to the aggregator and every new partial to rating."""
+        new = self.aggregate()
+        if new:
+            self.charges.run(new)
+
+    def aggregate(self) -> list[Item]:
+        """Feed every new usage item to the aggregator; return the partials written since last asked."""
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
@@ -65,8 +71,7 @@ class Cell:
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
-        if new:
-            self.charges.run(new)
+        return new
 
     def close(self, now: datetime) -> None:
         self.pump()
