@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 from meterline.adapters.memory import StreamingMemoryStore
 from meterline.catalog import Catalog
-from meterline.ports import Publisher
+from meterline.markets import Market
+from meterline.offline import CELL
+from meterline.ports import Item, Publisher
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
@@ -36,13 +38,15 @@ class Cell:
     publisher: Publisher
     grace: timedelta = timedelta(hours=1)
     stream_batch: int = 1000
+    name: str = CELL
+    """``<cloud>-<region>``: the market its measurements carry (SPEC §8)."""
     store: StreamingMemoryStore = field(init=False)
     position: StreamPosition = field(default_factory=StreamPosition)
 
     def __post_init__(self) -> None:
         streamed = [table.name for table in TABLES if table.stream is not None]
         self.store = StreamingMemoryStore([table.name for table in TABLES], streamed)
-        self.meter = Meter(self.catalog, self.store, self.publisher)
+        self.meter = Meter(self.catalog, self.store, self.publisher, market=Market.of_cell(self.name))
         self.aggregator = Aggregator(self.catalog, self.store)
         self.charges = RunningCharges(self.catalog, self.store, self.publisher)
         self.closer = Closer(self.catalog, self.store, self.publisher, self.grace)
@@ -52,6 +56,12 @@ class Cell:
 
     def pump(self) -> None:
         """Feed every new usage item to the aggregator and every new partial to rating."""
+        new = self.aggregate()
+        if new:
+            self.charges.run(new)
+
+    def aggregate(self) -> list[Item]:
+        """Feed every new usage item to the aggregator; return the partials written since last asked."""
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
@@ -61,8 +71,7 @@ class Cell:
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
-        if new:
-            self.charges.run(new)
+        return new
 
     def close(self, now: datetime) -> None:
         self.pump()

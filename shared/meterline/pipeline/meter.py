@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, Reason
+from meterline.markets import LOCAL, Market
 from meterline.metering import Metering
 from meterline.ports import Item, Publisher, RetriableStoreError, Store
 from meterline.records import Delivery, usage_record
@@ -102,9 +103,14 @@ _ACCEPTED, _DUPLICATE = Outcome.ACCEPTED, Outcome.DUPLICATE
 
 class Meter:
     def __init__(
-        self, catalog: Catalog, store: Store, publisher: Publisher, max_attempts: int = MAX_ATTEMPTS
+        self,
+        catalog: Catalog,
+        store: Store,
+        publisher: Publisher,
+        max_attempts: int = MAX_ATTEMPTS,
+        market: Market = LOCAL,
     ) -> None:
-        self.metering = Metering(catalog.meters_by_type)
+        self.metering = Metering(catalog.meters_by_type, market)
         self.store = store
         self.publisher = publisher
         self.max_attempts = max_attempts

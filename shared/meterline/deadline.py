@@ -1,0 +1,30 @@
+"""When the billing home may issue a period (SPEC §8): once every cell has reported it final, or at
+``end + grace + billing.cell_wait`` whatever the silent cells say; never before ``end + grace``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from meterline.catalog import Billing
+from meterline.periods import Period
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    issue: bool
+    """The period may be issued now."""
+    silent: tuple[str, ...]
+    """The cells that have not reported the period final (sorted): what the ``silent_cells``
+    alarm names once the period is past its grace."""
+
+
+def readiness(
+    period: Period, now: datetime, billing: Billing, cells: Collection[str], reported: Collection[str]
+) -> Readiness:
+    due = period.end + billing.grace
+    silent = tuple(sorted(set(cells) - set(reported)))
+    if now < due:
+        return Readiness(False, silent)
+    return Readiness(not silent or now >= due + billing.cell_wait, silent)
