@@ -34,7 +34,8 @@ def aws_home(config: StackConfig) -> dict[str, Any]:
         "ledgers", LedgersArgs(home, config.region, HOME_TABLES, tags, f"{config.unique(home)}-")
     )
     statements = Statements(
-        "statements", StatementsArgs(home, config.region, statements_bucket_name(config), tags)
+        "statements",
+        StatementsArgs(home, config.region, statements_bucket_name(config), len(settings.cells), tags),
     )
     trust = CellTrust(
         "trust",
@@ -76,8 +77,5 @@ def aws_home(config: StackConfig) -> dict[str, Any]:
         "notification_topics": functions.notification_topics,
         "alarm_topic_arn": operations.alarm_topic_arn,
         "dashboard": operations.dashboard_name,
-        "cost_inputs": {
-            **cost_inputs(config, HOME_TOPICS, [ledgers, statements, functions, operations]),
-            "home": {"cells": len(settings.cells)},
-        },
+        "cost_inputs": cost_inputs(config, HOME_TOPICS, [ledgers, statements, functions, operations]),
     }

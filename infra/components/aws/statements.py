@@ -38,6 +38,8 @@ class StatementsArgs:
     """The home's short name (`ml-home-use1`), the start of its resources' names."""
     region: str
     bucket_name: str
+    cells: int
+    """How many cells write here: what the cost model counts statements by."""
     tags: Mapping[str, str]
 
 
@@ -165,6 +167,7 @@ class Statements(pulumi.ComponentResource):
             {
                 "kind": "statements_bucket",
                 "name": args.bucket_name,
+                "cells": args.cells,
                 "retention_days": STATEMENT_RETENTION_DAYS,
             },
             {"kind": "sqs_queue", "name": f"{args.home}-statements", "purpose": "statement notifications"},
