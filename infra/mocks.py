@@ -27,6 +27,8 @@ class CellMocks(pulumi.runtime.Mocks):
         self.project = project
         self.resources: list[dict[str, Any]] = []
         self.options: dict[str, dict[str, Any]] = {}
+        self.references: list[str] = []
+        """The stacks this one reads (`pulumi.StackReference`), by name."""
         """`type::name` → what the resource's registration asked of the engine."""
 
     def watch(self, monitor: Any) -> None:
@@ -87,10 +89,11 @@ class CellMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
-        if args.typ == STACK_REFERENCE:  # read, not registered: the SDK's mocks do not mark it custom
+        if args.typ == STACK_REFERENCE:  # a read of another stack, not a resource of this one
             name = str(args.resource_id or inputs["name"])
+            self.references.append(name)
             return name, {"name": name, "outputs": referenced_outputs(name), "secretOutputNames": []}
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
         if not args.custom:
             return None, inputs
         if args.typ == PACKAGE_BLOB:

@@ -30,11 +30,11 @@ from infra.packaging import (
     vendored_archive_path,
     vendored_dependencies,
 )
-from meterline.topology import FUNCTIONS
+from meterline.topology import CELL_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
-JOBS = [function.job for function in FUNCTIONS]
+JOBS = [function.job for function in CELL_FUNCTIONS]
 AWS_ONLY_IMPORTS = {"aws_msk_iam_sasl_signer"}
 """Imported by adapters/kafka.py's msk_iam_config alone, which only the AWS handlers call."""
 
@@ -208,7 +208,7 @@ def test_azure_stack_outputs_say_whether_dependencies_were_bundled(
     assert azure
     for build in azure:
         apps = [r for r in build["outputs"]["cost_inputs"]["resources"] if r["kind"] == "function_app_flex"]
-        assert len(apps) == len(FUNCTIONS)
+        assert len(apps) == len(CELL_FUNCTIONS)
         assert {app["dependencies_bundled"] for app in apps} == {cached}
 
 

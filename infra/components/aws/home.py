@@ -77,5 +77,5 @@ def aws_home(config: StackConfig) -> dict[str, Any]:
         "notification_topics": functions.notification_topics,
         "alarm_topic_arn": operations.alarm_topic_arn,
         "dashboard": operations.dashboard_name,
-        "cost_inputs": cost_inputs(config, HOME_TOPICS, [ledgers, statements, functions, operations]),
+        "cost_inputs": cost_inputs(config, (), [ledgers, statements, functions, operations]),
     }

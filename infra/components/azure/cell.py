@@ -114,7 +114,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
         "cell_settings": {
             "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
-            "METERLINE_CELL_TABLES_ENDPOINT": ledgers.table_endpoint,
+            "METERLINE_TABLES_ENDPOINT": ledgers.table_endpoint,
             "METERLINE_KAFKA_BOOTSTRAP": events.kafka_bootstrap,
         },
         "retention_capped_hours": pulumi.Output.from_input(
