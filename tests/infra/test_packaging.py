@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.packaging import CATALOG_NAME, build_function_archive, function_source, present_jobs
-from meterline.topology import FUNCTIONS
+from meterline.topology import CELL_FUNCTIONS
 
 CATALOG = Path(__file__).resolve().parents[2] / "shared" / "meterline" / "samples" / "catalog.yaml"
 HEAVY = (
@@ -28,7 +28,7 @@ HEAVY = (
 )
 
 
-@pytest.mark.parametrize("job", [function.job for function in FUNCTIONS] + ["topics"])
+@pytest.mark.parametrize("job", [function.job for function in CELL_FUNCTIONS] + ["topics"])
 def test_archive_holds_the_handler_the_core_and_the_catalog_and_nothing_heavy(
     job: str, tmp_path: Path
 ) -> None:

@@ -105,6 +105,10 @@ class FunctionsArgs:
     tags: Mapping[str, str]
     offline: bool = field(default_factory=offline_build)
     """Offline previews fetch no dependencies (the cached ones are still bundled)."""
+    extra_settings: Mapping[str, Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+    """job → settings beyond the cell's own (publish: its cell name and its home)."""
+    paused: frozenset[str] = frozenset()
+    """Jobs deployed with their function disabled (publish, until the cell knows its home)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,7 @@ def tables_read(function: Function) -> tuple[str, ...]:
 
 def timer_invocations_per_month(function: Function) -> int:
     """Firings in a 30-day month of the job's timer (NCRONTAB: second, minute, hour, day, month, weekday)."""
-    schedule = TIMER_SCHEDULES[function.job]
+    schedule = TIMER_SCHEDULES.get(function.job) or ncrontab(function.source)
     second, minute, hour, day, month, weekday = schedule.split()
     if not second.isdigit():
         raise ValueError(f"cannot count invocations of timer {schedule!r}: more than one a minute")
@@ -353,6 +357,9 @@ class Functions(pulumi.ComponentResource):
             settings[f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace"] = namespace
             settings[f"{TRIGGER_CONNECTION}__credential"] = "managedidentity"
             settings[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
+        settings |= args.extra_settings.get(function.job, {})
+        if function.job in args.paused:
+            settings[f"AzureWebJobs.{function.job}.Disabled"] = "true"
         return [{"name": name, "value": value} for name, value in settings.items()]
 
     @staticmethod
