@@ -46,7 +46,7 @@ class StatementPublisher:
         return created
 
     def statements(self, partial: Item) -> list[Statement]:
-        source = "|".join((str(partial['pk']), str(partial['sk'])))
+        source = "|".join((str(partial["pk"]), str(partial["sk"])))
         return statements_of(self.cell, source, unpack_book(self.catalog, bytes(partial["book"])))  # type: ignore[arg-type]
 
     def due(self, now: datetime) -> list[Period]:
