@@ -29,7 +29,7 @@ numbers, which the aggregator's markers cannot tell apart from new usage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -248,3 +248,12 @@ def partition_of(event: HubEvent) -> int:
         raise TriggerError(
             f"the batch's PartitionContext names no numeric PartitionId: {context!r}"
         ) from None
+
+
+def managed_identity_token(audience: str, client_id: str | None) -> Callable[[], str]:
+    """The function's managed identity's Entra ID token for ``audience`` (the home's OIDC provider's
+    client id), fresh per call: what the home's statements role trusts an Azure cell's publish by."""
+    from azure.identity import ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=client_id)
+    return lambda: credential.get_token(f"{audience}/.default").token

@@ -28,7 +28,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from functools import cached_property
@@ -294,3 +294,17 @@ def document_item(document: Any) -> Item:
 
 def _digest64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def google_id_token(audience: str) -> Callable[[], str]:
+    """The function's service account's Google ID token for ``audience``, fresh per call (from the
+    metadata server): what the home's statements role trusts a GCP cell's publish by."""
+
+    def fetch() -> str:
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+
+        token: str = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+        return token
+
+    return fetch

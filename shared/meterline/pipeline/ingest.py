@@ -6,13 +6,17 @@ issued the first open one after it, labelled with its own period: late usage, wh
 turns into adjustments), keyed by (cell, statement id), written in ONE transaction with a marker
 ``applied|<cell>|<id>`` (create-only) and the check that the window's fence is absent, as the
 aggregator files its partials. A delivery finds the marker in any ledger that may hold it and
-stops there; a crash before the commit leaves nothing, one after it is found as applied.
+stops there; a crash before the commit leaves nothing, one after it is found as applied. The marker
+keeps a digest of the statement's bytes: other bytes under a key already applied are a conflict
+(the exchange never overwrites, so only a bucket changed behind it yields one), refused by name.
 
 Final markers are recorded as they come (``finals|<period>|<cell>``); a cell has reported a period
 once its marker stands and every statement it names is applied (``reported``).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import orjson
 
@@ -29,6 +33,14 @@ from .ledger import MAX_CHUNK_BYTES, PeriodLedger, fence_sk, period_pk
 
 TABLE = AGGREGATES_TABLE.name
 FINALS = "finals"
+
+
+class StatementConflictError(StatementError):
+    """A statement whose key was already applied with other bytes: the first stands."""
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def applied_sk(cell: str, statement_id: str) -> str:
@@ -56,7 +68,12 @@ class Ingest:
             return self.record_final(FinalMarker.from_bytes(key, body))
         statement, book = read_statement(self.catalog, key, body)
         for _ in range(attempts):
-            if self.applied_in(statement) is not None:
+            marker = self.applied_marker(statement)
+            if marker is not None:
+                if marker.get("digest", body_digest(body)) != body_digest(body):
+                    raise StatementConflictError(
+                        f"{key}: applied before with other bytes; the first stands, these are not applied"
+                    )
                 self.index(statement)
                 return False
             try:
@@ -78,13 +95,14 @@ class Ingest:
             billed_in = billed_in.next()
         return billed_in, window
 
-    def applied_in(self, statement: Statement) -> Period | None:
-        """The ledger holding the statement's marker, looking in every one that may."""
+    def applied_marker(self, statement: Statement) -> Item | None:
+        """The statement's applied marker, looking in every ledger that may hold it."""
         sk = applied_sk(statement.cell, statement.statement_id)
         ledger, last = statement.period, self.billed_in(statement.period)[0]
         while ledger <= last:
-            if self.store.get(TABLE, period_pk(ledger), sk) is not None:
-                return ledger
+            marker = self.store.get(TABLE, period_pk(ledger), sk)
+            if marker is not None:
+                return marker
             ledger = ledger.next()
         return None
 
@@ -102,7 +120,11 @@ class Ingest:
             "book": blob,
             "tenants": len({tenant for tenant, _ in book.states}),
         }
-        marker: Item = {"pk": pk, "sk": applied_sk(statement.cell, statement.statement_id)}
+        marker: Item = {
+            "pk": pk,
+            "sk": applied_sk(statement.cell, statement.statement_id),
+            "digest": body_digest(statement.body),
+        }
         self.store.transact(
             [
                 PutNew(TABLE, partial),

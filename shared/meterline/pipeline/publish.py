@@ -4,6 +4,9 @@ after each period's ``end + grace`` the cell's final marker for it.
 - ``run`` (aggregates stream): each new partial becomes its statements, put create-only in the
   home's exchange. A statement's key and bytes follow from the partial alone, so a retry, a
   redelivered stream batch or a crash halfway publishes nothing twice: the repeat is a no-op.
+- ``catch_up`` (schedule, where no stream triggers publish): the partials of every period not yet
+  final that carry no ``published`` mark are published, then marked; a crash between the two
+  publishes them again, a no-op.
 - ``finalize`` (schedule): once a period's grace has passed, its ledger is sealed for good (later
   usage of it is filed in the next period's ledger, and published as late), every partial of the
   ledger is published (the ones the stream already published are skipped by listing the
@@ -28,6 +31,9 @@ from .ledger import PeriodLedger, is_partial, period_pk
 TABLE = AGGREGATES_TABLE.name
 FINALIZED = "finalized"
 """The cell ledger's record of the periods whose final marker stands: ``finalized|<period>``."""
+PUBLISHED = "published"
+"""The cell ledger's cursor for ``catch_up``: ``published|<period>`` holds the key of each partial
+of the period's ledger whose statements are out."""
 
 
 class StatementPublisher:
@@ -48,6 +54,29 @@ class StatementPublisher:
     def statements(self, partial: Item) -> list[Statement]:
         source = "|".join((str(partial["pk"]), str(partial["sk"])))
         return statements_of(self.cell, source, unpack_book(self.catalog, bytes(partial["book"])))  # type: ignore[arg-type]
+
+    def catch_up(self, now: datetime) -> list[Statement]:
+        """Publish every partial not marked published in the ledgers of the periods up to ``now``'s
+        that are not final yet; return the statements this call created."""
+        done = {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
+        created: list[Statement] = []
+        period, current = self.catalog.first_period, Period.of(now)
+        while period <= current:
+            if str(period) not in done:
+                created += self.catch_up_period(period)
+            period = period.next()
+        return created
+
+    def catch_up_period(self, period: Period) -> list[Statement]:
+        cursor = f"{PUBLISHED}|{period}"
+        published = {str(item["sk"]) for item in self.store.query(TABLE, cursor)}
+        created = []
+        for partial in self.store.query(TABLE, period_pk(period), "partial|"):
+            if str(partial["sk"]) in published:
+                continue
+            created += self.run([partial])
+            self.store.put(TABLE, {"pk": cursor, "sk": str(partial["sk"])})
+        return created
 
     def due(self, now: datetime) -> list[Period]:
         """Periods from billing's first whose grace has passed and whose marker is not out yet."""
