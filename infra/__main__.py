@@ -17,7 +17,7 @@ from infra.components.aws.kafka import Kafka, KafkaArgs  # noqa: E402
 from infra.components.aws.ledgers import Ledgers, LedgersArgs  # noqa: E402
 from infra.components.aws.network import Network, NetworkArgs  # noqa: E402
 from infra.components.aws.operations import Operations, OperationsArgs  # noqa: E402
-from infra.components.home_link import home_endpoint, publish_settings  # noqa: E402
+from infra.components.home_link import home_endpoint, job_settings  # noqa: E402
 from infra.config import ConfigError, StackConfig, load_from_pulumi  # noqa: E402
 from infra.outputs import cost_inputs  # noqa: E402
 from infra.packaging import BUILD_DIR, build_packages, offline_build  # noqa: E402
@@ -59,7 +59,7 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
             log_retention_days=config.log_retention_days,
             tags=tags,
             home=home,
-            extra_settings={PUBLISH.job: publish_settings(config, home)},
+            extra_settings=job_settings(config, home),
         ),
     )
     operations = Operations(

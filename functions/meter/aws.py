@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_sourc
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from meterline.adapters.aws_lambda import Settings, Wiring, msk_records
+from meterline.markets import LOCAL, Market
 from meterline.pipeline.meter import DeliveredRecord, Meter, MeterReport
 
 logger = Logger(service="meterline-meter")
@@ -24,7 +25,9 @@ tracer = Tracer(service="meterline-meter")
 @cache
 def meter() -> Meter:
     wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+    # the cell's market goes into the measurements of meters grouped by $cloud or $region (SPEC §8)
+    market = Market.of_cell(os.environ.get("METERLINE_CELL_NAME", LOCAL.cloud))
+    return Meter(wiring.catalog, wiring.store, wiring.publisher, market=market)
 
 
 @logger.inject_lambda_context(clear_state=True)

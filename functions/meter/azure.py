@@ -10,6 +10,7 @@ from pathlib import Path
 import azure.functions as func
 
 from meterline.adapters.azure_functions import HUB_TRIGGERS, Settings, Wiring, hub_records
+from meterline.markets import LOCAL, Market
 from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
 
 logger = logging.getLogger("meterline.meter")
@@ -20,7 +21,9 @@ TRIGGER = HUB_TRIGGERS["meter"]
 @cache
 def meter() -> Meter:
     wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+    # the cell's market goes into the measurements of meters grouped by $cloud or $region (SPEC §8)
+    market = Market.of_cell(os.environ.get("METERLINE_CELL_NAME", LOCAL.cloud))
+    return Meter(wiring.catalog, wiring.store, wiring.publisher, market=market)
 
 
 @blueprint.function_name("meter")

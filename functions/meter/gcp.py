@@ -11,6 +11,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from meterline.adapters.gcp_functions import Settings, Wiring, pubsub_record
+from meterline.markets import LOCAL, Market
 from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
 
 logger = logging.getLogger("meterline.meter")
@@ -19,7 +20,9 @@ logger = logging.getLogger("meterline.meter")
 @cache
 def meter() -> Meter:
     wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+    # the cell's market goes into the measurements of meters grouped by $cloud or $region (SPEC §8)
+    market = Market.of_cell(os.environ.get("METERLINE_CELL_NAME", LOCAL.cloud))
+    return Meter(wiring.catalog, wiring.store, wiring.publisher, market=market)
 
 
 @functions_framework.cloud_event

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from infra.config import StackConfig
+from meterline.topology import METER, PUBLISH
 
 STATEMENTS_AUDIENCE = {"gcp": "sts.amazonaws.com", "azure": "api://AzureADTokenExchange"}
 """The audience a GCP cell asks its ID token for (the role checks it as `oaud`), and the resource
@@ -88,3 +89,9 @@ def publish_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str
         if config.cloud in STATEMENTS_AUDIENCE:
             settings["METERLINE_STATEMENTS_AUDIENCE"] = STATEMENTS_AUDIENCE[config.cloud]
     return settings
+
+
+def job_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str, dict[str, pulumi.Input[str]]]:
+    """Job → settings beyond the cell's own: publish's (above), and the cell's name for meter, whose
+    measurements carry the cell's market (`$cloud`, `$region`: `Market.of_cell`, SPEC §8)."""
+    return {PUBLISH.job: publish_settings(config, home), METER.job: {"METERLINE_CELL_NAME": config.stack}}

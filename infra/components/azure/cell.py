@@ -12,7 +12,7 @@ from infra.components.azure.events import Events, EventsArgs
 from infra.components.azure.functions import Functions, FunctionsArgs, hub_trigger
 from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
-from infra.components.home_link import home_endpoint, publish_settings
+from infra.components.home_link import home_endpoint, job_settings
 from infra.config import REPO_ROOT, StackConfig
 from infra.outputs import cost_inputs
 from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH
@@ -80,7 +80,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             insights_id=insights.component_id,
             insights_connection=insights.connection_string,
             tags=tags,
-            extra_settings={PUBLISH.job: publish_settings(config, home)},
+            extra_settings=job_settings(config, home),
             paused=frozenset() if home is not None else frozenset({PUBLISH.job}),
         ),
     )

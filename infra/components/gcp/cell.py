@@ -11,7 +11,7 @@ from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, LedgersArgs
 from infra.components.gcp.network import Network, NetworkArgs
 from infra.components.gcp.operations import Operations, OperationsArgs
 from infra.components.gcp.project import Project, ProjectArgs
-from infra.components.home_link import home_endpoint, publish_settings
+from infra.components.home_link import home_endpoint, job_settings
 from infra.config import REPO_ROOT, GcpNetwork, ManagedKafka, StackConfig
 from infra.outputs import cost_inputs
 from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH, TriggerKind
@@ -72,7 +72,7 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
             ledgers=ledgers,
             keys=keys,
             labels=labels,
-            extra_settings={PUBLISH.job: publish_settings(config, home)},
+            extra_settings=job_settings(config, home),
             paused=frozenset() if home is not None else frozenset({PUBLISH.job}),
         ),
     )

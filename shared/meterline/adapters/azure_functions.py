@@ -72,9 +72,11 @@ HUB_TRIGGERS = {
 }
 """The jobs with an Event Hubs trigger. The functions' triggers and the cell's consumer groups and
 receive rights are all read from here."""
-TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *"}
+TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *", "publish": "0 */5 * * * *"}
 """The other jobs run on timers (NCRONTAB, seconds first): rate every five minutes, which is how far
-running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS."""
+running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS;
+publish every five minutes, as ``topology.PUBLISH`` says. A deployed cell runs meter, aggregate
+and publish; rate and close are the single-cell pipeline's (the local runtime's)."""
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,8 @@ def google_id_token(audience: str) -> Callable[[], str]:
         import google.auth.transport.requests
         import google.oauth2.id_token
 
-        token: str = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+        request = google.auth.transport.requests.Request()
+        token: str = google.oauth2.id_token.fetch_id_token(request, audience)  # type: ignore[no-untyped-call]
         return token
 
     return fetch
