@@ -152,3 +152,17 @@ def _decoded(text: str) -> bytes:
         return binascii.a2b_base64(text)
     except (binascii.Error, ValueError):
         return text.encode("utf-8", "backslashreplace") if isinstance(text, str) else bytes(text)
+
+
+def notified_keys(message_body: str) -> list[str]:
+    """The object keys of an S3 event notification delivered through SQS (URL-encoded in the event);
+    none for S3's test event, sent when the notification is configured."""
+    import json
+    from urllib.parse import unquote_plus
+
+    document = json.loads(message_body)
+    return [
+        unquote_plus(record["s3"]["object"]["key"])
+        for record in document.get("Records", [])
+        if str(record.get("eventName", "")).startswith("ObjectCreated:")
+    ]
