@@ -35,21 +35,3 @@ def key(resource: dict[str, Any]) -> str:
 def custom(build: dict[str, Any]) -> list[dict[str, Any]]:
     """The cloud resources of a build (not its components)."""
     return [r for r in build["resources"] if not r["type"].startswith("meterline:")]
-
-
-def jobs_with_handler_marks(jobs: list[str], cloud: str) -> list[Any]:
-    """`jobs` as pytest params; a job whose `functions/<job>/<cloud>.py` is not written yet (the
-    cell's publish, whose handlers come with the statements exchange) is expected to fail, strictly:
-    once its handler lands the mark must go, and the test covers it like the others."""
-    import pytest
-
-    from infra.packaging import FUNCTIONS_DIR
-
-    return [
-        job
-        if (FUNCTIONS_DIR / job / f"{cloud}.py").is_file()
-        else pytest.param(
-            job, marks=pytest.mark.xfail(strict=True, reason=f"no functions/{job}/{cloud}.py yet")
-        )
-        for job in jobs
-    ]

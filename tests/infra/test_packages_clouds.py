@@ -32,7 +32,6 @@ from infra.packaging import (
     vendored_dependencies,
 )
 from meterline.topology import CELL_FUNCTIONS
-from tests.infra.builds import jobs_with_handler_marks
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
@@ -126,7 +125,7 @@ def _provides(distribution: str, module: str) -> bool:
     return any(str(f).startswith((stem + "/", stem + ".")) for f in files)
 
 
-@pytest.mark.parametrize("job", jobs_with_handler_marks(JOBS, "azure"))
+@pytest.mark.parametrize("job", JOBS)
 def test_azure_package_has_host_json_and_the_function_app_at_its_root(job: str, tmp_path: Path) -> None:
     # WHEN the job is packaged (without dependencies)
     archive = build_package(job, CATALOG, tmp_path, None)
