@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,6 @@ EVENT_HUBS_MAX_RETENTION_HOURS = {"Standard": 7 * 24, "Premium": 90 * 24}
 _STACK_NAME = re.compile(r"^(?P<home>home-)?(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
 HOME_CLOUDS = ("aws",)
 """Where a billing home can run: its statements bucket trusts every cell's cloud identity (IAM)."""
-DEFAULT_CELL_WAIT = timedelta(hours=6)
-_DURATION = re.compile(r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$")
 _NAME_SUFFIX = re.compile(r"^[a-z0-9]{4,6}$")
 _KNOWN_KEYS = frozenset(
     {
@@ -92,7 +89,6 @@ _HOME_KEYS = frozenset(
         "meterline:logRetentionDays",
         "meterline:nameSuffix",
         "meterline:cells",
-        "meterline:cellWait",
     }
 )
 _CELL_IDENTITY_KEYS = {
@@ -199,8 +195,7 @@ class CellPublisher:
 @dataclass(frozen=True, slots=True)
 class HomeSettings:
     cells: tuple[CellPublisher, ...]
-    cell_wait: timedelta
-    """How long past `end + grace` the home waits for silent cells before it issues (SPEC §8)."""
+    """The cells that report to the home; its close waits the catalog's `billing.cell_wait` for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +346,7 @@ def _load_home_config(
         network=None,
         kafka_pollers=KafkaPollers(1, 1),
         name_suffix=reader.name_suffix(),
-        home_settings=HomeSettings(reader.cells(), reader.cell_wait()),
+        home_settings=HomeSettings(reader.cells()),
     )
 
 
@@ -646,17 +641,6 @@ class _Reader:
                 )
             )
         return tuple(found)
-
-    def cell_wait(self) -> timedelta:
-        key = "meterline:cellWait"
-        if key not in self.raw:
-            return DEFAULT_CELL_WAIT
-        text = self.text(key)
-        matched = _DURATION.match(text)
-        if not matched or text in ("P", "PT"):
-            raise self.fail(key, f"must be an ISO-8601 duration such as PT6H or P1DT2H, not {text!r}")
-        parts = {name: int(value or 0) for name, value in matched.groupdict().items()}
-        return timedelta(**parts)
 
     def kafka_pollers(self) -> KafkaPollers:
         key = "meterline:kafkaPollers"

@@ -15,9 +15,10 @@ from typing import Any
 import pulumi
 
 from infra.config import StackConfig
+from meterline.adapters import azure_functions, gcp_functions
 from meterline.topology import METER, PUBLISH
 
-STATEMENTS_AUDIENCE = {"gcp": "sts.amazonaws.com", "azure": "api://AzureADTokenExchange"}
+STATEMENTS_AUDIENCE = {"gcp": gcp_functions.STATEMENTS_AUDIENCE, "azure": azure_functions.STATEMENTS_AUDIENCE}
 """The audience a GCP cell asks its ID token for (the role checks it as `oaud`), and the resource
 an Azure cell's managed identity asks its token for (the role's OIDC provider's client id)."""
 
@@ -76,22 +77,23 @@ def home_endpoint(config: StackConfig) -> HomeEndpoint | None:
     )
 
 
-def publish_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str, pulumi.Input[str]]:
-    """The publish function's settings beyond the cell's own: its cell name and its home. Without a
-    home they are absent and its schedule is paused."""
-    settings: dict[str, pulumi.Input[str]] = {"METERLINE_CELL_NAME": config.stack}
+def publish_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str, pulumi.Input[Any]]:
+    """The publish function's settings fields beyond the cell's own: its cell name and its home.
+    Without a home they are absent and its schedule is paused."""
+    settings: dict[str, pulumi.Input[Any]] = {"cell_name": config.stack}
     if home is not None:
         settings |= {
-            "METERLINE_STATEMENTS_BUCKET": home.bucket,
-            "METERLINE_STATEMENTS_REGION": home.region,
-            "METERLINE_STATEMENTS_ROLE_ARN": home.role_arn,
+            "statements_bucket": home.bucket,
+            "statements_region": home.region,
+            "statements_role_arn": home.role_arn,
         }
         if config.cloud in STATEMENTS_AUDIENCE:
-            settings["METERLINE_STATEMENTS_AUDIENCE"] = STATEMENTS_AUDIENCE[config.cloud]
+            settings["statements_audience"] = STATEMENTS_AUDIENCE[config.cloud]
     return settings
 
 
-def job_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str, dict[str, pulumi.Input[str]]]:
-    """Job → settings beyond the cell's own: publish's (above), and the cell's name for meter, whose
-    measurements carry the cell's market (`$cloud`, `$region`: `Market.of_cell`, SPEC §8)."""
-    return {PUBLISH.job: publish_settings(config, home), METER.job: {"METERLINE_CELL_NAME": config.stack}}
+def job_settings(config: StackConfig, home: HomeEndpoint | None) -> dict[str, dict[str, pulumi.Input[Any]]]:
+    """Job → fields of its settings schema (``meterline.settings``) beyond the cell's own:
+    publish's (above), and the cell's name for meter, whose measurements carry the cell's market
+    (`$cloud`, `$region`: `Market.of_cell`, SPEC §8)."""
+    return {PUBLISH.job: publish_settings(config, home), METER.job: {"cell_name": config.stack}}

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from meterline.catalog import Billing
 from meterline.periods import Period
+from meterline.pipeline.close import may_issue
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +24,9 @@ class Readiness:
 def readiness(
     period: Period, now: datetime, billing: Billing, cells: Collection[str], reported: Collection[str]
 ) -> Readiness:
-    due = period.end + billing.grace
+    """The close's ``may_issue`` for a billing home: past the grace, once no cell is silent, or
+    anyway once the cell wait is over too."""
     silent = tuple(sorted(set(cells) - set(reported)))
-    if now < due:
+    if not may_issue(period, billing.grace, now):
         return Readiness(False, silent)
-    return Readiness(not silent or now >= due + billing.cell_wait, silent)
+    return Readiness(not silent or may_issue(period, billing.grace + billing.cell_wait, now), silent)

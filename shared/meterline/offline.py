@@ -18,7 +18,7 @@ from typing import Any
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
 from meterline.catalog import Catalog
 from meterline.credits import Credits
-from meterline.events import EventError, EventKey, Reason
+from meterline.events import EVENT_REASONS, EventError, EventKey, Reason
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
 from meterline.metering import Metering
@@ -49,7 +49,11 @@ class Summary:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
-            "rejected_by_reason": {reason.value: self.rejected_by_reason[reason.value] for reason in Reason},
+            "rejected_by_reason": {
+                reason.value: self.rejected_by_reason[reason.value]
+                for reason in Reason
+                if reason in EVENT_REASONS or self.rejected_by_reason[reason.value]
+            },
             "out_of_period": self.out_of_period,
         }
 

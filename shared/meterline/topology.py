@@ -38,13 +38,13 @@ class StreamView(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Table:
     """Every ledger table is keyed by two strings, ``pk`` and ``sk``, so that one store port
-    fits DynamoDB, Firestore and Azure Tables (PartitionKey/RowKey) alike."""
+    fits DynamoDB, Firestore and Azure Tables (PartitionKey/RowKey) alike. No table expires items:
+    the usage item is the event's dedup record, and SPEC keeps dedup for the ledger's retention."""
 
     name: str
     partition_key: str
     sort_key: str
     stream: StreamView | None
-    ttl_attribute: str | None
     purpose: str
 
 
@@ -53,7 +53,6 @@ USAGE_TABLE = Table(
     "pk",
     "sk",
     StreamView.NEW_IMAGE,
-    "expires_at",
     "one item per accepted event, keyed by a digest of (subject, source, id): the permanent dedup record and "
     "the event's measurements; its stream feeds aggregation",
 )
@@ -62,7 +61,6 @@ AGGREGATES_TABLE = Table(
     "pk",
     "sk",
     StreamView.NEW_IMAGE,
-    None,
     "append-only partial aggregate states per period and tenant bucket, the stream checkpoints "
     "written in the same transaction, and the period close fences",
 )
@@ -71,14 +69,12 @@ CHARGES_TABLE = Table(
     "pk",
     "sk",
     None,
-    None,
     "each tenant's running charges for the open period, and the spend alerts already announced",
 )
 INVOICES_TABLE = Table(
     "invoices",
     "pk",
     "sk",
-    None,
     None,
     "closed invoices, written once (conditional put), with their publication state",
 )
@@ -87,25 +83,16 @@ OUTCOMES_TABLE = Table(
     "pk",
     "sk",
     None,
-    "expires_at",
     "one item per delivered record that was not accepted (duplicate or rejected), keyed by its "
     "topic, partition and offset: what the reconciliation counts",
 )
-CATALOGS_TABLE = Table(
-    "catalogs",
-    "pk",
-    "sk",
-    None,
-    None,
-    "catalog snapshots, content-addressed by their SHA-256 digest and chunked under the item size "
-    "limit: the catalog an amendment re-rates its period with (SPEC §7)",
-)
-TABLES = (USAGE_TABLE, AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE, OUTCOMES_TABLE, CATALOGS_TABLE)
+TABLES = (USAGE_TABLE, AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE, OUTCOMES_TABLE)
 """Every ledger table of a deployment, each name once."""
 CELL_TABLES = (USAGE_TABLE, AGGREGATES_TABLE, OUTCOMES_TABLE)
-HOME_TABLES = (AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE, CATALOGS_TABLE)
+HOME_TABLES = (AGGREGATES_TABLE, CHARGES_TABLE, INVOICES_TABLE)
 """The home's aggregates hold every cell's statements, applied once as partials keyed by (cell,
-statement id), and the period close fences; the other tables are the home's alone."""
+statement id), and the period close fences; the other tables are the home's alone (the invoice
+ledger holds the catalog snapshots an amendment re-rates its period with)."""
 
 
 class TriggerKind(StrEnum):
@@ -233,8 +220,8 @@ HOME_CLOSE = Function(
     0,
     2048,
     900,
-    reads=(AGGREGATES_TABLE.name, INVOICES_TABLE.name, CATALOGS_TABLE.name),
-    writes=(AGGREGATES_TABLE.name, INVOICES_TABLE.name, CATALOGS_TABLE.name),
+    reads=(AGGREGATES_TABLE.name, INVOICES_TABLE.name),
+    writes=(AGGREGATES_TABLE.name, INVOICES_TABLE.name),
     publishes=(BILLING_INVOICES.name,),
 )
 """The home issues each period once every cell reported it final, or at its deadline (SPEC §8):

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meterline.bootstrap import Jobs
 from meterline.catalog import parse_catalog
 from meterline.offline import rate_cells
 from meterline.periods import Period
-from meterline.pipeline.close import invoices_by_period
-from meterline.pipeline.home import Deployment, Home
+from meterline.pipeline.home import Deployment
+from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.ports import Store, Write
 from meterline.reconcile import differences
@@ -80,9 +81,9 @@ def merged(*parts: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
 
 
 def assert_equals_rate(deployment: Deployment, by_cell: dict[str, list[bytes]]) -> None:
-    invoices = invoices_by_period(deployment.home_store)
+    invoices, amendments = invoices_by_period(deployment.home_store), all_amendments(deployment.home_store)
     for period in (OCTOBER, NOVEMBER):
-        assert differences(str(period), expected(by_cell, period), invoices) == []
+        assert differences(str(period), expected(by_cell, period), invoices, amendments) == []
 
 
 def test_the_home_issues_one_invoice_per_customer_equal_to_rate_over_all_cells() -> None:
@@ -142,11 +143,12 @@ def test_statements_of_an_issued_period_are_late_usage_billed_once() -> None:
     deployment.inbox += list(deployment.inbox)
     deployment.close(DECEMBER)
 
-    # THEN October's invoices did not change, and the late usage is billed on November's, once
+    # THEN October's invoices did not change, and the late usage is billed once, by amendments of
+    # October issued with November's close (SPEC §7)
     invoices = invoices_by_period(deployment.home_store)
     assert invoices["2026-10"] == october
-    adjusted = [line for inv in invoices["2026-11"] for line in inv["lines"] if "adjusts_period" in line]
-    assert adjusted
+    amendments = all_amendments(deployment.home_store)
+    assert amendments and {a["adjusts_period"] for a in amendments} == {"2026-10"}
     assert_equals_rate(deployment, merged(by_cell, late))
 
 
@@ -205,16 +207,19 @@ def test_two_home_closers_leave_one_invoice_per_customer_and_period() -> None:
     deliver(deployment, by_cell)
     deployment.finalize(DECEMBER)
     deployment.receive()
-    twin = Home(CATALOG, deployment.exchange, deployment.publisher, CELLS, deployment.home_store)
+    twin = Jobs(
+        CATALOG, deployment.home_store, deployment.publisher, statements=deployment.exchange, cells=CELLS
+    ).home
 
     # WHEN two closers run over the same ledger
     deployment.home.close(DECEMBER)
     twin.close(DECEMBER)
 
-    # THEN one invoice per tenant, subscription and period
-    items = list(deployment.home_store.scan(INVOICES_TABLE.name))
-    keys = [(item["pk"], item["sk"]) for item in items]
+    # THEN one invoice per tenant, subscription and period, each with its own number
+    issued = invoices_by_period(deployment.home_store)
+    keys = [(period, i["tenant"], i["subscription"]) for period, invoices in issued.items() for i in invoices]
     assert len(keys) == len(set(keys)) == 6
+    assert len({i["number"] for invoices in issued.values() for i in invoices}) == 6
     assert_equals_rate(deployment, by_cell)
 
 

@@ -60,7 +60,6 @@ def aws_home(config: StackConfig) -> dict[str, Any]:
             ledgers=ledgers,
             statements=statements,
             cells=[cell.name for cell in settings.cells],
-            cell_wait=settings.cell_wait,
             log_retention_days=config.log_retention_days,
             tags=tags,
         ),

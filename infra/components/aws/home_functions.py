@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pulumi
@@ -30,7 +29,9 @@ from infra.components.aws.functions import (
 from infra.components.aws.iam import FunctionAccess
 from infra.components.aws.ledgers import Ledgers
 from infra.components.aws.statements import Statements, object_arn
-from infra.packaging import ARCHITECTURE, CATALOG_NAME, LambdaPackages
+from infra.packaging import ARCHITECTURE, LambdaPackages
+from infra.settings import rendered
+from meterline.adapters.aws_lambda import AwsSettings
 from meterline.topology import HOME_CLOSE, STATEMENTS_PREFIX, Function, Topic, TriggerKind
 
 
@@ -44,7 +45,6 @@ class HomeFunctionsArgs:
     ledgers: Ledgers
     statements: Statements
     cells: Sequence[str]
-    cell_wait: timedelta
     log_retention_days: int
     tags: Mapping[str, str]
 
@@ -157,26 +157,21 @@ class HomeFunctions(pulumi.ComponentResource):
             access.objects_key = args.statements.key_arn
         return access
 
-    def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
+    def _environment(self, function: Function) -> pulumi.Output[dict[str, str]]:
+        """What the function's ``AwsSettings.from_env`` reads (tests/infra round-trip it): the
+        home's ledgers; ingest its bucket; what announces, its SNS topics; close, the cells that
+        must report each period final (it waits the catalog's ``billing.cell_wait`` for them)."""
         args = self.args
-        variables: dict[str, pulumi.Input[str]] = {
-            "METERLINE_CELL": args.home,
-            "METERLINE_CATALOG": CATALOG_NAME,
-            "METERLINE_TABLE_PREFIX": args.ledgers.table_prefix,
-            "POWERTOOLS_SERVICE_NAME": f"meterline-{function.job}",
-            "POWERTOOLS_METRICS_NAMESPACE": "meterline",
-        }
+        inputs: dict[str, pulumi.Input[Any]] = {"table_prefix": args.ledgers.table_prefix}
         if function.trigger is TriggerKind.OBJECT_CREATED:
-            variables["METERLINE_STATEMENTS_BUCKET"] = args.statements.bucket_name
+            inputs["statements_bucket"] = args.statements.bucket_name
         if function.publishes:
-            variables["METERLINE_NOTIFICATION_TOPICS"] = pulumi.Output.json_dumps(
+            inputs["notification_topics"] = pulumi.Output.json_dumps(
                 {topic: self.notification_topics[topic] for topic in function.publishes}
             )
         if function.job == HOME_CLOSE.job:
-            # who must report a period final, and how long past end + grace the home waits for them
-            variables["METERLINE_CELLS"] = ",".join(args.cells)
-            variables["METERLINE_CELL_WAIT"] = iso_duration(args.cell_wait)
-        return variables
+            inputs["cells"] = tuple(args.cells)
+        return rendered(AwsSettings, **inputs)
 
     def _cost_items(self) -> list[dict[str, Any]]:
         args = self.args
@@ -217,12 +212,3 @@ class HomeFunctions(pulumi.ComponentResource):
             for topic in args.topics
         ]
         return items
-
-
-def iso_duration(span: timedelta) -> str:
-    """`timedelta(hours=6)` → `PT6H` (whole minutes)."""
-    minutes = int(span.total_seconds()) // 60
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "" if days else "T0M")

@@ -14,6 +14,8 @@ from infra.components.gcp.project import Project, ProjectArgs
 from infra.components.home_link import home_endpoint, job_settings
 from infra.config import REPO_ROOT, GcpNetwork, ManagedKafka, StackConfig
 from infra.outputs import cost_inputs
+from infra.settings import rendered
+from meterline.adapters.gcp_functions import GcpSettings
 from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH, TriggerKind
 
 BUILD_DIR = REPO_ROOT / "build" / "gcp"
@@ -98,12 +100,13 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
             config, CELL_TOPICS, [network, keys, kafka, ledgers, functions, operations]
         ),
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
-        "cell_settings": {
-            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
-            "METERLINE_FIRESTORE_DATABASE": ledgers.database_name,
-            "GOOGLE_CLOUD_PROJECT": config.project,
-            "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-        },
+        "cell_settings": rendered(
+            GcpSettings,
+            table_prefix=COLLECTION_PREFIX,
+            database=ledgers.database_name,
+            project=config.project,
+            kafka_bootstrap=kafka.bootstrap_servers,
+        ),
     }
 
 

@@ -37,7 +37,8 @@ from infra.components.gcp.keys import Keys
 from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, collection
 from infra.components.gcp.project import Project, after
 from infra.components.gcp.source import ENTRY_POINT, source_archive
-from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS
+from infra.settings import rendered
+from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS, GcpSettings
 from meterline.topology import AGGREGATE, Function, TriggerKind
 
 RUNTIME = "python313"
@@ -80,8 +81,8 @@ class FunctionsArgs:
     ledgers: Ledgers
     keys: Keys
     labels: Mapping[str, str]
-    extra_settings: Mapping[str, Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
-    """job → settings beyond the cell's own (publish: its cell name and its home)."""
+    extra_settings: Mapping[str, Mapping[str, pulumi.Input[Any]]] = field(default_factory=dict)
+    """job → fields of its settings schema beyond the cell's own (`home_link.job_settings`)."""
     paused: frozenset[str] = frozenset()
     """Jobs whose schedule is deployed paused (publish, until the cell knows its home)."""
 
@@ -272,22 +273,20 @@ class Functions(pulumi.ComponentResource):
             )
         return grants
 
-    def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
-        """What meterline.adapters.gcp_functions.Settings.from_env reads (tests/infra parse it)."""
+    def _environment(self, function: Function) -> pulumi.Output[dict[str, str]]:
+        """What the function's ``GcpSettings.from_env`` reads (tests/infra round-trip it)."""
         args = self.args
-        variables: dict[str, pulumi.Input[str]] = {
-            "METERLINE_CELL": args.cell,
-            "METERLINE_CATALOG": "catalog.yaml",
-            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
-            "METERLINE_FIRESTORE_DATABASE": args.ledgers.database_name,
-            "GOOGLE_CLOUD_PROJECT": self.project_id,
+        inputs: dict[str, pulumi.Input[Any]] = {
+            "table_prefix": COLLECTION_PREFIX,
+            "database": args.ledgers.database_name,
+            "project": self.project_id,
         }
-        if function.publishes or function.job in KAFKA_DRAINS:
-            variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
-        if drain := KAFKA_DRAINS.get(function.job):
-            variables["METERLINE_CONSUMER_GROUP"] = drain.consumer_group
-            variables["METERLINE_DRAIN_SECONDS"] = str(drain.budget_seconds)
-        return {**variables, **args.extra_settings.get(function.job, {})}
+        drain = KAFKA_DRAINS.get(function.job)
+        if function.publishes or drain:
+            inputs["kafka_bootstrap"] = args.kafka.bootstrap_servers
+        if drain:
+            inputs |= {"consumer_group": drain.consumer_group, "drain_seconds": drain.budget_seconds}
+        return rendered(GcpSettings, **inputs, **args.extra_settings.get(function.job, {}))
 
     def _event_trigger(
         self, function: Function, invoker: gcp.serviceaccount.Account

@@ -8,8 +8,7 @@ the adapter then reads what stands to tell a repeat of the same bytes (a no-op) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -78,43 +77,9 @@ def _failed(action: str, key: str, error: Exception) -> ExchangeError:
     return ExchangeError(f"{key}: S3 {action} failed: {error}")
 
 
-@dataclass(frozen=True)
-class HomeSettings:
-    """Where a cell's publish writes its statements, and as whom (``infra/components/home_link.py``)."""
-
-    cell: str
-    bucket: str
-    region: str
-    role_arn: str
-    audience: str | None = None
-    """GCP and Azure: the audience of the token the cell trades for the role; AWS assumes it directly."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> HomeSettings:
-        missing = [name for name in _HOME_SETTINGS if not env.get(name)]
-        if missing:
-            raise ExchangeError(
-                f"the function settings {', '.join(missing)} are missing: is the cell deployed with its"
-                " meterline:home (README, Deploy: the second pass over the cells)?"
-            )
-        return cls(
-            env["METERLINE_CELL_NAME"],
-            env["METERLINE_STATEMENTS_BUCKET"],
-            env["METERLINE_STATEMENTS_REGION"],
-            env["METERLINE_STATEMENTS_ROLE_ARN"],
-            env.get("METERLINE_STATEMENTS_AUDIENCE") or None,
-        )
-
-
-_HOME_SETTINGS = (
-    "METERLINE_CELL_NAME",
-    "METERLINE_STATEMENTS_BUCKET",
-    "METERLINE_STATEMENTS_REGION",
-    "METERLINE_STATEMENTS_ROLE_ARN",
-)
-
-
-def home_exchange(settings: HomeSettings, web_identity: Callable[[], str] | None = None) -> S3Exchange:
+def home_exchange(
+    cell: str, bucket: str, region: str, role_arn: str, web_identity: Callable[[], str] | None = None
+) -> S3Exchange:
     """The home's bucket as the cell's statements role: assumed with the function's own AWS
     credentials, or with ``web_identity()`` (a GCP or Azure token) where there are none. The
     credentials are renewed before they expire, for as long as the function instance lives."""
@@ -122,15 +87,15 @@ def home_exchange(settings: HomeSettings, web_identity: Callable[[], str] | None
     import botocore.session
     from botocore.credentials import RefreshableCredentials
 
-    sts = boto3.client("sts", region_name=settings.region)
-    session_name = f"meterline-publish-{settings.cell}"[:64]
+    sts = boto3.client("sts", region_name=region)
+    session_name = f"meterline-publish-{cell}"[:64]
 
     def assume() -> dict[str, str]:
         if web_identity is None:
-            response = sts.assume_role(RoleArn=settings.role_arn, RoleSessionName=session_name)
+            response = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)
         else:
             response = sts.assume_role_with_web_identity(
-                RoleArn=settings.role_arn, RoleSessionName=session_name, WebIdentityToken=web_identity()
+                RoleArn=role_arn, RoleSessionName=session_name, WebIdentityToken=web_identity()
             )
         credentials = response["Credentials"]
         return {
@@ -145,5 +110,5 @@ def home_exchange(settings: HomeSettings, web_identity: Callable[[], str] | None
     core._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[attr-defined]
         assume(), assume, "sts-assume-role"
     )
-    client = boto3.Session(botocore_session=core, region_name=settings.region).client("s3")
-    return S3Exchange(client, settings.bucket)
+    client = boto3.Session(botocore_session=core, region_name=region).client("s3")
+    return S3Exchange(client, bucket)

@@ -17,36 +17,30 @@ from datetime import datetime
 import orjson
 
 from meterline.adapters.memory import MemoryExchange, MemoryPublisher, StreamingMemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.deadline import Readiness, readiness
-from meterline.exchange import Exchange
 from meterline.periods import Period
-from meterline.ports import Publisher, Store
 from meterline.topology import AGGREGATES_TABLE, TABLES
 
 from .cell import Cell
 from .close import Closer
 from .ingest import Ingest
 from .ledger import is_partial
-from .meter import DeliveredRecord, MeterReport
-from .publish import StatementPublisher
-from .rate import RunningCharges
+from .meter import DeliveredRecord
+from .processing import MeterReport
 
 log = logging.getLogger("meterline.home")
 
 
 class Home:
-    """The billing home: ingest, rate and close on its own ledger."""
+    """The billing home's close: ``Closer`` deciding, period by period, with ``readiness``."""
 
-    def __init__(
-        self, catalog: Catalog, exchange: Exchange, publisher: Publisher, cells: Sequence[str], store: Store
-    ) -> None:
+    def __init__(self, catalog: Catalog, closer: Closer, ingest: Ingest, cells: Sequence[str]) -> None:
         self.catalog = catalog
+        self.closer = closer
+        self.ingest = ingest
         self.cells = tuple(cells)
-        self.store = store
-        self.ingest = Ingest(catalog, store, exchange)
-        self.charges = RunningCharges(catalog, store, publisher)
-        self.closer = Closer(catalog, store, publisher, catalog.billing.grace)
 
     def receive(self, keys: Iterable[str]) -> int:
         """Apply the announced objects; return how many statements this applied."""
@@ -84,17 +78,16 @@ class Deployment:
         self.catalog = catalog
         self.exchange = MemoryExchange()
         self.publisher = MemoryPublisher()
-        self.cells = {
-            name: Cell(catalog, self.publisher, catalog.billing.grace, stream_batch, name=name)
-            for name in cells
-        }
-        self.publishers = {
-            name: StatementPublisher(catalog, cell.store, self.exchange, name)
-            for name, cell in self.cells.items()
-        }
+        self.cells = {name: Cell(catalog, self.publisher, stream_batch, name=name) for name in cells}
+        for cell in self.cells.values():
+            cell.jobs.statements = self.exchange
+        self.publishers = {name: cell.jobs.publish for name, cell in self.cells.items()}
         streamed = [table.name for table in TABLES if table.stream is not None]
         self.home_store = StreamingMemoryStore([table.name for table in TABLES], streamed)
-        self.home = Home(catalog, self.exchange, self.publisher, cells, self.home_store)
+        self.home_jobs = Jobs(
+            catalog, self.home_store, self.publisher, statements=self.exchange, cells=tuple(cells)
+        )
+        self.home = self.home_jobs.home
         self.inbox: list[str] = []
         """Objects created in the exchange and not yet announced to the home, in creation order."""
         self._seen: set[str] = set()
@@ -132,7 +125,7 @@ class Deployment:
         new = [entry.item for entry in log_[self._rated :] if is_partial(entry.item)]
         self._rated = len(log_)
         if new:
-            self.home.charges.run(new)
+            self.home_jobs.charges.run(new)
 
     def close(self, now: datetime) -> list[Readiness]:
         """What a schedule does at ``now``: cells finalize what is due, the home takes in every

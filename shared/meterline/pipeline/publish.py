@@ -16,7 +16,9 @@ after each period's ``end + grace`` the cell's final marker for it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from meterline.catalog import Catalog
 from meterline.exchange import Exchange
@@ -26,6 +28,7 @@ from meterline.records import unpack_book
 from meterline.statements import FinalMarker, Statement, period_prefix, statements_of
 from meterline.topology import AGGREGATES_TABLE
 
+from .close import may_issue
 from .ledger import PeriodLedger, is_partial, period_pk
 
 TABLE = AGGREGATES_TABLE.name
@@ -34,6 +37,17 @@ FINALIZED = "finalized"
 PUBLISHED = "published"
 """The cell ledger's cursor for ``catch_up``: ``published|<period>`` holds the key of each partial
 of the period's ledger whose statements are out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What one run of publish's schedule put: new statements, and the periods it reported final."""
+
+    statements: list[Statement]
+    finals: list[FinalMarker]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"published": len(self.statements), "final": [str(marker.period) for marker in self.finals]}
 
 
 class StatementPublisher:
@@ -54,6 +68,11 @@ class StatementPublisher:
     def statements(self, partial: Item) -> list[Statement]:
         source = "|".join((str(partial["pk"]), str(partial["sk"])))
         return statements_of(self.cell, source, unpack_book(self.catalog, bytes(partial["book"])))  # type: ignore[arg-type]
+
+    def run_schedule(self, now: datetime) -> Published:
+        """publish's schedule (every cloud): catch up, then report final what is due. A store or
+        exchange failure raises; the next run goes on, and what was put stands (a no-op again)."""
+        return Published(self.catch_up(now), self.finalize(now))
 
     def catch_up(self, now: datetime) -> list[Statement]:
         """Publish every partial not marked published in the ledgers of the periods up to ``now``'s
@@ -83,7 +102,7 @@ class StatementPublisher:
         done = {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
         periods = []
         period = self.catalog.first_period
-        while period.end + self.catalog.billing.grace <= now:
+        while may_issue(period, self.catalog.billing.grace, now):
             if str(period) not in done:
                 periods.append(period)
             period = period.next()
