@@ -14,6 +14,7 @@ from meterline.pipeline.close import may_issue
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
+    period: Period
     issue: bool
     """The period may be issued now."""
     silent: tuple[str, ...]
@@ -28,5 +29,6 @@ def readiness(
     anyway once the cell wait is over too."""
     silent = tuple(sorted(set(cells) - set(reported)))
     if not may_issue(period, billing.grace, now):
-        return Readiness(False, silent)
-    return Readiness(not silent or may_issue(period, billing.grace + billing.cell_wait, now), silent)
+        return Readiness(period, False, silent)
+    deadline = may_issue(period, billing.grace + billing.cell_wait, now)
+    return Readiness(period, not silent or deadline, silent)

@@ -3,6 +3,7 @@ S3, STS), the cell's statements crossing to the home through its bucket as an S3
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ from meterline.adapters.aws_lambda import AwsSettings
 from meterline.adapters.dynamodb import DynamoStore, create_tables
 from meterline.bootstrap import Jobs, bootstrap
 from meterline.pipeline.ingest import applied_sk
+from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import is_partial
 from meterline.settings import SettingsError
 from meterline.statements import Address
+from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, HOME_TOPICS
 
 from .conftest import CATALOG, AwsCell, load_event, load_handler
 from .test_aws_handlers import stream_event
@@ -46,7 +49,23 @@ class Home:
     cell: Jobs
     """The cell's jobs as its publish settings make them."""
     jobs: Jobs
-    """The home's jobs as its ingest settings make them."""
+    """The home's jobs as its settings make them: its ledgers, bucket, SNS topics and cells."""
+    announced: dict[str, str]
+    """topic → an SQS queue subscribed to its SNS topic (raw delivery), to read what was announced."""
+
+    def settings(self, **changes: Any) -> AwsSettings:
+        return dataclasses.replace(self.jobs.settings, **changes)  # type: ignore[type-var]
+
+    def messages(self, topic: str) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        found = []
+        while batch := sqs.receive_message(QueueUrl=self.announced[topic], MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            found += [json.loads(m["Body"]) for m in batch]
+            for m in batch:
+                sqs.delete_message(QueueUrl=self.announced[topic], ReceiptHandle=m["ReceiptHandle"])
+        return found
 
     def handler(self, job: str, jobs: Jobs) -> ModuleType:
         module = load_handler(job)
@@ -56,13 +75,42 @@ class Home:
 
 @pytest.fixture
 def home(aws_cell: AwsCell) -> Home:
-    """The home's bucket and ledgers beside the cell, and the jobs of both from their settings."""
+    """The home's bucket, ledgers and SNS topics beside the cell, and the jobs of both from their
+    settings (the home's publisher is the one its settings open: SNS)."""
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     create_tables(aws_cell.client, "home-")
+    sns, sqs = boto3.client("sns", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+    topics, announced = {}, {}
+    for topic in HOME_TOPICS:
+        arn = sns.create_topic(Name=f"home-{topic.name.replace('.', '-')}")["TopicArn"]
+        queue = sqs.create_queue(QueueName=f"read-{topic.name.replace('.', '-')}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+        sns.subscribe(
+            TopicArn=arn,
+            Protocol="sqs",
+            Endpoint=queue_arn["QueueArn"],
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        topics[topic.name], announced[topic.name] = arn, queue
     aws_cell.clock.set(AFTER_GRACE)
     cell = bootstrap(CELL_SETTINGS, publisher=aws_cell.publisher, clock=aws_cell.clock)
-    return Home(s3, cell, bootstrap(HOME_SETTINGS, publisher=aws_cell.publisher, clock=aws_cell.clock))
+    settings = dataclasses.replace(HOME_SETTINGS, notification_topics=json.dumps(topics))
+    return Home(s3, cell, bootstrap(settings, clock=aws_cell.clock), announced)
+
+
+def ingested(aws_cell: AwsCell, home: Home, jobs: Jobs | None = None) -> None:
+    """The cell's usage metered, aggregated and published, and every statement ingested by the home."""
+    metered_and_aggregated(aws_cell)
+    published(aws_cell, home)
+    event = {"Records": [notification("m1", *keys(home.s3))]}
+    response = home.handler("ingest", jobs or home.jobs).handler(event, aws_cell.context)
+    assert response["batchItemFailures"] == []
+
+
+def emf(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    return line
 
 
 def metered_and_aggregated(aws_cell: AwsCell) -> None:
@@ -172,3 +220,68 @@ def test_ingest_counts_other_bytes_under_an_applied_key_as_a_conflict_not_a_retr
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf["statement_conflicts"] == [1.0] and emf["statements_duplicate"] == [0.0]
     assert sorted(map(str, DynamoStore(aws_cell.client, "home-").scan("aggregates"))) == before
+
+
+def test_the_homes_rate_schedule_keeps_drafts_and_announces_spend_alerts_on_sns(
+    aws_cell: AwsCell, home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the cell's November usage ingested by the home, in the middle of November
+    ingested(aws_cell, home)
+    aws_cell.clock.set(datetime(2026, 11, 20, tzinfo=UTC))
+    capsys.readouterr()
+    # WHEN the home's rate schedule fires (no stream event: a scheduler's)
+    response = home.handler("rate", home.jobs).handler({}, aws_cell.context)
+    # THEN each tenant's drafts stand in the home's charges ledger, and the one threshold crossed is
+    # announced once on the alerts' SNS topic
+    assert response == {"alerts": 1}
+    assert emf(capsys)["spend_alerts_published"] == [1.0]
+    drafts = list(DynamoStore(aws_cell.client, "home-").scan("charges"))
+    assert drafts
+    assert [alert["threshold"] for alert in home.messages(BILLING_ALERTS.name)] == ["0.05"]
+
+
+def test_the_homes_close_issues_once_every_cell_reported_and_announces_the_invoices_on_sns(
+    aws_cell: AwsCell, home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the cell's usage ingested by the home, and the cell's final markers for October and November
+    ingested(aws_cell, home)
+    capsys.readouterr()
+    # WHEN the home's close schedule fires after November's grace
+    response = home.handler("close", home.jobs).handler({}, aws_cell.context)
+    # THEN October and November are issued (every cell reported them), none without a cell
+    assert response == {"closed": ["2026-10", "2026-11"], "issued_without": [], "waiting": []}
+    metrics = emf(capsys)
+    assert metrics["silent_cells"] == [0.0] and metrics["periods_closed"] == [2.0]
+    # AND the invoices are the ones the single-cell pipeline issues, each announced once on SNS
+    invoices = {i["tenant"]: i for i in invoices_by_period(DynamoStore(aws_cell.client, "home-"))["2026-11"]}
+    assert (invoices["org-1"]["total"], invoices["org-2"]["total"]) == ("10.10", "1997.28")
+    announced = home.messages(BILLING_INVOICES.name)
+    assert len(announced) == len({m["number"] for m in announced}) == 4  # October's flat fees too
+
+
+def test_the_homes_close_waits_for_a_silent_cell_then_issues_without_it_and_alarms(
+    aws_cell: AwsCell, home: Home, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a home with two cells, one of which (gcp-europe-west1) never publishes anything
+    jobs = bootstrap(home.settings(cells=(CELL, "gcp-europe-west1")), clock=aws_cell.clock)
+    ingested(aws_cell, home, jobs)
+    close = home.handler("close", jobs)
+    # WHEN its close runs past October's grace but inside the cell wait (PT6H by default)
+    aws_cell.clock.set(datetime(2026, 11, 1, 2, tzinfo=UTC))
+    capsys.readouterr()
+    waiting = close.handler({}, aws_cell.context)
+    # THEN nothing is issued, and the alarm's metric stays 0: the home is still waiting
+    assert waiting == {"closed": [], "issued_without": [], "waiting": ["2026-10"]}
+    assert emf(capsys)["silent_cells"] == [0.0]
+    # WHEN it runs after November's deadline
+    aws_cell.clock.set(AFTER_GRACE)
+    issued = close.handler({}, aws_cell.context)
+    # THEN both months are issued without the silent cell, which the metric counts and the log names
+    assert issued == {"closed": ["2026-10", "2026-11"], "issued_without": ["gcp-europe-west1"], "waiting": []}
+    assert emf(capsys)["silent_cells"] == [1.0]
+    named = [json.loads(r.message) for r in caplog.records if r.name == "meterline.home"]
+    assert {(line["period"], tuple(line["cells"]), line["issued_without_them"]) for line in named} == {
+        ("2026-10", ("gcp-europe-west1",), False),
+        ("2026-10", ("gcp-europe-west1",), True),
+        ("2026-11", ("gcp-europe-west1",), True),
+    }

@@ -243,14 +243,39 @@ class AggregatesStream(Telemetry):
         return {"batchItemFailures": []}
 
 
+class RateSchedule(Telemetry):
+    """The billing home's rate: on a schedule (no stream crosses from the cells), every tenant with
+    usage not rolled up yet in every open period, as of the clock."""
+
+    def process(self, home: Jobs) -> dict[str, Any]:
+        alerts = home.charges.run_open(home.clock())
+        self.count("spend_alerts_published", alerts)
+        return {"alerts": alerts}
+
+
 class Schedule(Telemetry):
-    """close's schedule: as of the clock, never of the event, so no payload closes a period early."""
+    """close's schedule: as of the clock, never of the event, so no payload closes a period early.
+    At the billing home (its settings name the cells) a period is issued once every cell reported
+    it final, or at its deadline; ``silent_cells`` counts the cells it was issued without (the
+    home's alarm), and a JSON line names them (``pipeline.home.silent_cells``)."""
 
     def process(self, cell: Jobs) -> dict[str, Any]:
+        if cell.cells:
+            return self.process_home(cell)
         closed = [str(period) for period in cell.closer.run(cell.clock())]
         self.count("periods_closed", len(closed))
         self.logger.info("periods closed", extra={"periods": closed})
         return {"closed": closed}
+
+    def process_home(self, home: Jobs) -> dict[str, Any]:
+        decided = home.home.close(home.clock())
+        closed = [str(ready.period) for ready in decided if ready.issue]
+        without = sorted({cell for ready in decided if ready.issue for cell in ready.silent})
+        waiting = [str(ready.period) for ready in decided if not ready.issue]
+        self.count("periods_closed", len(closed))
+        self.count("silent_cells", len(without))
+        self.logger.info("periods closed", extra={"periods": closed, "waiting_for_cells": waiting})
+        return {"closed": closed, "issued_without": without, "waiting": waiting}
 
 
 def _inserted(record: Mapping[str, Any]) -> bool:
