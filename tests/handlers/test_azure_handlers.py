@@ -290,7 +290,7 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(azure_
     assert len(azure_cell.publisher.on(BILLING_INVOICES.name)) == 4
 
 
-def test_function_app_registers_the_four_jobs_with_their_triggers() -> None:
+def test_function_app_registers_the_cell_jobs_and_the_local_rate_and_close_with_their_triggers() -> None:
     app = ROOT / "functions" / "function_app.py"
     module = runtime.load_function(app, "function_app_under_test", "the function app")
     triggers = {}
@@ -304,6 +304,7 @@ def test_function_app_registers_the_four_jobs_with_their_triggers() -> None:
     assert triggers == {
         "meter": ("eventHubTrigger", "usage.events", None),
         "aggregate": ("eventHubTrigger", "usage.events", "aggregate"),
+        "publish": ("timerTrigger", "0 */5 * * * *", None),
         "rate": ("timerTrigger", "0 */5 * * * *", None),
         "close": ("timerTrigger", "0 15 * * * *", None),
     }

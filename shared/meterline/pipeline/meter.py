@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, Reason
+from meterline.markets import LOCAL, Market
 from meterline.metering import Metering
 from meterline.ports import Publisher, Store
 from meterline.records import Delivery, usage_record
@@ -63,9 +64,14 @@ Settled = tuple[Outcome, str, int]
 
 class Meter:
     def __init__(
-        self, catalog: Catalog, store: Store, publisher: Publisher, window_ttl: float = WINDOW_TTL
+        self,
+        catalog: Catalog,
+        store: Store,
+        publisher: Publisher,
+        window_ttl: float = WINDOW_TTL,
+        market: Market = LOCAL,
     ) -> None:
-        self.metering = Metering(catalog.meters_by_type)
+        self.metering = Metering(catalog.meters_by_type, market)
         self.store = store
         self.usage = UsageLedger(store)
         self.outcomes = OutcomesLedger(store)
