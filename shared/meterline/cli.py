@@ -22,6 +22,7 @@ import orjson
 from meterline import bench
 from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
 from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
+from meterline.local.cells import CLOUDS, DEFAULT_CELLS, CellName, CellNameError, parse_cells
 from meterline.offline import CELL, rate_cells
 from meterline.periods import Period, PeriodError
 
@@ -35,6 +36,10 @@ drains Kafka in batches every second, as its schedule would every minute."""
 DEMO_EVENTS_AZURE = 10_000
 """Measured at ~75 s on two cores (~150 events/s): meter and aggregate each read usage.events in
 batches of up to 100, one Azure Tables call per record or so, on Azurite."""
+
+
+DEMO_EVENTS_CELLS = 12_000
+"""Over the default three cells (4,000 each), sized for three minutes on two cores, everything included."""
 
 
 DEMO_MAX_EVENTS = 1_000_000
@@ -158,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--events",
         type=int,
-        help=f"events to generate, faults included (default {DEMO_EVENTS:,};"
-        f" {DEMO_EVENTS_GCP:,} on gcp, {DEMO_EVENTS_AZURE:,} on azure)",
+        help=f"events to generate, faults included, over every cell (default {DEMO_EVENTS_CELLS:,};"
+        f" with --cloud, {DEMO_EVENTS:,} on aws, {DEMO_EVENTS_GCP:,} on gcp, {DEMO_EVENTS_AZURE:,} on azure)",
     )
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--catalog", type=Path, help="catalog YAML (default: the bundled sample)")
@@ -174,11 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-endpoint", metavar="URL", type=_endpoint, help="use this moto server instead of starting one"
     )
     demo.add_argument(
+        "--cells",
+        type=_cells,
+        help="the deployment's cells, <cloud>-<region> separated by commas (default"
+        f" {','.join(DEFAULT_CELLS)})",
+    )
+    demo.add_argument(
         "--cloud",
-        choices=("aws", "gcp", "azure"),
-        default="aws",
-        help="whose functions and triggers: aws (Lambda on moto), gcp (Cloud Run on the Firestore"
-        " emulator), azure (the Function App on Azurite)",
+        choices=CLOUDS,
+        help="one cell only, of this cloud's functions and triggers: aws (Lambda on moto), gcp (Cloud"
+        " Run on the Firestore emulator), azure (the Function App on Azurite)",
     )
     _fault_rates(demo)
     demo.set_defaults(run=run_demo)
@@ -220,6 +230,15 @@ def _endpoint(text: str) -> str:
     return text
 
 
+def _cells(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    try:
+        parse_cells(names)
+    except CellNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
 def _rate(text: str) -> Decimal:
     try:
         rate = Decimal(text)
@@ -252,14 +271,22 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console  # the `cli` extra: only the commands that draw need it
 
-    from meterline.local import demo
+    from meterline.local import demo, demo_cells
 
-    if reason := demo.unavailable(args.cloud):
-        raise UsageError(reason)
+    if args.cloud and args.cells:
+        raise UsageError("--cloud runs one cell, --cells several: give one of them")
+    if args.cloud is None and (args.kafka or args.aws_endpoint):
+        raise UsageError("--kafka and --aws-endpoint serve one cell: give --cloud too")
+    cells = () if args.cloud else args.cells or DEFAULT_CELLS
+    clouds = sorted({CellName.parse(name).cloud for name in cells}) if cells else [args.cloud]
+    for cloud in clouds:
+        if reason := demo.unavailable(cloud):
+            raise UsageError(reason)
     if args.aws_endpoint and args.cloud != "aws":
         raise UsageError(f"--aws-endpoint is a moto server for --cloud aws, not for --cloud {args.cloud}")
     if args.events is None:
-        args.events = {"gcp": DEMO_EVENTS_GCP, "azure": DEMO_EVENTS_AZURE}.get(args.cloud, DEMO_EVENTS)
+        single = {"gcp": DEMO_EVENTS_GCP, "azure": DEMO_EVENTS_AZURE}.get(args.cloud, DEMO_EVENTS)
+        args.events = DEMO_EVENTS_CELLS if cells else single
     if args.events > DEMO_MAX_EVENTS:
         raise UsageError(
             f"--events: the demo runs at most {DEMO_MAX_EVENTS:,} (hours of the local pipeline);"
@@ -282,7 +309,8 @@ def run_demo(args: argparse.Namespace) -> int:
         catalog_name,
         args.kafka,
         args.aws_endpoint,
-        args.cloud,
+        args.cloud or "aws",
+        cells,
     )
     try:
         line_counts(GenerateSpec(spec.period, spec.tenants, spec.seed, spec.events, faults))
@@ -293,7 +321,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         with stopped_by_signals():  # SIGTERM and SIGHUP stop the servers as Ctrl-C does
-            outcome = demo.run(spec, Console())
+            outcome = demo_cells.run_cells(spec, Console()) if cells else demo.run(spec, Console())
     except demo.LocalRunError as error:
         print(f"meterline demo: error: {error}", file=sys.stderr)
         return 1

@@ -64,7 +64,7 @@ class AzureCell(CellLifecycle):
     def _start(self) -> None:
         options = self.options
         log = self._open_log()
-        azurite = AzuriteTables(options.log.with_suffix(".azurite.log"))  # installs it when missing
+        azurite = AzuriteTables(options.server_log("azurite"))  # installs it when missing
         self.bootstrap = self._kafka()
         self.endpoint = self._started(azurite).endpoint
         create_topics(self.bootstrap, TOPICS)

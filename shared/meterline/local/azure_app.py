@@ -56,6 +56,7 @@ class IndexedFunction:
 
 def load_function_app(root: Path = FUNCTIONS_ROOT) -> dict[str, IndexedFunction]:
     """Every function of ``<root>/function_app.py``, by name."""
+    root_handlers = list(logging.getLogger().handlers)
     try:
         module = load_function(
             root / "function_app.py", "meterline_local_function_app", "the Azure function app"
@@ -69,6 +70,10 @@ def load_function_app(root: Path = FUNCTIONS_ROOT) -> dict[str, IndexedFunction]
         functions = module.app.get_functions()
     finally:
         decorators.setLevel(level)
+        for handler in set(decorators.handlers) - set(root_handlers):
+            # the SDK gives the root logger a stderr handler: every other cell's function logs
+            # (Powertools' propagate) would reach the terminal through it
+            decorators.removeHandler(handler)
     return {function.get_function_name(): _indexed(function) for function in functions}
 
 

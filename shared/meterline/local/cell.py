@@ -51,7 +51,7 @@ class LocalCell(CellLifecycle):
         log = self._open_log()
         self.bootstrap = self._kafka()
         if not options.aws_endpoint:
-            self.endpoint = self._started(MotoServer(options.log.with_suffix(".moto.log"))).endpoint
+            self.endpoint = self._started(MotoServer(options.server_log("moto"))).endpoint
         elif reachable(options.aws_endpoint):
             self.endpoint = options.aws_endpoint
         else:

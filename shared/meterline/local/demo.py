@@ -47,6 +47,7 @@ from meterline.reconcile import reconcile
 from .azure import AzureCell, missing_for_azure
 from .azure_triggers import EventHubsTrigger, TimerTrigger
 from .cell import CellOptions, LocalCell, PipelineStalledError, cpu_seconds, peak_memory_mb
+from .deployment import open_cell
 from .esm import KafkaEventSourceMapping
 from .feed import FeedError
 from .firestore_emulator import EmulatorUnavailableError, emulator_command
@@ -102,6 +103,8 @@ class DemoSpec:
     cloud: str = "aws"
     """aws: Lambda handlers on moto's DynamoDB; gcp: Cloud Run entrypoints on the Firestore emulator;
     azure: the Function App on Azurite's tables."""
+    cells: tuple[str, ...] = ()
+    """Several cells (``demo_cells``), ``<cloud>-<region>`` each; none: one cell of ``cloud``."""
 
 
 @dataclass
@@ -154,7 +157,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         f"meterline demo · {spec.cloud.upper()} · {spec.period} · {spec.tenants} tenants"
         f" · {spec.events:,} events · seed {spec.seed}"
     )
-    with _cell(spec.cloud, options) as cell:
+    with open_cell(spec.cloud, options) as cell:
         console.print(cell.describe())
         metering, aggregating = cell.labels
         flowing = 0.0
@@ -212,14 +215,6 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     (out / INCOMPLETE).unlink()
     _show(console, spec, counts, documents, ledger, outcome)
     return outcome
-
-
-def _cell(cloud: str, options: CellOptions) -> LocalCell | GcpCell | AzureCell:
-    if cloud == "gcp":
-        return GcpCell(options)
-    if cloud == "azure":
-        return AzureCell(options)
-    return LocalCell(options)
 
 
 def _progress(console: Console) -> Progress:

@@ -38,7 +38,7 @@ class GcpCell(CellLifecycle):
     def _start(self) -> None:
         options = self.options
         log = self._open_log()
-        emulator = FirestoreEmulator(options.log.with_suffix(".firestore.log"))
+        emulator = FirestoreEmulator(options.server_log("firestore"))
         self.bootstrap = self._kafka()
         self.endpoint = self._started(emulator).host
         create_topics(self.bootstrap, TOPICS)

@@ -68,8 +68,6 @@ class LedgerCounts:
         )
 
 
-
-
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
     """An invoice as the pipeline stored it, back as the core's value (for display)."""
     lines = tuple(

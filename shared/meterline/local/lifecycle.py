@@ -41,6 +41,12 @@ class CellOptions:
     aws_endpoint: str | None = None
     """URL of a DynamoDB endpoint (moto server) to use instead of starting one."""
     region: str = "us-east-1"
+    name: str = ""
+    """The cell's name (``aws-us-east-1``) when several run side by side: its servers' logs carry it."""
+
+    def server_log(self, kind: str) -> Path:
+        """Where a server of the cell logs: ``demo.moto.log``, or ``demo.<name>.moto.log``."""
+        return self.log.with_suffix(f".{self.name}.{kind}.log" if self.name else f".{kind}.log")
 
 
 class DriverClock:
@@ -161,7 +167,7 @@ class CellLifecycle(ABC):
             if not accepts_connections(host, int(port)):
                 raise LocalServerError(f"--kafka {self.options.kafka}: no broker answers there")
             return self.options.kafka
-        return self._started(TansuBroker(self.options.log.with_suffix(".broker.log"))).bootstrap
+        return self._started(TansuBroker(self.options.server_log("broker"))).bootstrap
 
     def _started(self, server: S) -> S:
         self.children.append(server.child)  # stopped on the way out even if it never became ready
@@ -209,6 +215,8 @@ class CellLifecycle(ABC):
     def _wait(self, done: Callable[[], bool], tick: Callable[[], None]) -> None:
         progress, moved = self._progress(), time.monotonic()
         while not done():
+            if self.stop.is_set():  # the cell is being stopped (Ctrl-C, or another cell failed)
+                raise PipelineStalledError("stopped while draining")
             for trigger in (self.meter, self.usage_stream, self.aggregates_stream):
                 if trigger.failure is not None:
                     raise PipelineStalledError(self.failed.format(trigger.failure))

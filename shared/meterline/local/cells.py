@@ -1,0 +1,41 @@
+"""A deployment's cells by name (SPEC §8): ``<cloud>-<region>``, the cloud one the local runtime
+runs. Light to import: the command line checks ``--cells`` with it before anything starts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CLOUDS = ("aws", "gcp", "azure")
+DEFAULT_CELLS = ("aws-us-east-1", "gcp-europe-west1", "azure-westeurope")
+"""Three cells on three clouds: the deployment ``make demo`` runs."""
+
+
+class CellNameError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CellName:
+    cloud: str
+    region: str
+
+    @classmethod
+    def parse(cls, text: str) -> CellName:
+        cloud, _, region = text.partition("-")
+        if cloud not in CLOUDS or not region:
+            raise CellNameError(
+                f"cell {text!r}: name it <cloud>-<region>, the cloud one of {', '.join(CLOUDS)}"
+                " (aws-us-east-1, gcp-europe-west1, azure-westeurope)"
+            )
+        return cls(cloud, region)
+
+    def __str__(self) -> str:
+        return f"{self.cloud}-{self.region}"
+
+
+def parse_cells(names: Sequence[str]) -> list[CellName]:
+    cells = [CellName.parse(name) for name in names]
+    if len({str(cell) for cell in cells}) != len(cells):
+        raise CellNameError(f"cells {', '.join(names)}: each cell once")
+    return cells
