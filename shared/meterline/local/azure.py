@@ -77,6 +77,7 @@ class AzureCell(CellLifecycle):
         self.store = TablesStore(service, self.prefix)
         self._exit.enter_context(contextlib.redirect_stdout(log))
         settings = AzureSettings(
+            cell_name=options.cell_name,
             table_prefix=self.prefix,
             catalog=options.catalog.resolve(),
             kafka_bootstrap=self.bootstrap,

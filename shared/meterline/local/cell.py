@@ -8,16 +8,18 @@ import resource
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from meterline.adapters.aws_lambda import AwsSettings
 from meterline.adapters.dynamodb import DynamoStore, create_tables, physical_name
-from meterline.bootstrap import bootstrap
+from meterline.bootstrap import Jobs, bootstrap
 from meterline.settings import KafkaAuth
 from meterline.topology import (
     AGGREGATE,
     AGGREGATES_TABLE,
     CLOSE,
     METER,
+    PUBLISH,
     RATE,
     TOPICS,
     USAGE_EVENTS,
@@ -64,6 +66,7 @@ class LocalCell(CellLifecycle):
             kafka_auth=KafkaAuth.NONE,
             region=options.region,
             dynamodb_endpoint=self.endpoint,
+            cell_name=options.cell_name,
         )
         dynamodb, streams = (moto_client(service, self.endpoint, options.region) for service in MOTO_SERVICES)
         create_tables(dynamodb, self.prefix)
@@ -71,8 +74,7 @@ class LocalCell(CellLifecycle):
         # Powertools logs and EMF metrics print to stdout: they go to the log, the terminal shows the demo
         self._exit.enter_context(contextlib.redirect_stdout(log))
         self.runtime = Runtime(
-            {f.job: f.memory_mb for f in (METER, AGGREGATE, RATE, CLOSE)},
-            lambda: bootstrap(self.settings, store=self.store, clock=self.clock),
+            {f.job: f.memory_mb for f in (METER, AGGREGATE, RATE, CLOSE, PUBLISH)}, self._wire
         )
         self.feed = UsageFeed(self.bootstrap, USAGE_EVENTS.name)
         self.meter = KafkaEventSourceMapping(
@@ -97,7 +99,21 @@ class LocalCell(CellLifecycle):
         self._spawn(self.aggregates_stream.run, name="esm-rate")
         self._await_start(self.meter, "the Kafka event source mapping")
 
+    def _wire(self) -> Jobs:
+        """A container's jobs; publish writes to the home's exchange the driver opened for the cell
+        (on AWS, the home's bucket as the cell's statements role)."""
+        jobs = bootstrap(self.settings, store=self.store, clock=self.clock)
+        if self.options.exchange is not None:
+            jobs.statements = self.options.exchange()
+        return jobs
+
     # driving ------------------------------------------------------------------------------------
+
+    def publish(self, now: str) -> dict[str, Any]:
+        """publish's schedule firing at ``now``: its Lambda handler, as EventBridge Scheduler calls it."""
+        self.clock.set(datetime.fromisoformat(now))
+        result: dict[str, Any] = self.runtime.invoke(PUBLISH.job, {}, PUBLISH.timeout_seconds)
+        return result
 
     def close_periods(self, now: str) -> list[str]:
         """The schedule firing at ``now`` (the cell's clock set to it): the periods it closed."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -204,7 +205,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         for period, unbilled in sorted(unbilled_by_period.items())
     ]
     balances = credit_balances(catalog, invoices, amendments)
-    found = _check(catalog, values, documents, invoices, amendments, balances, ledger)
+    found = _check(catalog, {CELL: values}, documents, invoices, amendments, balances, ledger)
     wall = time.monotonic() - started
     outcome = DemoRun(documents, found, amendments, balances, len(values) / flowing, flowing, wall, stats)
     (out / "invoices.json").write_bytes(orjson.dumps(documents, option=orjson.OPT_INDENT_2) + b"\n")
@@ -229,7 +230,7 @@ def _progress(console: Console) -> Progress:
 
 def _check(
     catalog: Catalog,
-    values: list[bytes],
+    usage: Mapping[str, list[bytes]],
     documents: list[dict[str, Any]],
     invoices: dict[str, list[dict[str, Any]]],
     amendments: list[dict[str, Any]],
@@ -242,7 +243,7 @@ def _check(
         found.append(f"{period}: has accepted usage but was never closed")
     if not closed:
         return [*found, "no period was closed"]
-    rated = [result.to_json() for result in rate_cells(catalog, {CELL: values}, closed[0], closed[-1])]
+    rated = [result.to_json() for result in rate_cells(catalog, usage, closed[0], closed[-1])]
     found.extend(reconcile(rated, invoices, amendments))
     for document, expected in zip(documents, rated, strict=True):
         period = document["period"]
@@ -262,8 +263,9 @@ def _check(
                 f"{balance['tenant']} grant {balance['grant']}: rate drew {want},"
                 f" the pipeline {balance['drawn']}"
             )
-    if ledger.received != len(values):
-        found.append(f"{len(values)} records produced, the ledgers account for {ledger.received}")
+    produced = sum(len(values) for values in usage.values())
+    if ledger.received != produced:
+        found.append(f"{produced} records produced, the ledgers account for {ledger.received}")
     return found
 
 

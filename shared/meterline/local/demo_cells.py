@@ -14,25 +14,33 @@ counts checked, period by period, against ``meterline rate`` on the cell's own f
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from rich import box
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 from rich.text import Text
 
+from meterline import report
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import GenerateSpec, LineCounts, generate, line_counts
-from meterline.offline import rate_cells
+from meterline.markets import CLOUD, REGION
+from meterline.offline import RateResult
 from meterline.periods import Period
+from meterline.pipeline.invoices import all_amendments, invoices_by_period
+from meterline.pipeline.ledger import closed_periods
 
 from .azure import AzureCell
 from .cells import CellName, parse_cells
+from .demo import DemoRun
 from .deployment import AnyCell, CellsDriver, Throughput, started_cells
-from .ledgers import LedgerCounts
+from .home import HomeError, LocalHome
+from .ledgers import LedgerCounts, credit_balances, invoice_from_json
 
 EVENTS_DIR = "events"
 
@@ -66,24 +74,20 @@ def generate_cells(catalog: Catalog, spec: Any, cells: list[CellName]) -> list[C
 
 
 @dataclass
-class CellsRun:
-    """What the run found: the exit status follows from it."""
+class HomeStep:
+    """A step of the schedules (every cell's publish, the home's jobs): what it did, how long it took."""
 
-    differences: list[str]
-    wall_seconds: float
-    throughput: Throughput
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.differences
+    where: str
+    what: str
+    count: int
+    seconds: float
 
 
-def run_cells(spec: Any, console: Console) -> CellsRun:
-    from .demo import INCOMPLETE, LOGS, RESULTS, _progress, _stats
+def run_cells(spec: Any, console: Console) -> DemoRun:
+    from .demo import INCOMPLETE, LOGS, RESULTS, _check, _progress, _stats
 
     started = time.monotonic()
+    console.file = console.file  # pinned: the cells send stdout (the handlers' logs) to the log file
     catalog = parse_catalog(spec.catalog_text, spec.catalog_name)
     cells = parse_cells(spec.cells)
     months = generate_cells(catalog, spec, cells)
@@ -91,8 +95,8 @@ def run_cells(spec: Any, console: Console) -> CellsRun:
     out.mkdir(parents=True, exist_ok=True)
     (out / INCOMPLETE).write_text(
         f"meterline demo began at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC and has not finished: it is"
-        " running, or it was interrupted or failed. Its events and logs are here; its results are"
-        " written when it finishes, and this file is removed then.\n",
+        " running, or it was interrupted or failed. Its events and logs are here; its invoices and report"
+        " are written when it finishes, and this file is removed then.\n",
         encoding="utf-8",
     )
     for name in (*RESULTS, *LOGS):
@@ -102,12 +106,18 @@ def run_cells(spec: Any, console: Console) -> CellsRun:
     for month in months:
         (out / EVENTS_DIR / f"{month.cell}.ndjson").write_bytes(b"".join(v + b"\n" for v in month.values))
     console.rule(
-        f"meterline demo · {len(cells)} cells ({', '.join(map(str, cells))}) · {spec.period}"
+        f"meterline demo · {len(cells)} cells and a billing home · {spec.period}"
         f" · {spec.tenants} tenants · {spec.events:,} events · seed {spec.seed}"
     )
     throughput = Throughput()
+    home_steps: list[HomeStep] = []
     by_name = {str(month.cell): month for month in months}
-    with started_cells(cells, out / "catalog.yaml", out) as running:
+    flowing = 0.0
+    with (
+        LocalHome(out / "catalog.yaml", out / "demo.log", [str(cell) for cell in cells]) as home,
+        started_cells(cells, out / "catalog.yaml", out, home.exchange) as running,
+    ):
+        console.print(f"home: {home.describe()}")
         for name, cell in running.items():
             console.print(f"{name}: {cell.describe()}")
             throughput.watch(name, cell)
@@ -122,28 +132,87 @@ def run_cells(spec: Any, console: Console) -> CellsRun:
                     progress.update(metered, completed=cell.meter.delivered)
                     progress.update(aggregated, completed=cell.usage_stream.delivered)
 
-            for first in (True, False):
+            for first, close_as_of in ((True, spec.period.previous()), (False, spec.period)):
 
                 def step(name: str, cell: AnyCell, first: bool = first) -> None:
                     month = by_name[name]
-                    chunk = (
-                        month.values[: month.before_close] if first else month.values[month.before_close :]
-                    )
-                    cell.feed.produce(chunk)
+                    cut = month.before_close
+                    cell.feed.produce(month.values[:cut] if first else month.values[cut:])
                     cell.drain(lambda: None)
 
+                begun = time.monotonic()
                 driver.run(step, tick)
-        ledgers = {name: LedgerCounts(cell.store) for name, cell in running.items()}
+                flowing += time.monotonic() - begun
+                now = close_as_of.end + catalog.billing.grace
+                closed = _close(home, driver, now, home_steps)
+                progress.console.print(
+                    f"as of {now.isoformat()}: the home issued {', '.join(closed) or 'nothing'}"
+                )
+        ledger = LedgerCounts(*(cell.store for cell in running.values()))
         stats = {name: _stats(cell) for name, cell in running.items()}
-    found = _check(catalog, spec.period, months, ledgers)
-    outcome = CellsRun(found, time.monotonic() - started, throughput, stats=stats)
-    outcome.summaries = {
-        name: {str(p): ledgers[name].summary(p).to_json() for p in (spec.period.previous(), spec.period)}
-        for name in running
-    }
+        unbilled_by_period = closed_periods(home.store)
+        invoices = invoices_by_period(home.store)
+        amendments = all_amendments(home.store)
+        announced = len(home.publisher.messages)
+    documents = [
+        {
+            "period": str(period),
+            "invoices": invoices.get(str(period), []),
+            "summary": ledger.summary(period).to_json(),
+            "unbilled_tenants": ledger.unbilled(catalog, period, unbilled),
+        }
+        for period, unbilled in sorted(unbilled_by_period.items())
+    ]
+    balances = credit_balances(catalog, invoices, amendments)
+    usage = {name: month.values for name, month in by_name.items()}
+    found = _check(catalog, usage, documents, invoices, amendments, balances, ledger)
+    wall = time.monotonic() - started
+    produced = sum(len(values) for values in usage.values())
+    outcome = DemoRun(documents, found, amendments, balances, produced / flowing, flowing, wall, {})
+    outcome.stats = {"cells": stats, "throughput": throughput, "home": home_steps, "announced": announced}
+    (out / "invoices.json").write_bytes(orjson.dumps(documents, option=orjson.OPT_INDENT_2) + b"\n")
+    (out / "amendments.json").write_bytes(orjson.dumps(amendments, option=orjson.OPT_INDENT_2) + b"\n")
+    from .html import write_report
+
+    write_report(out / "report.html", spec, documents, outcome, markets_html(catalog, documents))
     (out / INCOMPLETE).unlink()
-    _show(console, outcome)
+    _show(console, spec, catalog, documents, ledger, outcome)
     return outcome
+
+
+def _close(home: LocalHome, driver: CellsDriver, now: datetime, steps: list[HomeStep]) -> list[str]:
+    """The schedules at ``now``: every cell publishes (its new partials, and the final marker of
+    each period past its grace), then the home ingests what was announced, rates and closes."""
+    at = now.isoformat()
+    begun = time.monotonic()
+    published: dict[str, int] = {}
+
+    def publish(name: str, cell: AnyCell) -> None:
+        published[name] = int(cell.publish(at)["published"])
+
+    driver.run(publish, lambda: None)
+    steps.append(
+        HomeStep(
+            f"cells publish ({', '.join(f'{n} {c}' for n, c in published.items())})",
+            sum(published.values()),
+            time.monotonic() - begun,
+        )
+    )
+    begun = time.monotonic()
+    applied = home.notify()
+    steps.append(HomeStep("home", "ingest (statements)", applied, time.monotonic() - begun))
+    begun = time.monotonic()
+    home.rate(now)
+    steps.append(HomeStep("home", "rate (every open period)", 1, time.monotonic() - begun))
+    begun = time.monotonic()
+    result = home.close(now)
+    steps.append(HomeStep("home", "close (periods issued)", len(result["closed"]), time.monotonic() - begun))
+    if result.get("issued_without"):
+        raise HomeError(
+            f"the home issued without cells {result['issued_without']}: they never reported final"
+        )
+    closed: list[str] = result["closed"]
+    return closed
 
 
 def _bars(
@@ -166,33 +235,38 @@ def _bars(
     return bars
 
 
-def _check(
-    catalog: Catalog, period: Period, months: list[CellMonth], ledgers: dict[str, LedgerCounts]
-) -> list[str]:
-    """Each cell's ledgers count what ``meterline rate`` counts on the cell's file, month by month."""
-    found = []
-    previous = period.previous()
-    for month in months:
-        name = str(month.cell)
-        ledger = ledgers[name]
-        rated = rate_cells(catalog, {name: month.values}, previous, period)
-        for result in rated:
-            counted, expected = ledger.summary(result.period).to_json(), result.summary.to_json()
-            if counted != expected:
-                found.append(f"{name} {result.period}: the ledgers count {counted}, rate counts {expected}")
-        if ledger.received != len(month.values):
-            found.append(
-                f"{name}: {len(month.values)} records produced, the ledgers account for {ledger.received}"
-            )
-    return found
-
-
-def _show(console: Console, outcome: CellsRun) -> None:
-    console.print(throughput_table(outcome.throughput, outcome.stats))
+def _show(
+    console: Console,
+    spec: Any,
+    catalog: Catalog,
+    documents: list[dict[str, Any]],
+    ledger: LedgerCounts,
+    outcome: DemoRun,
+) -> None:
+    for document in documents:
+        period = Period.parse(document["period"])
+        shown = [invoice_from_json(body, period) for body in document["invoices"]]
+        result = RateResult(period, shown, ledger.summary(period), document["unbilled_tenants"])
+        if period == spec.period:
+            title = f"One invoice per customer for the whole deployment · {period}"
+            report.render(console, result, {}, title=title)
+        else:
+            console.rule(f"{period} · issued before the rest of its late usage arrived")
+            console.print(report.totals_table(shown))
+    console.print(markets_table(catalog, documents, spec.period))
+    console.print(
+        throughput_table(outcome.stats["throughput"], outcome.stats["cells"], outcome.stats["home"])
+    )
+    console.print(report.amendments_table(outcome.amendments))
+    console.print(report.balances_table(outcome.balances))
+    cells = ", ".join(f"{EVENTS_DIR}/{name}.ndjson" for name in outcome.stats["throughput"].stages)
     if outcome.ok:
+        periods = " and ".join(document["period"] for document in documents)
         console.print(
             Text(
-                "✓ every cell's ledgers count what `meterline rate` counts on its events, month by month",
+                f"✓ the home's invoices for {periods} plus their {len(outcome.amendments)} amendments equal"
+                f" `meterline rate --usage CELL=FILE ...` over {cells} to the cent, field by field for"
+                " every tenant; the grants' drawdowns and every cell's ledgers reconcile",
                 style="green",
             )
         )
@@ -200,15 +274,79 @@ def _show(console: Console, outcome: CellsRun) -> None:
         console.print(Text(f"✗ {len(outcome.differences)} differences from `meterline rate`:", style="red"))
         for line in outcome.differences[:20]:
             console.print(f"  {line}", markup=False)
-    console.print(f"Wall time {outcome.wall_seconds:,.1f} s")
+    console.print(
+        f"Written to {spec.out}/: catalog.yaml {EVENTS_DIR}/<cell>.ndjson invoices.json amendments.json"
+        " report.html demo.log"
+    )
+    console.print(
+        f"Wall time {outcome.wall_seconds:,.1f} s · {len(outcome.amendments)} amendments"
+        f" · {outcome.stats['announced']} messages announced by the home"
+    )
 
 
-def throughput_table(throughput: Throughput, stats: dict[str, dict[str, Any]]) -> Table:
+def market_breakdown(catalog: Catalog, invoice: dict[str, Any]) -> dict[str, Decimal]:
+    """An invoice's line amounts by the market (``<cloud>-<region>``) of their usage; the lines of
+    meters that do not group by market (the home merged their cells' states) under "every cell"."""
+    amounts: dict[str, Decimal] = {}
+    for line in invoice["lines"]:
+        group = line["group"]
+        market = f"{group.get(CLOUD, '?')}-{group[REGION]}" if REGION in group else EVERY_CELL
+        amounts[market] = amounts.get(market, Decimal(0)) + Decimal(line["amount"])
+    return amounts
+
+
+EVERY_CELL = "every cell"
+
+
+def markets_table(catalog: Catalog, documents: list[dict[str, Any]], period: Period) -> Table:
+    table = Table(
+        title=f"{period} · each invoice's lines by the region of their usage (subtotal before discounts)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    document = next((d for d in documents if d["period"] == str(period)), None)
+    invoices = document["invoices"] if document else []
+    markets = sorted({m for invoice in invoices for m in market_breakdown(catalog, invoice)} - {EVERY_CELL})
+    for column in ("tenant", "currency", *markets, EVERY_CELL, "subtotal"):
+        table.add_column(column, justify="left" if column in ("tenant", "currency") else "right")
+    for invoice in invoices:
+        amounts = market_breakdown(catalog, invoice)
+        table.add_row(
+            invoice["tenant"],
+            invoice["currency"],
+            *(f"{amounts.get(market, Decimal(0)):,.2f}" for market in (*markets, EVERY_CELL)),
+            f"{Decimal(invoice['subtotal']):,.2f}",
+        )
+    return table
+
+
+def markets_html(catalog: Catalog, documents: list[dict[str, Any]]) -> str:
+    import html
+
+    parts = ["<h2>Each invoice by region</h2>"]
+    for document in documents:
+        invoices = document["invoices"]
+        markets = sorted(
+            {m for invoice in invoices for m in market_breakdown(catalog, invoice)} - {EVERY_CELL}
+        )
+        head = "".join(f"<th>{html.escape(m)}</th>" for m in ("tenant", *markets, EVERY_CELL, "subtotal"))
+        rows = []
+        for invoice in invoices:
+            amounts = market_breakdown(catalog, invoice)
+            cells = "".join(f"<td>{amounts.get(m, Decimal(0)):,.2f}</td>" for m in (*markets, EVERY_CELL))
+            rows.append(
+                f"<tr><td>{html.escape(invoice['tenant'])}</td>{cells}<td>{Decimal(invoice['subtotal']):,.2f}</td></tr>"
+            )
+        parts.append(f"<h3>{document['period']}</h3><table><tr>{head}</tr>{''.join(rows)}</table>")
+    return "\n".join(parts)
+
+
+def throughput_table(throughput: Throughput, stats: dict[str, dict[str, Any]], home: list[HomeStep]) -> Table:
     """Per cell and stage: records delivered, the seconds the stage moved, records per second, and
-    the seconds its function ran (in the handler)."""
+    the seconds its function ran (in the handler); then the home's steps."""
     table = Table(title="Throughput per stage", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("cell", "stage", "records", "seconds", "records/s", "in the handler"):
-        table.add_column(column, justify="left" if column in ("cell", "stage") else "right")
+    for column in ("where", "stage", "records", "seconds", "records/s", "in the handler"):
+        table.add_column(column, justify="left" if column in ("where", "stage") else "right")
     for name, stages in throughput.stages.items():
         invocations = stats.get(name, {}).get("invocations", {})
         for job, stage in stages.items():
@@ -221,4 +359,7 @@ def throughput_table(throughput: Throughput, stats: dict[str, dict[str, Any]]) -
                 f"{stage.per_second:,.0f}",
                 "" if handler is None else f"{handler[2]:,.1f} s",
             )
+    for step in home:
+        rate = step.count / step.seconds if step.seconds else 0.0
+        table.add_row(step.where, step.what, f"{step.count:,}", f"{step.seconds:,.1f}", f"{rate:,.0f}", "")
     return table

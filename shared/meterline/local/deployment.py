@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meterline.exchange import Exchange
+
 from .azure import AzureCell
 from .cell import LocalCell
 from .cells import CellName
@@ -35,10 +37,14 @@ def open_cell(cloud: str, options: CellOptions) -> AnyCell:
     return LocalCell(options)
 
 
-def cell_options(cell: CellName, catalog: Path, out: Path, kafka: str | None = None) -> CellOptions:
+def cell_options(
+    cell: CellName, catalog: Path, out: Path, exchange: Callable[[], Exchange] | None = None
+) -> CellOptions:
     """One log for every cell's functions (their stdout), one per server: ``demo.<cell>.moto.log``."""
     region = cell.region if cell.cloud == "aws" else "us-east-1"
-    return CellOptions(catalog, out / "demo.log", out / "on-failure.ndjson", kafka, None, region, str(cell))
+    return CellOptions(
+        catalog, out / "demo.log", out / "on-failure.ndjson", None, None, region, str(cell), exchange
+    )
 
 
 @dataclass
@@ -147,12 +153,12 @@ class CellsDriver:
 
 @contextlib.contextmanager
 def started_cells(
-    cells: Sequence[CellName], catalog: Path, out: Path, kafka: str | None = None
+    cells: Sequence[CellName], catalog: Path, out: Path, exchange: Callable[[], Exchange] | None = None
 ) -> Iterator[dict[str, AnyCell]]:
     """Every cell started (in order) and stopped on the way out (in reverse), also on Ctrl-C."""
     with contextlib.ExitStack() as stack:
         running: dict[str, AnyCell] = {}
         for cell in cells:
-            running[str(cell)] = opened = open_cell(cell.cloud, cell_options(cell, catalog, out, kafka))
+            running[str(cell)] = opened = open_cell(cell.cloud, cell_options(cell, catalog, out, exchange))
             stack.enter_context(opened)
         yield running

@@ -44,7 +44,9 @@ class GcpCell(CellLifecycle):
         create_topics(self.bootstrap, TOPICS)
         self._exit.enter_context(contextlib.redirect_stdout(log))
         quiet_google_imports()
-        settings = local_settings(options.catalog, self.prefix, self.bootstrap, emulator.host)
+        settings = local_settings(
+            options.catalog, self.prefix, self.bootstrap, emulator.host, options.cell_name
+        )
         start_group_at_end(self.bootstrap, USAGE_EVENTS.name, settings.consumer_group)
         self.runtime = GcpRuntime(settings, INSTANCES, self.clock)
         self._exit.callback(self._release_clients)

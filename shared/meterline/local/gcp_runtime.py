@@ -43,7 +43,9 @@ def quiet_google_imports() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 
-def local_settings(catalog: Path, prefix: str, kafka_bootstrap: str, firestore_host: str) -> GcpSettings:
+def local_settings(
+    catalog: Path, prefix: str, kafka_bootstrap: str, firestore_host: str, cell_name: str = "local"
+) -> GcpSettings:
     """The functions' settings in a local cell: a plaintext broker, the emulator, and aggregate's
     consumer group this run's own (a broker passed with --kafka may know "aggregate")."""
     return GcpSettings(
@@ -55,6 +57,7 @@ def local_settings(catalog: Path, prefix: str, kafka_bootstrap: str, firestore_h
         consumer_group=f"{prefix}aggregate",
         drain_seconds=DRAIN_SECONDS,
         emulator_host=firestore_host,
+        cell_name=cell_name,
     )
 
 

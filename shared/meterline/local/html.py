@@ -25,7 +25,10 @@ details{margin:.3rem 0}summary{cursor:pointer}h2{margin-top:2.5rem}.adj{color:#a
 """
 
 
-def write_report(path: Path, spec: DemoSpec, documents: list[dict[str, Any]], outcome: DemoRun) -> None:
+def write_report(
+    path: Path, spec: DemoSpec, documents: list[dict[str, Any]], outcome: DemoRun, extra: str = ""
+) -> None:
+    """The report; ``extra`` (HTML) follows the invoices (the multi-cell demo's breakdown by region)."""
     main = next((d for d in documents if d["period"] == str(spec.period)), None)
     parts = [
         "<!doctype html><meta charset='utf-8'>",
@@ -50,6 +53,7 @@ def write_report(path: Path, spec: DemoSpec, documents: list[dict[str, Any]], ou
         if document is not main:
             parts += [f"<h2>Invoices · {document['period']}</h2>", *map(_invoice, document["invoices"])]
     parts += [
+        extra,
         f"<h2>Amendments · {len(outcome.amendments)}</h2>",
         "<p>Late usage of an issued month: the month re-rated in full, less what was issued for it.</p>",
         *map(_amendment, outcome.amendments),

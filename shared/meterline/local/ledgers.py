@@ -21,18 +21,23 @@ from meterline.terms import Days, terms
 
 
 class LedgerCounts:
-    """Every delivered record's outcome: accepted usage by period, duplicates, rejects by reason."""
+    """Every delivered record's outcome: accepted usage by period, duplicates, rejects by reason;
+    over one cell's ledgers, or summed over several cells'."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, *stores: Store) -> None:
         self.accepted_by_period: Counter[Period] = Counter()
         self.tenant_days_by_period: dict[Period, set[tuple[str, int]]] = {}
+        self.duplicates = 0
+        self.rejected_by_reason: Counter[str] = Counter()
+        for store in stores:
+            self._count(store)
+
+    def _count(self, store: Store) -> None:
         for item in UsageLedger(store).items():
             time = datetime.fromisoformat(str(item["time"]))
             period = Period.of(time)
             self.accepted_by_period[period] += 1
             self.tenant_days_by_period.setdefault(period, set()).add((str(item["subject"]), time.day))
-        self.duplicates = 0
-        self.rejected_by_reason: Counter[str] = Counter()
         for item in OutcomesLedger(store).items():
             if item["outcome"] == "duplicate":
                 self.duplicates += 1

@@ -20,6 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TextIO, TypeVar
 
+from meterline.bootstrap import LOCAL_CELL
+from meterline.exchange import Exchange
+from meterline.ports import Store
+
 from .broker import TansuBroker
 from .feed import UsageFeed
 from .process import ChildProcess, LocalServerError, accepts_connections
@@ -42,7 +46,14 @@ class CellOptions:
     """URL of a DynamoDB endpoint (moto server) to use instead of starting one."""
     region: str = "us-east-1"
     name: str = ""
-    """The cell's name (``aws-us-east-1``) when several run side by side: its servers' logs carry it."""
+    """The cell's name (``aws-us-east-1``) when several run side by side: its servers' logs carry it,
+    its meter stamps it as the market of its measurements, its statements are published under it."""
+    exchange: Callable[[], Exchange] | None = None
+    """The billing home's statement exchange, opened for this cell: publish writes there."""
+
+    @property
+    def cell_name(self) -> str:
+        return self.name or LOCAL_CELL
 
     def server_log(self, kind: str) -> Path:
         """Where a server of the cell logs: ``demo.moto.log``, or ``demo.<name>.moto.log``."""
@@ -115,6 +126,7 @@ class CellLifecycle(ABC):
 
     bootstrap: str
     endpoint: str
+    store: Store
     runtime: FunctionRuntime
     feed: UsageFeed
     meter: Metering
@@ -201,6 +213,32 @@ class CellLifecycle(ABC):
             child.stop()
 
     # driving ------------------------------------------------------------------------------------
+
+    def publish(self, now: str) -> dict[str, Any]:
+        """publish's schedule firing at ``now``: the cell's new partials to the home's exchange as
+        statements, and the final marker of each period past its grace. Here the core job runs in
+        the driver on the cell's own ledger (GCP's and Azure's publish trade the cloud's identity
+        token for the home's role, which has no stand-in); the AWS cell runs its Lambda handler."""
+        from meterline.adapters.memory import MemoryPublisher
+        from meterline.bootstrap import Jobs
+        from meterline.catalog import load_catalog
+
+        at = datetime.fromisoformat(now)
+        self.clock.set(at)
+        jobs = Jobs(
+            load_catalog(self.options.catalog),
+            self.store,
+            MemoryPublisher(),  # publish sends no message
+            clock=self.clock,
+            cell=self.options.cell_name,
+            statements=self.exchange(),
+        )
+        return jobs.publish.run_schedule(at).to_json()
+
+    def exchange(self) -> Exchange:
+        if self.options.exchange is None:
+            raise LocalServerError("this cell publishes to no billing home (no exchange given)")
+        return self.options.exchange()
 
     def lag(self) -> dict[int, int]:
         return {

@@ -3,8 +3,9 @@ handed the jobs the composition root builds from the cell's settings (``bootstra
 invocation at a time.
 
 One at a time because the handlers keep per-container state in module globals (Powertools'
-metric set is even shared by every ``Metrics`` in a process); on AWS each concurrent invocation
-has a container of its own.
+metric set is even shared by every ``Metrics`` in a process, so one at a time in the process: a
+cell's functions and the billing home's share the lock); on AWS each concurrent invocation has a
+container of its own.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def counted(stats: Invocations, lock: AbstractContextManager[Any]) -> Iterator[N
             stats.seconds += time.perf_counter() - started
 
 
+_ONE_AT_A_TIME = threading.Lock()
+
+
 class Runtime:
     """The functions of one cell. ``invoke`` raises what the handler raised, as Lambda reports it."""
 
@@ -109,7 +113,7 @@ class Runtime:
         self.handlers: dict[str, Handler] = {job: module.handler for job, module in self.modules.items()}
         self.memory = dict(jobs)
         self.stats: dict[str, Invocations] = {job: Invocations() for job in jobs}
-        self._lock = threading.Lock()
+        self._lock = _ONE_AT_A_TIME
         self._requests = 0
 
     def invoke(self, job: str, event: dict[str, Any], timeout_seconds: int = 900) -> dict[str, Any]:
