@@ -184,20 +184,14 @@ def _close(home: LocalHome, driver: CellsDriver, now: datetime, steps: list[Home
     """The schedules at ``now``: every cell publishes (its new partials, and the final marker of
     each period past its grace), then the home ingests what was announced, rates and closes."""
     at = now.isoformat()
-    begun = time.monotonic()
     published: dict[str, int] = {}
 
     def publish(name: str, cell: AnyCell) -> None:
+        started = time.monotonic()
         published[name] = int(cell.publish(at)["published"])
+        steps.append(HomeStep(name, "publish (statements)", published[name], time.monotonic() - started))
 
-    driver.run(publish, lambda: None)
-    steps.append(
-        HomeStep(
-            f"cells publish ({', '.join(f'{n} {c}' for n, c in published.items())})",
-            sum(published.values()),
-            time.monotonic() - begun,
-        )
-    )
+    driver.run(publish, lambda: None, sample=False)
     begun = time.monotonic()
     applied = home.notify()
     steps.append(HomeStep("home", "ingest (statements)", applied, time.monotonic() - begun))

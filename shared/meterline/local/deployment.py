@@ -114,9 +114,11 @@ class CellsDriver:
         self,
         step: Callable[[str, AnyCell], None],
         tick: Callable[[], None],
+        sample: bool = True,
     ) -> None:
         """``step(name, cell)`` on every cell side by side; the first failure is raised here, after
-        the others stopped (a failing cell stops every cell: their drains raise on ``stop``)."""
+        the others stopped (a failing cell stops every cell: their drains raise on ``stop``).
+        ``sample``: the stages' throughput counts this step (the usage flowing), or not (publish)."""
         failures: list[BaseException] = []
         started = time.monotonic()
 
@@ -136,7 +138,8 @@ class CellsDriver:
             thread.start()
         try:
             while any(thread.is_alive() for thread in threads):
-                self.throughput.sample()
+                if sample:
+                    self.throughput.sample()
                 tick()
                 time.sleep(0.1)
         finally:
@@ -145,7 +148,8 @@ class CellsDriver:
                     cell.stop.set()
             for thread in threads:
                 thread.join(timeout=30)
-        self.throughput.close_step(started)
+        if sample:
+            self.throughput.close_step(started)
         tick()
         if failures:
             raise failures[0]

@@ -157,6 +157,13 @@ class KeepAliveHandler(WSGIRequestHandler):
             answer.run(self.server.get_app())  # type: ignore[attr-defined]
             self.wfile.flush()
 
+    def handle_expect_100(self) -> bool:
+        """S3's PutObject asks ``Expect: 100-continue``: the interim answer leaves now, not with the
+        final one (botocore would wait a second for it before sending the body)."""
+        answered = super().handle_expect_100()
+        self.wfile.flush()
+        return answered
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # not a log line per request
 
