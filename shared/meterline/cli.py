@@ -279,9 +279,6 @@ def run_demo(args: argparse.Namespace) -> int:
         raise UsageError("--kafka and --aws-endpoint serve one cell: give --cloud too")
     cells = () if args.cloud else args.cells or DEFAULT_CELLS
     clouds = sorted({CellName.parse(name).cloud for name in cells}) if cells else [args.cloud]
-    for cloud in clouds:
-        if reason := demo.unavailable(cloud):
-            raise UsageError(reason)
     if args.aws_endpoint and args.cloud != "aws":
         raise UsageError(f"--aws-endpoint is a moto server for --cloud aws, not for --cloud {args.cloud}")
     if args.events is None:
@@ -316,6 +313,9 @@ def run_demo(args: argparse.Namespace) -> int:
         line_counts(GenerateSpec(spec.period, spec.tenants, spec.seed, spec.events, faults))
     except GenerateError as error:
         raise UsageError(str(error)) from None
+    for cloud in clouds:
+        if reason := demo.unavailable(cloud):
+            raise UsageError(reason)
     _make_out(args.out)
     from meterline.local.process import StoppedError, stopped_by_signals
 

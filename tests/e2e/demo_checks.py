@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from meterline.catalog import load_catalog
-from meterline.offline import CELL, RateResult, rate_cells, rate_lines
+from meterline.offline import CELL, RateResult, rate_cells
 from meterline.periods import Period
 from meterline.reconcile import reconcile
 
@@ -50,16 +50,26 @@ class DemoRun:
         return documents
 
     @cached_property
+    def events_by_cell(self) -> dict[str, list[bytes]]:
+        """Each cell's events: ``events/<cell>.ndjson`` when the run had several cells, else the one
+        cell's ``events.ndjson``."""
+        cells = sorted((self.out / "events").glob("*.ndjson"))
+        if not cells:
+            return {CELL: (self.out / "events.ndjson").read_bytes().splitlines()}
+        return {path.stem: path.read_bytes().splitlines() for path in cells}
+
+    @property
     def events(self) -> list[bytes]:
-        return (self.out / "events.ndjson").read_bytes().splitlines()
+        return [line for lines in self.events_by_cell.values() for line in lines]
 
     @property
     def invoices(self) -> dict[str, list[dict[str, Any]]]:
         return {document["period"]: document["invoices"] for document in self.documents}
 
     def rated(self, period: str) -> RateResult:
-        """`meterline rate` on the events the run produced."""
-        return rate_lines(load_catalog(self.out / "catalog.yaml"), self.events, Period.parse(period))
+        """`meterline rate` on the events the run produced, every cell's."""
+        month = Period.parse(period)
+        return rate_cells(load_catalog(self.out / "catalog.yaml"), self.events_by_cell, month, month)[0]
 
     @cached_property
     def amendments(self) -> list[dict[str, Any]]:
@@ -71,7 +81,7 @@ class DemoRun:
         """SPEC §7's invariant over the closed months, every field and tenant."""
         periods = sorted(self.invoices)
         catalog = load_catalog(self.out / "catalog.yaml")
-        rated = rate_cells(catalog, {CELL: self.events}, Period.parse(periods[0]), Period.parse(periods[-1]))
+        rated = rate_cells(catalog, self.events_by_cell, Period.parse(periods[0]), Period.parse(periods[-1]))
         return reconcile([result.to_json() for result in rated], self.invoices, self.amendments)
 
     def amended_periods(self) -> set[str]:

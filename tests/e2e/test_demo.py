@@ -1,4 +1,5 @@
-"""`meterline demo` end to end: Tansu, a moto server and the real Lambda handlers, as a user runs it.
+"""`meterline demo --cloud aws` end to end: one cell of Tansu, a moto server and the real Lambda
+handlers, as a user runs it (the multi-cell default is test_demo_cells.py).
 
 The demo checks itself; these tests check it again from its files alone, so a demo that skipped
 or botched its own check still fails here.
@@ -24,7 +25,7 @@ from tests.e2e.demo_checks import (
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     out = tmp_path_factory.mktemp("demo")
-    return DemoRun.of(out, "--tenants", "3", "--events", "1500", "--seed", "7", timeout=240)
+    return DemoRun.of(out, "--cloud", "aws", "--tenants", "3", "--events", "1500", "--seed", "7", timeout=240)
 
 
 def test_demo_invoices_equal_meterline_rate_through_amendments(small_run: DemoRun) -> None:
@@ -69,7 +70,7 @@ def children_of(pid: int) -> set[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     # GIVEN a demo that has started its broker and moto server
-    command = demo_command(tmp_path, "--tenants", "3", "--events", "20000")
+    command = demo_command(tmp_path, "--cloud", "aws", "--tenants", "3", "--events", "20000")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started: set[int] = set()
     deadline = time.monotonic() + 60

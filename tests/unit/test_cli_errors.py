@@ -112,6 +112,14 @@ def test_generate_refuses_arguments_out_of_all_proportion_in_one_line(
         (["--aws-endpoint", "http://[::1"], "is not an http:// or https:// URL"),
         (["--catalog", "/dev/zero"], "/dev/zero: the catalog is larger than 1,048,576 bytes"),
         (["--catalog", "{latin1}"], "the catalog is not UTF-8 text"),
+        (["--cells", "aws"], "cell 'aws': name it <cloud>-<region>"),
+        (
+            ["--cells", "ibm-dallas"],
+            "cell 'ibm-dallas': name it <cloud>-<region>, the cloud one of aws, gcp, azure",
+        ),
+        (["--cells", "aws-us-east-1,aws-us-east-1"], "each cell once"),
+        (["--cells", "aws-us-east-1", "--cloud", "aws"], "--cloud runs one cell, --cells several"),
+        (["--kafka", "127.0.0.1:9092"], "--kafka and --aws-endpoint serve one cell: give --cloud too"),
     ],
 )
 def test_demo_refuses_bad_arguments_in_one_line_before_starting_anything(
@@ -132,9 +140,8 @@ def test_demo_refuses_bad_arguments_in_one_line_before_starting_anything(
 def test_demo_with_a_broker_address_where_none_answers_stops_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = exit_status(
-        ["demo", "--kafka", "127.0.0.1:1", "--tenants", "2", "--events", "1000", "--out", str(tmp_path)]
-    )
+    arguments = ["--cloud", "aws", "--kafka", "127.0.0.1:1", "--tenants", "2", "--events", "1000"]
+    status = exit_status(["demo", *arguments, "--out", str(tmp_path)])
     assert status == 1
     assert_one_line_error(capsys.readouterr().err, "--kafka 127.0.0.1:1: no broker answers there")
 
