@@ -174,7 +174,7 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
     (out / "amendments.json").write_bytes(orjson.dumps(amendments, option=orjson.OPT_INDENT_2) + b"\n")
     from .html import write_report
 
-    write_report(out / "report.html", spec, documents, outcome, markets_html(catalog, documents))
+    write_report(out / "report.html", spec, documents, outcome, markets_html(documents))
     (out / INCOMPLETE).unlink()
     _show(console, spec, catalog, documents, ledger, outcome)
     return outcome
@@ -247,7 +247,7 @@ def _show(
         else:
             console.rule(f"{period} · issued before the rest of its late usage arrived")
             console.print(report.totals_table(shown))
-    console.print(markets_table(catalog, documents, spec.period))
+    console.print(markets_table(documents, spec.period))
     console.print(
         throughput_table(outcome.stats["throughput"], outcome.stats["cells"], outcome.stats["home"])
     )
@@ -278,7 +278,7 @@ def _show(
     )
 
 
-def market_breakdown(catalog: Catalog, invoice: dict[str, Any]) -> dict[str, Decimal]:
+def market_breakdown(invoice: dict[str, Any]) -> dict[str, Decimal]:
     """An invoice's line amounts by the market (``<cloud>-<region>``) of their usage; the lines of
     meters that do not group by market (the home merged their cells' states) under "every cell"."""
     amounts: dict[str, Decimal] = {}
@@ -292,7 +292,7 @@ def market_breakdown(catalog: Catalog, invoice: dict[str, Any]) -> dict[str, Dec
 EVERY_CELL = "every cell"
 
 
-def markets_table(catalog: Catalog, documents: list[dict[str, Any]], period: Period) -> Table:
+def markets_table(documents: list[dict[str, Any]], period: Period) -> Table:
     table = Table(
         title=f"{period} · each invoice's lines by the region of their usage (subtotal before discounts)",
         title_justify="left",
@@ -300,11 +300,11 @@ def markets_table(catalog: Catalog, documents: list[dict[str, Any]], period: Per
     )
     document = next((d for d in documents if d["period"] == str(period)), None)
     invoices = document["invoices"] if document else []
-    markets = sorted({m for invoice in invoices for m in market_breakdown(catalog, invoice)} - {EVERY_CELL})
+    markets = sorted({m for invoice in invoices for m in market_breakdown(invoice)} - {EVERY_CELL})
     for column in ("tenant", "currency", *markets, EVERY_CELL, "subtotal"):
         table.add_column(column, justify="left" if column in ("tenant", "currency") else "right")
     for invoice in invoices:
-        amounts = market_breakdown(catalog, invoice)
+        amounts = market_breakdown(invoice)
         table.add_row(
             invoice["tenant"],
             invoice["currency"],
@@ -314,19 +314,17 @@ def markets_table(catalog: Catalog, documents: list[dict[str, Any]], period: Per
     return table
 
 
-def markets_html(catalog: Catalog, documents: list[dict[str, Any]]) -> str:
+def markets_html(documents: list[dict[str, Any]]) -> str:
     import html
 
     parts = ["<h2>Each invoice by region</h2>"]
     for document in documents:
         invoices = document["invoices"]
-        markets = sorted(
-            {m for invoice in invoices for m in market_breakdown(catalog, invoice)} - {EVERY_CELL}
-        )
+        markets = sorted({m for invoice in invoices for m in market_breakdown(invoice)} - {EVERY_CELL})
         head = "".join(f"<th>{html.escape(m)}</th>" for m in ("tenant", *markets, EVERY_CELL, "subtotal"))
         rows = []
         for invoice in invoices:
-            amounts = market_breakdown(catalog, invoice)
+            amounts = market_breakdown(invoice)
             cells = "".join(f"<td>{amounts.get(m, Decimal(0)):,.2f}</td>" for m in (*markets, EVERY_CELL))
             rows.append(
                 f"<tr><td>{html.escape(invoice['tenant'])}</td>{cells}<td>{Decimal(invoice['subtotal']):,.2f}</td></tr>"
