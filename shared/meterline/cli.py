@@ -4,6 +4,7 @@ cannot be written (a full disk, a closed pipe), in exit 1. Never a traceback for
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import re
@@ -22,7 +23,7 @@ import orjson
 from meterline import bench
 from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
 from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
-from meterline.local.cells import CLOUDS, DEFAULT_CELLS, CellName, CellNameError, parse_cells
+from meterline.local.cells import CLOUDS, DEFAULT_CELLS, CellName, CellNameError, parse_cells, runnable_cells
 from meterline.offline import CELL, rate_cells
 from meterline.periods import Period, PeriodError
 
@@ -313,6 +314,12 @@ def run_demo(args: argparse.Namespace) -> int:
         line_counts(GenerateSpec(spec.period, spec.tenants, spec.seed, spec.events, faults))
     except GenerateError as error:
         raise UsageError(str(error)) from None
+    if cells and not args.cells:  # the default deployment: stand-by AWS cells for what cannot run here
+        cells, notes = runnable_cells(cells, demo.unavailable)
+        for note in notes:
+            print(f"meterline demo: {note}", file=sys.stderr)
+        clouds = sorted({CellName.parse(name).cloud for name in cells})
+        spec = dataclasses.replace(spec, cells=cells)
     for cloud in clouds:
         if reason := demo.unavailable(cloud):
             raise UsageError(reason)
