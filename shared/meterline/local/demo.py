@@ -133,17 +133,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
     generating = GenerateSpec(spec.period, spec.tenants, spec.seed, spec.events, spec.faults)
     counts = line_counts(generating)
     values = [line.rstrip(b"\n") for line in generate(catalog, generating)]
-    out = spec.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / INCOMPLETE).write_text(
-        f"meterline demo began at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC and has not finished: it is"
-        " running, or it was interrupted or failed. Its events and logs are here; its invoices and report"
-        " are written when it finishes, and this file is removed then.\n",
-        encoding="utf-8",
-    )
-    for name in (*RESULTS, *LOGS):
-        (out / name).unlink(missing_ok=True)
-    (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
+    out = begin_out(spec)
     (out / "events.ndjson").write_bytes(b"".join(value + b"\n" for value in values))
     before_close = len(values) - counts.late // 2
     options = CellOptions(
@@ -195,7 +185,41 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         amendments = all_amendments(store)
         stats = _stats(cell)
     stats["peak memory MB"] = peak_memory_mb()
-    documents = [
+    documents = issued_documents(catalog, ledger, unbilled_by_period, invoices)
+    balances = credit_balances(catalog, invoices, amendments)
+    found = _check(catalog, {CELL: values}, documents, invoices, amendments, balances, ledger)
+    wall = time.monotonic() - started
+    outcome = DemoRun(documents, found, amendments, balances, len(values) / flowing, flowing, wall, stats)
+    write_results(spec, outcome)
+    _show(console, spec, counts, documents, ledger, outcome)
+    return outcome
+
+
+def begin_out(spec: DemoSpec) -> Path:
+    """--out made ready: the INCOMPLETE marker first, an earlier run's results and logs removed, the
+    catalog written."""
+    out = spec.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE).write_text(
+        f"meterline demo began at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC and has not finished: it is"
+        " running, or it was interrupted or failed. Its events and logs are here; its invoices and report"
+        " are written when it finishes, and this file is removed then.\n",
+        encoding="utf-8",
+    )
+    for name in (*RESULTS, *LOGS):
+        (out / name).unlink(missing_ok=True)
+    (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
+    return out
+
+
+def issued_documents(
+    catalog: Catalog,
+    ledger: LedgerCounts,
+    unbilled_by_period: Mapping[Period, list[str]],
+    invoices: Mapping[str, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """One SPEC §4 document per issued month: its invoices, and the ledgers' counts of it."""
+    return [
         {
             "period": str(period),
             "invoices": invoices.get(str(period), []),
@@ -204,18 +228,19 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         }
         for period, unbilled in sorted(unbilled_by_period.items())
     ]
-    balances = credit_balances(catalog, invoices, amendments)
-    found = _check(catalog, {CELL: values}, documents, invoices, amendments, balances, ledger)
-    wall = time.monotonic() - started
-    outcome = DemoRun(documents, found, amendments, balances, len(values) / flowing, flowing, wall, stats)
-    (out / "invoices.json").write_bytes(orjson.dumps(documents, option=orjson.OPT_INDENT_2) + b"\n")
-    (out / "amendments.json").write_bytes(orjson.dumps(amendments, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def write_results(spec: DemoSpec, outcome: DemoRun, extra_html: str = "") -> None:
+    """invoices.json, amendments.json and report.html; then the INCOMPLETE marker goes."""
+    out = spec.out
+    (out / "invoices.json").write_bytes(orjson.dumps(outcome.documents, option=orjson.OPT_INDENT_2) + b"\n")
+    (out / "amendments.json").write_bytes(
+        orjson.dumps(outcome.amendments, option=orjson.OPT_INDENT_2) + b"\n"
+    )
     from .html import write_report
 
-    write_report(out / "report.html", spec, documents, outcome)
+    write_report(out / "report.html", spec, outcome.documents, outcome, extra_html)
     (out / INCOMPLETE).unlink()
-    _show(console, spec, counts, documents, ledger, outcome)
-    return outcome
 
 
 def _progress(console: Console) -> Progress:
@@ -322,25 +347,29 @@ def _show(
     console.print(_pipeline_table(outcome))
     console.print(report.amendments_table(outcome.amendments))
     console.print(report.balances_table(outcome.balances))
-    if outcome.ok:
-        periods = " and ".join(document["period"] for document in documents)
-        console.print(
-            Text(
-                f"✓ the pipeline's invoices for {periods} plus their {len(outcome.amendments)} amendments"
-                " equal `meterline rate` on events.ndjson to the cent, field by field for every tenant;"
-                " the grants' drawdowns and the ledgers reconcile",
-                style="green",
-            )
-        )
-    else:
-        console.print(Text(f"✗ {len(outcome.differences)} differences from `meterline rate`:", style="red"))
-        for line in outcome.differences[:20]:
-            console.print(f"  {line}", markup=False)
+    periods = " and ".join(document["period"] for document in documents)
+    show_verdict(
+        console,
+        outcome,
+        f"the pipeline's invoices for {periods} plus their {len(outcome.amendments)} amendments"
+        " equal `meterline rate` on events.ndjson to the cent, field by field for every tenant;"
+        " the grants' drawdowns and the ledgers reconcile",
+    )
     console.print(
         f"Written to {spec.out}/: catalog.yaml events.ndjson invoices.json amendments.json report.html"
         " demo.log"
     )
     console.print(f"Wall time {outcome.wall_seconds:,.1f} s · {len(outcome.amendments)} amendments")
+
+
+def show_verdict(console: Console, outcome: DemoRun, agreed: str) -> None:
+    """✓ and what agreed, or ✗ and the first differences."""
+    if outcome.ok:
+        console.print(Text(f"✓ {agreed}", style="green"))
+        return
+    console.print(Text(f"✗ {len(outcome.differences)} differences from `meterline rate`:", style="red"))
+    for line in outcome.differences[:20]:
+        console.print(f"  {line}", markup=False)
 
 
 def _pipeline_table(outcome: DemoRun) -> Table:

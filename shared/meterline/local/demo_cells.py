@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from rich import box
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
-from rich.text import Text
 
 from meterline import report
 from meterline.catalog import Catalog, parse_catalog
@@ -37,7 +35,7 @@ from meterline.pipeline.ledger import closed_periods
 
 from .azure import AzureCell
 from .cells import CellName, parse_cells
-from .demo import DemoRun
+from .demo import DemoRun, show_verdict
 from .deployment import AnyCell, CellsDriver, Throughput, started_cells
 from .home import HomeError, LocalHome
 from .ledgers import LedgerCounts, credit_balances, invoice_from_json
@@ -84,24 +82,14 @@ class HomeStep:
 
 
 def run_cells(spec: Any, console: Console) -> DemoRun:
-    from .demo import INCOMPLETE, LOGS, RESULTS, _check, _progress, _stats
+    from .demo import _check, _progress, _stats, begin_out, issued_documents, write_results
 
     started = time.monotonic()
     console.file = console.file  # pinned: the cells send stdout (the handlers' logs) to the log file
     catalog = parse_catalog(spec.catalog_text, spec.catalog_name)
     cells = parse_cells(spec.cells)
     months = generate_cells(catalog, spec, cells)
-    out = spec.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / INCOMPLETE).write_text(
-        f"meterline demo began at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC and has not finished: it is"
-        " running, or it was interrupted or failed. Its events and logs are here; its invoices and report"
-        " are written when it finishes, and this file is removed then.\n",
-        encoding="utf-8",
-    )
-    for name in (*RESULTS, *LOGS):
-        (out / name).unlink(missing_ok=True)
-    (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
+    out = begin_out(spec)
     (out / EVENTS_DIR).mkdir(exist_ok=True)
     for month in months:
         (out / EVENTS_DIR / f"{month.cell}.ndjson").write_bytes(b"".join(v + b"\n" for v in month.values))
@@ -154,15 +142,7 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
         invoices = invoices_by_period(home.store)
         amendments = all_amendments(home.store)
         announced = len(home.publisher.messages)
-    documents = [
-        {
-            "period": str(period),
-            "invoices": invoices.get(str(period), []),
-            "summary": ledger.summary(period).to_json(),
-            "unbilled_tenants": ledger.unbilled(catalog, period, unbilled),
-        }
-        for period, unbilled in sorted(unbilled_by_period.items())
-    ]
+    documents = issued_documents(catalog, ledger, unbilled_by_period, invoices)
     balances = credit_balances(catalog, invoices, amendments)
     usage = {name: month.values for name, month in by_name.items()}
     found = _check(catalog, usage, documents, invoices, amendments, balances, ledger)
@@ -170,12 +150,7 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
     produced = sum(len(values) for values in usage.values())
     outcome = DemoRun(documents, found, amendments, balances, produced / flowing, flowing, wall, {})
     outcome.stats = {"cells": stats, "throughput": throughput, "home": home_steps, "announced": announced}
-    (out / "invoices.json").write_bytes(orjson.dumps(documents, option=orjson.OPT_INDENT_2) + b"\n")
-    (out / "amendments.json").write_bytes(orjson.dumps(amendments, option=orjson.OPT_INDENT_2) + b"\n")
-    from .html import write_report
-
-    write_report(out / "report.html", spec, documents, outcome, markets_html(documents))
-    (out / INCOMPLETE).unlink()
+    write_results(spec, outcome, markets_html(documents))
     _show(console, spec, catalog, documents, ledger, outcome)
     return outcome
 
@@ -254,20 +229,14 @@ def _show(
     console.print(report.amendments_table(outcome.amendments))
     console.print(report.balances_table(outcome.balances))
     cells = ", ".join(f"{EVENTS_DIR}/{name}.ndjson" for name in outcome.stats["throughput"].stages)
-    if outcome.ok:
-        periods = " and ".join(document["period"] for document in documents)
-        console.print(
-            Text(
-                f"✓ the home's invoices for {periods} plus their {len(outcome.amendments)} amendments equal"
-                f" `meterline rate --usage CELL=FILE ...` over {cells} to the cent, field by field for"
-                " every tenant; the grants' drawdowns and every cell's ledgers reconcile",
-                style="green",
-            )
-        )
-    else:
-        console.print(Text(f"✗ {len(outcome.differences)} differences from `meterline rate`:", style="red"))
-        for line in outcome.differences[:20]:
-            console.print(f"  {line}", markup=False)
+    periods = " and ".join(document["period"] for document in documents)
+    show_verdict(
+        console,
+        outcome,
+        f"the home's invoices for {periods} plus their {len(outcome.amendments)} amendments equal"
+        f" `meterline rate --usage CELL=FILE ...` over {cells} to the cent, field by field for"
+        " every tenant; the grants' drawdowns and every cell's ledgers reconcile",
+    )
     console.print(
         f"Written to {spec.out}/: catalog.yaml {EVENTS_DIR}/<cell>.ndjson invoices.json amendments.json"
         " report.html demo.log"

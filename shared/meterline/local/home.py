@@ -19,8 +19,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
@@ -32,7 +31,7 @@ from meterline.bootstrap import Jobs, bootstrap
 from meterline.settings import KafkaAuth
 from meterline.topology import HOME_CLOSE, HOME_RATE, INGEST, STATEMENTS_PREFIX
 
-from .lifecycle import DriverClock
+from .lifecycle import DriverClock, StartedTogether
 from .motoserver import MotoServer, moto_client
 from .runtime import Runtime
 
@@ -41,10 +40,11 @@ SQS_BATCH = 10
 """Messages per ingest invocation: the SQS event source mapping's batch size."""
 
 
-class LocalHome:
+class LocalHome(StartedTogether):
     """Started and stopped as a context manager, like a cell."""
 
     def __init__(self, catalog: Path, log: Path, cells: Sequence[str], region: str = "us-east-1") -> None:
+        super().__init__()
         self.catalog = catalog
         self.log = log
         self.cells = tuple(cells)
@@ -54,20 +54,6 @@ class LocalHome:
         self.publisher = MemoryPublisher()
         self.announced: list[str] = []
         """Keys whose notification ingest was handed, in order."""
-        self._exit = contextlib.ExitStack()
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._exit.close()
 
     def _start(self) -> None:
         log = self._exit.enter_context(self.log.open("a", buffering=1))

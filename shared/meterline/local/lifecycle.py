@@ -114,7 +114,31 @@ class FunctionRuntime(Protocol):
     def shutdown(self) -> None: ...
 
 
-class CellLifecycle(ABC):
+class StartedTogether(ABC):
+    """What ``_start`` starts is stopped together (``_exit``, in reverse) when the ``with`` ends, or
+    at once when starting failed halfway."""
+
+    def __init__(self) -> None:
+        self._exit = contextlib.ExitStack()
+
+    def __enter__(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._exit.close()
+
+    @abstractmethod
+    def _start(self) -> None: ...
+
+
+class CellLifecycle(StartedTogether):
     ledgers: ClassVar[str]
     """The store and its stand-in, as ``describe`` names them."""
     ledger_names: ClassVar[str]
@@ -134,26 +158,13 @@ class CellLifecycle(ABC):
     aggregates_stream: Watched
 
     def __init__(self, options: CellOptions) -> None:
+        super().__init__()
         self.options = options
         self.children: list[Child] = []
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self._exit = contextlib.ExitStack()
         self.prefix = self.prefix_format.format(uuid.uuid4().hex[:8])
         self.clock = DriverClock()
-
-    def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._exit.close()
 
     def describe(self) -> str:
         return (
