@@ -206,8 +206,11 @@ def begin_out(spec: DemoSpec) -> Path:
         " are written when it finishes, and this file is removed then.\n",
         encoding="utf-8",
     )
-    for name in (*RESULTS, *LOGS):
+    for name in (*RESULTS, *LOGS, "events.ndjson"):
         (out / name).unlink(missing_ok=True)
+    # a multi-cell run's events and server logs: never an earlier run's beside this one's
+    for stale in (*out.glob("events/*.ndjson"), *out.glob("demo.*.log")):
+        stale.unlink()
     (out / "catalog.yaml").write_text(spec.catalog_text, encoding="utf-8")
     return out
 
