@@ -165,11 +165,13 @@ class Closer:
         record.late_unbilled_tenants.append([tenant, str(period)])
         issued = []
         for invoice in bill.invoices:
-            stored, so_far = self.invoices.issued(tenant, period, invoice.subscription)
+            stored, amended, so_far = self.invoices.issued(tenant, period, invoice.subscription)
             if stored is None:
                 raise StoreError(
                     f"{tenant} {period} {invoice.subscription}: amending an invoice never issued"
                 )
+            # a close that crashed after issuing them has not published them: this run does
+            issued += [item for item in amended if item.get("published") is not True]
             change = amendment(invoice, so_far, expired)
             if change is not None:
                 issued.append(self.invoices.issue_amendment(change))

@@ -143,16 +143,20 @@ class InvoiceLedger:
     def amendments_of(self, tenant: str) -> list[Item]:
         return self.store.query(INVOICES, self.partition(tenant), f"amendment|{key_part(tenant)}|")
 
-    def issued(self, tenant: str, period: Period, subscription: str) -> tuple[Item | None, Issued]:
-        """The invoice issued for (tenant, period, subscription), and it plus its amendments summed."""
+    def issued(
+        self, tenant: str, period: Period, subscription: str
+    ) -> tuple[Item | None, list[Item], Issued]:
+        """The invoice issued for (tenant, period, subscription), its amendments, and all of them summed."""
         pk = self.partition(tenant)
         invoice = self.store.get(INVOICES, pk, invoice_sk(tenant, period, subscription))
         issued = Issued()
+        amendments: list[Item] = []
         if invoice is not None:
             issued.add_invoice(body_of(invoice), quantities_of(invoice))
-            for item in self.store.query(INVOICES, pk, amendment_prefix(tenant, period, subscription)):
+            amendments = self.store.query(INVOICES, pk, amendment_prefix(tenant, period, subscription))
+            for item in amendments:
                 issued.add_amendment(body_of(item), quantities_of(item))
-        return invoice, issued
+        return invoice, amendments, issued
 
     def drawn(self, tenant: str, before: Period | None = None) -> dict[str, Decimal]:
         """What the tenant's invoices (of periods before ``before``) and all its amendments drew,
