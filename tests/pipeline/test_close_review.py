@@ -212,3 +212,28 @@ def test_an_amendment_issued_by_a_close_that_crashed_before_publishing_is_publis
         "org-over|2026-10|committed@2026-01-01|1"
     ]
     assert sum(1 for m in published if "amendment_id" not in m) == len(CATALOG.customers)
+
+
+def test_an_amendment_rates_with_its_invoices_catalog_though_a_rerun_of_the_close_used_another() -> None:
+    # GIVEN October's close issues org-grant's invoice (10 GB at 1.00 = 10.00) and crashes before publishing
+    cell, events = Cell(CATALOG, MemoryPublisher()), Events()
+    events.deliver(cell, events.ingress("org-grant", 10, "2026-10-05T00:00:00Z"))
+    with suppress(ConnectionError):
+        Closer(CATALOG, cell.store, FailingOnce()).run(NOV_1)
+    # AND a catalog at 3.00 a GB is deployed before the close runs again and finishes October
+    repriced = parse_catalog(
+        CATALOG_TEXT.replace(
+            'unit_price: "1.00"}\n      - {meter: cku_hours', 'unit_price: "3.00"}\n      - {meter: cku_hours'
+        )
+    )
+    redeploy(cell, repriced)
+    cell.close(NOV_1)
+    (october,) = invoice_of(cell, "org-grant", "2026-10")
+    assert (october["subtotal"], october["catalog_digest"]) == ("10.00", CATALOG.digest)
+    # WHEN 5 GB of October arrive late
+    events.deliver(cell, events.ingress("org-grant", 5, "2026-10-20T00:00:00Z"))
+    cell.close(DEC_1)
+    # THEN the amendment prices them as the invoice did: +5 GB at 1.00 = +5.00 (not 15 GB at 3.00 less
+    # the 10.00 issued, +35.00: a re-pricing of usage already billed)
+    (amendment,) = amendments_of(cell, "org-grant")
+    assert (amendment["subtotal_delta"], amendment["catalog_digest"]) == ("5.00", CATALOG.digest)

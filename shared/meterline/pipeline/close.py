@@ -147,7 +147,7 @@ class Closer:
     def amend(self, late: Late, period: Period, tenant: str, record: CloseRecord) -> list[Item]:
         """Re-rate the tenant's issued ``period`` with everything now known of it, under what rated
         it, and issue what changed as amendments (one per subscription whose figures moved)."""
-        catalog = self.catalog_of(period)
+        catalog = self.catalog_of(tenant, period)
         customer = catalog.customers.get(tenant)
         credits: Credits | None = None
         expired: list[str] = []
@@ -189,10 +189,16 @@ class Closer:
                 )
         return for_period, elsewhere
 
-    def catalog_of(self, period: Period) -> Catalog:
-        """The catalog ``period`` was closed with (its snapshot, by the digest its close recorded)."""
+    def catalog_of(self, tenant: str, period: Period) -> Catalog:
+        """The catalog that rated the tenant's invoices of ``period`` (their snapshot, by the digest
+        they record): a close that crashed after issuing them and ran again after a deploy records
+        the new catalog, but they stand as the old one rated them. Without an invoice of the period
+        (or with invoices of two catalogs), the catalog the period's close recorded."""
+        digests = {str(body_of(item)["catalog_digest"]) for item in self.invoices.invoices_of(tenant, period)}
         closed = closed_record(self.store, period)
         digest = str(closed["catalog_digest"]) if closed is not None and "catalog_digest" in closed else None
+        if len(digests) == 1:
+            digest = digests.pop()
         if digest is None:
             return self.catalog
         if digest not in self._catalogs:

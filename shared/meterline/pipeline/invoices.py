@@ -137,8 +137,10 @@ class InvoiceLedger:
 
     # reading -----------------------------------------------------------------------------------
 
-    def invoices_of(self, tenant: str) -> list[Item]:
-        return self.store.query(INVOICES, self.partition(tenant), f"invoice|{key_part(tenant)}|")
+    def invoices_of(self, tenant: str, period: Period | None = None) -> list[Item]:
+        """The tenant's issued invoices (of ``period`` only, when given)."""
+        prefix = f"invoice|{key_part(tenant)}|" + (f"{period}|" if period is not None else "")
+        return self.store.query(INVOICES, self.partition(tenant), prefix)
 
     def amendments_of(self, tenant: str) -> list[Item]:
         return self.store.query(INVOICES, self.partition(tenant), f"amendment|{key_part(tenant)}|")
