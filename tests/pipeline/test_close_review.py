@@ -7,6 +7,7 @@ import threading
 from contextlib import suppress
 
 import orjson
+from pytest import raises
 
 from meterline.adapters.memory import MemoryPublisher
 from meterline.bootstrap import Jobs
@@ -16,6 +17,7 @@ from meterline.pipeline.cell import Cell
 from meterline.pipeline.close import Closer
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.processing import AggregateProcessor, MeterProcessor
+from meterline.ports import StoreError
 from meterline.topology import BILLING_INVOICES, OUTCOMES_TABLE
 
 from .test_amendments import CATALOG, CATALOG_TEXT, DEC_1, JAN_1, NOV_1, Events, amendments_of
@@ -237,3 +239,21 @@ def test_an_amendment_rates_with_its_invoices_catalog_though_a_rerun_of_the_clos
     # the 10.00 issued, +35.00: a re-pricing of usage already billed)
     (amendment,) = amendments_of(cell, "org-grant")
     assert (amendment["subtotal_delta"], amendment["catalog_digest"]) == ("5.00", CATALOG.digest)
+
+
+def test_a_catalog_that_changes_the_numbering_scope_is_refused_by_the_close() -> None:
+    # GIVEN October issued, numbered per issuer; org-grant's 1,000.00 grant paid its 10.00
+    cell, events = Cell(CATALOG, MemoryPublisher()), Events()
+    events.deliver(cell, events.ingress("org-grant", 10, "2026-10-05T00:00:00Z"))
+    cell.close(NOV_1)
+    # WHEN a catalog numbering per customer is deployed, and November (10 GB more) is closed
+    per_customer = parse_catalog(
+        CATALOG_TEXT.replace("amend_periods: 2}", "amend_periods: 2, numbering: {per: customer}}")
+    )
+    redeploy(cell, per_customer)
+    events.deliver(cell, events.ingress("org-grant", 10, "2026-11-05T00:00:00Z"))
+    # THEN the close refuses, naming both scopes (the issued documents and their draws live in the
+    # issuer's sequence: under another, the grant would pay October's 10.00 again and numbers restart)
+    with raises(StoreError, match=r"numbering per issuer.*per customer"):
+        cell.close(DEC_1)
+    assert sorted(invoices_by_period(cell.store)) == ["2026-10"]

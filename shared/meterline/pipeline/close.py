@@ -108,6 +108,7 @@ class Closer:
 
     def close(self, period: Period, now: datetime) -> list[Item]:
         """Issue ``period``: amendments for the late usage its ledger holds, then its invoices."""
+        self.invoices.hold_scope()
         ledger = PeriodLedger(self.catalog, self.store, period)
         ledger.seal(now, final=True)
         ledger.roll_up()

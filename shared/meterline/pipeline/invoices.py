@@ -44,6 +44,7 @@ MAX_CHUNK_BYTES = 350_000
 """Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
 NUMBER_DIGITS = 6
 ISSUE_ATTEMPTS = 64
+SCOPE_KEY = ("numbering", "scope")
 """How many times issuing retries when other documents take the next number first."""
 
 
@@ -82,6 +83,20 @@ class InvoiceLedger:
     def number(self, tenant: str, sequence: int) -> str:
         scope = f"{tenant}-" if self.numbering.per is NumberingScope.CUSTOMER else ""
         return f"{self.numbering.prefix}{scope}{sequence:0{NUMBER_DIGITS}d}"
+
+    def hold_scope(self) -> None:
+        """Numbers keep the scope of the deployment's first close for good (``numbering|scope``):
+        documents, and the credit they drew, are found in their sequence's partition, so under a
+        catalog that changed ``billing.numbering.per`` a close would find none of them (grants
+        would pay again, amendments fail half way, numbers restart). Such a close is refused before
+        it issues anything."""
+        pk, sk = SCOPE_KEY
+        held = self.store.put_new(INVOICES, {"pk": pk, "sk": sk, "per": self.numbering.per.value})
+        if held is not None and held["per"] != self.numbering.per.value:
+            raise StoreError(
+                f"the invoice ledger holds numbering per {held['per']}; the catalog says per"
+                f" {self.numbering.per.value}: a deployment keeps its numbering scope"
+            )
 
     # issuing -----------------------------------------------------------------------------------
 
