@@ -92,9 +92,9 @@ class InvoiceLedger:
         it issues anything."""
         pk, sk = SCOPE_KEY
         held = self.store.put_new(INVOICES, {"pk": pk, "sk": sk, "per": self.numbering.per.value})
-        if held is not None and held["per"] != self.numbering.per.value:
+        if held is not None and (per := str(held["per"])) != self.numbering.per.value:
             raise StoreError(
-                f"the invoice ledger holds numbering per {held['per']}; the catalog says per"
+                f"the invoice ledger holds numbering per {per}; the catalog says per"
                 f" {self.numbering.per.value}: a deployment keeps its numbering scope"
             )
 
