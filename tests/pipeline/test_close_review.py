@@ -4,6 +4,7 @@ worst moment. Hand-computed golden cases on the in-memory cell."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from contextlib import suppress
 
 import orjson
@@ -17,7 +18,7 @@ from meterline.pipeline.cell import Cell
 from meterline.pipeline.close import Closer
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.processing import AggregateProcessor, MeterProcessor
-from meterline.ports import StoreError
+from meterline.ports import PutNew, Store, StoreError, Write
 from meterline.topology import BILLING_INVOICES, OUTCOMES_TABLE
 
 from .test_amendments import CATALOG, CATALOG_TEXT, DEC_1, JAN_1, NOV_1, Events, amendments_of
@@ -257,3 +258,61 @@ def test_a_catalog_that_changes_the_numbering_scope_is_refused_by_the_close() ->
     with raises(StoreError, match=r"numbering per issuer.*per customer"):
         cell.close(DEC_1)
     assert sorted(invoices_by_period(cell.store)) == ["2026-10"]
+
+
+class CrashingAfter:
+    """A store that takes the first transaction writing an item whose key starts with ``sk``, then
+    the closer dies."""
+
+    def __init__(self, inner: Store, sk: str) -> None:
+        self.inner = inner
+        self.sk = sk
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def transact(self, writes: Sequence[Write]) -> None:
+        self.inner.transact(writes)
+        written = [str(write.item["sk"]) for write in writes if isinstance(write, PutNew)]
+        if not self.crashed and any(sk.startswith(self.sk) for sk in written):
+            self.crashed = True
+            raise ConnectionError("injected: crash after a transaction")
+
+
+def test_a_crash_between_two_amendments_drawing_one_grant_leaves_the_same_documents_when_rerun() -> None:
+    # GIVEN org-small's 50.00 grant: October 10 GB (draws 10.00), November 60 GB (draws 40.00, pays
+    # 20.00), both issued; then 5 GB more of each arrive in December
+    cell, events = Cell(REVIEW, MemoryPublisher()), Events()
+    events.deliver(
+        cell,
+        events.ingress("org-small", 10, "2026-10-05T00:00:00Z"),
+        events.ingress("org-small", 60, "2026-11-05T00:00:00Z"),
+    )
+    cell.close(DEC_1)
+    events.deliver(
+        cell,
+        events.ingress("org-small", 5, "2026-10-20T00:00:00Z"),
+        events.ingress("org-small", 5, "2026-11-20T00:00:00Z"),
+    )
+    cell.pump()
+    # WHEN December's close dies right after issuing October's amendment, and runs again
+    crashing = CrashingAfter(cell.store, "amendment|org-small|2026-10|")
+    with suppress(ConnectionError):
+        Closer(REVIEW, crashing, cell.publisher).run(JAN_1)  # type: ignore[arg-type]
+    assert crashing.crashed and len(amendments_of(cell, "org-small")) == 1
+    cell.close(JAN_1)
+    # THEN October pays 5.00 more (the grant has 10.00 left for it, October now owes 15.00) and
+    # November 5.00 more (65.00 owed, 40.00 drawn): 30.00 in all, as `meterline rate` (October draws
+    # 15.00, November 35.00 and pays 30.00); numbers without a gap
+    found = [
+        (a["adjusts_period"], a["credits_applied_delta"], a["total_delta"])
+        for a in amendments_of(cell, "org-small")
+    ]
+    assert sorted(found) == [("2026-10", "0.00", "5.00"), ("2026-11", "0.00", "5.00")]
+    documents = [
+        *all_amendments(cell.store),
+        *(i for p in invoices_by_period(cell.store).values() for i in p),
+    ]
+    assert sorted(int(d["number"]) for d in documents) == list(range(1, len(documents) + 1))
+    assert stream_vs_batch(REVIEW, cell.store, events.sent, "2026-10", "2026-12") == []
