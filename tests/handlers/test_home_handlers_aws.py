@@ -219,6 +219,7 @@ def test_ingest_counts_other_bytes_under_an_applied_key_as_a_conflict_not_a_retr
     assert response == {"batchItemFailures": []}
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf["statement_conflicts"] == [1.0] and emf["statements_duplicate"] == [0.0]
+    assert emf["statements_late"] == [0.0]
     assert sorted(map(str, DynamoStore(aws_cell.client, "home-").scan("aggregates"))) == before
 
 
@@ -252,6 +253,7 @@ def test_the_homes_close_issues_once_every_cell_reported_and_announces_the_invoi
     assert response == {"closed": ["2026-10", "2026-11"], "issued_without": [], "waiting": []}
     metrics = emf(capsys)
     assert metrics["silent_cells"] == [0.0] and metrics["periods_closed"] == [2.0]
+    assert metrics["amendments_issued"] == [0.0]
     # AND the invoices are the ones the single-cell pipeline issues, each announced once on SNS
     invoices = {i["tenant"]: i for i in invoices_by_period(DynamoStore(aws_cell.client, "home-"))["2026-11"]}
     assert (invoices["org-1"]["total"], invoices["org-2"]["total"]) == ("10.10", "1997.28")
