@@ -15,14 +15,14 @@ import boto3
 import pytest
 
 from meterline.adapters.aws_lambda import AwsSettings
-from meterline.adapters.dynamodb import DynamoStore, create_tables
+from meterline.adapters.dynamodb import DynamoStore, create_tables, physical_name
 from meterline.bootstrap import Jobs, bootstrap
 from meterline.pipeline.ingest import applied_sk
 from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import is_partial
 from meterline.settings import SettingsError
 from meterline.statements import Address
-from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, HOME_TOPICS
+from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, CELL_TABLES, HOME_TOPICS, TABLES
 
 from .conftest import CATALOG, AwsCell, load_event, load_handler
 from .test_aws_handlers import stream_event
@@ -154,6 +154,22 @@ def test_publish_puts_each_partial_once_and_the_final_marker_after_grace(
     november = [k for k in keys(home.s3) if "/2026-11/" in k]
     assert all(k.startswith(f"statements/{CELL}/2026-11/") for k in november)
     assert len(november) == len(partials) + 1 and f"statements/{CELL}/2026-11/final.json" in november
+
+
+def test_a_cells_meter_meters_on_the_cells_ledgers_alone(aws_cell: AwsCell) -> None:
+    # GIVEN a cell's ledgers as its stack makes them: no invoice ledger (the home issues)
+    create_tables(aws_cell.client, "cell-")
+    for table in set(TABLES) - set(CELL_TABLES):
+        aws_cell.client.delete_table(TableName=physical_name("cell-", table))
+    settings = AwsSettings(table_prefix="cell-", catalog=CATALOG, cell_name=CELL)
+    meter = load_handler("meter")
+    meter.jobs.use(bootstrap(settings, publisher=aws_cell.publisher, clock=aws_cell.clock))
+    # WHEN a batch reaches its meter
+    response = meter.handler(load_event("msk_mixed_batch.json"), aws_cell.context)
+    # THEN nothing is handed back: the meter reads no ledger the cell lacks (the amendment window
+    # is the home's to apply), and the usage is accepted
+    assert response == {"batchItemFailures": []}
+    assert list(DynamoStore(aws_cell.client, "cell-").scan("usage"))
 
 
 def test_publish_without_its_home_settings_fails_naming_them(aws_cell: AwsCell) -> None:
