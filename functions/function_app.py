@@ -9,7 +9,7 @@ from pathlib import Path
 import azure.functions as func
 
 HERE = Path(__file__).parent
-JOBS = ("meter", "aggregate", "rate", "close")
+JOBS = ("meter", "aggregate", "publish", "rate", "close")
 
 app = func.FunctionApp()
 

@@ -1,4 +1,4 @@
-"""The meterline cell program: one billing cell per stack. Composition only."""
+"""The meterline program: one billing cell, or the billing home, per stack. Composition only."""
 
 from __future__ import annotations
 
@@ -17,37 +17,41 @@ from infra.components.aws.kafka import Kafka, KafkaArgs  # noqa: E402
 from infra.components.aws.ledgers import Ledgers, LedgersArgs  # noqa: E402
 from infra.components.aws.network import Network, NetworkArgs  # noqa: E402
 from infra.components.aws.operations import Operations, OperationsArgs  # noqa: E402
+from infra.components.home_link import home_endpoint, job_settings  # noqa: E402
 from infra.config import ConfigError, StackConfig, load_from_pulumi  # noqa: E402
 from infra.outputs import cost_inputs  # noqa: E402
 from infra.packaging import BUILD_DIR, build_packages, offline_build  # noqa: E402
 from infra.settings import rendered  # noqa: E402
 from meterline.adapters.aws_lambda import AwsSettings  # noqa: E402
-from meterline.topology import FUNCTIONS, TABLES, TOPICS  # noqa: E402
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH  # noqa: E402
 
 
 def aws_cell(config: StackConfig) -> dict[str, Any]:
     exports: dict[str, Any] = {}
     tags = config.resource_tags()
+    home = home_endpoint(config)
     packages = build_packages(
-        [function.job for function in FUNCTIONS] + [TOPIC_ADMIN.job],
+        [function.job for function in CELL_FUNCTIONS] + [TOPIC_ADMIN.job],
         config.catalog,
         BUILD_DIR / config.stack,
         offline=offline_build(),
     )
     network = Network("network", NetworkArgs(config.cell, config.region, config.network, tags))
     kafka = Kafka(
-        "kafka", KafkaArgs(config.cell, network.subnet_ids, network.kafka_security_group_id, TOPICS, tags)
+        "kafka",
+        KafkaArgs(config.cell, network.subnet_ids, network.kafka_security_group_id, CELL_TOPICS, tags),
     )
     ledgers = Ledgers(
-        "ledgers", LedgersArgs(config.cell, config.region, TABLES, tags, f"{config.unique(config.cell)}-")
+        "ledgers",
+        LedgersArgs(config.cell, config.region, CELL_TABLES, tags, f"{config.unique(config.cell)}-"),
     )
     functions = Functions(
         "functions",
         FunctionsArgs(
             cell=config.cell,
             region=config.region,
-            functions=FUNCTIONS,
-            topics=TOPICS,
+            functions=CELL_FUNCTIONS,
+            topics=CELL_TOPICS,
             packages=packages,
             kafka=kafka,
             ledgers=ledgers,
@@ -56,6 +60,8 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
             kafka_pollers=config.kafka_pollers,
             log_retention_days=config.log_retention_days,
             tags=tags,
+            home=home,
+            extra_settings=job_settings(config, home),
         ),
     )
     operations = Operations(
@@ -76,7 +82,12 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
     exports["failure_bucket"] = functions.failure_bucket_name
     exports["alarm_topic_arn"] = operations.alarm_topic_arn
     exports["dashboard"] = operations.dashboard_name
-    exports["cost_inputs"] = cost_inputs(config, TOPICS, [network, kafka, ledgers, functions, operations])
+    # who the home trusts to write this cell's statements (infra/components/aws/trust.py)
+    publisher = functions.functions[PUBLISH.job]
+    exports["publisher"] = {"cloud": "aws", "cell": config.stack, "role_arn": publisher.role_arn}
+    exports["cost_inputs"] = cost_inputs(
+        config, CELL_TOPICS, [network, kafka, ledgers, functions, operations]
+    )
     # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
     exports["cell_settings"] = rendered(
         AwsSettings,
@@ -89,6 +100,10 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
 
 
 def cloud_cell(config: StackConfig) -> dict[str, Any]:
+    if config.is_home:
+        from infra.components.aws.home import aws_home
+
+        return aws_home(config)
     if config.cloud == "gcp":
         from infra.components.gcp.cell import gcp_cell
 

@@ -57,7 +57,9 @@ AZURE_LOG_RETENTION_DAYS = (30, 730)
 MANAGED_KAFKA_MIN_VCPUS = 3
 # Event Hubs tiers that carry the Kafka endpoint; the longest retention each allows (hours).
 EVENT_HUBS_MAX_RETENTION_HOURS = {"Standard": 7 * 24, "Premium": 90 * 24}
-_STACK_NAME = re.compile(r"^(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
+_STACK_NAME = re.compile(r"^(?P<home>home-)?(?P<cloud>aws|gcp|azure)-(?P<region>[a-z0-9-]+)$")
+HOME_CLOUDS = ("aws",)
+"""Where a billing home can run: its statements bucket trusts every cell's cloud identity (IAM)."""
 _NAME_SUFFIX = re.compile(r"^[a-z0-9]{4,6}$")
 _KNOWN_KEYS = frozenset(
     {
@@ -73,8 +75,28 @@ _KNOWN_KEYS = frozenset(
         "meterline:managedKafka",
         "meterline:eventHubs",
         "meterline:nameSuffix",
+        "meterline:home",
     }
 )
+_HOME_KEYS = frozenset(
+    {
+        "aws:region",
+        "meterline:cloud",
+        "meterline:expectedLoad",
+        "meterline:budgetUsdMonth",
+        "meterline:catalog",
+        "meterline:tags",
+        "meterline:logRetentionDays",
+        "meterline:nameSuffix",
+        "meterline:cells",
+    }
+)
+_CELL_IDENTITY_KEYS = {
+    "aws": ("publisherRoleArn",),
+    "gcp": ("serviceAccountUniqueId",),
+    "azure": ("tenantId", "principalId"),
+}
+"""What names a cell's publish identity when the home does not read it from the cell's stack."""
 
 
 class ConfigError(ValueError):
@@ -142,6 +164,41 @@ class EventHubs:
 
 
 @dataclass(frozen=True, slots=True)
+class HomeLink:
+    """Where a cell publishes its statements: the home's stack (read by `pulumi.StackReference`), or
+    the home's bucket, region and the role the home made for this cell, given in config."""
+
+    stack: str | None = None
+    bucket: str | None = None
+    region: str | None = None
+    role_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CellPublisher:
+    """One cell as the home sees it: its name (`<cloud>-<region>`, the statements' `<cell>/` prefix)
+    and the identity its publish function runs as, read from the cell's stack or given here."""
+
+    name: str
+    cloud: str
+    stack: str | None = None
+    """The cell's stack for `pulumi.StackReference` (its `publisher` output); None: identity below
+    (an Azure cell's tenant is always given: the home's OIDC provider per tenant is named by it)."""
+    aws_role_arn: str | None = None
+    gcp_unique_id: str | None = None
+    """The numeric unique id of the cell's publisher service account (the `sub` of its ID tokens)."""
+    azure_tenant_id: str | None = None
+    azure_principal_id: str | None = None
+    """The object (principal) id of the cell's publisher managed identity (the `sub` of its tokens)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeSettings:
+    cells: tuple[CellPublisher, ...]
+    """The cells that report to the home; its close waits the catalog's `billing.cell_wait` for them."""
+
+
+@dataclass(frozen=True, slots=True)
 class StackConfig:
     stack: str
     cloud: str
@@ -161,11 +218,19 @@ class StackConfig:
     """The GCP project (`gcp:project`); None elsewhere."""
     managed_kafka: ManagedKafka | None = None
     event_hubs: EventHubs | None = None
+    home: HomeLink | None = None
+    """A cell's billing home; None until the home exists (its publish schedule stays paused)."""
+    home_settings: HomeSettings | None = None
+    """Set on a billing home's stack (`home-<cloud>-<region>`), None on a cell's."""
+
+    @property
+    def is_home(self) -> bool:
+        return self.home_settings is not None
 
     @property
     def cell(self) -> str:
-        """The short name every physical resource name starts with, e.g. `ml-use1`."""
-        return f"ml-{_region_code(self.region, self.cloud)}"
+        """The short name every physical resource name starts with: `ml-use1`, a home's `ml-home-use1`."""
+        return f"ml-{'home-' if self.is_home else ''}{_region_code(self.region, self.cloud)}"
 
     def unique(self, name: str) -> str:
         """`name` made unique to this cell's incarnation: `<name>-<nameSuffix>`."""
@@ -216,6 +281,8 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
     matched = _STACK_NAME.match(stack)
     if not matched:
         raise ConfigError(f"stack {stack}: stack names are <cloud>-<region>, e.g. aws-us-east-1")
+    if matched["home"]:
+        return _load_home_config(stack, raw, reader, matched["cloud"], matched["region"])
     unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _KNOWN_KEYS)
     if unknown:
         raise ConfigError(f"stack {stack}: unknown key {unknown[0]}")
@@ -252,6 +319,34 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
         project=reader.text("gcp:project") if cloud == "gcp" else None,
         managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
         event_hubs=reader.event_hubs() if cloud == "azure" else None,
+        home=reader.home_link(),
+    )
+
+
+def _load_home_config(
+    stack: str, raw: Mapping[str, str], reader: _Reader, cloud: str, region: str
+) -> StackConfig:
+    unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _HOME_KEYS)
+    if unknown:
+        raise ConfigError(f"stack {stack}: unknown key {unknown[0]} (a billing home's stack)")
+    if cloud not in HOME_CLOUDS:
+        raise ConfigError(f"stack {stack}: a billing home runs on {', '.join(HOME_CLOUDS)}, not {cloud}")
+    for key, named in (("meterline:cloud", cloud), ("aws:region", region)):
+        if reader.text(key) != named:
+            raise ConfigError(f"stack {stack}: {key} is {reader.text(key)} but the stack name says {named}")
+    return StackConfig(
+        stack=stack,
+        cloud=cloud,
+        region=region,
+        load=reader.load(),
+        budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
+        catalog=reader.catalog(),
+        tags=reader.tags(),
+        log_retention_days=reader.log_retention(cloud),
+        network=None,
+        kafka_pollers=KafkaPollers(1, 1),
+        name_suffix=reader.name_suffix(),
+        home_settings=HomeSettings(reader.cells()),
     )
 
 
@@ -465,6 +560,87 @@ class _Reader:
                 "(e.g. `pulumi config set meterline:nameSuffix $(openssl rand -hex 2)`)",
             )
         return suffix
+
+    def home_link(self) -> HomeLink | None:
+        key = "meterline:home"
+        if key not in self.raw:
+            return None
+        home = self.mapping(key)
+        if "stack" in home:
+            extra = sorted(set(home) - {"stack"})
+            if extra:
+                raise self.fail(
+                    f"{key}.{extra[0]}", "goes with no `stack` (read the home's outputs, or name them all)"
+                )
+            return HomeLink(stack=self._string(f"{key}.stack", home["stack"]))
+        for field in ("bucket", "region", "roleArn"):
+            if field not in home:
+                raise self.fail(f"{key}.{field}", "is missing (or name the home's `stack` instead)")
+        role = self._string(f"{key}.roleArn", home["roleArn"])
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", role):
+            raise self.fail(f"{key}.roleArn", f"is not an IAM role ARN: {role!r}")
+        return HomeLink(
+            bucket=self._string(f"{key}.bucket", home["bucket"]),
+            region=self._string(f"{key}.region", home["region"]),
+            role_arn=role,
+        )
+
+    def cells(self) -> tuple[CellPublisher, ...]:
+        key = "meterline:cells"
+        cells = self.structured(key)
+        if not isinstance(cells, list) or not cells:
+            raise self.fail(key, "must be a non-empty list of cells (name, and stack or identity)")
+        found: list[CellPublisher] = []
+        for index, cell in enumerate(cells):
+            at = f"{key}[{index}]"
+            if not isinstance(cell, dict):
+                raise self.fail(at, "must be a mapping with a name, and a stack or an identity")
+            name = self._string(f"{at}.name", cell.get("name"))
+            matched = _STACK_NAME.match(name)
+            if not matched or matched["home"]:
+                raise self.fail(f"{at}.name", f"must be a cell's stack name <cloud>-<region>, not {name!r}")
+            if name in {c.name for c in found}:
+                raise self.fail(f"{at}.name", f"names {name} twice")
+            cloud = matched["cloud"]
+            has_stack, identity = "stack" in cell, cell.get("identity")
+            if has_stack == (identity is not None):
+                raise self.fail(at, "needs exactly one of `stack` (read by StackReference) and `identity`")
+            if has_stack:
+                # An Azure cell's tenant names the home's OIDC provider for it: one per tenant, so
+                # it is known before the cell's outputs are.
+                tenant = self._string(f"{at}.tenantId", cell.get("tenantId")) if cloud == "azure" else None
+                extra = sorted(set(cell) - {"name", "stack", *(["tenantId"] if tenant else [])})
+                if extra:
+                    raise self.fail(
+                        f"{at}.{extra[0]}", "is not a cell setting (name, stack, tenantId on azure)"
+                    )
+                found.append(
+                    CellPublisher(
+                        name, cloud, stack=self._string(f"{at}.stack", cell["stack"]), azure_tenant_id=tenant
+                    )
+                )
+                continue
+            if not isinstance(identity, dict):
+                raise self.fail(f"{at}.identity", "must be a mapping")
+            wanted = _CELL_IDENTITY_KEYS[cloud]
+            for field in wanted:
+                self._string(f"{at}.identity.{field}", identity.get(field))
+            extra = sorted(set(identity) - set(wanted))
+            if extra:
+                raise self.fail(
+                    f"{at}.identity.{extra[0]}", f"is not a {cloud} identity field ({', '.join(wanted)})"
+                )
+            found.append(
+                CellPublisher(
+                    name,
+                    cloud,
+                    aws_role_arn=identity.get("publisherRoleArn"),
+                    gcp_unique_id=identity.get("serviceAccountUniqueId"),
+                    azure_tenant_id=identity.get("tenantId"),
+                    azure_principal_id=identity.get("principalId"),
+                )
+            )
+        return tuple(found)
 
     def kafka_pollers(self) -> KafkaPollers:
         key = "meterline:kafkaPollers"

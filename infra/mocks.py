@@ -16,6 +16,7 @@ GCP_PROJECT_NUMBER = "429815730216"
 AZURE_SUBSCRIPTION = "6f0b2c8e-3d51-4a7e-9c1a-2b7d90e4f315"
 AZURE_TENANT = "0d7e43a9-8c26-4b1f-a5e0-93c6d1f27b48"
 PACKAGE_BLOB = "pulumi-python:dynamic/meterline:PackageBlob"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 GCP_AGENT_DOMAINS = {"monitoring": "gcp-sa-monitoring-notification"}
 """Service agents whose domain is not `gcp-sa-<service>`."""
 
@@ -26,6 +27,8 @@ class CellMocks(pulumi.runtime.Mocks):
         self.project = project
         self.resources: list[dict[str, Any]] = []
         self.options: dict[str, dict[str, Any]] = {}
+        self.references: list[str] = []
+        """The stacks this one reads (`pulumi.StackReference`), by name."""
         """`type::name` → what the resource's registration asked of the engine."""
 
     def watch(self, monitor: Any) -> None:
@@ -86,6 +89,10 @@ class CellMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
+        if args.typ == STACK_REFERENCE:  # a read of another stack, not a resource of this one
+            name = str(args.resource_id or inputs["name"])
+            self.references.append(name)
+            return name, {"name": name, "outputs": referenced_outputs(name), "secretOutputNames": []}
         self.resources.append({"type": args.typ, "name": args.name, "inputs": inputs})
         if not args.custom:
             return None, inputs
@@ -99,6 +106,38 @@ class CellMocks(pulumi.runtime.Mocks):
         else:
             resource_id, outputs = _outputs(args.typ, args.name, inputs, self.region)
         return resource_id, {**inputs, **outputs}
+
+
+def referenced_outputs(stack_name: str) -> dict[str, Any]:
+    """What a deployed stack of this repository would export for what the others read of it: a
+    home its statements bucket and cell roles, a cell its publisher identity (the ids these mocks
+    give the resources that stack creates). `org/project/stack` names the stack file `stack`."""
+    from infra.components.home_link import publisher_role_name, statements_bucket_name, statements_role_name
+    from infra.config import load_stack_config, read_stack_file
+
+    stack = stack_name.rsplit("/", 1)[-1]
+    config = load_stack_config(stack, read_stack_file(stack))
+    if config.home_settings is not None:
+        roles = {
+            cell.name: f"arn:aws:iam::{ACCOUNT}:role/{statements_role_name(config, cell.name)}"
+            for cell in config.home_settings.cells
+        }
+        return {
+            "statements": {"bucket": statements_bucket_name(config), "region": config.region},
+            "cell_roles": roles,
+        }
+    publisher: dict[str, Any] = {"cloud": config.cloud, "cell": config.stack}
+    if config.cloud == "aws":
+        publisher["role_arn"] = f"arn:aws:iam::{ACCOUNT}:role/{publisher_role_name(config)}"
+    elif config.cloud == "gcp":
+        publisher["service_account_unique_id"] = _gcp_unique_id("publish")
+    else:
+        publisher |= {"tenant_id": AZURE_TENANT, "principal_id": _guid("publish")}
+    return {"publisher": publisher}
+
+
+def _gcp_unique_id(name: str) -> str:
+    return str(int(_suffix(name, 12), 16))
 
 
 def resource_key(token: str, name: str) -> str:
@@ -184,7 +223,7 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
                 },
             )
         case "aws:s3/bucket:Bucket":
-            bucket = f"{inputs.get('bucketPrefix', name)}{_suffix(name, 12)}"
+            bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name)}{_suffix(name, 12)}"
             return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
         case "aws:sns/topic:Topic":
             return arn.format(service="sns", path=physical), {"arn": arn.format(service="sns", path=physical)}
@@ -205,6 +244,11 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
             return inputs["dashboardName"], {
                 "dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{inputs['dashboardName']}"
             }
+        case "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            path = str(inputs["url"]).removeprefix("https://")
+            return f"arn:aws:iam::{ACCOUNT}:oidc-provider/{path}", {
+                "arn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{path}"
+            }
         case "aws:lambda/invocation:Invocation":
             return f"{_suffix(name, 32)}", {"result": '{"created": [], "repartitioned": [], "drift": []}'}
         case _:
@@ -224,7 +268,7 @@ def _gcp_outputs(
                 "email": email,
                 "member": f"serviceAccount:{email}",
                 "name": path,
-                "uniqueId": str(int(_suffix(name, 12), 16)),
+                "uniqueId": _gcp_unique_id(name),
             }
         case "gcp:projects/service:Service":
             return f"{project}/{inputs['service']}", {}

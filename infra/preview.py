@@ -26,8 +26,9 @@ class PreviewError(RuntimeError):
 
 def preview_stack(stack_name: str) -> dict[str, Any]:
     """`{"stack", "resources": [{"type", "name", "inputs", "dependencies", "protect",
-    "retain_on_delete", "parent"}], "outputs": {... "cost_inputs"}}`; `dependencies` (what the
-    resource waits for) and `parent` name resources as `TYPE::NAME`."""
+    "retain_on_delete", "parent"}], "outputs": {... "cost_inputs"}, "references": [stack]}`;
+    `dependencies` (what the resource waits for) and `parent` name resources as `TYPE::NAME`;
+    `references` are the stacks it reads by `pulumi.StackReference`."""
     env = {
         **os.environ,
         "METERLINE_OFFLINE": "1",
@@ -77,7 +78,12 @@ def build_in_this_process(stack_name: str) -> dict[str, Any]:
         return pulumi.Output.from_input(exported).apply(outputs.update)
 
     program()
-    return {"stack": stack_name, "resources": mocks.recorded(), "outputs": outputs}
+    return {
+        "stack": stack_name,
+        "resources": mocks.recorded(),
+        "outputs": outputs,
+        "references": sorted(mocks.references),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""close on AWS Lambda: an EventBridge Scheduler schedule closes every period past its grace."""
+"""close on AWS Lambda: an EventBridge Scheduler schedule closes every period past its grace; in the
+billing home, once every cell reported it final or at its deadline (`adapters.aws_lambda.Schedule`)."""
 
 from __future__ import annotations
 

@@ -51,9 +51,28 @@ def effective_usd_per_million(cost: StackCost) -> Decimal | None:
     return cost.total_usd_month() / millions if millions else None
 
 
+def deployment(costs: Sequence[StackCost]) -> dict[str, Any] | None:
+    """Every stack's monthly cost over the events the cells meter, when a billing home is among them:
+    the cost per million events of the whole deployment, the home's share included (SPEC §8)."""
+    homes = [cost for cost in costs if cost.inputs.stack.startswith("home-")]
+    cells = [cost for cost in costs if not cost.inputs.stack.startswith("home-")]
+    events = sum((cost.events_per_month for cost in cells), Decimal(0))
+    if not homes or events <= 0:
+        return None
+    total = sum((cost.total_usd_month() for cost in costs), Decimal(0))
+    home = sum((cost.total_usd_month() for cost in homes), Decimal(0))
+    return {
+        "cells": len(cells),
+        "usd_month": money(total),
+        "usd_per_million_events": money(total / events * 1_000_000, 4),
+        "home_usd_per_million_events": money(home / events * 1_000_000, 4),
+    }
+
+
 def to_json(costs: Sequence[StackCost], references: Sequence[ReferencePrice]) -> dict[str, Any]:
     return {
         "complete": all(cost.complete for cost in costs),
+        "deployment": deployment(costs),
         "stacks": [_stack_json(cost) for cost in costs],
         "references": [
             {
@@ -125,6 +144,13 @@ def render(
     """The comparison of the stacks first, then each stack's total in one line (and what it could not
     price); with `detail`, each stack's assumptions, cost by service and cost lines after that."""
     console.print(comparison_table(costs))
+    whole = deployment(costs)
+    if whole is not None:
+        console.print(
+            f"[bold]deployment[/] ({whole['cells']} cells and the billing home): "
+            f"${whole['usd_month']}/month, ${whole['usd_per_million_events']} per million events, "
+            f"of which the home ${whole['home_usd_per_million_events']}"
+        )
     for cost in costs:
         console.print(f"[bold]{cost.inputs.stack}[/]: {_summary(cost)}")
         if cost.unpriced:

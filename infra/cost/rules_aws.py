@@ -194,6 +194,13 @@ def lambda_function(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
 
 
 def _scheduled_invocations(job: str, pricing: Pricing) -> Decimal | None:
+    """A scheduled job's invocations a month; the home's ingest's: statements over its batch fill."""
+    if job == "ingest":
+        statements = _statements_per_month(pricing)
+        fill = pricing.figure("home.statements_per_ingest_invocation")
+        if isinstance(statements, Unpriced) or fill is None or fill.value <= 0:
+            return None
+        return statements / fill.value
     for resource in pricing.inputs.resources:
         if resource["kind"] == "scheduler_schedule" and resource.get("name") == job:
             return Decimal(str(resource.get("invocations_per_month", 0)))
@@ -410,3 +417,34 @@ def sns_topic(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
             scale=count,
         )
     ]
+
+
+@rule("aws", "statements_bucket")
+def statements_bucket(resource: Mapping[str, Any], pricing: Pricing) -> Entries:
+    """The home's statements: every cell PUTs each statement once, ingest GETs it once, and the
+    bucket keeps it `retention_days`. The home pays all of it (S3 bills the bucket owner)."""
+    name = str(resource.get("name", "?"))
+    statements = _statements_per_month(pricing)
+    size = pricing.constant(f"{name} storage", "home.statement_bytes")
+    if isinstance(statements, Unpriced) or isinstance(size, Unpriced):
+        return [statements if isinstance(statements, Unpriced) else size]  # type: ignore[list-item]
+    months = Decimal(str(resource.get("retention_days", 0))) / DAYS_PER_MONTH
+    note = f"{statements:,.0f} statements a month from {resource.get('cells', '?')} cells"
+    return [
+        pricing.line("s3", "put_requests", f"{name} PUT requests (cells)", statements, note=note),
+        pricing.line("s3", "get_requests", f"{name} GET requests (ingest)", statements, note=note),
+        pricing.line(
+            "s3", "standard_storage", f"{name} storage GB-month", statements * size / BYTES_PER_GB * months
+        ),
+    ]
+
+
+def _statements_per_month(pricing: Pricing) -> Decimal | Unpriced:
+    """Statements every cell sends the home in a month (the home's cost inputs count its cells)."""
+    cells = next((r.get("cells") for r in pricing.inputs.resources if r["kind"] == "statements_bucket"), None)
+    if cells is None:
+        return Unpriced("statements", "no statements_bucket resource names the home's cells")
+    rate = pricing.constant("statements", "home.statements_per_cell_hour")
+    if isinstance(rate, Unpriced):
+        return rate
+    return Decimal(str(cells)) * rate * HOURS_PER_MONTH

@@ -36,6 +36,7 @@ TAGGABLE = frozenset(
         "aws:s3/bucket:Bucket",
         "aws:sns/topic:Topic",
         "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
     }
 )
 _POLICY_DOCUMENTS = {"aws:iam/rolePolicy:RolePolicy": "policy", "aws:iam/policy:Policy": "policy"}

@@ -18,13 +18,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from meterline.catalog import Catalog, load_catalog
 from meterline.ports import Clock, Publisher, Store
+from meterline.settings import SettingsError
 
 if TYPE_CHECKING:  # each job is imported when it is first asked for: a function loads only its own
+    from meterline.exchange import Exchange
     from meterline.metering import Metering
     from meterline.pipeline.aggregate import Aggregator
     from meterline.pipeline.close import Closer
+    from meterline.pipeline.home import Home
+    from meterline.pipeline.ingest import Ingest
     from meterline.pipeline.meter import Meter
+    from meterline.pipeline.publish import StatementPublisher
     from meterline.pipeline.rate import RunningCharges
+
+LOCAL_CELL = "local"
+"""A cell that names no market of its own: its measurements carry ``$cloud`` = ``$region`` = local."""
 
 
 def system_clock() -> datetime:
@@ -37,14 +45,25 @@ class CloudSettings(Protocol):
     @property
     def catalog(self) -> Path: ...
 
+    @property
+    def cell_name(self) -> str: ...
+
+    @property
+    def cells(self) -> tuple[str, ...]: ...
+
     def open_store(self) -> Store: ...
 
     def open_publisher(self) -> Publisher: ...
 
+    def open_exchange(self) -> Exchange: ...
+
 
 @dataclass(eq=False)
 class Jobs:
-    """The cell's jobs on one store, publisher and clock, each built when first asked for."""
+    """The jobs of a cell, or of the billing home, on one store, publisher and clock, each built
+    when first asked for. A cell meters, aggregates and publishes its statements; the home ingests
+    them, rates and closes (SPEC §8). The single-cell pipeline (the local runtime) rates and closes
+    on its own ledger."""
 
     catalog: Catalog
     store: Store
@@ -52,12 +71,21 @@ class Jobs:
     clock: Clock = field(default=system_clock)
     settings: CloudSettings | None = None
     """What they were bootstrapped from (None: built by hand, as tests do)."""
+    cell: str = LOCAL_CELL
+    """``<cloud>-<region>``: the market meter stamps, the name publish writes under."""
+    cells: tuple[str, ...] = ()
+    """The home: the cells that must report each period final before its deadline."""
+    statements: Exchange | None = None
+    """The statement exchange handed in (else the settings open the home's bucket when first used)."""
 
     @cached_property
     def meter(self) -> Meter:
+        from meterline.markets import Market
         from meterline.pipeline.meter import Meter
 
-        return Meter(self.catalog, self.store, self.publisher)
+        # a named cell belongs to a deployment with a billing home: no invoice ledger of its own
+        market, issues_here = Market.of_cell(self.cell), self.cell == LOCAL_CELL
+        return Meter(self.catalog, self.store, self.publisher, market=market, issues_here=issues_here)
 
     @cached_property
     def metering(self) -> Metering:
@@ -81,6 +109,34 @@ class Jobs:
 
         return Closer(self.catalog, self.store, self.publisher)  # the catalog's billing.grace
 
+    @cached_property
+    def exchange(self) -> Exchange:
+        """The billing home's statement exchange: a cell's publish writes it, the home's ingest reads it."""
+        if self.statements is not None:
+            return self.statements
+        if self.settings is None:
+            raise SettingsError("these jobs were built without a statement exchange or settings to open one")
+        return self.settings.open_exchange()
+
+    @cached_property
+    def publish(self) -> StatementPublisher:
+        from meterline.pipeline.publish import StatementPublisher
+
+        return StatementPublisher(self.catalog, self.store, self.exchange, self.cell)
+
+    @cached_property
+    def ingest(self) -> Ingest:
+        from meterline.pipeline.ingest import Ingest
+
+        return Ingest(self.catalog, self.store, self.exchange)
+
+    @cached_property
+    def home(self) -> Home:
+        """The home's close: a period is issued once every cell reported it, or at its deadline."""
+        from meterline.pipeline.home import Home
+
+        return Home(self.catalog, self.closer, self.ingest, self.cells)
+
 
 def bootstrap(
     settings: CloudSettings,
@@ -97,6 +153,8 @@ def bootstrap(
         LazyPublisher(settings.open_publisher) if publisher is None else publisher,
         system_clock if clock is None else clock,
         settings,
+        cell=settings.cell_name,
+        cells=settings.cells,
     )
 
 

@@ -23,6 +23,7 @@ from unicodedata import is_normalized, normalize
 
 import yaml
 
+from meterline.markets import CLOUD, DIMENSIONS, REGION, Where
 from meterline.money import UnknownCurrencyError, minor_units
 from meterline.periods import Period, PeriodError
 
@@ -79,6 +80,8 @@ class Charge:
     package_size: Decimal | None = None
     package_price: Decimal | None = None
     amount: Decimal | None = None
+    where: Where | None = None
+    """The markets it prices (SPEC §8); None: every cell's."""
 
     @property
     def line_key(self) -> str:
@@ -204,9 +207,24 @@ class Catalog:
         return in_effect[-1] if in_effect else None
 
     def charges_for(self, customer: Customer, plan: Plan) -> tuple[Charge, ...]:
-        overrides = {charge.line_key: charge for charge in customer.charges}
-        charges = [overrides.pop(charge.line_key, charge) for charge in plan.charges]
-        return (*charges, *overrides.values())
+        """The plan's charges with the contract's: a meter (or flat key) the contract prices is
+        priced by the contract's charges alone, in their order, where the plan's first one stood."""
+        overrides: dict[str, list[Charge]] = {}
+        for charge in customer.charges:
+            overrides.setdefault(charge.line_key, []).append(charge)
+        charges: list[Charge] = []
+        replaced: set[str] = set()
+        for charge in plan.charges:
+            key = charge.line_key
+            if key not in overrides:
+                charges.append(charge)
+            elif key not in replaced:
+                charges += overrides[key]
+                replaced.add(key)
+        for key, contract in overrides.items():
+            if key not in replaced:
+                charges += contract
+        return tuple(charges)
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -654,6 +672,14 @@ class _CatalogReader:
                 raise self.fail(node, entry, "must list data keys as strings", "group_by")
             if len(set(group_by)) != len(group_by):
                 raise self.fail(node, entry, "names a key twice", "group_by")
+            for name in group_by:
+                if name.startswith("$") and name not in DIMENSIONS:
+                    raise self.fail(
+                        node,
+                        entry,
+                        f"{name!r} is no market dimension (a cell fills in {' and '.join(DIMENSIONS)})",
+                        "group_by",
+                    )
             meters[key] = Meter(key, event_type, aggregation, path, divide_by, tuple(group_by))
         return meters
 
@@ -736,16 +762,50 @@ class _CatalogReader:
         charges: list[Charge] = []
         if required and not self.sequence(node, entry, "charges"):
             raise self.fail(node, entry, "must list at least one charge", "charges")
-        seen: set[str] = set()
+        everywhere: set[str] = set()
+        """Line keys an earlier charge prices in every market: a later charge of theirs is never used."""
         for index, line, raw in self.items(node, entry, "charges"):
             charge_entry = f"{entry}.charges[{index}]"
             charge = self.read_charge(self.mapping(raw, charge_entry, line=line), charge_entry, meters)
-            if charge.line_key in seen:
+            if charge.line_key in everywhere:
                 field_name = "key" if charge.model is PricingModel.FLAT else "meter"
-                raise self.fail(raw, charge_entry, f"prices {charge.line_key!r} a second time", field_name)
-            seen.add(charge.line_key)
+                problem = f"prices {charge.line_key!r} a second time"
+                if charge.model is not PricingModel.FLAT:
+                    problem += " (an earlier charge of it without where prices every market)"
+                raise self.fail(raw, charge_entry, problem, field_name)
+            if charge.where is None:
+                everywhere.add(charge.line_key)
             charges.append(charge)
         return tuple(charges)
+
+    def read_where(self, node: _Node, entry: str, meter: Meter) -> Where | None:
+        """``where: {cloud: X | [X, ...], region: Y | [Y, ...]}``; its meter must group by each
+        dimension it names, so that every line of the meter has one price."""
+        if node.get("where") is None:
+            return None
+        where_entry = f"{entry}.where"
+        where = self.mapping(node["where"], where_entry, line=node.key_lines.get("where"))
+        self.known_fields(where, where_entry, ("cloud", "region"))
+        if not where:
+            raise self.fail(node, entry, "must name a cloud, a region or both", "where")
+        found: dict[str, frozenset[str]] = {}
+        for name, dimension in (("cloud", CLOUD), ("region", REGION)):
+            if name not in where:
+                continue
+            raw = where[name]
+            values = list(raw) if isinstance(raw, list) else [raw]
+            if not values or not all(isinstance(value, str) and value.strip() for value in values):
+                raise self.fail(where, where_entry, "must be a name or a list of names", name)
+            if dimension not in meter.group_by:
+                raise self.fail(
+                    where,
+                    where_entry,
+                    f"prices by {name}, so meter {meter.key!r} must group by {dimension}"
+                    " (each line then has one price)",
+                    name,
+                )
+            found[name] = frozenset(values)
+        return Where(found.get("cloud"), found.get("region"))
 
     def read_charge(self, node: _Node, entry: str, meters: Mapping[str, Meter]) -> Charge:
         model_name = self.text(node, entry, "model")
@@ -757,6 +817,10 @@ class _CatalogReader:
                 node, entry, f"unknown model {model_name!r} (expected {allowed})", "model"
             ) from None
         if model is PricingModel.FLAT:
+            if "where" in node:
+                raise self.fail(
+                    node, entry, "a flat charge is not priced by market (no usage to match)", "where"
+                )
             self.known_fields(node, entry, ("key", "model", "amount"))
             key = self.text(node, entry, "key")
             if key in meters:
@@ -767,21 +831,26 @@ class _CatalogReader:
         if meter not in meters:
             raise self.fail(node, entry, f"unknown meter {meter!r}", "meter")
         entry = f"{entry}[{meter}]"
+        where = self.read_where(node, entry, meters[meter])
         if model is PricingModel.PER_UNIT:
-            self.known_fields(node, entry, ("meter", "model", "unit_price"))
+            self.known_fields(node, entry, ("meter", "model", "unit_price", "where"))
             return Charge(
-                model, meter=meter, unit_price=self.decimal(node, entry, "unit_price", required=True)
+                model,
+                meter=meter,
+                unit_price=self.decimal(node, entry, "unit_price", required=True),
+                where=where,
             )
         if model is PricingModel.PACKAGE:
-            self.known_fields(node, entry, ("meter", "model", "package_size", "package_price"))
+            self.known_fields(node, entry, ("meter", "model", "package_size", "package_price", "where"))
             return Charge(
                 model,
                 meter=meter,
                 package_size=self.decimal(node, entry, "package_size", required=True, positive=True),
                 package_price=self.decimal(node, entry, "package_price", required=True),
+                where=where,
             )
-        self.known_fields(node, entry, ("meter", "model", "tiers"))
-        return Charge(model, meter=meter, tiers=self.read_tiers(node, entry))
+        self.known_fields(node, entry, ("meter", "model", "tiers", "where"))
+        return Charge(model, meter=meter, tiers=self.read_tiers(node, entry), where=where)
 
     def read_tiers(self, node: _Node, entry: str) -> tuple[Tier, ...]:
         raw_tiers = self.sequence(node, entry, "tiers")

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from meterline.catalog import Aggregation, Catalog, Meter
+from meterline.markets import DIMENSIONS
 from meterline.periods import Period
 
 
@@ -173,7 +174,8 @@ def _shapes(catalog: Catalog) -> list[_Shape]:
         group_keys: dict[str, None] = {}
         fields: dict[tuple[str, ...], _Field] = {}
         for meter in meters:
-            group_keys.update(dict.fromkeys(meter.group_by))
+            # $cloud and $region are the cell's, not the event's
+            group_keys.update(dict.fromkeys(name for name in meter.group_by if name not in DIMENSIONS))
             if meter.value is not None and meter.value not in fields:
                 fields[meter.value] = _Field(meter.value, _KIND_OF[meter.aggregation], meter)
         gauge = any(meter.aggregation is Aggregation.TIME_WEIGHTED for meter in meters)

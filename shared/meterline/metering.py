@@ -19,6 +19,7 @@ from meterline.events import (
     exact_number,
     normalized,
 )
+from meterline.markets import DIMENSIONS, LOCAL, Market
 
 GroupValue = str | int | Decimal | bool | None
 Group = tuple[GroupValue, ...]
@@ -41,13 +42,19 @@ _NON_NEGATIVE = (Aggregation.SUM, Aggregation.TIME_WEIGHTED)
 
 
 class Metering:
-    """The catalog's meters indexed by event type."""
+    """The catalog's meters indexed by event type, in one cell: its market fills in the groups'
+    ``$cloud`` and ``$region``."""
 
-    def __init__(self, meters_by_type: Mapping[str, tuple[Meter, ...]]) -> None:
+    def __init__(self, meters_by_type: Mapping[str, tuple[Meter, ...]], market: Market = LOCAL) -> None:
         self.meters_by_type = meters_by_type
+        self.market = market
+        stamps = {dimension: market.value(dimension) for dimension in DIMENSIONS}
         # An ungrouped meter always adds to the same state: its key is made once, not per event.
         self._state_keys = {
-            event_type: tuple((meter, None if meter.group_by else (meter.key, ())) for meter in meters)
+            event_type: tuple(
+                (meter, None if meter.group_by else (meter.key, ()), stamps if _by_market(meter) else None)
+                for meter in meters
+            )
             for event_type, meters in meters_by_type.items()
         }
         self.weights = {
@@ -69,12 +76,16 @@ class Metering:
             raise EventError(Reason.UNKNOWN_TYPE, f"no meter counts events of type {event_type!r}")
         return [
             (
-                key or (meter.key, group_of(meter, data)),
+                key or (meter.key, group_of(meter, data if stamps is None else {**data, **stamps})),
                 meter,
                 None if meter.aggregation is _COUNT else read_value(meter, data),
             )
-            for meter, key in meters
+            for meter, key, stamps in meters
         ]
+
+
+def _by_market(meter: Meter) -> bool:
+    return any(name in DIMENSIONS for name in meter.group_by)
 
 
 def group_of(meter: Meter, data: Mapping[str, Any]) -> Group:

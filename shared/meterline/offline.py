@@ -1,10 +1,11 @@
 """`meterline rate`: event files rated offline, in the order SPEC §4 sets, for one period or a range.
 
 Each file is a cell's (SPEC §8): validated, then deduplicated over the whole file within its cell,
-then sorted into periods. Every period from ``billing.first_period`` up to the last one asked for
-is kept, because a period's invoices depend on the ones before it: time-weighted values carry
-over, and credit grants carry balances. Those periods are billed in order; the ones asked for are
-printed. Usage before ``first_period`` (or after the last period) counts as out of period only.
+then sorted into periods; its measurements carry the cell's market (``<cloud>-<region>``). Every
+period from ``billing.first_period`` up to the last one asked for is kept, because a period's
+invoices depend on the ones before it: time-weighted values carry over, and credit grants carry
+balances. Those periods are billed in order; the ones asked for are printed. Usage before
+``first_period`` (or after the last period) counts as out of period only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from meterline.catalog import Catalog
 from meterline.credits import Credits
 from meterline.events import EVENT_REASONS, EventError, EventKey, Reason
 from meterline.invoice import Invoice, UnbilledUsage
+from meterline.markets import Market
 from meterline.metering import Metering
 from meterline.periods import Period
 from meterline.records import read_usage
@@ -134,7 +136,6 @@ class Metered:
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Deduplicator] = {}
-        self._metering = Metering(catalog.meters_by_type)
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -147,7 +148,7 @@ class Metered:
     def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts)."""
         rejected = self.rejected_by_reason
-        metering = self._metering
+        metering = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
         admit = self.cells.setdefault(cell, Deduplicator()).admit
         recent = self._recent
         month_of = self._month

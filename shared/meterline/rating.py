@@ -8,6 +8,7 @@ prorated by the term's share of the month, then rounded once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
 from meterline.catalog import Catalog, Charge, Customer, PricingModel
@@ -23,20 +24,34 @@ from meterline.usage import Usage
 def usage_lines(
     catalog: Catalog, charges: tuple[Charge, ...], currency: str, usage: Usage, share: Fraction = Fraction(1)
 ) -> list[Line]:
-    """One line per usage charge and group with usage, then one per flat charge (quantity: ``share``)."""
-    by_meter = {charge.meter: charge for charge in charges if charge.model is not PricingModel.FLAT}
+    """One line per usage charge and group with usage, then one per flat charge (quantity: ``share``).
+
+    A group is priced by the first charge of its meter whose ``where`` matches its market (SPEC §8).
+    """
+    by_meter: dict[str | None, list[Charge]] = {}
+    for charge in charges:
+        if charge.model is not PricingModel.FLAT:
+            by_meter.setdefault(charge.meter, []).append(charge)
     lines: list[Line] = []
     for (meter_key, group), quantity in sorted(usage.items(), key=usage_order):
-        charge = by_meter.get(meter_key)
-        if charge is None:
-            continue  # measured, but this plan does not price it
         names = catalog.meters[meter_key].group_by
-        amount = round_money(price(charge, quantity), currency)
+        priced_by = pricing_charge(by_meter.get(meter_key, ()), names, group)
+        if priced_by is None:
+            continue  # measured, but this plan does not price it (in this market)
+        amount = round_money(price(priced_by, quantity), currency)
         lines.append(Line(meter_key, group_json(names, group), quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
             lines.append(Line(charge.line_key, {}, share, round_money(price(charge, share), currency)))
     return lines
+
+
+def pricing_charge(charges: Sequence[Charge], names: Sequence[str], group: Group) -> Charge | None:
+    """The first of a meter's charges whose ``where`` (none: every market) matches the group's market."""
+    for charge in charges:
+        if charge.where is None or charge.where.matches(names, group):
+            return charge
+    return None
 
 
 def rate_term(

@@ -56,6 +56,18 @@ class CellSettings:
     kafka_bootstrap: str = env("METERLINE_KAFKA_BOOTSTRAP", "")
     """Only the functions that publish or read a topic themselves need the broker."""
     kafka_auth: KafkaAuth = env("METERLINE_KAFKA_AUTH", KafkaAuth.IDENTITY)
+    cell_name: str = env("METERLINE_CELL_NAME", "local")
+    """``<cloud>-<region>`` (the cell's stack): the market meter stamps on its measurements and
+    the name publish writes its statements under (SPEC §8)."""
+    statements_bucket: str = env("METERLINE_STATEMENTS_BUCKET", "")
+    """The billing home's statements bucket: publish writes there, the home's ingest reads it."""
+    statements_region: str = env("METERLINE_STATEMENTS_REGION", "")
+    statements_role_arn: str = env("METERLINE_STATEMENTS_ROLE_ARN", "")
+    """The role the home gives this cell to write its statements as (publish only)."""
+    statements_audience: str = env("METERLINE_STATEMENTS_AUDIENCE", "")
+    """GCP and Azure: the audience of the token the cell trades for that role."""
+    cells: tuple[str, ...] = env("METERLINE_CELLS", ())
+    """The billing home's close: the cells that must report a period final (comma-separated)."""
 
     def __post_init__(self) -> None:
         if not self.table_prefix:
@@ -86,13 +98,28 @@ class CellSettings:
                 continue
             if field.default is not dataclasses.MISSING and value == field.default:
                 continue
-            variables[field.metadata["env"]] = str(value)
+            variables[field.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
         return variables
 
     @classmethod
     def variables(cls) -> frozenset[str]:
         """Every variable the schema reads."""
         return frozenset(field.metadata["env"] for field, _ in _fields(cls))
+
+    def require_home(self) -> tuple[str, str, str]:
+        """Where publish writes its statements, and as whom: bucket, region, role ARN."""
+        home = {
+            "METERLINE_STATEMENTS_BUCKET": self.statements_bucket,
+            "METERLINE_STATEMENTS_REGION": self.statements_region,
+            "METERLINE_STATEMENTS_ROLE_ARN": self.statements_role_arn,
+        }
+        missing = [name for name, value in home.items() if not value]
+        if missing:
+            raise SettingsError(
+                f"the {self.what}s {', '.join(missing)} are missing: is the cell deployed with its"
+                " meterline:home (README, Deploy: the second pass over the cells)?"
+            )
+        return self.statements_bucket, self.statements_region, self.statements_role_arn
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap:
@@ -121,6 +148,8 @@ def _parsed(cls: type[CellSettings], name: str, kind: Any, text: str) -> Any:
         except ValueError:
             choices = ", ".join(member.value for member in kind)
             raise SettingsError(f"the {cls.what} {name} is one of {choices}, not {text!r}") from None
+    if kind == tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     if kind is float:
         try:
             return float(text)

@@ -17,7 +17,7 @@ from infra.components.azure.roles import EVENTHUB_RECEIVER
 from infra.config import load_stack_config, read_stack_file
 from meterline.adapters.azure_functions import DEFAULT_CONSUMER_GROUP, HUB_TRIGGERS, TIMER_SCHEDULES
 from meterline.local.azure_app import EVENT_HUB_TRIGGER, TIMER_TRIGGER, IndexedFunction, load_function_app
-from meterline.topology import FUNCTIONS
+from meterline.topology import CELL_FUNCTIONS
 from tests.infra.builds import of_type
 from tests.infra.test_stacks_azure import ASSIGNMENT, AZURE_STACKS
 
@@ -47,8 +47,9 @@ def test_the_function_app_registers_one_function_per_job_with_the_triggers_the_c
     app: dict[str, IndexedFunction],
 ) -> None:
     # GIVEN the function app as the host indexes it
-    # THEN it has every job, meter and aggregate on Event Hubs and rate and close on timers, as declared
-    assert set(app) == {function.job for function in FUNCTIONS}
+    # THEN it has every cell job, meter and aggregate on Event Hubs and publish on a timer, as declared,
+    # and the single-cell pipeline's rate and close (the local runtime's) on timers
+    assert set(app) == {function.job for function in CELL_FUNCTIONS} | {"rate", "close"}
     hubs = {name: f.trigger for name, f in app.items() if f.trigger_type == EVENT_HUB_TRIGGER}
     assert {name: (t["eventHubName"], group_of(t)) for name, t in hubs.items()} == {
         name: (trigger.hub, trigger.consumer_group) for name, trigger in HUB_TRIGGERS.items()
@@ -86,7 +87,9 @@ def test_each_stack_has_the_consumer_groups_and_receive_rights_of_the_functions_
     }
 
 
-@pytest.mark.parametrize("job", [function.job for function in FUNCTIONS])
+@pytest.mark.parametrize(
+    "job", [function.job for function in CELL_FUNCTIONS]
+)
 def test_each_apps_package_indexes_exactly_its_own_function(
     previews: dict[str, Any], job: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

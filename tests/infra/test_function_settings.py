@@ -5,6 +5,7 @@ every variable of ours it sets is one the function reads, and the settings name 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,20 @@ from meterline.adapters.azure_functions import HUB_TRIGGERS, AzureSettings
 from meterline.adapters.firestore_layout import collection_name
 from meterline.adapters.gcp_functions import GcpSettings
 from meterline.settings import CellSettings, SettingsError
-from meterline.topology import FUNCTIONS, TABLES
+from meterline.topology import (
+    CELL_FUNCTIONS,
+    CELL_TABLES,
+    HOME_CLOSE,
+    HOME_FUNCTIONS,
+    HOME_TABLES,
+    METER,
+    PUBLISH,
+)
 from tests.infra.builds import of_type
 
-STACKS = stack_names()
+STACKS = [stack for stack in stack_names() if not stack.startswith("home-")]
+"""The cells' stacks."""
+HOME_STACKS = [stack for stack in stack_names() if stack.startswith("home-")]
 PACKAGE = Path("package")
 OURS = ("METERLINE_", "GOOGLE_CLOUD_PROJECT", "FIRESTORE_")
 """The variables a function's schema owns; the rest belong to the runtime or its host..."""
@@ -69,7 +80,7 @@ def test_every_functions_environment_round_trips_through_its_clouds_settings_sch
     # GIVEN a stack built under mocks, and its cloud's settings schema
     cloud = cloud_of(stack)
     schema, environments = SCHEMAS[cloud], ENVIRONMENTS[cloud](previews[stack])
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         environment = environments[function.job]
         ours = {
             name: value
@@ -88,6 +99,14 @@ def test_every_functions_environment_round_trips_through_its_clouds_settings_sch
         assert bool(settings.kafka_bootstrap) == (bool(function.publishes) or drains), function.job
         if settings.kafka_bootstrap:
             assert settings.kafka_bootstrap == previews[stack]["outputs"]["kafka_bootstrap_servers"]
+        # AND meter stamps the cell's market and publish writes under the cell's name, to its home
+        # (the stacks name their home), by the token its cloud trades for the home's role
+        assert settings.cell_name == (stack if function in (METER, PUBLISH) else "local"), function.job
+        if function is PUBLISH:
+            assert all(settings.require_home())
+            assert bool(settings.statements_audience) == (cloud != "aws")
+        else:
+            assert not settings.statements_role_arn, function.job
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -108,9 +127,9 @@ def test_a_required_setting_the_stack_would_forget_fails_the_deployment_not_the_
 def test_each_lambda_finds_the_stacks_tables(previews: dict[str, Any], stack: str) -> None:
     build = previews[stack]
     tables = {r["inputs"]["name"] for r in of_type(build, "aws:dynamodb/table:Table")}
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         settings = AwsSettings.from_env(lambda_environments(build)[function.job], PACKAGE)
-        assert {settings.table_prefix + table.name for table in TABLES} == tables
+        assert {settings.table_prefix + table.name for table in CELL_TABLES} == tables
 
 
 @pytest.mark.parametrize("stack", [stack for stack in STACKS if cloud_of(stack) == "gcp"])
@@ -131,14 +150,14 @@ def test_each_cloud_run_function_finds_the_stacks_database_and_collections(
         for f in of_type(build, "gcp:cloudfunctionsv2/function:Function")
         if (f["inputs"].get("eventTrigger") or {}).get("eventFilters")
     }
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         settings = GcpSettings.from_env(gcp_environments(build)[function.job], PACKAGE)
         # THEN it opens the cell's database in the cell's project
         assert (settings.project, settings.database) == (config.project, database["inputs"]["name"])
         # AND the collections it would use are the ones the stack names in indexes and triggers
-        collections = {collection_name(settings.table_prefix, table.name) for table in TABLES}
+        collections = {collection_name(settings.table_prefix, table.name) for table in CELL_TABLES}
         assert named_collections | triggered <= collections
-    assert named_collections and triggered
+    assert named_collections  # no Firestore-triggered job is left in a cell since rate moved home
 
 
 @pytest.mark.parametrize("stack", [stack for stack in STACKS if cloud_of(stack) == "azure"])
@@ -146,7 +165,7 @@ def test_each_azure_app_finds_the_stacks_tables_and_its_trigger_connection(
     previews: dict[str, Any], stack: str
 ) -> None:
     build = previews[stack]
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         environment = app_settings(build)[function.job]
         settings = AzureSettings.from_env(environment, PACKAGE)
         assert settings.tables_endpoint == build["outputs"]["table_endpoint"]
@@ -176,3 +195,34 @@ def test_the_cells_exported_settings_are_what_its_functions_read(
     # AND the cloud's settings schema reads them, broker included
     parsed = schema.from_env(exported, PACKAGE)
     assert parsed.kafka_bootstrap == build["outputs"]["kafka_bootstrap_servers"]
+
+
+@pytest.mark.parametrize("stack", HOME_STACKS)
+def test_every_home_functions_environment_round_trips_through_the_aws_settings_schema(
+    previews: dict[str, Any], stack: str
+) -> None:
+    # GIVEN the billing home's stack built under mocks, and the cells it names
+    build = previews[stack]
+    config = load_stack_config(stack, read_stack_file(stack))
+    assert config.home_settings is not None
+    cells = tuple(cell.name for cell in config.home_settings.cells)
+    tables = {r["inputs"]["name"] for r in of_type(build, "aws:dynamodb/table:Table")}
+    sns = {r["name"]: r for r in of_type(build, "aws:sns/topic:Topic")}
+    environments = lambda_environments(build)
+    for function in HOME_FUNCTIONS:
+        environment = environments[function.job]
+        ours = {name: value for name, value in environment.items() if name.startswith(OURS)}
+        # WHEN the function reads what the stack sets
+        settings = AwsSettings.from_env(environment, PACKAGE)
+        # THEN it reads every variable of ours, and writing the settings back gives exactly those
+        assert set(ours) <= AwsSettings.variables(), set(ours) - AwsSettings.variables()
+        assert settings.to_env() == {**ours, "METERLINE_CATALOG": str(PACKAGE / "catalog.yaml")}
+        # AND it names the home's ledgers, no broker, and announces on SNS what it publishes
+        assert {settings.table_prefix + table.name for table in HOME_TABLES} == tables
+        assert not settings.kafka_bootstrap and not settings.statements_role_arn
+        topics = json.loads(settings.notification_topics or "{}")
+        assert sorted(topics) == sorted(function.publishes), function.job
+        assert len(topics) <= len(sns)
+        # AND ingest reads the statements bucket; close knows every cell that must report
+        assert bool(settings.statements_bucket) == (function.job == "ingest"), function.job
+        assert settings.cells == (cells if function is HOME_CLOSE else ()), function.job

@@ -12,7 +12,7 @@ from infra.components.azure.ledgers import account_name
 from infra.components.azure.roles import BLOB_CONTRIBUTOR
 from infra.config import load_stack_config, read_stack_file, stack_names
 from infra.mocks import PACKAGE_BLOB
-from meterline.topology import TABLES
+from meterline.topology import CELL_TABLES, HOME_TABLES
 from tests.infra.builds import custom, key, of_type
 
 STACKS = stack_names()
@@ -95,7 +95,7 @@ def test_azure_resources_acting_as_an_identity_wait_for_its_role_assignments(
 
 
 KEPT = {
-    "aws": {"aws:kms/key:Key::cell", *(f"aws:dynamodb/table:Table::{t.name}" for t in TABLES)},
+    "aws": {"aws:kms/key:Key::cell", *(f"aws:dynamodb/table:Table::{t.name}" for t in CELL_TABLES)},
     "gcp": {
         "gcp:kms/keyRing:KeyRing::cell",
         "gcp:kms/cryptoKey:CryptoKey::cell",
@@ -110,11 +110,18 @@ KEPT = {
         "azure-native:authorization:RoleAssignment::{cell}-ledger-encryption-key",
         "azure-native:storage:StorageAccount::ledger",
         "azure-native:authorization:ManagementLockByScope::ledger",
-        *(f"azure-native:storage:Table::{t.name}" for t in TABLES),
+        *(f"azure-native:storage:Table::{t.name}" for t in CELL_TABLES),
     },
 }
 """The ledgers and what keeps them readable: their keys (and on Azure the encryption identity, its
 grant, the vault and the resource group whose deletion would take everything in it)."""
+KEPT_HOME = {
+    "aws:kms/key:Key::cell",
+    "aws:kms/key:Key::statements",
+    "aws:s3/bucket:Bucket::statements",
+    *(f"aws:dynamodb/table:Table::{t.name}" for t in HOME_TABLES),
+}
+"""A home's: its ledgers, the statements bucket (what each cell sent), and their keys."""
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -122,7 +129,7 @@ def test_the_ledgers_and_what_keeps_them_readable_are_protected_and_retained_and
     previews: dict[str, Any], stack: str
 ) -> None:
     config = load_stack_config(stack, read_stack_file(stack))
-    wanted = {name.format(cell=config.cell) for name in KEPT[config.cloud]}
+    wanted = {name.format(cell=config.cell) for name in (KEPT_HOME if config.is_home else KEPT[config.cloud])}
     protected = {key(r) for r in custom(previews[stack]) if r["protect"]}
     retained = {key(r) for r in custom(previews[stack]) if r["retain_on_delete"]}
     assert protected == retained == wanted

@@ -15,7 +15,7 @@ import pytest
 from infra.components.azure.functions import build_package
 from infra.components.gcp.source import source_archive
 from infra.packaging import CATALOG_NAME, build_function_archive, present_jobs
-from meterline.topology import FUNCTIONS
+from meterline.topology import CELL_FUNCTIONS, CLOSE, FUNCTIONS, HOME_FUNCTIONS, RATE
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
@@ -55,8 +55,16 @@ def archive(cloud: str, job: str, out: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(build_package(job, CATALOG, out, None))
 
 
-@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
-@pytest.mark.parametrize("job", [function.job for function in FUNCTIONS])
+HANDLERS = [
+    *[(cloud, function.job) for function in CELL_FUNCTIONS for cloud in ("aws", "gcp", "azure")],
+    *[("aws", function.job) for function in HOME_FUNCTIONS],  # the billing home runs on AWS
+    *[(cloud, function.job) for function in (RATE, CLOSE) for cloud in ("gcp", "azure")],
+]
+"""Every handler: a cell's jobs on every cloud, the home's on AWS, and the single-cell pipeline's
+rate and close (the local runtime's, on GCP and Azure too)."""
+
+
+@pytest.mark.parametrize(("cloud", "job"), HANDLERS)
 def test_each_archive_holds_exactly_its_handlers_import_closure_in_the_core(
     cloud: str, job: str, tmp_path: Path
 ) -> None:

@@ -96,7 +96,7 @@ def test_durability_rule_rejects_a_ledger_without_pitr_or_deletion_protection(ce
         inputs["deletionProtectionEnabled"] = False
 
     assert (
-        len(violations(rules.LEDGER_DURABILITY, _broken(cell, "aws:dynamodb/table:Table", "charges", strip)))
+        len(violations(rules.LEDGER_DURABILITY, _broken(cell, "aws:dynamodb/table:Table", "outcomes", strip)))
         == 2
     )
 
@@ -141,14 +141,14 @@ def test_least_privilege_rule_rejects_wildcards_on_ledgers_and_topics(
 
 
 def test_tags_rule_rejects_a_function_without_its_owner(cell: dict[str, Any]) -> None:
-    bad = _broken(cell, "aws:lambda/function:Function", "rate", lambda i: i["tags"].pop("owner"))
+    bad = _broken(cell, "aws:lambda/function:Function", "publish", lambda i: i["tags"].pop("owner"))
     assert violations(rules.REQUIRED_TAGS_POLICY, bad) == [
-        "aws:lambda/function:Function rate: missing tags owner"
+        "aws:lambda/function:Function publish: missing tags owner"
     ]
 
 
 def test_retention_rule_rejects_a_log_group_kept_forever(cell: dict[str, Any]) -> None:
-    bad = _broken(cell, "aws:cloudwatch/logGroup:LogGroup", "close", lambda i: i.pop("retentionInDays"))
+    bad = _broken(cell, "aws:cloudwatch/logGroup:LogGroup", "publish", lambda i: i.pop("retentionInDays"))
     assert len(violations(rules.LOG_RETENTION, bad)) == 1
 
 

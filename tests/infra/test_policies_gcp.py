@@ -77,7 +77,7 @@ CASES = [
     (
         "gcp-no-public-access",
         "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
-        "close-invoker",
+        "publish-invoker",
         lambda i: i.update(member="allUsers"),
         "allUsers",
     ),
@@ -98,7 +98,7 @@ CASES = [
     (
         "gcp-least-privilege",
         "gcp:cloudfunctionsv2/function:Function",
-        "rate",
+        "publish",
         lambda i: i["serviceConfig"].pop("serviceAccountEmail"),
         "default compute account",
     ),

@@ -12,7 +12,7 @@ import pytest
 from infra.config import load_stack_config, read_stack_file, stack_names
 from meterline.adapters.aws_lambda import AwsSettings
 from meterline.pipeline.ledger import partial_sk
-from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH, TriggerKind
 from tests.infra.builds import key, named, of_type, policy_document, statement
 
 TABLE = "aws:dynamodb/table:Table"
@@ -36,7 +36,8 @@ def test_every_stack_file_builds_and_reports_cost_inputs_in_the_agreed_shape(
             "events_per_second": str(config.load.events_per_second),
             "avg_event_bytes": config.load.avg_event_bytes,
             "tenants": config.load.tenants,
-            "retention_hours": {t.name: t.retention_hours for t in TOPICS},
+            # a home has no Kafka topics to retain (its announcements are SNS topics)
+            "retention_hours": {} if config.is_home else {t.name: t.retention_hours for t in CELL_TOPICS},
         }
         json.dumps(cost)  # plain JSON values only
 
@@ -64,12 +65,12 @@ def test_cost_inputs_list_what_the_cell_creates(previews: dict[str, Any]) -> Non
             "sqs_queue",
         } <= kinds
         partitions = {i["topic"]: i["count"] for i in resources if i["kind"] == "msk_partition"}
-        assert partitions == {topic.name: topic.partitions for topic in TOPICS}
+        assert partitions == {topic.name: topic.partitions for topic in CELL_TOPICS}
         [alarms] = [i["count"] for i in resources if i["kind"] == "cloudwatch_alarm"]
         assert alarms == len(of_type(build, "aws:cloudwatch/metricAlarm:MetricAlarm"))
         functions = {i["job"]: i for i in resources if i["kind"] == "lambda_function"}
         assert len(functions) == len(of_type(build, FUNCTION))
-        for function in FUNCTIONS:
+        for function in CELL_FUNCTIONS:
             assert functions[function.job]["memory_mb"] == function.memory_mb
             assert functions[function.job]["architecture"] == "arm64"
         endpoints = {i["type"]: i["count"] for i in resources if i["kind"] == "vpc_endpoint"}
@@ -79,14 +80,14 @@ def test_cost_inputs_list_what_the_cell_creates(previews: dict[str, Any]) -> Non
         [nat] = [i["count"] for i in resources if i["kind"] == "nat_gateway"]
         assert nat == len(of_type(build, "aws:ec2/natGateway:NatGateway")) == 0
         [schedule] = [i for i in resources if i["kind"] == "scheduler_schedule"]
-        assert schedule["invocations_per_month"] == 720  # hourly close, 30-day month
+        assert schedule["invocations_per_month"] == 8640  # publish every 5 minutes, 30-day month
 
 
 def test_ledgers_follow_the_topology_and_are_durable_and_encrypted(cell: dict[str, Any]) -> None:
     tables = {r["name"]: r["inputs"] for r in of_type(cell, TABLE)}
-    assert sorted(tables) == sorted(table.name for table in TABLES)
+    assert sorted(tables) == sorted(table.name for table in CELL_TABLES)
     [key] = of_type(cell, "aws:kms/key:Key")
-    for table in TABLES:
+    for table in CELL_TABLES:
         inputs = tables[table.name]
         assert inputs["name"] == f"{LEDGER_PREFIX}{table.name}"
         assert inputs["billingMode"] == "PAY_PER_REQUEST"
@@ -112,16 +113,19 @@ def test_kafka_is_serverless_with_iam_and_every_topic_is_ensured_on_deploy(cell:
     assert request["bootstrap"].endswith(".kafka-serverless.us-east-1.amazonaws.com:9098")
     assert request["topics"] == [
         {"name": t.name, "partitions": t.partitions, "retention_ms": t.retention_hours * 3_600_000}
-        for t in TOPICS
+        for t in CELL_TOPICS
     ]
 
 
 def test_each_function_runs_arm64_in_the_vpc_with_its_topology_sizes(cell: dict[str, Any]) -> None:
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         inputs = named(cell, FUNCTION, function.job)["inputs"]
         assert inputs["architectures"] == ["arm64"] and inputs["runtime"] in ("python3.13", "python3.12")
         assert (inputs["memorySize"], inputs["timeout"]) == (function.memory_mb, function.timeout_seconds)
-        assert inputs["handler"] == "aws.handler" and len(inputs["vpcConfig"]["subnetIds"]) == 3
+        assert inputs["handler"] == "aws.handler"
+        # publish reaches its home's bucket, maybe in another region: outside the VPC (no NAT there)
+        subnets = len(inputs["vpcConfig"]["subnetIds"]) if "vpcConfig" in inputs else 0
+        assert subnets == (0 if function is PUBLISH else 3)
         assert inputs["loggingConfig"]["logGroup"] == f"/aws/lambda/ml-use1-{function.job}"
         settings = AwsSettings.from_env(inputs["environment"]["variables"], Path("package"))
         assert settings.table_prefix == LEDGER_PREFIX  # + table name: adapters.dynamodb
@@ -129,7 +133,7 @@ def test_each_function_runs_arm64_in_the_vpc_with_its_topology_sizes(cell: dict[
 
 
 def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(cell: dict[str, Any]) -> None:
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         if function.trigger is TriggerKind.SCHEDULE:
             schedule = named(cell, "aws:scheduler/schedule:Schedule", function.job)["inputs"]
             assert schedule["scheduleExpression"] == function.source
@@ -164,7 +168,7 @@ def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(
 
 def test_each_role_reaches_only_the_tables_and_topics_its_function_uses(cell: dict[str, Any]) -> None:
     prefix = f"arn:aws:dynamodb:us-east-1:123456789012:table/{LEDGER_PREFIX}"
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         document = policy_document(cell, function.job)
         granted = {s["Sid"]: s["Resource"] for s in document["Statement"]}
         assert granted.get("LedgerRead", []) == [prefix + name for name in function.reads]
@@ -211,7 +215,7 @@ def test_records_a_trigger_hands_back_drops_or_dead_letters_alarm_per_mapping(ce
     # GIVEN every trigger of the cell, each reporting its mapping's event counts
     mappings = of_type(cell, MAPPING)
     assert {m["name"] for m in mappings} == {
-        f.job for f in FUNCTIONS if f.trigger is not TriggerKind.SCHEDULE
+        f.job for f in CELL_FUNCTIONS if f.trigger is not TriggerKind.SCHEDULE
     }
     alarms = of_type(cell, "aws:cloudwatch/metricAlarm:MetricAlarm")
     for mapping in mappings:
@@ -248,7 +252,7 @@ def test_the_dashboard_charts_handler_metrics_triggers_and_kafka_bytes_per_topic
     }
     # MSK Serverless publishes BytesInPerSec per topic: one line per topic of the cell
     assert widgets["Kafka bytes in per topic"] == [
-        ["AWS/Kafka", "BytesInPerSec", "Cluster Name", "ml-use1-kafka", "Topic", t.name] for t in TOPICS
+        ["AWS/Kafka", "BytesInPerSec", "Cluster Name", "ml-use1-kafka", "Topic", t.name] for t in CELL_TOPICS
     ]
     assert ["meterline", "events_rejected", "service", "meter"] in widgets["meter outcomes"]
     assert ["meterline", "usage_aggregated", "service", "aggregate"] in widgets["job results"]

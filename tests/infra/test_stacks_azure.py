@@ -12,7 +12,7 @@ from infra.components.azure.ledgers import TABLE_PREFIX
 from infra.components.azure.roles import EVENTHUB_RECEIVER, EVENTHUB_SENDER, TABLE_CONTRIBUTOR, TABLE_READER
 from infra.config import ConfigError, EventHubs, load_stack_config, read_stack_file, stack_names
 from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, AzureSettings
-from meterline.topology import CLOSE, FUNCTIONS, TABLES, TOPICS, USAGE_EVENTS
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, CLOSE, USAGE_EVENTS
 from tests.infra.builds import of_type
 
 AZURE_STACKS = [stack for stack in stack_names() if stack.startswith("azure-")]
@@ -35,8 +35,10 @@ def test_cost_inputs_name_the_azure_cell_and_what_it_creates(azure: tuple[str, d
     cost = build["outputs"]["cost_inputs"]
     assert (cost["stack"], cost["cloud"], cost["region"]) == (stack, "azure", config.region)
     kinds = [item["kind"] for item in cost["resources"]]
-    assert kinds.count("function_app_flex") == len(of_type(build, APP)) == len(FUNCTIONS)
-    assert kinds.count("storage_table") == len(of_type(build, "azure-native:storage:Table")) == len(TABLES)
+    assert kinds.count("function_app_flex") == len(of_type(build, APP)) == len(CELL_FUNCTIONS)
+    assert (
+        kinds.count("storage_table") == len(of_type(build, "azure-native:storage:Table")) == len(CELL_TABLES)
+    )
     [alerts] = [i["count"] for i in cost["resources"] if i["kind"] == "monitor_metric_alert"]
     assert alerts == len(of_type(build, "azure-native:monitor:MetricAlert"))
 
@@ -48,8 +50,8 @@ def test_one_hub_per_topic_with_topology_partitions_and_retention_capped_at_the_
     hubs = {
         r["inputs"]["eventHubName"]: r["inputs"] for r in of_type(build, "azure-native:eventhub:EventHub")
     }
-    assert set(hubs) == {t.name for t in TOPICS}
-    for topic in TOPICS:
+    assert set(hubs) == {t.name for t in CELL_TOPICS}
+    for topic in CELL_TOPICS:
         assert hubs[topic.name]["partitionCount"] == topic.partitions
         retention = hubs[topic.name]["retentionDescription"]["retentionTimeInHours"]
         assert retention == min(topic.retention_hours, 168)
@@ -58,7 +60,7 @@ def test_one_hub_per_topic_with_topology_partitions_and_retention_capped_at_the_
         namespace["inputs"]["sku"]["name"] == "Standard" and namespace["inputs"]["disableLocalAuth"] is True
     )
     assert build["outputs"]["retention_capped_hours"] == {
-        t.name: 168 for t in TOPICS if t.retention_hours > 168
+        t.name: 168 for t in CELL_TOPICS if t.retention_hours > 168
     }
 
 
@@ -67,7 +69,7 @@ def test_each_job_is_a_flex_consumption_app_with_its_own_identity(azure: tuple[s
     apps = {r["name"]: r["inputs"] for r in of_type(build, APP)}
     plans = {r["name"]: r["inputs"] for r in of_type(build, "azure-native:web:AppServicePlan")}
     identities = set()
-    for function in FUNCTIONS:
+    for function in CELL_FUNCTIONS:
         app = apps[function.job]
         config = app["functionAppConfig"]
         assert plans[function.job]["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
@@ -83,7 +85,7 @@ def test_each_job_is_a_flex_consumption_app_with_its_own_identity(azure: tuple[s
         assert bool(read.kafka_bootstrap) == bool(function.publishes)
         # AND the Event Hubs trigger's identity connection, for the apps that have one
         assert ("METERLINE_EVENTHUB__fullyQualifiedNamespace" in settings) == (function.job in HUB_TRIGGERS)
-    assert len(identities) == len(FUNCTIONS)
+    assert len(identities) == len(CELL_FUNCTIONS)
 
 
 def test_data_roles_are_scoped_to_single_tables_and_hubs_as_the_functions_use_them(
@@ -98,14 +100,14 @@ def test_data_roles_are_scoped_to_single_tables_and_hubs_as_the_functions_use_th
     def names(role: str) -> list[str]:
         return sorted(scope.rsplit("/", 1)[-1] for scope in by_role.get(role, []))
 
-    tables = [TABLE_PREFIX + t for f in FUNCTIONS for t in f.writes]
+    tables = [TABLE_PREFIX + t for f in CELL_FUNCTIONS for t in f.writes]
     assert names(TABLE_CONTRIBUTOR) == sorted(tables)
-    reads_only = [TABLE_PREFIX + t for f in FUNCTIONS for t in set(tables_read(f)) - set(f.writes)]
+    reads_only = [TABLE_PREFIX + t for f in CELL_FUNCTIONS for t in set(tables_read(f)) - set(f.writes)]
     assert names(TABLE_READER) == sorted(reads_only)
     assert TABLE_PREFIX + "usage" in reads_only  # aggregate joins each record with meter's usage entity
     # meter and aggregate receive from usage.events only; rate and close, on timers, receive nothing
     assert names(EVENTHUB_RECEIVER) == [USAGE_EVENTS.name, USAGE_EVENTS.name]
-    assert names(EVENTHUB_SENDER) == sorted(t for f in FUNCTIONS for t in f.publishes)
+    assert names(EVENTHUB_SENDER) == sorted(t for f in CELL_FUNCTIONS for t in f.publishes)
 
 
 def test_usage_events_has_the_aggregate_consumer_group_and_no_hub_stands_in_for_a_table_stream(

@@ -11,7 +11,7 @@ from infra.components.gcp.functions import FIRESTORE_CREATED, KAFKA_DRAINS, PUBS
 from infra.components.gcp.ledgers import collection
 from infra.config import ConfigError, ManagedKafka, load_stack_config, read_stack_file, stack_names
 from meterline.adapters.gcp_functions import GcpSettings
-from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, TriggerKind
 from tests.infra.builds import named, of_type
 
 GCP_STACKS = [stack for stack in stack_names() if stack.startswith("gcp-")]
@@ -33,10 +33,10 @@ def test_cost_inputs_name_the_gcp_cell_and_what_it_creates(gcp: tuple[str, dict[
     cost = build["outputs"]["cost_inputs"]
     assert (cost["stack"], cost["cloud"], cost["region"]) == (stack, "gcp", config.region)
     kinds = [item["kind"] for item in cost["resources"]]
-    assert kinds.count("cloud_run_function") == len(of_type(build, FUNCTION)) == len(FUNCTIONS)
-    assert kinds.count("firestore_collection") == len(TABLES)
+    assert kinds.count("cloud_run_function") == len(of_type(build, FUNCTION)) == len(CELL_FUNCTIONS)
+    assert kinds.count("firestore_collection") == len(CELL_TABLES)
     topics = {i["topic"]: i["partitions"] for i in cost["resources"] if i["kind"] == "managed_kafka_topic"}
-    assert topics == {topic.name: topic.partitions for topic in TOPICS}
+    assert topics == {topic.name: topic.partitions for topic in CELL_TOPICS}
     [alerts] = [i["count"] for i in cost["resources"] if i["kind"] == "monitoring_alert_policy"]
     assert alerts == len(of_type(build, "gcp:monitoring/alertPolicy:AlertPolicy"))
 
@@ -46,7 +46,7 @@ def test_kafka_topics_follow_the_topology_and_usage_is_bridged_to_pubsub(
 ) -> None:
     _, build = gcp
     topics = {r["inputs"]["topicId"]: r["inputs"] for r in of_type(build, "gcp:managedkafka/topic:Topic")}
-    for topic in TOPICS:
+    for topic in CELL_TOPICS:
         assert topics[topic.name]["partitionCount"] == topic.partitions
         assert topics[topic.name]["configs"]["retention.ms"] == str(topic.retention_hours * 3_600_000)
     [connector] = of_type(build, "gcp:managedkafka/connector:Connector")
@@ -76,8 +76,8 @@ def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_fo
     _, build = gcp
     functions = {r["name"]: r["inputs"] for r in of_type(build, FUNCTION)}
     accounts = {f["serviceConfig"]["serviceAccountEmail"] for f in functions.values()}
-    assert len(accounts) == len(FUNCTIONS)
-    for function in FUNCTIONS:
+    assert len(accounts) == len(CELL_FUNCTIONS)
+    for function in CELL_FUNCTIONS:
         inputs = functions[function.job]
         assert inputs["serviceConfig"]["availableMemory"] == f"{function.memory_mb}Mi"
         trigger = inputs.get("eventTrigger")
@@ -97,10 +97,11 @@ def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_fo
         else:
             assert trigger is None
     jobs = {job["name"]: job["inputs"] for job in of_type(build, "gcp:cloudscheduler/job:Job")}
-    assert sorted(jobs) == ["aggregate", "close"]
-    assert jobs["close"]["schedule"] == "15 * * * *"
-    assert jobs["close"]["httpTarget"]["oidcToken"]["serviceAccountEmail"].startswith(
-        jobs["close"]["name"][:-6]
+    assert sorted(jobs) == ["aggregate", "publish"]
+    assert jobs["publish"]["schedule"] == "*/5 * * * *"
+    assert jobs["publish"]["paused"] is False  # the cell's stack names its home
+    assert jobs["publish"]["httpTarget"]["oidcToken"]["serviceAccountEmail"].startswith(
+        jobs["publish"]["name"].removesuffix("-publish")
     )
 
 
@@ -149,14 +150,14 @@ def test_ledger_and_kafka_grants_are_conditioned_on_the_cells_own_resources(
     _, build = gcp
     grants = of_type(build, "gcp:projects/iAMMember:IAMMember")
     ledger = [g for g in grants if g["inputs"]["role"].startswith("roles/datastore.")]
-    assert len(ledger) == len(FUNCTIONS)
+    assert len(ledger) == len(CELL_FUNCTIONS)
     for grant in ledger:
         assert grant["inputs"]["condition"]["expression"].endswith(
             "/databases/" + build["outputs"]["firestore_database"].rsplit("/", 1)[-1] + '"'
         )
     kafka = [g for g in grants if g["inputs"]["role"] == "roles/managedkafka.client"]
     assert sorted(g["name"] for g in kafka) == sorted(
-        f"{f.job}-kafka" for f in FUNCTIONS if f.publishes or f.job in KAFKA_DRAINS
+        f"{f.job}-kafka" for f in CELL_FUNCTIONS if f.publishes or f.job in KAFKA_DRAINS
     )
     assert "aggregate-kafka" in {g["name"] for g in kafka}
     for grant in kafka:
@@ -174,7 +175,7 @@ def test_function_sources_are_content_addressed(gcp: tuple[str, dict[str, Any]])
     objects = {
         r["name"]: r["inputs"]["name"] for r in of_type(build, "gcp:storage/bucketObject:BucketObject")
     }
-    assert sorted(objects) == sorted(f.job for f in FUNCTIONS)
+    assert sorted(objects) == sorted(f.job for f in CELL_FUNCTIONS)
     assert all(name.startswith(f"{job}/") and name.endswith(".zip") for job, name in objects.items())
     assert (
         named(build, "gcp:storage/bucket:Bucket", "sources")["inputs"]["publicAccessPrevention"] == "enforced"

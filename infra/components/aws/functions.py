@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -21,12 +22,13 @@ import pulumi_aws as aws
 from infra.components.aws.iam import FunctionAccess, assume_role_policy, function_policy
 from infra.components.aws.kafka import Kafka, topic_spec
 from infra.components.aws.ledgers import Ledgers
+from infra.components.home_link import HomeEndpoint
 from infra.config import KafkaPollers
 from infra.packaging import ARCHITECTURE, HANDLER, RUNTIME, LambdaPackages
 from infra.settings import rendered
 from meterline.adapters.aws_lambda import AwsSettings
 from meterline.pipeline.ledger import PARTIAL
-from meterline.topology import Function, Topic, TriggerKind
+from meterline.topology import PUBLISH, Function, Topic, TriggerKind
 
 TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300, (), (), ())
 STREAM_RETRIES = 10
@@ -63,6 +65,10 @@ class FunctionsArgs:
     kafka_pollers: KafkaPollers
     log_retention_days: int
     tags: Mapping[str, str]
+    home: HomeEndpoint | None = None
+    """Where `publish` writes its statements; None before the home exists (its schedule paused)."""
+    extra_settings: Mapping[str, Mapping[str, pulumi.Input[Any]]] = field(default_factory=dict)
+    """job → fields of its settings schema beyond the cell's own (`home_link.job_settings`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,7 @@ class DeployedFunction:
     name: pulumi.Output[str]
     arn: pulumi.Output[str]
     log_group: str
+    role_arn: pulumi.Output[str]
 
 
 class Functions(pulumi.ComponentResource):
@@ -177,49 +184,22 @@ class Functions(pulumi.ComponentResource):
 
     def _function(self, function: Function) -> DeployedFunction:
         args = self.args
-        job = function.job
-        physical = f"{args.cell}-{job}"
-        log_group_name = f"/aws/lambda/{physical}"
-        log_group = aws.cloudwatch.LogGroup(
-            job,
-            name=log_group_name,
-            retention_in_days=args.log_retention_days,
-            kms_key_id=args.ledgers.key_arn,
-            tags=dict(args.tags),
-            opts=self.child,
+        network = {"subnet_ids": list(args.subnet_ids), "security_group_ids": [args.security_group_id]}
+        return deploy_lambda(
+            self,
+            LambdaSpec(
+                cell=args.cell,
+                function=function,
+                archive=args.packages.functions[function.job],
+                layer_arn=self.layer.arn,
+                key_arn=args.ledgers.key_arn,
+                log_retention_days=args.log_retention_days,
+                tags=args.tags,
+                vpc_config=network if in_vpc(function) else None,
+            ),
+            lambda log_group_arn: self._access(function, log_group_arn),
+            self._environment(function),
         )
-        role = aws.iam.Role(
-            job,
-            name=f"{physical}-function",
-            assume_role_policy=json.dumps(assume_role_policy("lambda.amazonaws.com")),
-            tags=dict(args.tags),
-            opts=self.child,
-        )
-        policy = aws.iam.RolePolicy(
-            job,
-            role=role.id,
-            policy=pulumi.Output.json_dumps(function_policy(self._access(function, log_group.arn))),
-            opts=self.child,
-        )
-        environment = self._environment(function)
-        resource = aws.lambda_.Function(
-            job,
-            name=physical,
-            runtime=RUNTIME,
-            architectures=[ARCHITECTURE],
-            handler=HANDLER,
-            code=pulumi.FileArchive(str(args.packages.functions[job])),
-            layers=[self.layer.arn],
-            memory_size=function.memory_mb,
-            timeout=function.timeout_seconds,
-            role=role.arn,
-            vpc_config={"subnet_ids": list(args.subnet_ids), "security_group_ids": [args.security_group_id]},
-            environment={"variables": environment},
-            logging_config={"log_format": "JSON", "log_group": log_group.name},
-            tags={**args.tags, "job": job},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
-        )
-        return DeployedFunction(function, resource.name, resource.arn, log_group_name)
 
     def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
         args = self.args
@@ -231,7 +211,10 @@ class Functions(pulumi.ComponentResource):
             publishes=[args.kafka.topic_arn(topic) for topic in function.publishes],
             key=args.ledgers.key_arn,
             region=args.region,
+            in_vpc=in_vpc(function),
         )
+        if function is PUBLISH and args.home is not None:
+            access.assumes = [args.home.role_arn]
         if function.trigger is TriggerKind.KAFKA:
             access.consumes = (
                 args.kafka.topic_arn(function.source),
@@ -259,6 +242,7 @@ class Functions(pulumi.ComponentResource):
             AwsSettings,
             table_prefix=self.args.ledgers.table_prefix,
             kafka_bootstrap=self.args.kafka.bootstrap_servers if publishes else "",
+            **self.args.extra_settings.get(function.job, {}),
         )
 
     def _group(self, function: Function) -> str:
@@ -311,61 +295,13 @@ class Functions(pulumi.ComponentResource):
             self._schedule(function, deployed)
 
     def _schedule(self, function: Function, deployed: DeployedFunction) -> None:
-        role = aws.iam.Role(
-            f"{function.job}-scheduler",
-            name=f"{self.args.cell}-{function.job}-scheduler",
-            assume_role_policy=pulumi.Output.json_dumps(
-                assume_role_policy("scheduler.amazonaws.com", self.account)
-            ),
-            tags=dict(self.args.tags),
-            opts=self.child,
-        )
-        policy = aws.iam.RolePolicy(
-            f"{function.job}-scheduler",
-            role=role.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "Invoke",
-                            "Effect": "Allow",
-                            "Action": ["lambda:InvokeFunction"],
-                            "Resource": [deployed.arn],
-                        },
-                        {
-                            "Sid": "DeadLetter",
-                            "Effect": "Allow",
-                            "Action": ["sqs:SendMessage"],
-                            "Resource": [self.failure_queue.arn],
-                        },
-                        {
-                            "Sid": "DeadLetterKey",
-                            "Effect": "Allow",
-                            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                            "Resource": [self.args.ledgers.key_arn],
-                        },
-                    ],
-                }
-            ),
-            opts=self.child,
-        )
-        aws.scheduler.Schedule(
-            function.job,
-            name=f"{self.args.cell}-{function.job}",
-            schedule_expression=function.source,
-            schedule_expression_timezone="UTC",
-            flexible_time_window={"mode": "OFF"},
-            target={
-                "arn": deployed.arn,
-                "role_arn": role.arn,
-                "retry_policy": {
-                    "maximum_retry_attempts": SCHEDULE_RETRIES,
-                    "maximum_event_age_in_seconds": 3600,
-                },
-                "dead_letter_config": {"arn": self.failure_queue.arn},
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        args = self.args
+        scheduled(
+            self,
+            Scheduled(args.cell, function, deployed.arn, self.failure_queue.arn, args.ledgers.key_arn),
+            self.account,
+            args.tags,
+            enabled=function.job != PUBLISH.job or args.home is not None,
         )
 
     def _cost_items(self, functions: Sequence[Function]) -> list[dict[str, Any]]:
@@ -421,6 +357,159 @@ class Functions(pulumi.ComponentResource):
             {"kind": "s3_bucket", "name": f"{self.args.cell}-kafka-failures", "purpose": "dead letters"}
         )
         return items
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A function that EventBridge Scheduler invokes, and where its failed invocations go."""
+
+    cell: str
+    function: Function
+    function_arn: pulumi.Input[str]
+    failure_queue: pulumi.Input[str]
+    key: pulumi.Input[str]
+    """The key the failure queue is encrypted with."""
+
+
+def scheduled(
+    parent: pulumi.Resource,
+    target: Scheduled,
+    account: pulumi.Input[str],
+    tags: Mapping[str, str],
+    *,
+    enabled: bool = True,
+) -> None:
+    """The schedule of `target` with its own role; `enabled=False` deploys it paused."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        f"{target.function.job}-scheduler",
+        name=f"{target.cell}-{target.function.job}-scheduler",
+        assume_role_policy=pulumi.Output.json_dumps(assume_role_policy("scheduler.amazonaws.com", account)),
+        tags=dict(tags),
+        opts=child,
+    )
+    policy = aws.iam.RolePolicy(
+        f"{target.function.job}-scheduler",
+        role=role.id,
+        policy=pulumi.Output.json_dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "Invoke",
+                        "Effect": "Allow",
+                        "Action": ["lambda:InvokeFunction"],
+                        "Resource": [target.function_arn],
+                    },
+                    {
+                        "Sid": "DeadLetter",
+                        "Effect": "Allow",
+                        "Action": ["sqs:SendMessage"],
+                        "Resource": [target.failure_queue],
+                    },
+                    {
+                        "Sid": "DeadLetterKey",
+                        "Effect": "Allow",
+                        "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                        "Resource": [target.key],
+                    },
+                ],
+            }
+        ),
+        opts=child,
+    )
+    aws.scheduler.Schedule(
+        target.function.job,
+        name=f"{target.cell}-{target.function.job}",
+        schedule_expression=target.function.source,
+        schedule_expression_timezone="UTC",
+        flexible_time_window={"mode": "OFF"},
+        state="ENABLED" if enabled else "DISABLED",
+        target={
+            "arn": target.function_arn,
+            "role_arn": role.arn,
+            "retry_policy": {
+                "maximum_retry_attempts": SCHEDULE_RETRIES,
+                "maximum_event_age_in_seconds": 3600,
+            },
+            "dead_letter_config": {"arn": target.failure_queue},
+        },
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy]),
+    )
+
+
+@dataclass(frozen=True)
+class LambdaSpec:
+    """One Lambda of a stack: its definition, package, and what it shares with the stack's others."""
+
+    cell: str
+    function: Function
+    archive: Path
+    layer_arn: pulumi.Input[str]
+    key_arn: pulumi.Input[str]
+    """Encrypts its log group."""
+    log_retention_days: int
+    tags: Mapping[str, str]
+    vpc_config: Mapping[str, Any] | None
+
+
+def deploy_lambda(
+    parent: pulumi.Resource,
+    spec: LambdaSpec,
+    access_of: Callable[[pulumi.Output[str]], FunctionAccess],
+    environment: pulumi.Input[Mapping[str, pulumi.Input[str]]],
+) -> DeployedFunction:
+    """The function `<cell>-<job>` with its own role (`access_of(log group ARN)`) and log group."""
+    function, tags = spec.function, dict(spec.tags)
+    child = pulumi.ResourceOptions(parent=parent)
+    job = function.job
+    physical = f"{spec.cell}-{job}"
+    log_group_name = f"/aws/lambda/{physical}"
+    log_group = aws.cloudwatch.LogGroup(
+        job,
+        name=log_group_name,
+        retention_in_days=spec.log_retention_days,
+        kms_key_id=spec.key_arn,
+        tags=tags,
+        opts=child,
+    )
+    role = aws.iam.Role(
+        job,
+        name=f"{physical}-function",
+        assume_role_policy=json.dumps(assume_role_policy("lambda.amazonaws.com")),
+        tags=tags,
+        opts=child,
+    )
+    policy = aws.iam.RolePolicy(
+        job,
+        role=role.id,
+        policy=pulumi.Output.json_dumps(function_policy(access_of(log_group.arn))),
+        opts=child,
+    )
+    resource = aws.lambda_.Function(
+        job,
+        name=physical,
+        runtime=RUNTIME,
+        architectures=[ARCHITECTURE],
+        handler=HANDLER,
+        code=pulumi.FileArchive(str(spec.archive)),
+        layers=[spec.layer_arn],
+        memory_size=function.memory_mb,
+        timeout=function.timeout_seconds,
+        role=role.arn,
+        vpc_config=dict(spec.vpc_config) if spec.vpc_config is not None else None,
+        environment={"variables": environment},
+        logging_config={"log_format": "JSON", "log_group": log_group.name},
+        tags={**tags, "job": job},
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
+    )
+    return DeployedFunction(function, resource.name, resource.arn, log_group_name, role.arn)
+
+
+def in_vpc(function: Function) -> bool:
+    """Whether the function runs in the cell's VPC. publish does not: the home's bucket may be in
+    another region, which the VPC's S3 gateway endpoint does not reach (and the VPC has no NAT)."""
+    return function is not PUBLISH
 
 
 def invocations_per_month(expression: str, days: int = 30) -> int:

@@ -40,6 +40,13 @@ VPC_NETWORK_INTERFACES = (
     "ec2:UnassignPrivateIpAddresses",
 )
 
+QUEUE_CONSUME = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+)
+
 Arn = pulumi.Input[str]
 
 
@@ -60,6 +67,18 @@ class FunctionAccess:
     """The cell's key: the tables', the log group's and the failure destinations' encryption key."""
     region: str = ""
     """Where the tables are: the key is granted for use through DynamoDB in this region only."""
+    in_vpc: bool = True
+    """A function in the cell's VPC manages its network interfaces."""
+    assumes: list[Arn] = field(default_factory=list)
+    """Roles it works as (publish: the home's statements role for this cell)."""
+    notifies: list[Arn] = field(default_factory=list)
+    """SNS topics it publishes to (the home's alerts and invoices)."""
+    queue: Arn | None = None
+    """The SQS queue that triggers it (the home's ingest: statements' object-created notifications)."""
+    reads_objects: list[Arn] = field(default_factory=list)
+    """S3 object ARNs (patterns) it reads."""
+    objects_key: Arn | None = None
+    """The key the objects it reads, and its queue's messages, are encrypted with."""
 
 
 def function_policy(access: FunctionAccess) -> dict[str, Any]:
@@ -69,8 +88,9 @@ def function_policy(access: FunctionAccess) -> dict[str, Any]:
             ("logs:CreateLogStream", "logs:PutLogEvents"),
             [pulumi.Output.concat(access.log_group_arn, ":*")],
         ),
-        _allow("VpcNetworkInterfaces", VPC_NETWORK_INTERFACES, ["*"]),
     ]
+    if access.in_vpc:
+        statements.append(_allow("VpcNetworkInterfaces", VPC_NETWORK_INTERFACES, ["*"]))
     if access.reads:
         statements.append(_allow("LedgerRead", TABLE_READ, access.reads))
     if access.writes:
@@ -86,6 +106,18 @@ def function_policy(access: FunctionAccess) -> dict[str, Any]:
         statements.append(statement)
     if access.kafka_cluster is not None:
         statements.extend(_kafka(access))
+    if access.assumes:
+        statements.append(_allow("HomeStatementsRole", ("sts:AssumeRole",), access.assumes))
+    if access.notifies:
+        statements.append(_allow("Notify", ("sns:Publish",), access.notifies))
+    if access.queue is not None:
+        statements.append(_allow("TriggerQueue", QUEUE_CONSUME, [access.queue]))
+    if access.reads_objects:
+        statements.append(_allow("ReadObjects", ("s3:GetObject",), access.reads_objects))
+    if access.objects_key is not None:
+        statements.append(_allow("ObjectsKey", ("kms:Decrypt",), [access.objects_key]))
+    if access.notifies and access.key is not None:
+        statements.append(_allow("NotifyKey", ("kms:GenerateDataKey", "kms:Decrypt"), [access.key]))
     if access.failure_queue is not None:
         statements.append(_allow("FailureDestination", ("sqs:SendMessage",), [access.failure_queue]))
     if access.failure_bucket is not None:

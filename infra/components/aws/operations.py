@@ -33,8 +33,7 @@ HANDLER_NAMESPACE = "meterline"
 HANDLER_METRICS = {
     "meter": ("events_accepted", "events_duplicate", "events_rejected", "dead_lettered"),
     "aggregate": ("usage_aggregated", "dead_lettered"),
-    "rate": ("spend_alerts_published",),
-    "close": ("periods_closed",),
+    "publish": ("statements_published", "periods_final"),
 }
 """What each handler counts (functions/<job>/aws.py), charted on the dashboard."""
 HANDLER_ALARMS = {"meter": ("events_rejected", "dead_lettered"), "aggregate": ("dead_lettered",)}
@@ -116,7 +115,7 @@ class Operations(pulumi.ComponentResource):
         for job, uuid in args.functions.mappings.items():
             for metric, meaning in MAPPING_ALARMS.items():
                 self._alarm(
-                    f"{job}-{_kebab(metric.removesuffix('EventCount'))}",
+                    f"{job}-{kebab(metric.removesuffix('EventCount'))}",
                     "AWS/Lambda",
                     metric,
                     {"EventSourceMappingUUID": uuid},
@@ -187,30 +186,56 @@ class Operations(pulumi.ComponentResource):
         threshold: int,
         description: str,
         statistic: str = "Sum",
-        period: int = 300,
     ) -> None:
-        aws.cloudwatch.MetricAlarm(
-            name,
-            name=f"{self.args.cell}-{name}",
-            namespace=namespace,
-            metric_name=metric,
-            dimensions=dict(dimensions),
-            statistic=statistic,
-            period=period,
-            evaluation_periods=1,
-            threshold=threshold,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=description,
-            alarm_actions=[self.alarm_topic_arn],
-            ok_actions=[self.alarm_topic_arn],
-            tags=dict(self.args.tags),
-            opts=self.child,
+        metric_alarm(
+            self,
+            Alarm(self.args.cell, name, namespace, metric, dimensions, threshold, description, statistic),
+            self.alarm_topic_arn,
+            self.args.tags,
         )
         self.alarm_count += 1
 
 
-def _kebab(name: str) -> str:
+@dataclass(frozen=True)
+class Alarm:
+    """`<cell>-<name>`: `metric` over five minutes above `threshold`."""
+
+    cell: str
+    name: str
+    namespace: str
+    metric: str
+    dimensions: Mapping[str, pulumi.Input[str]]
+    threshold: int
+    description: str
+    statistic: str = "Sum"
+    period: int = 300
+
+
+def metric_alarm(
+    parent: pulumi.Resource, alarm: Alarm, topic_arn: pulumi.Input[str], tags: Mapping[str, str]
+) -> aws.cloudwatch.MetricAlarm:
+    """The alarm, notifying `topic_arn` when it fires and when it clears."""
+    return aws.cloudwatch.MetricAlarm(
+        alarm.name,
+        name=f"{alarm.cell}-{alarm.name}",
+        namespace=alarm.namespace,
+        metric_name=alarm.metric,
+        dimensions=dict(alarm.dimensions),
+        statistic=alarm.statistic,
+        period=alarm.period,
+        evaluation_periods=1,
+        threshold=alarm.threshold,
+        comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching",
+        alarm_description=alarm.description,
+        alarm_actions=[topic_arn],
+        ok_actions=[topic_arn],
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def kebab(name: str) -> str:
     """`FailedInvoke` → `failed-invoke`."""
     return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
 

@@ -12,11 +12,12 @@ from infra.components.azure.events import Events, EventsArgs
 from infra.components.azure.functions import Functions, FunctionsArgs, hub_trigger
 from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
+from infra.components.home_link import home_endpoint, job_settings
 from infra.config import REPO_ROOT, StackConfig
 from infra.outputs import cost_inputs
 from infra.settings import rendered
 from meterline.adapters.azure_functions import AzureSettings
-from meterline.topology import FUNCTIONS, TABLES, TOPICS
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH
 
 BUILD_DIR = REPO_ROOT / "build" / "azure"
 
@@ -24,6 +25,7 @@ BUILD_DIR = REPO_ROOT / "build" / "azure"
 def azure_cell(config: StackConfig) -> dict[str, Any]:
     assert config.event_hubs is not None
     tags = config.resource_tags()
+    home = home_endpoint(config)
     client = authorization.get_client_config_output()
     # Kept: deleting a resource group deletes everything in it, retained ledgers and keys included
     group = resources.ResourceGroup(
@@ -33,7 +35,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         tags=tags,
         opts=pulumi.ResourceOptions(protect=True, retain_on_delete=True),
     )
-    consumer_groups = [(t.hub, t.consumer_group) for f in FUNCTIONS if (t := hub_trigger(f)) is not None]
+    consumer_groups = [(t.hub, t.consumer_group) for f in CELL_FUNCTIONS if (t := hub_trigger(f)) is not None]
     events = Events(
         "events",
         EventsArgs(
@@ -42,7 +44,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             config.region,
             group.name,
             config.event_hubs,
-            TOPICS,
+            CELL_TOPICS,
             consumer_groups,
             tags,
         ),
@@ -55,7 +57,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             group.name,
             client.tenant_id,
             client.subscription_id,
-            TABLES,
+            CELL_TABLES,
             tags,
             config.name_suffix,
         ),
@@ -72,7 +74,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             subscription_id=client.subscription_id,
             deployer_object_id=client.object_id,
             name_suffix=config.name_suffix,
-            functions=FUNCTIONS,
+            functions=CELL_FUNCTIONS,
             catalog=config.catalog,
             build_dir=BUILD_DIR / config.stack,
             events=events,
@@ -80,6 +82,8 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             insights_id=insights.component_id,
             insights_connection=insights.connection_string,
             tags=tags,
+            extra_settings=job_settings(config, home),
+            paused=frozenset() if home is not None else frozenset({PUBLISH.job}),
         ),
     )
     alerts = Alerts(
@@ -101,7 +105,14 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         "tables": ledgers.table_ids,
         "table_endpoint": ledgers.table_endpoint,
         "functions": {job: {"name": f.name, "id": f.app_id} for job, f in functions.functions.items()},
-        "cost_inputs": cost_inputs(config, TOPICS, [events, ledgers, insights, functions, alerts]),
+        # who the home trusts to write this cell's statements (infra/components/aws/trust.py)
+        "publisher": {
+            "cloud": "azure",
+            "cell": config.stack,
+            "tenant_id": client.tenant_id,
+            "principal_id": functions.functions[PUBLISH.job].principal_id,
+        },
+        "cost_inputs": cost_inputs(config, CELL_TOPICS, [events, ledgers, insights, functions, alerts]),
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
         "cell_settings": rendered(
             AzureSettings,
@@ -113,7 +124,7 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
             {
                 t: h
                 for t, h in events.retention_hours.items()
-                if h < next((x.retention_hours for x in TOPICS if x.name == t), h)
+                if h < next((x.retention_hours for x in CELL_TOPICS if x.name == t), h)
             }
         ),
     }

@@ -104,6 +104,10 @@ class FunctionsArgs:
     tags: Mapping[str, str]
     offline: bool = field(default_factory=offline_build)
     """Offline previews fetch no dependencies (the cached ones are still bundled)."""
+    extra_settings: Mapping[str, Mapping[str, pulumi.Input[Any]]] = field(default_factory=dict)
+    """job → fields of its settings schema beyond the cell's own (`home_link.job_settings`)."""
+    paused: frozenset[str] = frozenset()
+    """Jobs deployed with their function disabled (publish, until the cell knows its home)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,7 @@ def tables_read(function: Function) -> tuple[str, ...]:
 
 def timer_invocations_per_month(function: Function) -> int:
     """Firings in a 30-day month of the job's timer (NCRONTAB: second, minute, hour, day, month, weekday)."""
-    schedule = TIMER_SCHEDULES[function.job]
+    schedule = TIMER_SCHEDULES.get(function.job) or ncrontab(function.source)
     second, minute, hour, day, month, weekday = schedule.split()
     if not second.isdigit():
         raise ValueError(f"cannot count invocations of timer {schedule!r}: more than one a minute")
@@ -344,11 +348,14 @@ class Functions(pulumi.ComponentResource):
             host[f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace"] = namespace
             host[f"{TRIGGER_CONNECTION}__credential"] = "managedidentity"
             host[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
+        if function.job in args.paused:
+            host[f"AzureWebJobs.{function.job}.Disabled"] = "true"
         meterline = rendered(
             AzureSettings,
             table_prefix=TABLE_PREFIX,
             tables_endpoint=args.ledgers.table_endpoint,
             kafka_bootstrap=args.events.kafka_bootstrap if function.publishes else "",
+            **args.extra_settings.get(function.job, {}),
         )
         return pulumi.Output.all(pulumi.Output.all(**host), meterline).apply(
             lambda both: [{"name": name, "value": value} for name, value in {**both[0], **both[1]}.items()]

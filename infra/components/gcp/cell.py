@@ -11,11 +11,12 @@ from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, LedgersArgs
 from infra.components.gcp.network import Network, NetworkArgs
 from infra.components.gcp.operations import Operations, OperationsArgs
 from infra.components.gcp.project import Project, ProjectArgs
+from infra.components.home_link import home_endpoint, job_settings
 from infra.config import REPO_ROOT, GcpNetwork, ManagedKafka, StackConfig
 from infra.outputs import cost_inputs
 from infra.settings import rendered
 from meterline.adapters.gcp_functions import GcpSettings
-from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
+from meterline.topology import CELL_FUNCTIONS, CELL_TABLES, CELL_TOPICS, PUBLISH, TriggerKind
 
 BUILD_DIR = REPO_ROOT / "build" / "gcp"
 
@@ -30,6 +31,7 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
     assert isinstance(config.network, GcpNetwork) and config.project and config.managed_kafka
     capacity = config.managed_kafka
     labels = labels_of(config.resource_tags())
+    home = home_endpoint(config)
     project = Project("project", ProjectArgs(config.project))
     network = Network(
         "network", NetworkArgs(config.cell, config.region, config.network.cidr, project, labels)
@@ -39,7 +41,9 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
     )
     kafka = Kafka("kafka", _kafka_args(config, project, capacity, network, keys, labels))
     triggered = [
-        f.source for f in FUNCTIONS if f.trigger is TriggerKind.TABLE_STREAM and f.job not in KAFKA_DRAINS
+        f.source
+        for f in CELL_FUNCTIONS
+        if f.trigger is TriggerKind.TABLE_STREAM and f.job not in KAFKA_DRAINS
     ]
     ledgers = Ledgers(
         "ledgers",
@@ -48,7 +52,7 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
             region=config.region,
             project=project,
             database_name=config.unique(f"{config.cell}-ledger"),
-            tables=TABLES,
+            tables=CELL_TABLES,
             key_id=keys.key_id,
             key_grants=keys.grants,
             labels=labels,
@@ -61,7 +65,7 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
             cell=config.cell,
             region=config.region,
             project=project,
-            functions=FUNCTIONS,
+            functions=CELL_FUNCTIONS,
             catalog=config.catalog,
             build_dir=BUILD_DIR / config.stack,
             network_id=network.network_id,
@@ -70,6 +74,8 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
             ledgers=ledgers,
             keys=keys,
             labels=labels,
+            extra_settings=job_settings(config, home),
+            paused=frozenset() if home is not None else frozenset({PUBLISH.job}),
         ),
     )
     operations = Operations(
@@ -83,7 +89,16 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
         "firestore_database": ledgers.database_path,
         "functions": {job: {"name": f.name, "uri": f.uri} for job, f in functions.functions.items()},
         "alert_topic": operations.alert_topic,
-        "cost_inputs": cost_inputs(config, TOPICS, [network, keys, kafka, ledgers, functions, operations]),
+        # who the home trusts to write this cell's statements (infra/components/aws/trust.py)
+        "publisher": {
+            "cloud": "gcp",
+            "cell": config.stack,
+            "service_account_unique_id": functions.functions[PUBLISH.job].service_account_unique_id,
+            "service_account": functions.functions[PUBLISH.job].service_account,
+        },
+        "cost_inputs": cost_inputs(
+            config, CELL_TOPICS, [network, keys, kafka, ledgers, functions, operations]
+        ),
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
         "cell_settings": rendered(
             GcpSettings,
@@ -103,7 +118,7 @@ def _kafka_args(
     keys: Keys,
     labels: dict[str, str],
 ) -> KafkaArgs:
-    bridged = sorted({f.source for f in FUNCTIONS if f.trigger is TriggerKind.KAFKA})
+    bridged = sorted({f.source for f in CELL_FUNCTIONS if f.trigger is TriggerKind.KAFKA})
     return KafkaArgs(
-        config.cell, config.region, project, network.subnet_id, capacity, TOPICS, bridged, keys, labels
+        config.cell, config.region, project, network.subnet_id, capacity, CELL_TOPICS, bridged, keys, labels
     )

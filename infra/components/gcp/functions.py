@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ class FunctionsArgs:
     ledgers: Ledgers
     keys: Keys
     labels: Mapping[str, str]
+    extra_settings: Mapping[str, Mapping[str, pulumi.Input[Any]]] = field(default_factory=dict)
+    """job → fields of its settings schema beyond the cell's own (`home_link.job_settings`)."""
+    paused: frozenset[str] = frozenset()
+    """Jobs whose schedule is deployed paused (publish, until the cell knows its home)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,7 @@ class DeployedFunction:
     service: pulumi.Output[str]
     uri: pulumi.Output[str]
     service_account: pulumi.Output[str]
+    service_account_unique_id: pulumi.Output[str]
 
 
 class Functions(pulumi.ComponentResource):
@@ -227,7 +232,9 @@ class Functions(pulumi.ComponentResource):
             member=invoker.member,
             opts=self.child,
         )
-        deployed = DeployedFunction(function, resource.name, service, resource.url, account.email)
+        deployed = DeployedFunction(
+            function, resource.name, service, resource.url, account.email, account.unique_id
+        )
         if scheduled:
             self._schedule(function, deployed, invoker, drain, invokes)
         return deployed
@@ -279,7 +286,7 @@ class Functions(pulumi.ComponentResource):
             inputs["kafka_bootstrap"] = args.kafka.bootstrap_servers
         if drain:
             inputs |= {"consumer_group": drain.consumer_group, "drain_seconds": drain.budget_seconds}
-        return rendered(GcpSettings, **inputs)
+        return rendered(GcpSettings, **inputs, **args.extra_settings.get(function.job, {}))
 
     def _event_trigger(
         self, function: Function, invoker: gcp.serviceaccount.Account
@@ -325,6 +332,7 @@ class Functions(pulumi.ComponentResource):
             region=self.args.region,
             schedule=unix_cron(drain.schedule if drain else function.source),
             time_zone="Etc/UTC",
+            paused=function.job in self.args.paused,
             attempt_deadline=f"{function.timeout_seconds}s" if drain else "1800s",
             retry_config=(
                 {"retry_count": 0}

@@ -73,7 +73,8 @@ class Ledgers(pulumi.ComponentResource):
             cmek_config={"kms_key_name": args.key_id},
             opts=kept(self, [*args.project.ready_for("firestore"), *args.key_grants]),
         )
-        for table in QUERIED_TABLES:
+        present = {table.name for table in args.tables}
+        for table in (name for name in QUERIED_TABLES if name in present):  # a cell issues no invoices
             gcp.firestore.Index(
                 f"{table}-range",
                 project=project_id,

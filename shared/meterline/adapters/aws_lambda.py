@@ -15,13 +15,15 @@ from meterline.pipeline.meter import DeliveredRecord
 from meterline.pipeline.processing import AggregateProcessor, MeterProcessor, MeterReport
 from meterline.ports import Item, Publisher, Store
 from meterline.records import AcceptedUsage, Delivery
-from meterline.settings import CellSettings, KafkaAuth, env
+from meterline.settings import CellSettings, KafkaAuth, SettingsError, env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
 
     from meterline.bootstrap import Jobs
+    from meterline.exchange import Exchange
     from meterline.pipeline.aggregate import Aggregator, StreamRecord
+    from meterline.pipeline.ingest import Ingest
     from meterline.pipeline.meter import Meter
 
 
@@ -34,6 +36,8 @@ class AwsSettings(CellSettings):
     region: str = env("AWS_REGION", "us-east-1", platform=True)
     dynamodb_endpoint: str = env("METERLINE_DYNAMODB_ENDPOINT", "")
     """A DynamoDB endpoint other than AWS's (a moto server): for clients of a local cell only."""
+    notification_topics: str = env("METERLINE_NOTIFICATION_TOPICS", "")
+    """The billing home: a JSON object, topic name → SNS topic ARN, where it announces (no broker)."""
 
     def open_store(self) -> Store:
         import boto3
@@ -46,12 +50,42 @@ class AwsSettings(CellSettings):
         return DynamoStore(client, self.table_prefix)
 
     def open_publisher(self) -> Publisher:
+        if self.notification_topics:
+            return self.open_notifications()
         from meterline.adapters.kafka import KafkaPublisher, msk_iam_config
 
         bootstrap = self.require_kafka()
         if self.kafka_auth is KafkaAuth.IDENTITY:
             return KafkaPublisher(msk_iam_config(bootstrap, self.region))
         return KafkaPublisher({"bootstrap.servers": bootstrap})
+
+    def open_notifications(self) -> Publisher:
+        import json
+
+        import boto3
+
+        from meterline.adapters.sns import SnsPublisher
+
+        try:
+            topics = json.loads(self.notification_topics)
+        except ValueError:
+            raise SettingsError("METERLINE_NOTIFICATION_TOPICS must be a JSON object of topic ARNs") from None
+        if not isinstance(topics, dict):
+            raise SettingsError("METERLINE_NOTIFICATION_TOPICS must be a JSON object of topic ARNs")
+        return SnsPublisher(boto3.client("sns", region_name=self.region), topics)
+
+    def open_exchange(self) -> Exchange:
+        """A cell's publish: the home's bucket as the cell's statements role, assumed with the
+        function's own role. The home's ingest: its own bucket, with its own role."""
+        from meterline.adapters.s3 import S3Exchange, home_exchange
+
+        if not self.statements_role_arn:
+            import boto3
+
+            if not self.statements_bucket:
+                raise SettingsError("the function setting METERLINE_STATEMENTS_BUCKET is missing")
+            return S3Exchange(boto3.client("s3", region_name=self.region), self.statements_bucket)
+        return home_exchange(self.cell_name, *self.require_home())
 
 
 def stream_image(image: Mapping[str, Mapping[str, Any]]) -> Item:
@@ -209,15 +243,104 @@ class AggregatesStream(Telemetry):
         return {"batchItemFailures": []}
 
 
+class RateSchedule(Telemetry):
+    """The billing home's rate: on a schedule (no stream crosses from the cells), every tenant with
+    usage not rolled up yet in every open period, as of the clock."""
+
+    def process(self, home: Jobs) -> dict[str, Any]:
+        alerts = home.charges.run_open(home.clock())
+        self.count("spend_alerts_published", alerts)
+        return {"alerts": alerts}
+
+
 class Schedule(Telemetry):
-    """close's schedule: as of the clock, never of the event, so no payload closes a period early."""
+    """close's schedule: as of the clock, never of the event, so no payload closes a period early.
+    At the billing home (its settings name the cells) a period is issued once every cell reported
+    it final, or at its deadline; ``silent_cells`` counts the cells it was issued without (the
+    home's alarm), and a JSON line names them (``pipeline.home.silent_cells``)."""
 
     def process(self, cell: Jobs) -> dict[str, Any]:
+        if cell.cells:
+            return self.process_home(cell)
         closed = [str(period) for period in cell.closer.run(cell.clock())]
         self.count("periods_closed", len(closed))
         self.logger.info("periods closed", extra={"periods": closed})
         return {"closed": closed}
 
+    def process_home(self, home: Jobs) -> dict[str, Any]:
+        decided = home.home.close(home.clock())
+        closed = [str(ready.period) for ready in decided if ready.issue]
+        without = sorted({cell for ready in decided if ready.issue for cell in ready.silent})
+        waiting = [str(ready.period) for ready in decided if not ready.issue]
+        self.count("periods_closed", len(closed))
+        amendments = sum(home.home.amendments(ready.period) for ready in decided if ready.issue)
+        self.count("amendments_issued", amendments)
+        self.count("silent_cells", len(without))
+        self.logger.info("periods closed", extra={"periods": closed, "waiting_for_cells": waiting})
+        return {"closed": closed, "issued_without": without, "waiting": waiting}
+
 
 def _inserted(record: Mapping[str, Any]) -> bool:
     return record.get("eventName") == "INSERT"
+
+
+class PublishSchedule(Telemetry):
+    """publish's schedule (a cell): as of the clock, as close's."""
+
+    def process(self, cell: Jobs) -> dict[str, Any]:
+        run = cell.publish.run_schedule(cell.clock())
+        self.count("statements_published", len(run.statements))
+        self.count("periods_final", len(run.finals))
+        self.logger.info("statements published", extra=run.to_json())
+        return run.to_json()
+
+
+class StatementNotifications(Telemetry):
+    """ingest's trigger (the home): SQS batches of the statements bucket's object-created
+    notifications. A message whose statement cannot be applied now (a store or bucket failure, an
+    object that is not a statement) is handed back; after the queue's receive count it goes to the
+    redrive queue, which is alarmed. A conflict (other bytes under an applied key) is not retried:
+    the first bytes stand, and the ``statement_conflicts`` alarm says so."""
+
+    def process(self, event: Mapping[str, Any], ingest: Ingest) -> dict[str, Any]:
+        from meterline.exchange import ExchangeError
+        from meterline.pipeline.ingest import StatementConflictError
+        from meterline.ports import StoreError
+        from meterline.statements import StatementError
+
+        counts = {"statements_applied": 0, "statements_duplicate": 0, "statement_conflicts": 0}
+        late_before = ingest.late
+        failures = []
+        for message in event.get("Records", []):
+            try:
+                for key in notified_keys(message["body"]):
+                    counts["statements_applied" if ingest.apply(key) else "statements_duplicate"] += 1
+            except StatementConflictError as error:
+                counts["statement_conflicts"] += 1
+                self.logger.error(
+                    "statement conflict", extra={"error": str(error), "metric": "statement_conflicts"}
+                )
+            except (StatementError, ExchangeError, StoreError, ValueError, KeyError) as error:
+                self.logger.warning(
+                    "statement not applied",
+                    extra={"message_id": message.get("messageId"), "error": str(error)},
+                )
+                failures.append({"itemIdentifier": message["messageId"]})
+        counts["statements_late"] = ingest.late - late_before
+        for name, value in counts.items():
+            self.count(name, value)
+        return {"batchItemFailures": failures}
+
+
+def notified_keys(message_body: str) -> list[str]:
+    """The object keys of an S3 event notification delivered through SQS (URL-encoded in the event);
+    none for S3's test event, sent when the notification is configured."""
+    import json
+    from urllib.parse import unquote_plus
+
+    document = json.loads(message_body)
+    return [
+        unquote_plus(record["s3"]["object"]["key"])
+        for record in document.get("Records", [])
+        if str(record.get("eventName", "")).startswith("ObjectCreated:")
+    ]

@@ -30,7 +30,7 @@ numbers, which the aggregator's markers cannot tell apart from new usage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -48,6 +48,7 @@ from meterline.topology import USAGE_EVENTS
 
 if TYPE_CHECKING:
     from meterline.bootstrap import Jobs
+    from meterline.exchange import Exchange
     from meterline.pipeline.meter import Meter
 
 
@@ -73,9 +74,11 @@ HUB_TRIGGERS = {
 }
 """The jobs with an Event Hubs trigger. The functions' triggers and the cell's consumer groups and
 receive rights are all read from here."""
-TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *"}
+TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *", "publish": "0 */5 * * * *"}
 """The other jobs run on timers (NCRONTAB, seconds first): rate every five minutes, which is how far
-running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS."""
+running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS;
+publish every five minutes, as ``topology.PUBLISH`` says. A deployed cell runs meter, aggregate
+and publish; rate and close are the single-cell pipeline's (the local runtime's)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +122,14 @@ class AzureSettings(CellSettings):
         from azure.identity import DefaultAzureCredential  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         return KafkaPublisher(event_hubs_oauth_config(bootstrap, DefaultAzureCredential()))
+
+    def open_exchange(self) -> Exchange:
+        """The home's bucket as this cell's statements role, by the app's managed identity's token."""
+        from meterline.adapters.s3 import home_exchange
+
+        bucket, region, role_arn = self.require_home()
+        token = managed_identity_token(self.statements_audience or STATEMENTS_AUDIENCE)
+        return home_exchange(self.cell_name, bucket, region, role_arn, token)
 
 
 class TokenCredential(Protocol):
@@ -234,3 +245,17 @@ def aggregate_batch(events: Sequence[HubEvent], cell: Jobs, logger: logging.Logg
             records.append(StreamRecord(record.sequence, usage))
     AggregateProcessor(aggregator).run(records)
     log_set_aside(logger, aggregator.dead_lettered - before)
+
+
+STATEMENTS_AUDIENCE = "api://AzureADTokenExchange"
+"""The resource an Azure cell asks its token for: the home's OIDC provider's client id."""
+
+
+def managed_identity_token(audience: str) -> Callable[[], str]:
+    """The app's managed identity's Entra ID token for ``audience``, fresh per call: what the home's
+    statements role trusts an Azure cell's publish by (the identity is the one the Functions host
+    names, as for the ledgers and the broker)."""
+    from azure.identity import DefaultAzureCredential  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    credential = DefaultAzureCredential()
+    return lambda: str(credential.get_token(f"{audience}/.default").token)

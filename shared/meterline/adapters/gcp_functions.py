@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from meterline.adapters.kafka_drain import DrainReport
     from meterline.bootstrap import Jobs
+    from meterline.exchange import Exchange
     from meterline.pipeline.meter import Meter
 
 DRAIN_SECONDS = 40.0
@@ -88,6 +89,14 @@ class GcpSettings(CellSettings):
         from meterline.adapters.kafka import KafkaPublisher
 
         return KafkaPublisher(self.kafka_config())
+
+    def open_exchange(self) -> Exchange:
+        """The home's bucket as this cell's statements role, by the function's Google ID token."""
+        from meterline.adapters.s3 import home_exchange
+
+        bucket, region, role_arn = self.require_home()
+        token = google_id_token(self.statements_audience or STATEMENTS_AUDIENCE)
+        return home_exchange(self.cell_name, bucket, region, role_arn, token)
 
     def consumer(self) -> Consumer:
         """A consumer in the job's group that commits only when told to, and reports the end of
@@ -286,3 +295,22 @@ def document_item(document: Any) -> Item:
 
 def _digest64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+STATEMENTS_AUDIENCE = "sts.amazonaws.com"
+"""The audience a GCP cell asks its ID token for (the home's statements role checks it as ``oaud``)."""
+
+
+def google_id_token(audience: str) -> Callable[[], str]:
+    """The function's service account's Google ID token for ``audience``, fresh per call (from the
+    metadata server): what the home's statements role trusts a GCP cell's publish by."""
+
+    def fetch() -> str:
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+
+        request = google.auth.transport.requests.Request()
+        token: str = google.oauth2.id_token.fetch_id_token(request, audience)  # type: ignore[no-untyped-call]
+        return token
+
+    return fetch

@@ -1,5 +1,5 @@
-"""In-memory store and publisher: the fakes for unit tests and the handler-speed benchmark.
-They pass the same contract suite as the real adapters."""
+"""In-memory store, publisher and statement exchange: the fakes for unit tests and the
+handler-speed benchmark. They pass the same contract suites as the real adapters."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from meterline.exchange import ExchangeConflictError
 from meterline.ports import (
     ConditionFailedError,
     Expect,
@@ -144,3 +145,29 @@ class StreamingMemoryStore(MemoryStore):
         if table in self.streams:
             self._sequence += 1
             self.streams[table].append(StreamEntry(table, f"{self._sequence:021d}", copy.copy(item)))
+
+
+class MemoryExchange:
+    """The statement exchange in memory (``meterline.exchange``)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: str, body: bytes) -> bool:
+        with self._lock:
+            standing = self.objects.get(key)
+            if standing is None:
+                self.objects[key] = bytes(body)
+                return True
+        if standing != body:
+            raise ExchangeConflictError(key)
+        return False
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self.objects.get(key)
+
+    def keys(self, prefix: str, after: str = "") -> list[str]:
+        with self._lock:
+            return sorted(key for key in self.objects if key.startswith(prefix) and key > after)

@@ -14,7 +14,8 @@ from datetime import datetime
 from meterline.adapters.memory import StreamingMemoryStore
 from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
-from meterline.ports import Publisher
+from meterline.offline import CELL
+from meterline.ports import Item, Publisher
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
@@ -35,13 +36,15 @@ class Cell:
     catalog: Catalog
     publisher: Publisher
     stream_batch: int = 1000
+    name: str = CELL
+    """``<cloud>-<region>``: the market its measurements carry (SPEC §8)."""
     store: StreamingMemoryStore = field(init=False)
     position: StreamPosition = field(default_factory=StreamPosition)
 
     def __post_init__(self) -> None:
         streamed = [table.name for table in TABLES if table.stream is not None]
         self.store = StreamingMemoryStore([table.name for table in TABLES], streamed)
-        self.jobs = Jobs(self.catalog, self.store, self.publisher)
+        self.jobs = Jobs(self.catalog, self.store, self.publisher, cell=self.name)
         self.meter, self.aggregator = self.jobs.meter, self.jobs.aggregator
         self.charges, self.closer = self.jobs.charges, self.jobs.closer
         # as the Lambda triggers process them: a Kafka batch, a stream batch
@@ -52,6 +55,12 @@ class Cell:
 
     def pump(self, now: datetime | None = None) -> None:
         """Feed every new usage item to the aggregator and every new partial to rating (as of ``now``)."""
+        new = self.aggregate()
+        if new:
+            self.charges.run(new, now)
+
+    def aggregate(self) -> list[Item]:
+        """Feed every new usage item to the aggregator; return the partials written since last asked."""
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
@@ -61,8 +70,7 @@ class Cell:
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
-        if new:
-            self.charges.run(new, now)
+        return new
 
     def close(self, now: datetime) -> None:
         self.pump()
