@@ -12,21 +12,33 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import orjson
+from orjson import JSONDecodeError
+
+from meterline.aggregation import Value
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
-from meterline.catalog import Catalog
+from meterline.catalog import Aggregation, Catalog
 from meterline.credits import Credits
-from meterline.events import EventError, EventKey, Reason
+from meterline.events import EventError, EventKey, Reason, common_time
 from meterline.invoice import Invoice, UnbilledUsage
-from meterline.metering import Metering
+from meterline.metering import Metering, Reading
 from meterline.periods import Period
-from meterline.records import read_usage
+from meterline.records import MAX_ITEM_BYTES, UsageFields, read_usage
 from meterline.terms import cutter
 from meterline.usage import States, UsageBook, fold
 
 CELL = "local"
 """The cell of a usage file given without one."""
+
+_loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
+_WITH_DATA = 7
+"""The attributes of an event with data and without extensions: specversion, id, source, type,
+subject, time and data."""
+_NEWLINE = ord("\n")
+_SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
 @dataclass
@@ -131,6 +143,12 @@ class Metered:
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Deduplicator] = {}
         self._metering = Metering(catalog.meters_by_type)
+        self._plain = self._metering.plain
+        self._plain_sizes = {
+            event_type: MAX_ITEM_BYTES // self._metering.weights[event_type] - 1024
+            for event_type in self._plain
+        }
+        """The longest line of each type whose records surely fit a ledger item (``read_usage``)."""
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -144,6 +162,7 @@ class Metered:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts)."""
         rejected = self.rejected_by_reason
         metering = self._metering
+        read_plain = self._read_plain
         admit = self.cells.setdefault(cell, Deduplicator()).admit
         recent = self._recent
         month_of = self._month
@@ -155,7 +174,10 @@ class Metered:
                 continue
             received += 1
             try:
-                subject, source, event_id, time, readings, content = read_usage(metering, line)
+                fields = read_plain(line)
+                if fields is None:
+                    fields = read_usage(metering, line)
+                subject, source, event_id, time, readings, content = fields
                 if not admit((subject, source, event_id), hash(content)):
                     duplicates += 1
                     continue
@@ -181,6 +203,67 @@ class Metered:
             fold(states, readings, time, event_id)
         self.received += received
         self.duplicates += duplicates
+
+    def _read_plain(self, line: bytes | str) -> UsageFields | None:
+        """``read_usage`` of the event nearly every producer writes, for a third of its time: the
+        six attributes, data of text and integers only, spelled compactly, measured by meters of
+        one data key each. None for anything else, which ``read_usage`` reads and, if need be,
+        rejects with its reason: this reads only what it would accept, and reads it alike."""
+        if type(line) is not bytes:
+            return None
+        try:
+            document = _loads(line)
+        except JSONDecodeError:
+            return None
+        if type(document) is not dict or len(document) != _WITH_DATA:
+            return None
+        get = document.get
+        data, event_type = get("data"), get("type")
+        if type(data) is not dict or type(event_type) is not str:
+            return None
+        plain = self._plain.get(event_type)
+        if plain is None or len(line) > self._plain_sizes[event_type]:
+            return None
+        subject, source, event_id, time = get("subject"), get("source"), get("id"), get("time")
+        if not (
+            type(subject) is str and subject and type(source) is str and source
+            and type(event_id) is str and event_id and event_type and type(time) is str
+            and get("specversion") == "1.0"
+        ):  # fmt: skip
+            return None
+        for value in data.values():
+            kind = type(value)
+            if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
+                return None
+        # orjson writes compactly, sorted: the same size as the line only if no key was repeated
+        # (see events._compact_size); and then it is the event's canonical content
+        content = _dumps(document, option=_SORTED)
+        size = len(content)
+        if size != len(line) and (size != len(line) - 1 or line[-1] != _NEWLINE):
+            return None
+        moment = common_time(time)
+        if moment is None:
+            return None
+        readings: list[Reading] = []
+        for key, meter, aggregation, name, group_by in plain:
+            if name is None:
+                value: Value = None
+            else:
+                value = data.get(name)
+                if type(value) is int:
+                    if aggregation is _SUM:
+                        if value < 0:
+                            return None
+                    elif aggregation is _UNIQUE_COUNT:
+                        value = str(value)
+                    elif aggregation is _TIMED and value < 0:
+                        return None
+                    else:
+                        value = Decimal(value)  # a state that keeps its values keeps Decimals
+                elif aggregation is not _UNIQUE_COUNT or value is None:
+                    return None  # missing, or a decimal string: read_usage reads it exactly
+            readings.append((key or (meter.key, tuple([data.get(k) for k in group_by])), meter, value))
+        return subject, source, event_id, moment, readings, content
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
         number = year * 12 + month
