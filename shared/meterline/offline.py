@@ -231,8 +231,8 @@ class Metered:
             and get("specversion") == "1.0"
         ):  # fmt: skip
             return None
-        for value in data.values():
-            kind = type(value)
+        for found in data.values():
+            kind = type(found)
             if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
                 return None
         # orjson writes compactly, sorted: the same size as the line only if no key was repeated
