@@ -120,9 +120,8 @@ def format_quantity(quantity: Fraction) -> str:
         denominator //= 5
         fives += 1
     if denominator == 1:
-        places = max(twos, fives)
-        scaled = quantity * 10**places
-        text = str(shifted(int(scaled), places))
+        places = max(twos, fives)  # the denominator divides 10**places
+        text = str(shifted(quantity.numerator * 10**places // quantity.denominator, places))
     else:
         text = str(shifted(round(quantity * 10**18), 18))
     return _plain(text)

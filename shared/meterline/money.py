@@ -27,15 +27,21 @@ def minor_units(currency: str) -> int:
 
 def round_money(amount: Decimal | Fraction | int, currency: str) -> Decimal:
     """Round once to the currency's minor unit, half away from zero (ROUND_HALF_UP on Decimal)."""
-    return _round_fraction(Fraction(amount), minor_units(currency))
+    if isinstance(amount, Decimal):
+        numerator, denominator = amount.as_integer_ratio()
+    else:
+        numerator, denominator = amount.numerator, amount.denominator
+    return _round_ratio(numerator, denominator, minor_units(currency))
 
 
-def _round_fraction(value: Fraction, places: int) -> Decimal:
-    scaled = value * 10**places
-    whole, remainder = divmod(abs(scaled.numerator), scaled.denominator)
-    if 2 * remainder >= scaled.denominator:
+def _round_ratio(numerator: int, denominator: int, places: int) -> Decimal:
+    """numerator / denominator rounded to ``places``, in integers: no Fraction is made (rating makes
+    one per line otherwise). The ratio need not be in lowest terms: scaling both by a factor
+    changes neither the whole part nor which side of one half the remainder falls."""
+    whole, remainder = divmod(abs(numerator) * 10**places, denominator)
+    if 2 * remainder >= denominator:
         whole += 1
-    return shifted(-whole if scaled < 0 else whole, places)
+    return shifted(-whole if numerator < 0 else whole, places)
 
 
 def shifted(whole: int, places: int) -> Decimal:

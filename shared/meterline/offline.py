@@ -260,7 +260,7 @@ class Metered:
                         value = Decimal(value)  # a state that keeps its values keeps Decimals
                 elif aggregation is not _UNIQUE_COUNT or value is None:
                     return None  # missing, or a decimal string: read_usage reads it exactly
-            readings.append((key or (meter.key, tuple([data.get(k) for k in group_by])), meter, value))
+            readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
         return subject, source, event_id, moment, readings, content
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
