@@ -20,6 +20,8 @@ from infra.components.aws.operations import Operations, OperationsArgs  # noqa: 
 from infra.config import ConfigError, StackConfig, load_from_pulumi  # noqa: E402
 from infra.outputs import cost_inputs  # noqa: E402
 from infra.packaging import BUILD_DIR, build_packages, offline_build  # noqa: E402
+from infra.settings import rendered  # noqa: E402
+from meterline.adapters.aws_lambda import AwsSettings  # noqa: E402
 from meterline.topology import FUNCTIONS, TABLES, TOPICS  # noqa: E402
 
 
@@ -76,11 +78,13 @@ def aws_cell(config: StackConfig) -> dict[str, Any]:
     exports["dashboard"] = operations.dashboard_name
     exports["cost_inputs"] = cost_inputs(config, TOPICS, [network, kafka, ledgers, functions, operations])
     # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
-    exports["cell_settings"] = {
-        "METERLINE_TABLE_PREFIX": ledgers.table_prefix,
-        "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-        "AWS_REGION": config.region,
-    }
+    exports["cell_settings"] = rendered(
+        AwsSettings,
+        platform=True,
+        table_prefix=ledgers.table_prefix,
+        kafka_bootstrap=kafka.bootstrap_servers,
+        region=config.region,
+    )
     return exports
 
 

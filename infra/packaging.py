@@ -1,9 +1,10 @@
-"""Lambda packages: one small zip per function (its handler, the meterline core, the catalog) and
-one shared layer with the third-party runtime dependencies, built for arm64 / Python 3.13.
+"""Lambda packages: one small zip per function (its handler, the core modules the handler can
+import -- its import closure, `infra.closure` -- and the catalog) and one shared layer with the
+third-party runtime dependencies, built for arm64 / Python 3.13.
 
 The zips are deterministic (sorted entries, fixed timestamps) so an unchanged function does not
 redeploy. The layer is fetched once with pip for the Lambda platform and cached by its pins.
-Run `python -m infra.packaging --measure` for package sizes and handler cold-import times.
+Run `python -m infra.packaging --measure` for package sizes (cold imports: `meterline bench --cold-import`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.closure import core_closure
 from infra.config import REPO_ROOT
 
 RUNTIME = "python3.13"
@@ -58,12 +59,6 @@ LAYER_DISTRIBUTIONS = (
     "aws-msk-iam-sasl-signer-python",
     "click",
 )
-OPERATOR_TOOLS = frozenset(
-    {"cli.py", "stacks_cli.py", "cost_cli.py", "smoke_cli.py", "bench.py", "local", "samples", "__pycache__"}
-)
-"""Core modules no function imports, on any cloud: the command line, the local runtime, samples."""
-# and, in a Lambda zip, the other clouds' wiring
-_CORE_EXCLUDED = OPERATOR_TOOLS | {"gcp", "azure", "gcp.py", "azure.py", "py.typed"}
 _HANDLER_EXCLUDED = frozenset({"gcp.py", "azure.py", "tests", "__pycache__"})
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -103,21 +98,26 @@ def build_packages(jobs: list[str], catalog: Path, out_dir: Path, *, offline: bo
 
 
 def build_function_archive(job: str, catalog: Path, out_dir: Path) -> Path:
-    """`<out_dir>/<job>.zip`: the handler at the root (handler `aws.handler`), the core as
-    `meterline/` and the stack's catalog as `catalog.yaml`. A missing handler still gets an
-    archive with the core, so an offline preview of a cell works before its handlers exist."""
+    """`<out_dir>/<job>.zip`: the handler at the root (handler `aws.handler`), its import closure
+    in the core under `meterline/` and the stack's catalog as `catalog.yaml`. A missing handler
+    still gets an archive (the catalog alone), so an offline preview works before it exists."""
     source = function_source(job)
     archive = out_dir / f"{job}.zip"
     entries = sorted(
-        [
-            *tree_entries(source, source, _HANDLER_EXCLUDED),
-            *tree_entries(CORE_DIR, CORE_DIR.parent, _CORE_EXCLUDED),
-        ],
+        [*tree_entries(source, source, _HANDLER_EXCLUDED), *core_entries(source / "aws.py")],
         key=lambda entry: entry[0],
     )
     entries.append((CATALOG_NAME, catalog))
     write_zip(archive, entries)
     return archive
+
+
+def core_entries(handler: Path) -> list[tuple[str, Path]]:
+    """The archive entries of the core modules ``handler`` can import (none without a handler)."""
+    if not handler.is_file():
+        return []
+    closure = core_closure(handler, CORE_DIR)
+    return sorted((path.relative_to(CORE_DIR.parent).as_posix(), path) for path in closure)
 
 
 def tree_entries(root: Path, base: Path, excluded: frozenset[str]) -> Iterator[tuple[str, Path]]:
@@ -335,47 +335,24 @@ def write_zip(
 
 
 def measure(jobs: list[str], catalog: Path) -> None:
+    """Resource counts and archive sizes (each handler's cold import: `meterline bench --cold-import`)."""
     from infra.config import stack_names
     from infra.preview import preview_stack
 
     for stack in stack_names():
         print(f"stack {stack}: {len(preview_stack(stack)['resources'])} resources")
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch)
         for job in jobs:
-            archive = build_function_archive(job, catalog, out)
-            extracted = out / job
-            shutil.unpack_archive(archive, extracted)
-            has_handler = (extracted / "aws.py").is_file()
-            seconds = _cold_import_seconds(extracted) if has_handler else None
-            timing = f"cold import {seconds * 1000:.0f} ms" if seconds is not None else "no handler yet"
-            print(f"function {job}: {archive.stat().st_size / 1024:.1f} KiB zipped; {timing}")
+            archive = build_function_archive(job, catalog, Path(scratch))
+            print(f"function {job}: {archive.stat().st_size / 1024:.1f} KiB zipped")
         layer = layer_archive_path()
         if layer.is_file():
             print(f"layer {layer.name}: {layer.stat().st_size / 1024 / 1024:.1f} MiB zipped")
 
 
-def _cold_import_seconds(root: Path) -> float:
-    code = "import time; t = time.perf_counter(); import aws; print(time.perf_counter() - t)"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "METERLINE_CATALOG": str(root / CATALOG_NAME),
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise PackagingError(f"handler in {root.name} does not import: {result.stderr.strip()[-300:]}")
-    return float(result.stdout.strip() or time.perf_counter() - started)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.packaging")
-    parser.add_argument("--measure", action="store_true", help="print resource counts, sizes, import times")
+    parser.add_argument("--measure", action="store_true", help="print resource counts and package sizes")
     parser.add_argument("--layer", action="store_true", help="fetch and cache the dependency layer")
     args = parser.parse_args()
     from meterline.topology import FUNCTIONS

@@ -4,46 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cache
 from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import HUB_TRIGGERS, Settings, Wiring, hub_records
-from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
+from meterline.adapters.azure_functions import HUB_TRIGGERS, AzureSettings, meter_batch
+from meterline.bootstrap import Wired
 
 logger = logging.getLogger("meterline.meter")
 blueprint = func.Blueprint()
-TRIGGER = HUB_TRIGGERS["meter"]
-
-
-@cache
-def meter() -> Meter:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: AzureSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @blueprint.function_name("meter")
 @blueprint.retry(strategy="fixed_delay", max_retry_count="-1", delay_interval="00:00:10")
 @blueprint.event_hub_message_trigger(
     arg_name="events",
-    event_hub_name=TRIGGER.hub,
+    event_hub_name=HUB_TRIGGERS["meter"].hub,
     connection="METERLINE_EVENTHUB",
     cardinality=func.Cardinality.MANY,
-)  # in the hub's $Default consumer group (TRIGGER.consumer_group)
+)  # in the hub's $Default consumer group (HUB_TRIGGERS["meter"].consumer_group)
 def handler(events: list[func.EventHubEvent]) -> None:
-    # No partial batch failures: the first store or publish failure raises, the partition stops
-    # there and the whole batch runs again; records already metered reach the same outcome. A
-    # record that keeps failing (not an outage) is dead-lettered once it has had its attempts.
-    job = meter()
-    for record in hub_records(TRIGGER.hub, events):
-        delivered = DeliveredRecord(record.delivery, record.key, record.value)
-        outcome, reason, attempts = job.settle(delivered)
-        if attempts:
-            logger.error(
-                "record dead-lettered after failing every attempt",
-                extra={"delivery": str(record.delivery), "attempts": attempts, "metric": "dead_lettered"},
-            )
-        elif outcome is Outcome.REJECTED:
-            logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})
-    job.publisher.flush()
+    meter_batch(events, jobs().meter, logger)

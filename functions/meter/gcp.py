@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cache
 from pathlib import Path
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from meterline.adapters.gcp_functions import Settings, Wiring, pubsub_record
-from meterline.pipeline.meter import DeliveredRecord, Meter, Outcome
+from meterline.adapters.gcp_functions import GcpSettings, meter_message
+from meterline.bootstrap import Wired
 
 logger = logging.getLogger("meterline.meter")
-
-
-@cache
-def meter() -> Meter:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return Meter(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: GcpSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @functions_framework.cloud_event
 def handler(cloud_event: CloudEvent) -> None:
-    # Returning acks the message; raising has Pub/Sub deliver it again. A reject is an outcome
-    # (ledgered and dead-lettered) and returns; a store or publish failure raises, until the
-    # record has had its attempts and is dead-lettered (an outage raises for as long as it lasts).
-    record = pubsub_record(cloud_event["source"], cloud_event.data)
-    job = meter()
-    outcome, reason, attempts = job.settle(DeliveredRecord(record.delivery, record.key, record.value))
-    job.publisher.flush()
-    if attempts:
-        logger.error(
-            "record dead-lettered after failing every attempt",
-            extra={"delivery": str(record.delivery), "attempts": attempts, "metric": "dead_lettered"},
-        )
-    elif outcome is Outcome.REJECTED:
-        logger.info("event rejected", extra={"delivery": str(record.delivery), "reason": reason})
+    meter_message(cloud_event["source"], cloud_event.data, jobs().meter, logger)

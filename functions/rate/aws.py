@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools import Logger, Metrics
 
-from meterline.adapters.aws_lambda import Settings, Wiring, stream_image
-from meterline.pipeline.rate import RunningCharges
+from meterline.adapters.aws_lambda import AggregatesStream, AwsSettings
+from meterline.bootstrap import Wired
 
 logger = Logger(service="meterline-rate")
 metrics = Metrics(namespace="meterline", service="rate")
-tracer = Tracer(service="meterline-rate")
-
-
-@cache
-def running_charges() -> RunningCharges:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return RunningCharges(wiring.catalog, wiring.store, wiring.publisher)
+jobs = Wired(lambda: AwsSettings.from_env(os.environ, Path(__file__).parent))
+trigger = AggregatesStream(logger, metrics)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    partials = [
-        stream_image(record["dynamodb"]["NewImage"])
-        for record in event.get("Records", [])
-        if record.get("eventName") == "INSERT"
-        and record["dynamodb"]["NewImage"].get("sk", {}).get("S", "").startswith("partial|")
-    ]
-    alerts = running_charges().run(partials)
-    metrics.add_metric(name="spend_alerts_published", unit=MetricUnit.Count, value=alerts)
-    return {"batchItemFailures": []}
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return trigger.process(event, jobs())

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 
 import azure.functions as func
 
-from meterline.adapters.azure_functions import Settings, Wiring
-from meterline.pipeline.rate import RunningCharges
+from meterline.adapters.azure_functions import TIMER_SCHEDULES, AzureSettings
+from meterline.bootstrap import Wired
 
 blueprint = func.Blueprint()
-SCHEDULE = "0 */5 * * * *"
-"""Every five minutes: how far running charges and spend alerts may lag behind usage."""
-
-
-@cache
-def running_charges() -> RunningCharges:
-    wiring = Wiring(Settings.from_env(os.environ, Path(__file__).parent))
-    return RunningCharges(wiring.catalog, wiring.store, wiring.publisher)
+SCHEDULE = TIMER_SCHEDULES["rate"]
+jobs = Wired(lambda: AzureSettings.from_env(os.environ, Path(__file__).parent))
 
 
 @blueprint.function_name("rate")
@@ -27,4 +20,5 @@ def running_charges() -> RunningCharges:
 def handler(timer: func.TimerRequest) -> None:
     # Azure Tables cannot announce new partials; re-rating is idempotent and each spend alert is a
     # conditional create, so rating everything again loses nothing and announces nothing twice.
-    running_charges().run_open()
+    cell = jobs()
+    cell.charges.run_open(cell.clock())

@@ -154,13 +154,6 @@ def firestore_collection(resource: Mapping[str, Any], pricing: Pricing) -> Entri
             note=AWS_FIGURE,
         ),
     ]
-    if resource.get("ttl") and isinstance(writes, Line):
-        # At steady state every document the TTL policy expires is one delete.
-        entries.append(
-            pricing.line(
-                "firestore", "deletes", f"{table} TTL deletes", writes.fixed_units, writes.units_per_million
-            )
-        )
     storage = _table_storage(resource, table, pricing)
     if isinstance(storage, Unpriced):
         return [*entries, storage]

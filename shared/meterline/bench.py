@@ -348,6 +348,12 @@ def add_parser(commands: Any) -> None:
         " (default 1,000,000)",
     )
     command.add_argument(
+        "--cold-import",
+        action="store_true",
+        help="only the cold import of each AWS handler against a bare `import boto3` (also printed by"
+        " the default run)",
+    )
+    command.add_argument(
         "--write-measured",
         type=Path,
         metavar="FILE",
@@ -365,14 +371,25 @@ def run_bench(args: argparse.Namespace) -> int:
         from meterline.bench_pipeline import run_pipeline_bench
 
         return run_pipeline_bench(args)
-    if args.events is None:
-        args.events = 1_000_000
-    print(f"meterline bench: generating {args.events:,} events, then timing both paths…", file=sys.stderr)
-    report = bench(args.events)
+    from meterline.bench_coldstart import ColdImportError, cold_imports, format_cold_imports
+
+    report: dict[str, Any] = {}
+    if not args.cold_import:
+        if args.events is None:
+            args.events = 1_000_000
+        print(f"meterline bench: generating {args.events:,} events, then timing both paths…", file=sys.stderr)
+        report = bench(args.events)
+    print("meterline bench: timing each AWS handler's cold import…", file=sys.stderr)
+    try:
+        report["cold_import"] = cold_imports()
+    except ColdImportError as error:
+        print(f"meterline bench: error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print(format_report(report))
+        sections = [] if args.cold_import else [format_report(report)]
+        print("\n\n".join([*sections, format_cold_imports(report["cold_import"])]))
     return 0
 
 

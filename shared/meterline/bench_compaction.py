@@ -18,16 +18,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, is_partial
-from meterline.pipeline.meter import Meter
-from meterline.pipeline.rate import RunningCharges
+from meterline.pipeline.processing import MeterProcessor
 from meterline.records import AcceptedUsage
 from meterline.topology import TABLES, USAGE_TABLE
 
 if TYPE_CHECKING:
     from meterline.bench_pipeline import CountingStore
+    from meterline.pipeline.rate import RunningCharges
 
 PARTIAL_EVENTS = 250
 """Usage records per aggregate transaction here: a quarter of a full stream batch, to make many
@@ -45,13 +46,12 @@ def measure_compaction(catalog: Catalog, lines: Sequence[bytes], batch: int) -> 
     from meterline.bench_pipeline import CountingStore, batches, delivered
 
     store = CountingStore(MemoryStore([table.name for table in TABLES]))
-    publisher = MemoryPublisher()
-    accepted = sum(
-        Meter(catalog, store, publisher).run(chunk).accepted for chunk in batches(delivered(lines), batch)
-    )
+    jobs = Jobs(catalog, store, MemoryPublisher())
+    metering = MeterProcessor(jobs.meter)
+    accepted = sum(metering.run(chunk).accepted for chunk in batches(delivered(lines), batch))
     usage = list(store.created[USAGE_TABLE.name])
     store.aggregates_write_units.clear()
-    aggregator, charges = Aggregator(catalog, store), RunningCharges(catalog, store, publisher)
+    aggregator, charges = jobs.aggregator, jobs.charges
     calls: list[RateCall] = []
     seen = 0
     log = store.created["aggregates"]

@@ -33,7 +33,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -47,15 +47,15 @@ from meterline.adapters.memory import MemoryPublisher, MemoryStore
 from meterline.bench import PERIOD, bench_catalog, in_fresh_process
 from meterline.bench_compaction import format_compaction, measure_compaction
 from meterline.bench_timeweighted import SAMPLES, format_time_weighted, measure_time_weighted
+from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.generate import GenerateError, GenerateSpec, generate
-from meterline.local.runtime import Environment, load_function
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.local.runtime import load_function
+from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.cell import Cell
-from meterline.pipeline.close import Closer
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import DeliveredRecord, Meter, MeterReport
-from meterline.pipeline.rate import RunningCharges
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import AggregateProcessor, MeterProcessor, MeterReport
 from meterline.ports import Expect, Item, Put, PutNew, Store, Write
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import (
@@ -71,7 +71,6 @@ from meterline.topology import (
 
 REPO = Path(__file__).resolve().parents[2]
 MEASURED_JSON = REPO / "infra" / "cost" / "measured.json"
-GRACE = timedelta(hours=1)
 LAMBDA_MB = Decimal(METER.memory_mb)
 GB_SECONDS_PER_CPU_SECOND = LAMBDA_MB / 1024
 """One vCPU second at 1,769 MB, or (1024/1769 of a vCPU for 1769/1024 s) at 1,024 MB: same GB-s."""
@@ -225,14 +224,10 @@ def measure_units(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Units
 
     from meterline.adapters.dynamodb import create_tables
 
-    fake_credentials = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }
-    with _environment(fake_credentials), mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+    with mock_aws():
+        client = boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
         create_tables(client, "bench-")
         dynamo = DynamoStore(client, "bench-")
         return _run_stages(catalog, dynamo, lines, batch)
@@ -241,6 +236,7 @@ def measure_units(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Units
 def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], batch: int) -> UnitsRun:
     store = CountingStore(dynamo)
     publisher = MemoryPublisher()
+    jobs = Jobs(catalog, store, publisher)
     writes: dict[str, int] = {}
     reads: dict[str, int] = {}
     reads_by_table: dict[str, dict[str, int]] = {}
@@ -264,7 +260,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     report = MeterReport()
 
     def meter() -> None:
-        job = Meter(catalog, store, publisher)
+        job = MeterProcessor(jobs.meter)
         for records in batches(delivered(lines), batch):
             outcome = job.run(records)
             report.accepted += outcome.accepted
@@ -275,7 +271,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     usage_log = store.created[USAGE_TABLE.name]
 
     def aggregate() -> None:
-        job = Aggregator(catalog, store)
+        job = AggregateProcessor(jobs.aggregator)
         stream = [StreamRecord(str(n), AcceptedUsage.from_item(item)) for n, item in enumerate(usage_log, 1)]
         for records in batches(stream, AGGREGATE.batch_size):
             job.run(records)
@@ -285,7 +281,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
 
     def rate() -> None:
         nonlocal rated
-        job = RunningCharges(catalog, store, publisher)
+        job = jobs.charges
         rated = len(aggregates_log)
         for records in batches(aggregates_log[:rated], RATE.batch_size):
             job.run([item for item in records if is_partial(item)])
@@ -293,7 +289,7 @@ def _run_stages(catalog: Catalog, dynamo: DynamoStore, lines: Sequence[bytes], b
     invoices: list[Item] = []
 
     def close() -> None:
-        invoices.extend(Closer(catalog, store, publisher, GRACE).close(PERIOD, PERIOD.end + GRACE))
+        invoices.extend(jobs.closer.close(PERIOD, PERIOD.end + jobs.closer.grace))
 
     stage("meter", meter)
     stage("aggregate", aggregate)
@@ -352,7 +348,7 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
     # The handler first: timed after the cell below, its garbage collections would also walk the
     # cell's 200,000 stored items and stream log, which a Lambda process never holds.
     handler_seconds, handler_failures = _meter_handler_seconds(catalog, records, batch)
-    cell = Cell(catalog, MemoryPublisher(), grace=GRACE, stream_batch=AGGREGATE.batch_size)
+    cell = Cell(catalog, MemoryPublisher(), stream_batch=AGGREGATE.batch_size)
     cpu: dict[str, float] = {"meter": 0.0, "aggregate": 0.0, "rate": 0.0}
     usage_log = cell.store.streams[USAGE_TABLE.name]
     aggregates_log = cell.store.streams[AGGREGATES_TABLE.name]
@@ -409,26 +405,14 @@ def _meter_handler_seconds(
 ) -> tuple[float, int]:
     """CPU seconds of functions/meter/aws.py's handler over the records, in MSK events of ``batch``
     records, on a fresh in-memory store. Its log and metric lines go to /dev/null, as stdout."""
-    settings = {
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "meterline-bench",
-        "POWERTOOLS_SERVICE_NAME": "meterline-meter",
-        "METERLINE_TABLE_PREFIX": "bench-",
-    }
     events = [_msk_event(chunk) for chunk in batches(records, batch)]
     # the ledger without the cell's stand-in for DynamoDB Streams: the table feeds a stream, not the handler
     store = MemoryStore([table.name for table in TABLES])
-    with (
-        open(os.devnull, "w") as sink,
-        contextlib.redirect_stdout(sink),
-        _environment(settings),
-        warnings.catch_warnings(),
-    ):
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
         # Powertools warns of an invocation with no metric left to flush: not a fault of the bench.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         module = _load_handler("meter")
-        job = Meter(catalog, store, MemoryPublisher())
-        vars(module)["meter"] = lambda: job  # the handler's own wiring would build DynamoDB and MSK clients
+        module.jobs.use(Jobs(catalog, store, MemoryPublisher()))  # in place of DynamoDB and MSK
         context = _Context()
         responses = []
         start = time.process_time()
@@ -465,15 +449,6 @@ def _msk_event(records: Sequence[DeliveredRecord]) -> dict[str, Any]:
 def _load_handler(job: str) -> ModuleType:
     path = REPO / "functions" / job / "aws.py"
     return load_function(path, f"meterline_bench_{job}_aws", f"the {job} handler")
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    environment = Environment(values)
-    try:
-        yield
-    finally:
-        environment.restore()
 
 
 # --- the report ------------------------------------------------------------------------------------

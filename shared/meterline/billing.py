@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from meterline.catalog import Catalog, Customer
 from meterline.credits import Credits
-from meterline.invoice import Invoice, Line, UnbilledReason, UnbilledUsage, group_json
+from meterline.invoice import Invoice, UnbilledReason, UnbilledUsage, group_json
 from meterline.periods import Period
 from meterline.rating import rate_term, usage_order
 from meterline.splits import Opening, UsageSplitError, closing_values, split_usage
@@ -46,12 +47,13 @@ def bill_period(
     credits: Mapping[str, Credits] | None = None,
     *,
     rated: Collection[str] | None = None,
-    adjustments: Mapping[str, tuple[Line, ...]] | None = None,
+    until: datetime | None = None,
 ) -> PeriodBill:
     """Bill every customer (``rated``: only those tenants) for the period's usage in ``book``.
 
-    ``credits`` holds the balances left by earlier periods and is drawn from; ``adjustments`` are
-    extra lines for a tenant's first invoice. Closing values cover every tenant, rated or not.
+    ``credits`` holds the balances left by earlier periods and is drawn from. ``until``: spend to
+    date, a draft's figures (time-weighted values hold until then, not until the period ends).
+    Closing values cover every tenant, rated or not.
     """
     bill = PeriodBill(period)
     billable = period >= catalog.first_period
@@ -68,7 +70,7 @@ def bill_period(
                 segments,
                 opening,
                 (credits or {}).get(tenant),
-                (adjustments or {}).get(tenant, ()),
+                until,
             )
         else:
             bill.closing[tenant] = closing_values(catalog, period, segments, opening)
@@ -83,21 +85,20 @@ def bill_tenant(
     segments: Segments,
     opening: Opening,
     credits: Credits | None,
-    adjustments: tuple[Line, ...],
+    until: datetime | None = None,
 ) -> None:
     period = bill.period
     customer = catalog.customers.get(tenant)
     active = terms(catalog, customer, period) if customer else []
     try:
-        split = split_usage(catalog, period, segments, [term.days for term in active], opening)
+        split = split_usage(catalog, period, segments, [term.days for term in active], opening, until)
     except UsageSplitError as error:
         raise UsageSplitError(f"{tenant}: {error}") from None
     if customer is not None:
         if credits is not None:
             credits.open(period)
-        for index, (term, usage) in enumerate(zip(active, split.parts, strict=True)):
-            extra = adjustments if index == 0 else ()
-            bill.invoices.append(rate_term(catalog, customer, term, usage, credits, extra))
+        for term, usage in zip(active, split.parts, strict=True):
+            bill.invoices.append(rate_term(catalog, customer, term, usage, credits))
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION

@@ -172,6 +172,9 @@ class Catalog:
     billing: Billing = field(default_factory=Billing)
     digest: str = ""
     """SHA-256 (hex) of the catalog file's bytes: what ``catalog_digest`` records (SPEC §7)."""
+    text: str = field(default="", repr=False, compare=False)
+    """The catalog file as read: its UTF-8 encoding is the bytes ``digest`` hashes, so the pipeline
+    can store it as the snapshot an amendment re-rates with."""
     meters_by_type: Mapping[str, tuple[Meter, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -262,7 +265,10 @@ def parse_catalog(text: str, source: str = "<catalog>", *, digest: str | None = 
         raise CatalogError(f"{source}: not valid YAML (nested too deeply)") from None
     if document is None:
         raise CatalogError(f"{source}: catalog: the catalog is empty (expected meters, plans, customers)")
-    return _CatalogReader(source).read(document, digest or hashlib.sha256(text.encode("utf-8")).hexdigest())
+    digest = digest or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    catalog = _CatalogReader(source).read(document, digest)
+    object.__setattr__(catalog, "text", text)
+    return catalog
 
 
 # --- YAML loading that keeps exact numbers and line numbers --------------------------------------

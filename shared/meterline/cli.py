@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from decimal import Decimal, InvalidOperation
 from importlib import resources
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 from urllib.parse import urlsplit
 
 import orjson
 
-from meterline import bench, cost_cli, smoke_cli, stacks_cli
+from meterline import bench
 from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
 from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
 from meterline.offline import CELL, rate_cells
@@ -39,6 +40,10 @@ batches of up to 100, one Azure Tables call per record or so, on Azurite."""
 DEMO_MAX_EVENTS = 1_000_000
 """Two hours of the local pipeline at ~150 events/s, held in memory (~250 MB): for more, `meterline
 generate` writes the file and `meterline rate` rates it."""
+
+
+COMMANDS = "meterline.commands"
+"""The entry point group of commands another package adds (each an ``add_parser(subparsers)``)."""
 
 
 class UsageError(Exception):
@@ -130,9 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.set_defaults(run=run_rate)
     bench.add_parser(commands)
 
-    cost_cli.add_parser(commands)
-    stacks_cli.add_parser(commands)
-    smoke_cli.add_parser(commands)
+    for command in sorted(entry_points(group=COMMANDS), key=lambda entry: entry.name):
+        command.load()(commands)  # e.g. infra's cost, stacks and smoke
 
     generate = commands.add_parser("generate", help="write a realistic month of usage events as NDJSON")
     generate.add_argument("--period", required=True, type=_period, help="the month, YYYY-MM (UTC)")

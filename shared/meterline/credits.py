@@ -95,6 +95,35 @@ class Credits:
             if not any(balance.grant.id == grant.id for balance in self.balances):
                 self.balances.append(self._balance(grant))
 
+    @classmethod
+    def reopened(
+        cls,
+        customer: Customer,
+        currency: str,
+        period: Period,
+        now: Period,
+        drawn_for_period: Mapping[str, Decimal],
+        drawn_elsewhere: Mapping[str, Decimal],
+    ) -> tuple[Credits, list[str]]:
+        """What an amendment of ``period`` issued while ``now`` is open may draw on (SPEC §7): what
+        the period's documents drew, plus what is left of each grant that still pays now, or that
+        expired with ``period`` itself (v1 credits: its remainder was never anyone else's). A grant
+        that expired since may keep what it paid, no more: returned with its id when it had more."""
+        credits = cls(customer, currency, drawn_elsewhere)
+        credits.open(period)
+        expired_since = []
+        for balance in credits.balances:
+            grant = balance.grant
+            if not balance.eligible(period) or grant.expires is None or grant.expires > now.start.date():
+                continue  # never paid the period, or pays now
+            if grant.expires <= period.end.date():
+                continue  # expired with the period: all it had left is the period's
+            kept = drawn_for_period.get(grant.id, Decimal(0))
+            if balance.remaining > kept:
+                expired_since.append(grant.id)
+            balance.expired = balance.remaining - kept
+        return credits, expired_since
+
     def draw(self, period: Period, due: Decimal) -> tuple[Drawdown, ...]:
         """Pay up to ``due`` of an invoice of ``period`` from the eligible grants, in SPEC §6's order."""
         drawdowns = []

@@ -39,6 +39,13 @@ class Reason(StrEnum):
     UNPROCESSABLE = "unprocessable"
     """Valid, but it cannot be processed: its ledger record would not fit the store, or the
     pipeline failed on it (an unforeseen error, or store failures past the attempts bound)."""
+    OUT_OF_WINDOW = "out_of_window"
+    """v2 (SPEC §7): usage of a period before the amendment window (or before billing's first
+    period); only the pipeline knows the window, `meterline rate` counts such usage out of period."""
+
+
+EVENT_REASONS = tuple(reason for reason in Reason if reason is not Reason.OUT_OF_WINDOW)
+"""The reasons an event file alone gives (SPEC §1, §4): all but the pipeline's window."""
 
 
 class EventError(ValueError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -20,22 +20,14 @@ class Line:
     group: dict[str, Any]
     quantity: Fraction
     amount: Decimal
-    period: Period | None = None
-    """Set on an adjustment line: the earlier, closed period whose late usage it bills."""
-    subscription: str | None = None
-    """Set on an adjustment line: the subscription that late usage fell under."""
 
     def to_json(self) -> dict[str, Any]:
-        line: dict[str, Any] = {
+        return {
             "meter": self.meter,
-            "group": {name: _json_scalar(value) for name, value in self.group.items()},
+            "group": group_to_json(self.group),
             "quantity": format_quantity(self.quantity),
             "amount": str(self.amount),
         }
-        if self.period is not None:
-            line["adjusts_period"] = str(self.period)
-            line["adjusts_subscription"] = self.subscription
-        return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +43,6 @@ class Invoice:
     commitment_true_up: Decimal
     credits_applied: Decimal
     total: Decimal
-    adjustments: tuple[Line, ...] = field(default=())
     subscription: str = ""
     """The subscription's key (``Subscription.key``): with tenant and period, the invoice's identity."""
     credit_drawdowns: tuple[Drawdown, ...] = ()
@@ -67,7 +58,7 @@ class Invoice:
             "plan": self.plan,
             "version": self.version,
             "currency": self.currency,
-            "lines": [line.to_json() for line in (*self.lines, *self.adjustments)],
+            "lines": [line.to_json() for line in self.lines],
             "subtotal": str(self.subtotal),
             "discount": str(self.discount),
             "commitment_true_up": str(self.commitment_true_up),
@@ -99,10 +90,15 @@ class UnbilledUsage:
             "tenant": self.tenant,
             "period": str(self.period),
             "meter": self.meter,
-            "group": {name: _json_scalar(value) for name, value in self.group.items()},
+            "group": group_to_json(self.group),
             "quantity": format_quantity(self.quantity),
             "reason": self.reason.value,
         }
+
+
+def group_to_json(group: dict[str, Any]) -> dict[str, Any]:
+    """A line's group as JSON: decimals and integers past 64 bits as text."""
+    return {name: _json_scalar(value) for name, value in group.items()}
 
 
 def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:

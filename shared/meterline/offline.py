@@ -22,7 +22,7 @@ from meterline.aggregation import Value, new_state
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
 from meterline.catalog import Aggregation, Catalog
 from meterline.credits import Credits
-from meterline.events import EventError, Reason, common_time
+from meterline.events import EVENT_REASONS, EventError, Reason, common_time
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.metering import Metering, Reading
 from meterline.periods import Period
@@ -59,7 +59,11 @@ class Summary:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
-            "rejected_by_reason": {reason.value: self.rejected_by_reason[reason.value] for reason in Reason},
+            "rejected_by_reason": {
+                reason.value: self.rejected_by_reason[reason.value]
+                for reason in Reason
+                if reason in EVENT_REASONS or self.rejected_by_reason[reason.value]
+            },
             "out_of_period": self.out_of_period,
         }
 

@@ -1,7 +1,8 @@
-"""The store port every ledger stands on, and the publisher port for topics.
+"""The store port every ledger stands on, the publisher port for topics, and the clock.
 
 A store offers a few primitives over tables of items keyed by two strings (``pk``, ``sk``):
-read, conditional create, overwrite, prefix query and an all-or-nothing transaction. The
+read, conditional create, overwrite, prefix query and an all-or-nothing transaction within one
+partition (one table, one ``pk``: what Azure Tables can commit, and so all the port promises). The
 jobs (``meterline.pipeline``) hold all the billing logic on top of them; an adapter (DynamoDB,
 Firestore, Azure Tables, in-memory) only does I/O. One contract suite
 (``tests/contract/store_contract.py``, run by ``test_store_<adapter>.py``) runs against every adapter.
@@ -9,8 +10,9 @@ Firestore, Azure Tables, in-memory) only does I/O. One contract suite
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 Scalar = str | int | bytes | bool
@@ -99,12 +101,18 @@ def condition_holds(write: Write, stored: Item | None) -> bool:
 
 def transaction_keys(writes: Sequence[Write]) -> list[tuple[str, str, str]]:
     """Each write's ``write_key``, once the transaction is one the port allows: at most
-    ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item."""
+    ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item, all in one partition."""
     if len(writes) > MAX_TRANSACTION_WRITES:
         raise StoreError(f"a transaction takes at most {MAX_TRANSACTION_WRITES} writes, not {len(writes)}")
     keys = [write_key(write) for write in writes]
     if len(set(keys)) != len(keys):
         raise StoreError("a transaction may touch each item once")
+    partitions = {(table, pk) for table, pk, _ in keys}
+    if len(partitions) > 1:
+        raise StoreError(
+            f"a transaction writes one partition (one table, one pk), not {len(partitions)}: "
+            + ", ".join(f"{table} {pk!r}" for table, pk in sorted(partitions))
+        )
     return keys
 
 
@@ -121,8 +129,10 @@ class Store(Protocol):
         """Every item under ``pk`` whose ``sk`` starts with the prefix, by ``sk`` ascending."""
 
     def transact(self, writes: Sequence[Write]) -> None:
-        """All or nothing; at most ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item.
-        Raises ConditionFailedError naming the first write whose condition failed."""
+        """All or nothing; at most ``MAX_TRANSACTION_WRITES`` writes, each on a distinct item, all
+        in one partition (one table, one ``pk``). Raises ConditionFailedError naming the first
+        write whose condition failed, and StoreError, before reading or writing anything, for a
+        transaction the port does not allow."""
 
     def scan(self, table: str) -> Iterator[Item]:
         """Every item of the table (for reconciliation and tests, not hot paths)."""
@@ -136,3 +146,8 @@ class Publisher(Protocol):
     ) -> None: ...
 
     def flush(self) -> None: ...
+
+
+Clock = Callable[[], datetime]
+"""The time jobs act at (an aware datetime): the system's in a function, the driver's in the local
+runtime and the tests. No job takes the time from a trigger's payload."""

@@ -45,7 +45,6 @@ def rate_term(
     term: Term,
     usage: Usage,
     credits: Credits | None = None,
-    adjustments: tuple[Line, ...] = (),
 ) -> Invoice:
     """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn."""
     plan = term.plan
@@ -53,7 +52,7 @@ def rate_term(
     currency = plan.currency
     lines = tuple(usage_lines(catalog, charges, currency, usage, term.share))
     # Fractions, not Decimals: Decimal arithmetic rounds to its context's 28 digits.
-    subtotal = sum((Fraction(line.amount) for line in (*lines, *adjustments)), Fraction(0))
+    subtotal = sum((Fraction(line.amount) for line in lines), Fraction(0))
     discount = Fraction(0)
     if plan.discount_percent:
         discount = Fraction(round_money(subtotal * Fraction(plan.discount_percent) / 100, currency))
@@ -78,7 +77,6 @@ def rate_term(
         commitment_true_up=round_money(true_up, currency),
         credits_applied=round_money(credits_applied, currency),
         total=round_money(total, currency),
-        adjustments=adjustments,
         subscription=term.subscription.key,
         credit_drawdowns=drawdowns,
         catalog_digest=catalog.digest,

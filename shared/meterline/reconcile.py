@@ -1,9 +1,12 @@
-"""Checking the stream against the batch: the pipeline's invoices against `meterline rate`.
+"""Checking the stream against the batch: the pipeline's invoices and amendments against `meterline
+rate` on the same accepted events (SPEC §7's invariant, v2), for every tenant, none exempted.
 
-For a period P, every line `meterline rate` gives must be matched, to the cent, by the pipeline's
-line on P's invoice for the same tenant and subscription, plus any adjustment lines for P (and
-that subscription) on later invoices (usage that arrived after P closed). Invoices that no
-adjustment touches must match whole: subtotal to total, credit drawdowns included.
+For every tenant, subscription and period P, and every field f of a line (quantity, amount), and
+subtotal, discount and commitment_true_up: ``invoice(P).f + Σ amendments(P).f_delta == rate(P).f``.
+For credits_applied and total, the same summed over all the periods checked, unless an amendment
+of the tenant names a grant that expired before it could pay (``expired_grants``): then it says so.
+A quantity whose exact value does not terminate is printed to 18 places, so quantities agree
+within one unit of the 18th place per document summed.
 """
 
 from __future__ import annotations
@@ -18,85 +21,159 @@ LineKey = tuple[str, str, str, bytes]
 """(tenant, subscription, meter, group as canonical JSON)"""
 InvoiceKey = tuple[str, str]
 """(tenant, subscription)"""
+PERIOD_FIELDS = ("subtotal", "discount", "commitment_true_up")
+SUMMED_FIELDS = ("credits_applied", "total")
+Documents = Mapping[str, Iterable[Mapping[str, Any]]]
+"""Invoices by period."""
+PRINTED_PLACES = 18
 
 
 def _line_key(tenant: str, subscription: str, line: Mapping[str, Any]) -> LineKey:
     return tenant, subscription, str(line["meter"]), orjson.dumps(line["group"], option=orjson.OPT_SORT_KEYS)
 
 
-def billed_lines(
-    period: str, invoices_by_period: Mapping[str, Iterable[Mapping[str, Any]]]
-) -> dict[LineKey, Decimal]:
-    """Amounts billed for ``period``'s usage: its own invoices' lines plus later adjustments."""
+class _Sum:
+    """A quantity summed from printed texts, with how far the printing may have moved it."""
+
+    def __init__(self) -> None:
+        self.value = Decimal(0)
+        self.slack = Decimal(0)
+
+    def add(self, text: str) -> None:
+        number = Decimal(text)
+        self.value += number
+        if -number.as_tuple().exponent >= PRINTED_PLACES:  # type: ignore[operator]
+            self.slack += Decimal(1).scaleb(-PRINTED_PLACES)
+
+    def agrees(self, other: _Sum) -> bool:
+        return abs(self.value - other.value) <= self.slack + other.slack
+
+
+def _billed(period: str, invoices: Documents, amendments: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The pipeline's figures for ``period``: its invoices plus the amendments of them, summed."""
+    quantities: dict[LineKey, _Sum] = {}
     amounts: dict[LineKey, Decimal] = {}
-    for invoice_period, invoices in invoices_by_period.items():
-        for invoice in invoices:
-            for line in invoice["lines"]:
-                adjusts = line.get("adjusts_period")
-                if adjusts is None and invoice_period == period:
-                    key = _line_key(invoice["tenant"], invoice["subscription"], line)
-                elif adjusts == period:
-                    key = _line_key(invoice["tenant"], line["adjusts_subscription"], line)
-                else:
-                    continue
-                amounts[key] = amounts.get(key, Decimal(0)) + Decimal(line["amount"])
-    return amounts
+    figures: dict[InvoiceKey, dict[str, Decimal]] = {}
+    currency: dict[InvoiceKey, str] = {}
+    for invoice in invoices.get(period, []):
+        key = (str(invoice["tenant"]), str(invoice["subscription"]))
+        currency[key] = str(invoice["currency"])
+        figures[key] = {name: Decimal(invoice[name]) for name in PERIOD_FIELDS}
+        for line in invoice["lines"]:
+            line_key = _line_key(*key, line)
+            quantities.setdefault(line_key, _Sum()).add(line["quantity"])
+            amounts[line_key] = amounts.get(line_key, Decimal(0)) + Decimal(line["amount"])
+    for amendment in amendments:
+        if amendment["adjusts_period"] != period:
+            continue
+        key = (str(amendment["tenant"]), str(amendment["subscription"]))
+        sums = figures.setdefault(key, dict.fromkeys(PERIOD_FIELDS, Decimal(0)))
+        for name in PERIOD_FIELDS:
+            sums[name] += Decimal(amendment[f"{name}_delta"])
+        for line in amendment["lines"]:
+            line_key = _line_key(*key, line)
+            quantities.setdefault(line_key, _Sum()).add(line["quantity_delta"])
+            amounts[line_key] = amounts.get(line_key, Decimal(0)) + Decimal(line["amount_delta"])
+    return {"quantities": quantities, "amounts": amounts, "figures": figures, "currency": currency}
 
 
 def differences(
-    period: str,
-    expected: Mapping[str, Any],
-    invoices_by_period: Mapping[str, Iterable[Mapping[str, Any]]],
+    period: str, expected: Mapping[str, Any], invoices: Documents, amendments: Iterable[Mapping[str, Any]]
 ) -> list[str]:
-    """What differs between `meterline rate`'s output for ``period`` and the pipeline's invoices."""
+    """What differs, field by field, between `meterline rate`'s document for ``period`` and the
+    pipeline's invoices of it plus their amendments (credits and totals: ``summed_differences``)."""
     found: list[str] = []
-    want: dict[LineKey, Decimal] = {}
+    billed = _billed(period, invoices, list(amendments))
+    want_quantities: dict[LineKey, _Sum] = {}
+    want_amounts: dict[LineKey, Decimal] = {}
+    want_figures: dict[InvoiceKey, dict[str, Decimal]] = {}
     for invoice in expected["invoices"]:
+        key = (str(invoice["tenant"]), str(invoice["subscription"]))
+        want_figures[key] = {name: Decimal(invoice[name]) for name in PERIOD_FIELDS}
+        if billed["currency"].get(key, invoice["currency"]) != invoice["currency"]:
+            found.append(
+                f"{period} {key[0]} {key[1]}: currency {billed['currency'][key]} ≠ {invoice['currency']}"
+            )
         for line in invoice["lines"]:
-            want[_line_key(invoice["tenant"], invoice["subscription"], line)] = Decimal(line["amount"])
-    got = billed_lines(period, invoices_by_period)
-    for key in sorted(set(want) | set(got)):
-        if want.get(key, Decimal(0)) != got.get(key, Decimal(0)):
-            tenant, subscription, meter, group = key
-            where = f"{period} {tenant} {subscription} {meter} {group.decode()}"
-            found.append(f"{where}: rate says {want.get(key)}, pipeline billed {got.get(key)}")
-    adjusted = _adjusted_tenants(period, invoices_by_period)
-    own = {_invoice_key(invoice): invoice for invoice in invoices_by_period.get(period, [])}
-    for invoice in expected["invoices"]:
-        tenant, subscription = _invoice_key(invoice)
-        if tenant in adjusted:
-            continue
-        mine = own.get((tenant, subscription))
-        where = f"{period} {tenant} {subscription}"
-        if mine is None:
+            line_key = _line_key(*key, line)
+            want_quantities.setdefault(line_key, _Sum()).add(line["quantity"])
+            want_amounts[line_key] = Decimal(line["amount"])
+    got_amounts, got_quantities = billed["amounts"], billed["quantities"]
+    for key in sorted(want_amounts.keys() | got_amounts.keys()):
+        tenant, subscription, meter, group = key
+        where = f"{period} {tenant} {subscription} {meter} {group.decode()}"
+        if want_amounts.get(key, Decimal(0)) != got_amounts.get(key, Decimal(0)):
+            found.append(
+                f"{where}: rate says {want_amounts.get(key)}, pipeline billed {got_amounts.get(key)}"
+            )
+        if not want_quantities.get(key, _Sum()).agrees(got_quantities.get(key, _Sum())):
+            want, got = want_quantities.get(key, _Sum()).value, got_quantities.get(key, _Sum()).value
+            found.append(f"{where}: rate's quantity {want}, the pipeline's {got}")
+    issued = {(str(i["tenant"]), str(i["subscription"])) for i in invoices.get(period, [])}
+    for key in sorted(want_figures.keys() | billed["figures"].keys()):
+        where = f"{period} {key[0]} {key[1]}"
+        if key not in issued:
             found.append(f"{where}: no invoice from the pipeline")
-        elif _totals(mine) != _totals(invoice):
-            found.append(f"{where}: totals differ: rate {_totals(invoice)} pipeline {_totals(mine)}")
-    for tenant, subscription in sorted(
-        own.keys() - {_invoice_key(invoice) for invoice in expected["invoices"]}
-    ):
-        found.append(f"{period} {tenant} {subscription}: invoiced by the pipeline only")
+        elif key not in want_figures:
+            found.append(f"{where}: invoiced by the pipeline only")
+        elif (got := billed["figures"][key]) != want_figures[key]:
+            found.append(f"{where}: rate {_text(want_figures[key])}, invoice + amendments {_text(got)}")
     return found
 
 
-def _invoice_key(invoice: Mapping[str, Any]) -> InvoiceKey:
-    return str(invoice["tenant"]), str(invoice["subscription"])
+def summed_differences(
+    expected: Iterable[Mapping[str, Any]], invoices: Documents, amendments: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """credits_applied and total summed over the periods of ``expected`` (`meterline rate`'s
+    documents), per tenant and currency: the pipeline's invoices and amendments of those periods
+    against rate's, except for a tenant whose amendment names a grant that expired first."""
+    documents = list(expected)
+    periods = {str(document["period"]) for document in documents}
+    want: dict[tuple[str, str], dict[str, Decimal]] = {}
+    got: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for document in documents:
+        for invoice in document["invoices"]:
+            _add(want, invoice, "")
+    for period in periods:
+        for invoice in invoices.get(period, []):
+            _add(got, invoice, "")
+    expired: set[str] = set()
+    for amendment in amendments:
+        if amendment["adjusts_period"] in periods:
+            _add(got, amendment, "_delta")
+            if amendment.get("expired_grants"):
+                expired.add(str(amendment["tenant"]))
+    found = []
+    for key in sorted(want.keys() | got.keys()):
+        zero = dict.fromkeys(SUMMED_FIELDS, Decimal(0))
+        if want.get(key, zero) != got.get(key, zero) and key[0] not in expired:
+            found.append(
+                f"{key[0]} ({key[1]}) over {', '.join(sorted(periods))}: rate {_text(want.get(key, zero))},"
+                f" invoices + amendments {_text(got.get(key, zero))}"
+            )
+    return found
 
 
-def _totals(invoice: Mapping[str, Any]) -> tuple[str, ...]:
-    names = ("currency", "subtotal", "discount", "commitment_true_up", "credits_applied", "total")
-    drawdowns = orjson.dumps(invoice["credit_drawdowns"]).decode()
-    return (*(str(invoice[name]) for name in names), drawdowns)
+def _add(sums: dict[tuple[str, str], dict[str, Decimal]], document: Mapping[str, Any], suffix: str) -> None:
+    key = (str(document["tenant"]), str(document["currency"]))
+    figures = sums.setdefault(key, dict.fromkeys(SUMMED_FIELDS, Decimal(0)))
+    for name in SUMMED_FIELDS:
+        figures[name] += Decimal(document[f"{name}{suffix}"])
 
 
-def _adjusted_tenants(period: str, invoices_by_period: Mapping[str, Iterable[Mapping[str, Any]]]) -> set[str]:
-    tenants = set()
-    for invoices in invoices_by_period.values():
-        for invoice in invoices:
-            if any(line.get("adjusts_period") == period for line in invoice["lines"]):
-                tenants.add(invoice["tenant"])
-    # an invoice that carries adjustments of an earlier period has other totals than rate's too
-    for invoice in invoices_by_period.get(period, []):
-        if any("adjusts_period" in line for line in invoice["lines"]):
-            tenants.add(invoice["tenant"])
-    return tenants
+def _text(figures: Mapping[str, Decimal]) -> str:
+    return " ".join(f"{name}={value}" for name, value in figures.items())
+
+
+def reconcile(
+    expected: Iterable[Mapping[str, Any]], invoices: Documents, amendments: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """Every difference between `meterline rate`'s documents (one per period, in order) and the
+    pipeline's invoices and amendments: each period field by field, then the summed figures."""
+    documents, changes = list(expected), list(amendments)
+    found = [
+        difference
+        for document in documents
+        for difference in differences(str(document["period"]), document, invoices, changes)
+    ]
+    return found + summed_differences(documents, invoices, changes)

@@ -46,6 +46,14 @@ def event_digest(key: EventKey) -> str:
     return hashlib.blake2b(framed(key), digest_size=16).hexdigest()
 
 
+def usage_key(key: EventKey) -> tuple[str, str]:
+    """Where the usage ledger files an accepted event."""
+    return event_digest(key), USAGE_SK
+
+
+USAGE_SK = "event"
+
+
 def framed(parts: tuple[str, ...]) -> bytes:
     """The parts as one byte string from which they can be read back: each is its UTF-8 length,
     a colon and its UTF-8 bytes (a netstring), so no choice of parts can pass for another."""
@@ -63,10 +71,6 @@ class Delivery:
 
     def __str__(self) -> str:
         return f"{self.topic}|{self.partition}|{self.offset}"
-
-    def outcome_key(self) -> tuple[str, str]:
-        """Where the outcomes ledger files what became of the record: by partition, then offset."""
-        return f"{key_part(self.topic)}|{self.partition}", f"{self.offset:020d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ class AcceptedUsage:
     def to_item(self) -> Item:
         return {
             "pk": event_digest(self.key),
-            "sk": "event",
+            "sk": USAGE_SK,
             "subject": self.key[0],
             "source": self.key[1],
             "id": self.key[2],

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from meterline.events import Reason
+from meterline.events import EVENT_REASONS, Reason
 from meterline.invoice import Invoice, Line
 from meterline.money import shifted
 from meterline.offline import RateResult, Summary
@@ -51,8 +52,8 @@ def invoice_table(invoice: Invoice) -> Table:
     table.add_column("group")
     table.add_column("quantity", justify="right")
     table.add_column(f"amount ({currency})", justify="right")
-    for line in (*invoice.lines, *invoice.adjustments):
-        table.add_row(_charge_name(line), _group(line), quantity_text(line.quantity), money_text(line.amount))
+    for line in invoice.lines:
+        table.add_row(line.meter, _group(line), quantity_text(line.quantity), money_text(line.amount))
     table.add_section()
     table.add_row("subtotal", "", "", money_text(invoice.subtotal))
     for label, amount, sign in (
@@ -85,6 +86,51 @@ def totals_table(invoices: list[Invoice]) -> Table:
     return table
 
 
+def amendments_table(amendments: list[dict[str, Any]]) -> Table:
+    """Each amendment: its number, kind, the invoice it amends, and what changed."""
+    table = Table(
+        title="Amendments (late usage of issued periods)", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    for name in ("number", "kind", "tenant", "amends", "lines"):
+        table.add_column(name)
+    for name in ("subtotal Δ", "true-up Δ", "credits Δ", "total Δ"):
+        table.add_column(name, justify="right")
+    for amendment in amendments:
+        table.add_row(
+            str(amendment["number"]),
+            str(amendment["kind"]).replace("_", " "),
+            str(amendment["tenant"]),
+            f"{amendment['adjusts_period']} rev {amendment['revision']}",
+            str(len(amendment["lines"])),
+            *(
+                _signed(amendment[f"{name}_delta"])
+                for name in ("subtotal", "commitment_true_up", "credits_applied", "total")
+            ),
+        )
+    return table
+
+
+def balances_table(balances: list[dict[str, Any]]) -> Table:
+    """Each credit grant: its amount, what invoices and amendments drew, what is left."""
+    table = Table(title="Credit grants", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("tenant")
+    table.add_column("grant")
+    for name in ("amount", "drawn", "left"):
+        table.add_column(name, justify="right")
+    for balance in balances:
+        table.add_row(
+            balance["tenant"],
+            balance["grant"],
+            *(money_text(Decimal(balance[n])) for n in ("amount", "drawn", "left")),
+        )
+    return table
+
+
+def _signed(text: str) -> str:
+    amount = Decimal(text)
+    return f"+{money_text(amount)}" if amount > 0 else money_text(amount)
+
+
 def reconciliation_table(summary: Summary, injected: Mapping[str, int] | None = None) -> Group:
     """received = accepted + duplicates + rejected + out_of_period, with what was injected beside it."""
     table = Table(title="Events", title_justify="left", box=box.SIMPLE_HEAD)
@@ -95,7 +141,11 @@ def reconciliation_table(summary: Summary, injected: Mapping[str, int] | None = 
     rows: list[tuple[str, int, str]] = [
         ("accepted", summary.accepted, "accepted"),
         ("duplicates", summary.duplicates, "duplicates"),
-        *((f"  rejected: {r.value}", summary.rejected_by_reason[r.value], r.value) for r in Reason),
+        *(
+            (f"  rejected: {r.value}", summary.rejected_by_reason[r.value], r.value)
+            for r in Reason
+            if r in EVENT_REASONS or summary.rejected_by_reason[r.value]
+        ),
         ("rejected", summary.rejected, "rejected"),
         ("out of period (late)", summary.out_of_period, "out_of_period"),
         ("received", summary.received, "received"),
@@ -133,10 +183,6 @@ def quantity_text(quantity: Fraction) -> str:
     if shown != quantity:
         text = "≈" + text
     return text
-
-
-def _charge_name(line: Line) -> str:
-    return f"{line.meter} (adjusts {line.period})" if line.period is not None else line.meter
 
 
 def _group(line: Line) -> str:

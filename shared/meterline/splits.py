@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -42,13 +42,19 @@ class SplitUsage:
 
 
 def split_usage(
-    catalog: Catalog, period: Period, segments: Segments, ranges: Sequence[Days], opening: Opening
+    catalog: Catalog,
+    period: Period,
+    segments: Segments,
+    ranges: Sequence[Days],
+    opening: Opening,
+    until: datetime | None = None,
 ) -> SplitUsage:
     """The tenant's usage in each of ``ranges`` (disjoint runs of days) and in the days between them.
 
     A time-weighted value holds from its sample until the next, across segments and periods (the
     value in force at the period's start is ``opening``); it counts as usage of a range when a
-    sample falls in it or a value other than 0 is in force at its start.
+    sample falls in it or a value other than 0 is in force at its start. ``until``: spend to date
+    (SPEC §7), the last value holds until then, not until the period ends.
     """
     gaps = _complement(ranges, whole_month(period))
     inside = [_segments_within(segments, days, period) for days in ranges]
@@ -58,8 +64,8 @@ def split_usage(
     timed = _timed(catalog, segments, opening)
     for key, held in timed.items():
         for days, within, usage in zip(ranges, inside, counted, strict=True):
-            held.add_to(usage, key, period, [days], sampled=not held.segments.isdisjoint(within))
-        held.add_to(rest, key, period, gaps, sampled=not held.segments.isdisjoint(between))
+            held.add_to(usage, key, period, [days], not held.segments.isdisjoint(within), until)
+        held.add_to(rest, key, period, gaps, not held.segments.isdisjoint(between), until)
     return SplitUsage(counted, rest, _closing(timed, period))
 
 
@@ -92,24 +98,32 @@ class _Held:
         period: Period,
         ranges: Sequence[Days],
         sampled: bool,
+        until: datetime | None = None,
     ) -> None:
-        """Add the quantity held over ``ranges`` to ``usage``, if the key was used in them."""
+        """Add the quantity held over ``ranges`` (cut at ``until``) to ``usage``, if the key was used
+        in them."""
         if not ranges:
             return
         total = Fraction(0)
         used = sampled
         for first, end in ranges:
+            start, stop = day_start(period, first), day_start(period, end)
+            if until is not None:
+                stop = max(start, min(stop, until))
             if self.state is not None:
-                start = day_start(period, first)
-                held = self.state.held(start, day_start(period, end), self.opening)
+                held = self.state.held(start, stop, self.opening)
                 total = held if len(ranges) == 1 else total + held
                 used = used or bool(self.in_force(start))
             elif self.opening:
-                total += Fraction(self.opening) * 24 * (end - first)
+                total += Fraction(self.opening) * Fraction(_microseconds(stop - start), 3_600_000_000)
                 used = True
         if used:
             divide_by = self.meter.divide_by
             usage[key] = total / Fraction(divide_by) if divide_by is not None else total
+
+
+def _microseconds(span: timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 def _timed(catalog: Catalog, segments: Segments, opening: Opening) -> dict[StateKey, _Held]:

@@ -32,13 +32,13 @@ class StreamView(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Table:
     """Every ledger table is keyed by two strings, ``pk`` and ``sk``, so that one store port
-    fits DynamoDB, Firestore and Azure Tables (PartitionKey/RowKey) alike."""
+    fits DynamoDB, Firestore and Azure Tables (PartitionKey/RowKey) alike. No table expires items:
+    the usage item is the event's dedup record, and SPEC keeps dedup for the ledger's retention."""
 
     name: str
     partition_key: str
     sort_key: str
     stream: StreamView | None
-    ttl_attribute: str | None
     purpose: str
 
 
@@ -47,7 +47,6 @@ USAGE_TABLE = Table(
     "pk",
     "sk",
     StreamView.NEW_IMAGE,
-    "expires_at",
     "one item per accepted event, keyed by a digest of (subject, source, id): the permanent dedup record and "
     "the event's measurements; its stream feeds aggregation",
 )
@@ -56,7 +55,6 @@ AGGREGATES_TABLE = Table(
     "pk",
     "sk",
     StreamView.NEW_IMAGE,
-    None,
     "append-only partial aggregate states per period and tenant bucket, the stream checkpoints "
     "written in the same transaction, and the period close fences",
 )
@@ -65,14 +63,12 @@ CHARGES_TABLE = Table(
     "pk",
     "sk",
     None,
-    None,
     "each tenant's running charges for the open period, and the spend alerts already announced",
 )
 INVOICES_TABLE = Table(
     "invoices",
     "pk",
     "sk",
-    None,
     None,
     "closed invoices, written once (conditional put), with their publication state",
 )
@@ -81,7 +77,6 @@ OUTCOMES_TABLE = Table(
     "pk",
     "sk",
     None,
-    "expires_at",
     "one item per delivered record that was not accepted (duplicate or rejected), keyed by its "
     "topic, partition and offset: what the reconciliation counts",
 )

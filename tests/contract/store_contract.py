@@ -189,20 +189,20 @@ class StoreContract(ABC):
         # THEN every item comes back once, in order
         assert [entry["index"] for entry in found] == list(range(count))
 
-    # --- transact ------------------------------------------------------------------------------
+    # --- transact: all or nothing within one partition, as every store (Azure Tables too) keeps --
 
     def test_a_transaction_whose_conditions_hold_applies_every_write(self, store: Store) -> None:
-        # GIVEN two stored items
+        # GIVEN two stored items of one partition
         store.put(USAGE, item("t-1", "checkpoint", offset=10))
-        store.put(INVOICES, item("t-1", "fence", closed=False))
+        store.put(USAGE, item("t-1", "fence", closed=False))
 
-        # WHEN a transaction of each kind of write runs
+        # WHEN a transaction of each kind of write runs on that partition
         store.transact(
             [
                 PutNew(USAGE, item("t-1", "new", n=1)),
                 Put(USAGE, item("t-1", "overwritten", n=2)),
                 PutIf(USAGE, item("t-1", "checkpoint", offset=20), "offset", 10),
-                Expect(INVOICES, "t-1", "fence", "closed", False),
+                Expect(USAGE, "t-1", "fence", "closed", False),
             ]
         )
 
@@ -210,7 +210,7 @@ class StoreContract(ABC):
         assert store.get(USAGE, "t-1", "new") == item("t-1", "new", n=1)
         assert store.get(USAGE, "t-1", "overwritten") == item("t-1", "overwritten", n=2)
         assert store.get(USAGE, "t-1", "checkpoint") == item("t-1", "checkpoint", offset=20)
-        assert store.get(INVOICES, "t-1", "fence") == item("t-1", "fence", closed=False)
+        assert store.get(USAGE, "t-1", "fence") == item("t-1", "fence", closed=False)
 
     @pytest.mark.parametrize("kind", ["PutNew", "PutIf", "Expect"])
     @pytest.mark.parametrize("index", [0, 2])
@@ -221,7 +221,7 @@ class StoreContract(ABC):
         store.put(USAGE, existing())
         writes: list[Write] = [
             PutNew(USAGE, item("t-1", "a", n=1)),
-            Put(INVOICES, item("t-1", "b", n=2)),
+            Put(USAGE, item("t-1", "b", n=2)),
             PutIf(USAGE, item("t-1", "c", n=3), "n", None),
         ]
         writes.insert(index, failing(kind))
@@ -232,18 +232,15 @@ class StoreContract(ABC):
 
         # THEN the error names that write, and nothing of the transaction was written
         assert raised.value.index == index
-        assert store.get(USAGE, "t-1", "a") is None
-        assert store.get(INVOICES, "t-1", "b") is None
-        assert store.get(USAGE, "t-1", "c") is None
-        assert store.get(USAGE, "t-1", "existing") == existing()
+        assert store.query(USAGE, "t-1") == [existing()]
 
     def test_the_first_failing_condition_is_the_one_named(self, store: Store) -> None:
         # GIVEN a transaction whose writes 1 and 3 both fail
         store.put(USAGE, existing())
-        store.put(INVOICES, item("t-1", "invoice", state="open"))
+        store.put(USAGE, item("t-1", "invoice", state="open"))
         writes: list[Write] = [
             Put(USAGE, item("t-1", "a")),
-            Expect(INVOICES, "t-1", "invoice", "state", "closed"),
+            Expect(USAGE, "t-1", "invoice", "state", "closed"),
             Put(USAGE, item("t-1", "b")),
             failing("PutNew"),
         ]
@@ -252,6 +249,27 @@ class StoreContract(ABC):
         with pytest.raises(ConditionFailedError) as raised:
             store.transact(writes)
         assert raised.value.index == 1
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            Put(USAGE, item("t-2", "k")),
+            Put(INVOICES, item("t-1", "k")),
+            Expect(INVOICES, "t-1", "k", "n", None),
+        ],
+        ids=["another-pk", "another-table", "an-expect-elsewhere"],
+    )
+    def test_a_transaction_beyond_one_partition_is_refused_before_anything_is_written(
+        self, store: Store, other: Write
+    ) -> None:
+        # GIVEN a transaction whose writes all hold, one of them outside the first's partition
+        writes: list[Write] = [PutNew(USAGE, item("t-1", "a")), other]
+
+        # WHEN it runs THEN the port refuses it, not as a failed condition, and nothing is written
+        with pytest.raises(StoreError, match=r"^a transaction writes one partition") as raised:
+            store.transact(writes)
+        assert not isinstance(raised.value, ConditionFailedError)
+        assert list(store.scan(USAGE)) == [] and list(store.scan(INVOICES)) == []
 
     def test_put_if_expecting_none_creates_an_absent_item(self, store: Store) -> None:
         store.transact([PutIf(USAGE, item("t-1", "k", version=1), "version", None)])
@@ -302,15 +320,13 @@ class StoreContract(ABC):
         assert store.get(USAGE, "t-1", "x") is None
 
     def test_expect_none_on_a_missing_item_holds(self, store: Store) -> None:
-        store.transact([Expect(INVOICES, "t-1", "missing", "state", None), Put(USAGE, item("t-1", "k"))])
+        store.transact([Expect(USAGE, "t-1", "missing", "state", None), Put(USAGE, item("t-1", "k"))])
         assert store.get(USAGE, "t-1", "k") == item("t-1", "k")
-        assert store.get(INVOICES, "t-1", "missing") is None
+        assert store.get(USAGE, "t-1", "missing") is None
 
     def test_expect_a_value_on_a_missing_item_fails(self, store: Store) -> None:
         with pytest.raises(ConditionFailedError) as raised:
-            store.transact(
-                [Put(USAGE, item("t-1", "k")), Expect(INVOICES, "t-1", "missing", "state", "open")]
-            )
+            store.transact([Put(USAGE, item("t-1", "k")), Expect(USAGE, "t-1", "missing", "state", "open")])
         assert raised.value.index == 1
         assert store.get(USAGE, "t-1", "k") is None
 
@@ -341,66 +357,6 @@ class StoreContract(ABC):
     def test_an_empty_transaction_does_nothing(self, store: Store) -> None:
         store.transact([])
         assert list(store.scan(USAGE)) == []
-
-    # --- transact within one partition (the scope every store keeps, Azure Tables too) ----------
-
-    def test_in_one_partition_a_transaction_whose_conditions_hold_applies_every_write(
-        self, store: Store
-    ) -> None:
-        store.put(USAGE, item("t-1", "checkpoint", offset=10))
-        store.put(USAGE, item("t-1", "fence", closed=False))
-
-        store.transact(
-            [
-                PutNew(USAGE, item("t-1", "new", n=1)),
-                Put(USAGE, item("t-1", "overwritten", n=2)),
-                PutIf(USAGE, item("t-1", "checkpoint", offset=20), "offset", 10),
-                Expect(USAGE, "t-1", "fence", "closed", False),
-            ]
-        )
-
-        assert store.get(USAGE, "t-1", "new") == item("t-1", "new", n=1)
-        assert store.get(USAGE, "t-1", "overwritten") == item("t-1", "overwritten", n=2)
-        assert store.get(USAGE, "t-1", "checkpoint") == item("t-1", "checkpoint", offset=20)
-        assert store.get(USAGE, "t-1", "fence") == item("t-1", "fence", closed=False)
-
-    @pytest.mark.parametrize("kind", ["PutNew", "PutIf", "Expect"])
-    @pytest.mark.parametrize("index", [0, 2])
-    def test_in_one_partition_a_failing_condition_names_its_index_and_no_write_is_visible(
-        self, store: Store, kind: str, index: int
-    ) -> None:
-        store.put(USAGE, existing())
-        writes: list[Write] = [
-            PutNew(USAGE, item("t-1", "a", n=1)),
-            Put(USAGE, item("t-1", "b", n=2)),
-            PutIf(USAGE, item("t-1", "c", n=3), "n", None),
-        ]
-        writes.insert(index, failing(kind))
-
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact(writes)
-
-        assert raised.value.index == index
-        assert store.query(USAGE, "t-1") == [existing()]
-
-    def test_in_one_partition_the_first_failing_condition_is_the_one_named(self, store: Store) -> None:
-        store.put(USAGE, existing())
-        store.put(USAGE, item("t-1", "invoice", state="open"))
-        writes: list[Write] = [
-            Put(USAGE, item("t-1", "a")),
-            Expect(USAGE, "t-1", "invoice", "state", "closed"),
-            Put(USAGE, item("t-1", "b")),
-            failing("PutNew"),
-        ]
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact(writes)
-        assert raised.value.index == 1
-
-    def test_in_one_partition_expect_a_value_on_a_missing_item_fails(self, store: Store) -> None:
-        with pytest.raises(ConditionFailedError) as raised:
-            store.transact([Put(USAGE, item("t-1", "k")), Expect(USAGE, "t-1", "missing", "state", "open")])
-        assert raised.value.index == 1
-        assert store.get(USAGE, "t-1", "k") is None
 
     def test_two_writers_racing_on_one_condition_leave_exactly_one_write(self, store: Store) -> None:
         # GIVEN a stored version 1, and two writers that each move it from 1 to 2

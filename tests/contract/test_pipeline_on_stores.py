@@ -1,6 +1,7 @@
-"""The whole pipeline — meter, aggregate, rate with rollups, close with late usage — on every real
-ledger: each transaction it issues must be one the store can commit (Azure Tables: one partition
-only), and the invoices must equal `meterline rate` on the same events."""
+"""The whole pipeline — meter, aggregate, rate with rollups and drafts, close with numbered invoices
+and amendments for late usage — on every real ledger: each transaction it issues must be one the
+store can commit (Azure Tables: one partition only), the numbers must have no gap, and invoices
+plus amendments must equal `meterline rate` on the same events."""
 
 from __future__ import annotations
 
@@ -17,19 +18,18 @@ import meterline.pipeline.ledger
 from meterline.adapters.dynamodb import DynamoStore
 from meterline.adapters.dynamodb import create_tables as create_dynamo_tables
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
-from meterline.offline import rate_lines
+from meterline.bootstrap import Jobs
 from meterline.periods import Period
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
-from meterline.pipeline.close import Closer, invoices_by_period
+from meterline.pipeline.aggregate import StreamRecord
+from meterline.pipeline.invoices import all_amendments, drafts_of, invoices_by_period
 from meterline.pipeline.ledger import PeriodLedger
-from meterline.pipeline.meter import DeliveredRecord, Meter
-from meterline.pipeline.rate import RunningCharges
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor
 from meterline.ports import Store
-from meterline.reconcile import differences
 from meterline.records import AcceptedUsage, Delivery
 from meterline.topology import TABLES, USAGE_EVENTS, USAGE_TABLE
 from tests.contract.conftest import FIRESTORE_PROJECT, reset_firestore
-from tests.pipeline.test_cell import CATALOG, make_events
+from tests.pipeline.test_cell import CATALOG, make_events, stream_vs_batch
 
 StoreFactory = Callable[[], Store]
 BATCH = 40
@@ -77,12 +77,14 @@ class Pipeline:
     """The four jobs on one store, with the usage stream read back from the ledger in delivery order."""
 
     def __init__(self, store: Store) -> None:
-        publisher = MemoryPublisher()
         self.store = store
-        self.meter = Meter(CATALOG, store, publisher)
-        self.aggregator = Aggregator(CATALOG, store)
-        self.charges = RunningCharges(CATALOG, store, publisher)
-        self.closer = Closer(CATALOG, store, publisher, timedelta(hours=1))
+        jobs = Jobs(CATALOG, store, MemoryPublisher())
+        self.meter, self.aggregator, self.charges, self.closer = (
+            jobs.meter,
+            jobs.aggregator,
+            jobs.charges,
+            jobs.closer,
+        )
         self.offset = 0
         self.aggregated: set[str] = set()
 
@@ -93,7 +95,7 @@ class Pipeline:
                 for i, line in enumerate(lines[start : start + BATCH])
             ]
             self.offset += len(records)
-            assert not self.meter.run(records).failed
+            assert not MeterProcessor(self.meter).run(records).failed
             self.pump()
 
     def pump(self) -> None:
@@ -154,21 +156,26 @@ def test_the_pipeline_bills_what_meterline_rate_bills_on_every_ledger(
     ]
     late.append(gauge("oct-late", october + timedelta(minutes=4, seconds=30), 7))
     pipeline.deliver(lines)
+    # AND drafts of November as of the 20th, before anything is issued
+    drafts = drafts_of(pipeline.store, "org-1", Period(2026, 11))
+    assert drafts and all(draft["state"] == "draft" and draft["number"] is None for draft in drafts)
     pipeline.closer.run(datetime(2026, 11, 15, tzinfo=UTC))
     pipeline.deliver([gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9)])
     pipeline.deliver(late)
-    # WHEN November closes too
+    # WHEN November closes too (twice: a rerun issues nothing more)
     pipeline.closer.run(datetime(2026, 12, 2, tzinfo=UTC))
-    # THEN November's ledger was rolled up in several windows, and every line of `meterline rate`
-    # is billed to the cent, on its invoice or as an adjustment
+    pipeline.closer.close(Period(2026, 11), datetime(2026, 12, 2, tzinfo=UTC))
+    # THEN November's ledger was rolled up in several windows, and every figure of `meterline rate`
+    # is billed to the cent by an invoice and its amendments
     assert PeriodLedger(CATALOG, pipeline.store, Period(2026, 11)).head().window >= 2
     invoices = pipeline.invoices()
     everything = [*lines, gauge("nov-late", november + timedelta(minutes=30, seconds=30), 9), *late]
-    for period in ("2026-10", "2026-11"):
-        expected = rate_lines(CATALOG, everything, Period.parse(period)).to_json()
-        assert differences(period, expected, invoices) == []
-    adjustments = [line for i in invoices["2026-11"] for line in i["lines"] if "adjusts_period" in line]  # type: ignore[operator]
-    assert adjustments
+    assert stream_vs_batch(CATALOG, pipeline.store, everything) == []
+    amendments = all_amendments(pipeline.store)
+    assert amendments and {a["adjusts_period"] for a in amendments} == {"2026-10"}
+    # AND invoices and amendments share one gapless sequence
+    documents = [*amendments, *(invoice for period in invoices.values() for invoice in period)]
+    assert sorted(int(str(d["number"])) for d in documents) == list(range(1, len(documents) + 1))
     # AND the late gauge samples were placed by reading archived hours back from this store
     read_back = {str(r.args[0]) for r in caplog.records if r.msg.startswith("slow path")}  # type: ignore[index]
     assert read_back >= {"2026-10-20T10", "2026-11-05T00"}

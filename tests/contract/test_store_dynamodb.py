@@ -3,6 +3,7 @@ error mapping and the write request units the adapter counts."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
+from moto.core import models as moto_models
 
 from meterline.adapters.dynamodb import DynamoStore, create_tables, item_size, write_request_units
 from meterline.ports import (
@@ -52,10 +54,27 @@ def dynamo(aws: None) -> DynamoStore:
     return DynamoStore(dynamodb, PREFIX)
 
 
+@pytest.fixture
+def serialized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each conditional write atomically; in-process moto evaluates a condition and
+    writes without a lock, so two racing threads can both pass it. Serializing moto's request handling
+    models the service (one request at a time per item) and leaves the adapter's error mapping — what
+    the racing-writers contract checks — as the thing under test."""
+    stubber = moto_models.botocore_stubber
+    unlocked = stubber.process_request
+    lock = threading.Lock()
+
+    def process_request(request: Any) -> Any:
+        with lock:
+            return unlocked(request)
+
+    monkeypatch.setattr(stubber, "process_request", process_request)
+
+
 class TestDynamoStore(StoreContract):
     @pytest.fixture(autouse=True)
-    def _moto(self, aws: None) -> None:
-        """Every test of the contract runs inside moto."""
+    def _moto(self, aws: None, serialized_moto: None) -> None:
+        """Every test of the contract runs inside moto, one request at a time as DynamoDB applies them."""
 
     def make_store(self) -> Store:
         dynamodb = client()
@@ -66,13 +85,13 @@ class TestDynamoStore(StoreContract):
 # --- tables --------------------------------------------------------------------------------------
 
 
-def test_create_tables_makes_every_topology_table_with_its_streams_and_ttl(aws: None) -> None:
+def test_create_tables_makes_every_topology_table_with_its_streams_and_no_ttl(aws: None) -> None:
     # GIVEN an empty account WHEN the tables are created, twice (the second finds them all)
     dynamodb = client()
     names = create_tables(dynamodb, PREFIX)
     assert create_tables(dynamodb, PREFIX) == names
 
-    # THEN each topology table exists on demand, keyed pk/sk strings, with its stream and TTL
+    # THEN each topology table exists on demand, keyed pk/sk strings, with its stream, and nothing expires
     assert names == {table.name: f"{PREFIX}{table.name}" for table in TABLES}
     for table in TABLES:
         described = dynamodb.describe_table(TableName=names[table.name])["Table"]
@@ -88,8 +107,7 @@ def test_create_tables_makes_every_topology_table_with_its_streams_and_ttl(aws: 
         stream = described.get("StreamSpecification", {"StreamEnabled": False})
         assert stream.get("StreamViewType") == (table.stream.value if table.stream else None)
         ttl = dynamodb.describe_time_to_live(TableName=names[table.name])["TimeToLiveDescription"]
-        assert ttl.get("AttributeName") == table.ttl_attribute
-        assert ttl["TimeToLiveStatus"] == ("ENABLED" if table.ttl_attribute else "DISABLED")
+        assert ttl["TimeToLiveStatus"] == "DISABLED"
 
 
 def test_a_store_on_explicit_table_names_uses_them(aws: None) -> None:

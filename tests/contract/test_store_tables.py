@@ -1,10 +1,5 @@
 """The store contract on Azure Tables (Azurite, in memory, one per session; fresh tables per test),
-then what is Azure's own.
-
-Azure runs a transaction on one table and one partition only. The contract's transactions that
-span tables are refused here with a StoreError saying so, before anything is read or written;
-each is asserted below. The contract's transactions within one partition run here unchanged.
-"""
+unchanged, then what is Azure's own."""
 
 from __future__ import annotations
 
@@ -28,7 +23,7 @@ from meterline.ports import (
 )
 from meterline.records import key_part
 from tests.contract.conftest import AZURITE_ACCOUNT, AZURITE_KEY
-from tests.contract.store_contract import INVOICES, USAGE, StoreContract, existing, failing, item
+from tests.contract.store_contract import INVOICES, USAGE, StoreContract, item
 
 pytest.importorskip("azure.data.tables", reason="azure-data-tables (the azure extra) is not installed")
 
@@ -42,7 +37,6 @@ from meterline.adapters.tables import (
     unescape_key,
 )
 
-CROSS_PARTITION = r"^cross-partition transaction not supported by Azure Tables"
 prefixes = (f"contract{number}" for number in itertools.count())
 
 
@@ -64,10 +58,6 @@ def az(service: TableServiceClient, prefix: str) -> TablesStore:
     return TablesStore(service, prefix)
 
 
-def nothing_written(store: Store) -> bool:
-    return list(store.scan(USAGE)) == [] and list(store.scan(INVOICES)) == []
-
-
 class TestTablesStore(StoreContract):
     @pytest.fixture(autouse=True)
     def _azurite(self, service: TableServiceClient, prefix: str) -> None:
@@ -76,56 +66,6 @@ class TestTablesStore(StoreContract):
 
     def make_store(self) -> Store:
         return TablesStore(self.service, self.prefix)
-
-    # --- the contract's transactions across tables: refused, with nothing written ---------------
-
-    def test_a_transaction_whose_conditions_hold_applies_every_write(self, store: Store) -> None:
-        writes: list[Write] = [
-            PutNew(USAGE, item("t-1", "new")),
-            Expect(INVOICES, "t-1", "fence", "closed", None),
-        ]
-        with pytest.raises(StoreError, match=CROSS_PARTITION):
-            store.transact(writes)
-        assert nothing_written(store)
-
-    @pytest.mark.parametrize("kind", ["PutNew", "PutIf", "Expect"])
-    @pytest.mark.parametrize("index", [0, 1])
-    def test_a_failing_condition_names_its_index_and_no_write_is_visible(
-        self, store: Store, kind: str, index: int
-    ) -> None:
-        # GIVEN a transaction across tables, one of whose conditions fails
-        store.put(USAGE, existing())
-        writes: list[Write] = [Put(INVOICES, item("t-1", "b", n=2))]
-        writes.insert(index, failing(kind))
-
-        # WHEN it runs THEN it is refused as cross-partition, not judged on its conditions
-        with pytest.raises(StoreError, match=CROSS_PARTITION) as raised:
-            store.transact(writes)
-        assert not isinstance(raised.value, ConditionFailedError)
-        assert store.get(INVOICES, "t-1", "b") is None
-
-    def test_the_first_failing_condition_is_the_one_named(self, store: Store) -> None:
-        writes: list[Write] = [Put(USAGE, item("t-1", "a")), Expect(INVOICES, "t-1", "invoice", "state", "x")]
-        with pytest.raises(StoreError, match=CROSS_PARTITION):
-            store.transact(writes)
-        assert nothing_written(store)
-
-    def test_expect_none_on_a_missing_item_holds(self, store: Store) -> None:
-        with pytest.raises(StoreError, match=CROSS_PARTITION):
-            store.transact([Expect(INVOICES, "t-1", "missing", "state", None), Put(USAGE, item("t-1", "k"))])
-        assert nothing_written(store)
-
-    def test_expect_a_value_on_a_missing_item_fails(self, store: Store) -> None:
-        with pytest.raises(StoreError, match=CROSS_PARTITION):
-            store.transact(
-                [Put(USAGE, item("t-1", "k")), Expect(INVOICES, "t-1", "missing", "state", "open")]
-            )
-        assert nothing_written(store)
-
-    def test_one_table_but_two_partitions_is_refused_too(self, store: Store) -> None:
-        with pytest.raises(StoreError, match=CROSS_PARTITION):
-            store.transact([Put(USAGE, item("t-1", "k")), Put(USAGE, item("t-2", "k"))])
-        assert nothing_written(store)
 
 
 # --- the strictest store: what makes the catalog's tenant limit ----------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from meterline.catalog import load_catalog
-from meterline.offline import RateResult, rate_lines
+from meterline.offline import CELL, RateResult, rate_cells, rate_lines
 from meterline.periods import Period
-from meterline.reconcile import differences
+from meterline.reconcile import reconcile
 
 
 def demo_command(out: Path, *arguments: str) -> list[str]:
@@ -61,28 +61,34 @@ class DemoRun:
         """`meterline rate` on the events the run produced."""
         return rate_lines(load_catalog(self.out / "catalog.yaml"), self.events, Period.parse(period))
 
+    @cached_property
+    def amendments(self) -> list[dict[str, Any]]:
+        """amendments.json: every amendment the run issued."""
+        amendments: list[dict[str, Any]] = orjson.loads((self.out / "amendments.json").read_bytes())
+        return amendments
+
     def differences_from_rate(self) -> list[Any]:
-        invoices = self.invoices
-        return [
-            found
-            for period in invoices
-            for found in differences(period, self.rated(period).to_json(), invoices)
-        ]
+        """SPEC §7's invariant over the closed months, every field and tenant."""
+        periods = sorted(self.invoices)
+        catalog = load_catalog(self.out / "catalog.yaml")
+        rated = rate_cells(catalog, {CELL: self.events}, Period.parse(periods[0]), Period.parse(periods[-1]))
+        return reconcile([result.to_json() for result in rated], self.invoices, self.amendments)
 
-    def adjusted_periods(self, period: str) -> set[str]:
-        """The periods that the adjustment lines of ``period``'s invoices re-bill."""
-        lines = [line for invoice in self.invoices[period] for line in invoice["lines"]]
-        return {line["adjusts_period"] for line in lines if "adjusts_period" in line}
+    def amended_periods(self) -> set[str]:
+        return {amendment["adjusts_period"] for amendment in self.amendments}
 
 
-def assert_invoices_equal_rate_through_adjustments(run: DemoRun) -> None:
-    """No difference with `meterline rate`, both months closed, and the late usage of the first
-    billed in the second as adjustment lines."""
+def assert_invoices_equal_rate_through_amendments(run: DemoRun) -> None:
+    """No difference with `meterline rate`, both months closed, the late usage of the first amended,
+    and every invoice and amendment numbered in one gapless sequence."""
     found = run.differences_from_rate()
     assert run.status == 0, run.output
     assert found == []
     assert sorted(run.invoices) == ["2026-10", "2026-11"]
-    assert run.adjusted_periods("2026-11") == {"2026-10"}
+    assert run.amended_periods() == {"2026-10"}
+    documents = [*run.amendments, *(invoice for invoices in run.invoices.values() for invoice in invoices)]
+    numbers = sorted(int(str(document["number"]).removeprefix("ML-")) for document in documents)
+    assert numbers == list(range(1, len(documents) + 1))
 
 
 def assert_ledgers_count_what_was_produced(run: DemoRun) -> None:

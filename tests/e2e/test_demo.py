@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.demo_checks import (
     DemoRun,
-    assert_invoices_equal_rate_through_adjustments,
+    assert_invoices_equal_rate_through_amendments,
     assert_ledgers_count_what_was_produced,
     demo_command,
 )
@@ -27,11 +27,11 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     return DemoRun.of(out, "--tenants", "3", "--events", "1500", "--seed", "7", timeout=240)
 
 
-def test_demo_invoices_equal_meterline_rate_through_adjustments(small_run: DemoRun) -> None:
+def test_demo_invoices_equal_meterline_rate_through_amendments(small_run: DemoRun) -> None:
     # GIVEN a demo run of 3 tenants and 1,500 events with every kind of fault
     # WHEN its invoices are compared with `meterline rate` on the events it produced
-    # THEN there is no difference, both months were closed and the late usage came as adjustments
-    assert_invoices_equal_rate_through_adjustments(small_run)
+    # THEN there is no difference, both months were closed and the late usage came as amendments
+    assert_invoices_equal_rate_through_amendments(small_run)
 
 
 def test_demo_ledgers_reconcile_with_what_was_produced(small_run: DemoRun) -> None:

@@ -28,7 +28,7 @@ from meterline.local.esm import KafkaRecord
 from meterline.topology import USAGE_EVENTS
 from tests.e2e.demo_checks import (
     DemoRun,
-    assert_invoices_equal_rate_through_adjustments,
+    assert_invoices_equal_rate_through_amendments,
     assert_ledgers_count_what_was_produced,
     run_demo,
 )
@@ -39,17 +39,17 @@ def azure_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if shutil.which("node") is None:
         pytest.skip("node is not installed: it runs Azurite, the Azure Tables stand-in")
     out = tmp_path_factory.mktemp("demo-azure")
-    # late events at 5%: enough of them arrive after their month closed to make adjustment lines
+    # late events at 5%: enough of them arrive after their month closed to make amendments
     return DemoRun.of(
         out, "--cloud", "azure", "--tenants", "3", "--events", "300", "--seed", "7", "--late-rate", "0.05"
     )
 
 
-def test_azure_demo_invoices_equal_meterline_rate_through_adjustments(azure_run: DemoRun) -> None:
+def test_azure_demo_invoices_equal_meterline_rate_through_amendments(azure_run: DemoRun) -> None:
     # GIVEN an Azure demo run of 3 tenants and 300 events with every kind of fault
     # WHEN its invoices are compared with `meterline rate` on the events it produced
-    # THEN there is no difference, both months were closed and the late usage came as adjustments
-    assert_invoices_equal_rate_through_adjustments(azure_run)
+    # THEN there is no difference, both months were closed and the late usage came as amendments
+    assert_invoices_equal_rate_through_amendments(azure_run)
 
 
 def test_azure_demo_ledgers_reconcile_with_what_was_produced(azure_run: DemoRun) -> None:

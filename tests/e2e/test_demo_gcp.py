@@ -15,7 +15,7 @@ import pytest
 from meterline.local.firestore_emulator import EmulatorUnavailableError, emulator_command
 from tests.e2e.demo_checks import (
     DemoRun,
-    assert_invoices_equal_rate_through_adjustments,
+    assert_invoices_equal_rate_through_amendments,
     assert_ledgers_count_what_was_produced,
     run_demo,
 )
@@ -34,17 +34,17 @@ def gcp_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if reason := emulator_missing():
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("demo-gcp")
-    # late events at 5%: enough of them arrive after their month closed to make adjustment lines
+    # late events at 5%: enough of them arrive after their month closed to make amendments
     return DemoRun.of(
         out, "--cloud", "gcp", "--tenants", "6", "--events", "400", "--seed", "7", "--late-rate", "0.05"
     )
 
 
-def test_gcp_demo_invoices_equal_meterline_rate_through_adjustments(gcp_run: DemoRun) -> None:
+def test_gcp_demo_invoices_equal_meterline_rate_through_amendments(gcp_run: DemoRun) -> None:
     # GIVEN a GCP demo run of 6 tenants and 400 events with every kind of fault
     # WHEN its invoices are compared with `meterline rate` on the events it produced
-    # THEN there is no difference, both months were closed and the late usage came as adjustments
-    assert_invoices_equal_rate_through_adjustments(gcp_run)
+    # THEN there is no difference, both months were closed and the late usage came as amendments
+    assert_invoices_equal_rate_through_amendments(gcp_run)
 
 
 def test_gcp_demo_ledgers_reconcile_with_what_was_produced(gcp_run: DemoRun) -> None:

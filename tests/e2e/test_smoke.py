@@ -18,7 +18,6 @@ CELL = """
 import json, sys
 from pathlib import Path
 from meterline.local.cell import CellOptions, LocalCell
-from meterline.local.runtime import CellSettings
 from meterline.topology import USAGE_EVENTS
 
 catalog, folder = Path(sys.argv[1]), Path(sys.argv[2])
@@ -30,8 +29,8 @@ with LocalCell(options) as cell:
     # the stream triggers deliver what the streams hold instead of waiting out batching windows
     for mapping in (cell.usage_stream, cell.aggregates_stream):
         mapping.draining.set()
-    settings = CellSettings(catalog, cell.prefix, cell.bootstrap, cell.endpoint, options.region)
-    sys.__stdout__.write(json.dumps(settings.environment()) + "\\n")
+    # what a deployed cell exports as its cell_settings: the functions' settings, region included
+    sys.__stdout__.write(json.dumps(cell.settings.to_env(platform=True)) + "\\n")
     sys.__stdout__.flush()
     sys.stdin.read()  # runs until the test closes its input
 """

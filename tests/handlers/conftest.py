@@ -13,9 +13,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from meterline.adapters.aws_lambda import Wiring
+from meterline.adapters.aws_lambda import AwsSettings
 from meterline.adapters.dynamodb import create_tables
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.bootstrap import Jobs, bootstrap
+from meterline.local.lifecycle import DriverClock
 from meterline.local.runtime import load_function
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,22 +61,25 @@ class AwsCell:
     client: Any
     publisher: MemoryPublisher
     context: LambdaContext
+    jobs: Jobs
+    clock: DriverClock
+
+    def handler(self, job: str) -> ModuleType:
+        """functions/<job>/aws.py with the cell's jobs, as the composition root builds them."""
+        module = load_handler(job)
+        module.jobs.use(self.jobs)
+        return module
 
 
 @pytest.fixture
 def aws_cell(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsCell]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # what Lambda's role gives the function
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "meterline-test")
-    monkeypatch.setenv("METERLINE_TABLE_PREFIX", "test-")
-    monkeypatch.setenv("METERLINE_CATALOG", str(CATALOG))
-    publisher = MemoryPublisher()
-    monkeypatch.setattr(Wiring, "publisher", publisher)  # MSK is not in moto: topics are faked
+    publisher, clock = MemoryPublisher(), DriverClock()
+    settings = AwsSettings(table_prefix="test-", catalog=CATALOG)
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+        client = boto3.client("dynamodb", region_name=settings.region)
         create_tables(client, "test-")
-        yield AwsCell(client, publisher, LambdaContext())
+        # the store as the settings make it; MSK is not in moto: topics are faked
+        jobs = bootstrap(settings, publisher=publisher, clock=clock)
+        yield AwsCell(client, publisher, LambdaContext(), jobs, clock)

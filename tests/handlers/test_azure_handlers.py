@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,42 +18,30 @@ from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequest
 
 from meterline.adapters import azure_functions
-from meterline.adapters.azure_functions import (
-    NotYetMeteredError,
-    Wiring,
-    event_hubs_oauth_config,
-    event_hubs_plain_config,
-)
+from meterline.adapters.azure_functions import NotYetMeteredError, event_hubs_oauth_config
 from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
 from meterline.local import runtime
-from meterline.offline import rate_lines
-from meterline.periods import Period
-from meterline.pipeline.meter import MAX_ATTEMPTS
+from meterline.pipeline.invoices import invoices_by_period
+from meterline.pipeline.ledger import PARTIAL
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import RetriableStoreError, StoreError
-from meterline.reconcile import differences
 from meterline.topology import (
     AGGREGATES_TABLE,
     BILLING_ALERTS,
     BILLING_INVOICES,
-    INVOICES_TABLE,
     TABLES,
     USAGE_REJECTED,
 )
 from tests.handlers.conftest import load_handler, outcomes
-from tests.pipeline.test_cell import make_events
+from tests.pipeline.test_cell import make_events, stream_vs_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events" / "azure"
 CATALOG = ROOT / "tests" / "events" / "aws" / "catalog.yaml"
 
 Function = Callable[..., None]
-
-
-def load_function(job: str) -> Function:
-    """The job's function as the Function App runs it (unwrapped from its blueprint)."""
-    user_function: Function = load_handler(job, "azure").handler.build().get_user_function()
-    return user_function
 
 
 def hub_batch(partition: str, events: list[dict[str, Any]]) -> list[func.EventHubEvent]:
@@ -90,17 +78,24 @@ def line_batch(partition: str, first: int, lines: list[bytes]) -> list[func.Even
 class AzureCell:
     store: StreamingMemoryStore
     publisher: MemoryPublisher
+    jobs: Jobs
+
+    def function(self, job: str) -> Function:
+        """The job's function as the Function App runs it (unwrapped from its blueprint), with the
+        cell's jobs."""
+        module = load_handler(job, "azure")
+        module.jobs.use(self.jobs)
+        user_function: Function = module.handler.build().get_user_function()
+        return user_function
 
 
 @pytest.fixture
-def azure_cell(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureCell]:
-    monkeypatch.setenv("METERLINE_TABLE_PREFIX", "test")
-    monkeypatch.setenv("METERLINE_CATALOG", str(CATALOG))
+def azure_cell() -> AzureCell:
     store = StreamingMemoryStore([t.name for t in TABLES], [t.name for t in TABLES if t.stream is not None])
     publisher = MemoryPublisher()
-    monkeypatch.setattr(Wiring, "store", store)  # Azure Tables and Event Hubs are faked
-    monkeypatch.setattr(Wiring, "publisher", publisher)
-    yield AzureCell(store, publisher)
+    # Azure Tables and Event Hubs are faked; the clock stands after November's grace
+    jobs = Jobs(load_catalog(CATALOG), store, publisher, lambda: datetime(2026, 12, 2, tzinfo=UTC))
+    return AzureCell(store, publisher, jobs)
 
 
 def aggregates(store: StreamingMemoryStore, sk_prefix: str) -> list[dict[str, Any]]:
@@ -113,7 +108,7 @@ def timer() -> TimerRequest:
 
 def test_meter_accepts_dedups_and_dead_letters_each_partitions_batch(azure_cell: AzureCell) -> None:
     # GIVEN the mixed batch as two Event Hubs batches, partitions 0 and 3
-    meter = load_function("meter")
+    meter = azure_cell.function("meter")
     # WHEN each batch is metered
     meter(fixture_batch("0"))
     meter(fixture_batch("3"))
@@ -140,7 +135,7 @@ def test_meter_accepts_dedups_and_dead_letters_each_partitions_batch(azure_cell:
 
 
 def test_a_rerun_batch_reaches_the_same_outcomes(azure_cell: AzureCell) -> None:
-    meter = load_function("meter")
+    meter = azure_cell.function("meter")
     meter(fixture_batch("0"))
     before = (outcomes(azure_cell.store), sorted(str(u["at"]) for u in azure_cell.store.scan("usage")))
     # WHEN the retry policy runs the same batch again
@@ -156,7 +151,7 @@ def test_store_failure_stops_the_partition_and_raises_so_the_batch_runs_again(
     azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a store that throttles the outcomes ledger (the second record of partition 0 is a duplicate)
-    meter = load_function("meter")
+    meter = azure_cell.function("meter")
     real_put = StreamingMemoryStore.put
 
     def throttled(store: StreamingMemoryStore, table: str, item: Any) -> None:
@@ -185,7 +180,7 @@ def test_a_record_the_store_keeps_refusing_is_dead_lettered_and_the_batch_comple
     azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a store that refuses the first record's usage entity every time (not an outage)
-    meter = load_function("meter")
+    meter = azure_cell.function("meter")
     real_put_new = StreamingMemoryStore.put_new
 
     def refusing(store: StreamingMemoryStore, table: str, item: Any) -> Any:
@@ -214,7 +209,7 @@ def test_a_record_the_store_keeps_refusing_is_dead_lettered_and_the_batch_comple
 
 def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: AzureCell) -> None:
     # GIVEN two partitions whose batches have the same sequence numbers
-    meter, aggregate = load_function("meter"), load_function("aggregate")
+    meter, aggregate = azure_cell.function("meter"), azure_cell.function("aggregate")
     # WHEN aggregate reaches partition 0 before meter does THEN it raises and writes nothing
     with pytest.raises(NotYetMeteredError, match=r"usage.events\|0\|100"):
         aggregate(fixture_batch("0"))
@@ -227,9 +222,9 @@ def test_aggregate_waits_for_meter_then_applies_each_partition_once(azure_cell: 
         aggregate(fixture_batch("3"))
     # THEN each partition's batch has one marker and one partial: org-1's event, org-2's two
     assert len(aggregates(azure_cell.store, "batch|")) == 2
-    assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, "partial|")) == [1, 1]
+    assert sorted(int(p["tenants"]) for p in aggregates(azure_cell.store, PARTIAL)) == [1, 1]
     # AND rating counts every event of both: org-2 is 0.25 GB, 2 CKU from Nov 3 10:15, 120 partitions
-    load_function("rate")(timer())
+    azure_cell.function("rate")(timer())
     running = {
         str(c["pk"]): c["subtotal"]
         for c in azure_cell.store.scan("charges")
@@ -242,15 +237,15 @@ def test_aggregate_sets_aside_a_usage_entity_it_cannot_read_and_applies_the_rest
     azure_cell: AzureCell,
 ) -> None:
     # GIVEN partition 3 metered, and the usage entity of its first record damaged since
-    load_function("meter")(fixture_batch("3"))
+    azure_cell.function("meter")(fixture_batch("3"))
     damaged = next(item for item in azure_cell.store.scan("usage") if item["at"] == "usage.events|3|100")
     azure_cell.store.put("usage", {**damaged, "m": b"not json"})
     # WHEN aggregate runs the batch, and runs it again
-    aggregate = load_function("aggregate")
+    aggregate = azure_cell.function("aggregate")
     for _ in range(2):
         aggregate(fixture_batch("3"))
     # THEN the other accepted record is applied once, and the damaged one is filed under `dead`
-    [partial] = aggregates(azure_cell.store, "partial|")
+    [partial] = aggregates(azure_cell.store, PARTIAL)
     assert int(partial["tenants"]) == 1
     [dead] = [item for item in azure_cell.store.scan(AGGREGATES_TABLE.name) if item["pk"] == "dead"]
     assert dead["delivery"] == "usage.events|3|100" and "JSONDecodeError" in str(dead["error"])
@@ -258,9 +253,9 @@ def test_aggregate_sets_aside_a_usage_entity_it_cannot_read_and_applies_the_rest
 
 def test_rate_timer_announces_each_spend_alert_once(azure_cell: AzureCell) -> None:
     # GIVEN org-1's 1 GB aggregated (0.10 spent, over its 0.05 alert)
-    load_function("meter")(fixture_batch("0"))
-    load_function("aggregate")(fixture_batch("0"))
-    rate = load_function("rate")
+    azure_cell.function("meter")(fixture_batch("0"))
+    azure_cell.function("aggregate")(fixture_batch("0"))
+    rate = azure_cell.function("rate")
     # WHEN the timer fires twice
     rate(timer())
     rate(timer())
@@ -272,11 +267,9 @@ def test_rate_timer_announces_each_spend_alert_once(azure_cell: AzureCell) -> No
     assert running["pk"] == "org-1" and running["spend"] == "10.10"
 
 
-def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
-    azure_cell: AzureCell, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(azure_cell: AzureCell) -> None:
     # GIVEN two months of generated usage over two partitions, in batches, the first retried
-    functions = {job: load_function(job) for job in ("meter", "aggregate", "rate")}
+    functions = {job: azure_cell.function(job) for job in ("meter", "aggregate", "rate", "close")}
     lines = make_events(seed=12, count=240)
     batches = [
         line_batch(str(n % 2), 1000 + n * 25, lines[n * 25 : (n + 1) * 25])
@@ -288,17 +281,12 @@ def test_meter_aggregate_rate_close_chain_bills_what_meterline_rate_bills(
         functions["meter"](batch)
         functions["aggregate"](batch)
         functions["rate"](timer())
-    close = load_handler("close", "azure")
-    monkeypatch.setattr(close, "now", lambda: datetime(2026, 12, 2, tzinfo=UTC))
-    close.handler.build().get_user_function()(timer())
+    functions["close"](timer())
     # THEN October and November invoices equal `meterline rate` on the same records
-    invoices: dict[str, list[dict[str, Any]]] = {}
-    for item in azure_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
     catalog = load_catalog(CATALOG)
+    invoices = invoices_by_period(azure_cell.store)
     assert sorted(invoices) == ["2026-10", "2026-11"]
-    for period in ("2026-10", "2026-11"):
-        assert differences(period, rate_lines(catalog, lines, Period.parse(period)).to_json(), invoices) == []
+    assert stream_vs_batch(catalog, azure_cell.store, lines) == []
     assert len(azure_cell.publisher.on(BILLING_INVOICES.name)) == 4
 
 
@@ -321,10 +309,7 @@ def test_function_app_registers_the_four_jobs_with_their_triggers() -> None:
     }
 
 
-def test_event_hubs_kafka_configs() -> None:
-    plain = event_hubs_plain_config("ns.servicebus.windows.net:9093", "Endpoint=sb://ns/;SharedAccessKey=k")
-    assert plain["sasl.username"] == "$ConnectionString" and plain["sasl.mechanisms"] == "PLAIN"
-
+def test_event_hubs_kafka_config_asks_entra_for_the_namespaces_token() -> None:
     @dataclass
     class Token:
         token: str
@@ -345,4 +330,4 @@ def test_event_hubs_kafka_configs() -> None:
 def test_a_batch_without_partition_context_is_a_one_line_trigger_error(azure_cell: AzureCell) -> None:
     events = [func.EventHubEvent(body=b"{}", sequence_number=1)]
     with pytest.raises(azure_functions.TriggerError, match="PartitionId"):
-        load_function("meter")(events)
+        azure_cell.function("meter")(events)

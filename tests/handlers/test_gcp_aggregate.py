@@ -9,50 +9,63 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import flask
-import functions_framework
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from werkzeug.test import EnvironBuilder
 
-from meterline.adapters.gcp_functions import SettingsError, Wiring
+from meterline.adapters.gcp_functions import GcpSettings
 from meterline.adapters.kafka_drain import KafkaDrain
 from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
+from meterline.bootstrap import Jobs, bootstrap
 from meterline.catalog import load_catalog
 from meterline.local.broker import TansuBroker, create_topics
 from meterline.local.feed import subject_of
-from meterline.metering import Metering
-from meterline.offline import rate_lines
-from meterline.periods import Period
-from meterline.pipeline.aggregate import Aggregator
+from meterline.pipeline.invoices import invoices_by_period
 from meterline.ports import Item
-from meterline.reconcile import differences
-from meterline.topology import AGGREGATES_TABLE, INVOICES_TABLE, TABLES, TOPICS, USAGE_EVENTS
+from meterline.settings import KafkaAuth, SettingsError
+from meterline.topology import AGGREGATES_TABLE, TABLES, TOPICS, USAGE_EVENTS
 from tests.handlers.test_gcp_handlers import (
     CATALOG,
     EVENTS,
-    ROOT,
     document_created,
+    framework_app,
     load_handler,
     pubsub_event,
     pubsub_events,
 )
-from tests.pipeline.test_cell import make_events
+from tests.pipeline.test_cell import make_events, stream_vs_batch
 
 TOPIC = USAGE_EVENTS.name
+
+
+def after_november() -> datetime:
+    return datetime(2026, 12, 2, tzinfo=UTC)
 
 
 @dataclass
 class KafkaCell:
     bootstrap: str
     store: StreamingMemoryStore
-    meter: Any
+    jobs: Jobs
     produced: list[tuple[int, int, bytes]] = field(default_factory=list)
     """(partition, offset, value) of every record produced."""
+
+    def handler(self, job: str) -> ModuleType:
+        """functions/<job>/gcp.py with the cell's jobs."""
+        module = load_handler(job)
+        module.jobs.use(self.jobs)
+        return module
+
+    @property
+    def meter(self) -> ModuleType:
+        return self.handler("meter")
 
     def produce(self, partition: int, values: list[bytes]) -> list[tuple[int, int, bytes]]:
         producer = Producer({"bootstrap.servers": self.bootstrap})
@@ -118,19 +131,22 @@ def scheduled_call(aggregate: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def kafka_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KafkaCell]:
+def kafka_cell(tmp_path: Path) -> Iterator[KafkaCell]:
     broker = TansuBroker(tmp_path / "broker.log")
     broker.start()
     try:
         create_topics(broker.bootstrap, TOPICS)
-        monkeypatch.setenv("METERLINE_TABLE_PREFIX", "test-")
-        monkeypatch.setenv("METERLINE_CATALOG", str(CATALOG))
-        monkeypatch.setenv("METERLINE_KAFKA_BOOTSTRAP", broker.bootstrap)
-        monkeypatch.setenv("METERLINE_KAFKA_AUTH", "none")
+        settings = GcpSettings(
+            table_prefix="test-",
+            catalog=CATALOG,
+            kafka_bootstrap=broker.bootstrap,
+            kafka_auth=KafkaAuth.NONE,
+            consumer_group="aggregate",
+        )
         store = StreamingMemoryStore([t.name for t in TABLES], [t.name for t in TABLES if t.stream])
-        monkeypatch.setattr(Wiring, "store", store)
-        monkeypatch.setattr(Wiring, "publisher", MemoryPublisher())
-        yield KafkaCell(broker.bootstrap, store, load_handler("meter"))
+        # the ledger in memory instead of Firestore; the clock after November's grace
+        jobs = bootstrap(settings, store=store, publisher=MemoryPublisher(), clock=after_november)
+        yield KafkaCell(broker.bootstrap, store, jobs)
     finally:
         broker.stop()
 
@@ -139,13 +155,13 @@ def test_a_batch_read_again_from_the_same_offset_applies_nothing_twice(kafka_cel
     # GIVEN 40 metered records on partition 2, drained once
     records = kafka_cell.produce(2, make_events(seed=3, count=40))
     kafka_cell.metered(records)
-    aggregate = load_handler("aggregate")
+    aggregate = kafka_cell.handler("aggregate")
     first = scheduled_call(aggregate)
     ledger = kafka_cell.aggregates()
     # WHEN the group's offset is put back, as a crash before the offset commit leaves it, and a
     # new instance drains again from the same offset
     kafka_cell.rewind({2: 0})
-    again = scheduled_call(load_handler("aggregate"))
+    again = scheduled_call(kafka_cell.handler("aggregate"))
     # THEN the batch comes again from the same first record and applies nothing
     end = len(records)
     assert first["applied"] > 0 and first["committed"] == {"2": end}
@@ -158,11 +174,11 @@ def test_a_longer_batch_from_the_same_offset_applies_only_what_lies_beyond(kafka
     # GIVEN 20 records drained, their offset commit lost, and 20 more records metered since
     lines = make_events(seed=5, count=40)
     kafka_cell.metered(kafka_cell.produce(0, lines[:20]))
-    first = scheduled_call(load_handler("aggregate"))
+    first = scheduled_call(kafka_cell.handler("aggregate"))
     kafka_cell.rewind({0: 0})
     kafka_cell.metered(kafka_cell.produce(0, lines[20:]))
     # WHEN the next run reads one batch of all of them from offset 0
-    again = scheduled_call(load_handler("aggregate"))
+    again = scheduled_call(kafka_cell.handler("aggregate"))
     # THEN only the later records' usage is applied, and every accepted record once in all
     accepted = sum(1 for item in kafka_cell.store.scan("usage"))
     assert again["records"] == len(lines) and again["batches"] == 1
@@ -177,7 +193,7 @@ def test_a_record_not_yet_metered_stops_its_partition_without_committing_past_it
     values = valid_events(5)
     records = kafka_cell.produce(0, values)
     kafka_cell.metered(records[:2] + records[3:])
-    aggregate = load_handler("aggregate")
+    aggregate = kafka_cell.handler("aggregate")
     # WHEN aggregate runs
     stopped = scheduled_call(aggregate)
     # THEN it applies the two before it, commits offset 2 and waits there
@@ -200,7 +216,7 @@ def test_records_that_cannot_be_aggregated_do_not_stop_their_partition(kafka_cel
     position = {"pk": f"{TOPIC}|1", "sk": f"{3:020d}"}
     kafka_cell.store.put("outcomes", {**position, "outcome": "rejected", "reason": "unprocessable"})
     # WHEN aggregate runs
-    report = scheduled_call(load_handler("aggregate"))
+    report = scheduled_call(kafka_cell.handler("aggregate"))
     # THEN the partition is drained to its end: three records applied, the damaged one set aside
     assert (report["applied"], report["committed"], report["waiting"]) == (3, {"1": 5}, {})
     assert report["dead_lettered"] == 1
@@ -214,28 +230,28 @@ def test_one_run_settles_a_batch_on_each_of_two_partitions(kafka_cell: KafkaCell
     kafka_cell.metered(kafka_cell.produce(4, lines[:30]) + kafka_cell.produce(7, lines[30:]))
     assert len(lines) > 60
     # WHEN one scheduled run drains the topic
-    report = scheduled_call(load_handler("aggregate"))
+    report = scheduled_call(kafka_cell.handler("aggregate"))
     # THEN each partition is one batch, committed to its end, and every accepted record applied once
     assert report["batches"] == 2 and report["committed"] == {"4": 30, "7": len(lines) - 30}
     assert report["records"] == len(lines)
     assert report["applied"] == sum(1 for _ in kafka_cell.store.scan("usage"))
     # AND a run with nothing new reads nothing and applies nothing
-    assert scheduled_call(load_handler("aggregate"))["records"] == 0
+    assert scheduled_call(kafka_cell.handler("aggregate"))["records"] == 0
 
 
 def test_a_partition_longer_than_the_batch_size_is_applied_batch_by_batch(kafka_cell: KafkaCell) -> None:
     # GIVEN 25 metered records on one partition and a drain with batches of 10
     kafka_cell.metered(kafka_cell.produce(5, valid_events(25)))
-    wiring = Wiring(load_handler("aggregate").wiring().settings)
-    catalog = load_catalog(CATALOG)
-    consumer = wiring.consumer()
+    jobs = kafka_cell.jobs
+    assert isinstance(jobs.settings, GcpSettings)
+    consumer = jobs.settings.consumer()
     try:
         drain = KafkaDrain(
             consumer,
             TOPIC,
-            Aggregator(catalog, kafka_cell.store),
+            jobs.aggregator,
             kafka_cell.store,
-            Metering(catalog.meters_by_type),
+            jobs.metering,
             batch_size=10,
             budget_seconds=30,
         )
@@ -255,16 +271,14 @@ def test_usage_metered_without_its_kafka_position_is_refused_not_dropped(kafka_c
     kafka_cell.produce(0, [value])
     # WHEN aggregate reaches its record THEN it fails naming the cause, and commits nothing
     with pytest.raises(Exception, match=r"metered from pubsub:usage-events.* meter must be given the Kafka"):
-        scheduled_call(load_handler("aggregate"))
+        scheduled_call(kafka_cell.handler("aggregate"))
     assert kafka_cell.committed() == {}
 
 
 def test_a_drain_budget_that_is_not_a_number_is_a_one_line_settings_error() -> None:
-    from meterline.adapters.gcp_functions import Settings
-
     env = {"METERLINE_TABLE_PREFIX": "p-", "METERLINE_DRAIN_SECONDS": "soon"}
-    with pytest.raises(SettingsError, match=r"^METERLINE_DRAIN_SECONDS must be a number of seconds$"):
-        Settings.from_env(env, Path("."))
+    with pytest.raises(SettingsError, match=r"^the function setting METERLINE_DRAIN_SECONDS must be a num"):
+        GcpSettings.from_env(env, Path("."))
 
 
 def test_meter_scheduled_aggregate_rate_close_bill_what_meterline_rate_bills(kafka_cell: KafkaCell) -> None:
@@ -278,20 +292,17 @@ def test_meter_scheduled_aggregate_rate_close_bill_what_meterline_rate_bills(kaf
     records = [r for partition, part in by_partition.items() for r in kafka_cell.produce(partition, part)]
     kafka_cell.metered(records + records[::17])
     # WHEN the scheduler calls aggregate twice, each created partial reaches rate, and close runs
-    aggregate = load_handler("aggregate")
+    aggregate = kafka_cell.handler("aggregate")
     reports = [scheduled_call(aggregate) for _ in range(2)]
-    rate = load_handler("rate")
+    rate = kafka_cell.handler("rate")
     for micros, entry in enumerate(kafka_cell.store.streams[AGGREGATES_TABLE.name], 1_793_700_000_000_000):
         rate.handler(document_created(AGGREGATES_TABLE.name, entry.item, micros))
-    client = functions_framework.create_app("handler", str(ROOT / "functions" / "close" / "gcp.py"))
+    client = framework_app("close", kafka_cell.jobs)
     response = client.test_client().post("/", json=json.loads((EVENTS / "scheduler_close.json").read_text()))
     # THEN October and November close, and their invoices equal `meterline rate` on the same records
     assert response.status_code == 200 and response.get_json() == {"closed": ["2026-10", "2026-11"]}
     assert reports[0]["records"] == len(lines) and reports[1]["records"] == 0
-    invoices: dict[str, list[dict[str, Any]]] = {}
-    for item in kafka_cell.store.scan(INVOICES_TABLE.name):
-        invoices.setdefault(str(item["period"]), []).append(orjson.loads(item["body"]))  # type: ignore[arg-type]
     catalog = load_catalog(CATALOG)
-    for period in ("2026-10", "2026-11"):
-        assert differences(period, rate_lines(catalog, lines, Period.parse(period)).to_json(), invoices) == []
+    invoices = invoices_by_period(kafka_cell.store)
+    assert stream_vs_batch(catalog, kafka_cell.store, lines) == []
     assert sum(len(v) for v in invoices.values()) == 4

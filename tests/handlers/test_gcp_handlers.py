@@ -6,26 +6,31 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import flask
 import functions_framework
 import pytest
 from cloudevents.http import CloudEvent
 from google.events.cloud.firestore import Document, DocumentEventData, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from meterline.adapters import gcp_functions
-from meterline.adapters.gcp_functions import TriggerError, Wiring, google_kafka_token
+from meterline.adapters.gcp_functions import GcpSettings, TriggerError, google_kafka_token
 from meterline.adapters.memory import MemoryPublisher, StreamEntry, StreamingMemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
-from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import is_partial
-from meterline.pipeline.meter import MAX_ATTEMPTS, PublishError
+from meterline.pipeline.meter import PublishError
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.records import AcceptedUsage
+from meterline.settings import SettingsError
 from meterline.topology import (
     AGGREGATES_TABLE,
     CHARGES_TABLE,
@@ -96,6 +101,16 @@ class GcpCell:
     store: StreamingMemoryStore
     publisher: MemoryPublisher
     seen: dict[str, int]
+    jobs: Jobs
+
+    def handler(self, job: str) -> ModuleType:
+        """functions/<job>/gcp.py with the cell's jobs."""
+        module = load_handler(job)
+        module.jobs.use(self.jobs)
+        return module
+
+    def app(self, job: str) -> flask.Flask:
+        return framework_app(job, self.jobs)
 
     def created(self, table: str) -> list[StreamEntry]:
         """Documents created in the table since the last call: what Eventarc would announce."""
@@ -104,20 +119,25 @@ class GcpCell:
         return new
 
 
+def framework_app(job: str, jobs: Jobs) -> flask.Flask:
+    """functions/<job>/gcp.py served as functions_framework serves it, with ``jobs``."""
+    app = functions_framework.create_app("handler", str(ROOT / "functions" / job / "gcp.py"))
+    sys.modules["gcp"].jobs.use(jobs)  # the framework loads the file as module "gcp"
+    return app
+
+
 @pytest.fixture
-def gcp_cell(monkeypatch: pytest.MonkeyPatch) -> GcpCell:
-    monkeypatch.setenv("METERLINE_TABLE_PREFIX", "test-")
-    monkeypatch.setenv("METERLINE_CATALOG", str(CATALOG))
+def gcp_cell() -> GcpCell:
     store = StreamingMemoryStore([t.name for t in TABLES], [t.name for t in TABLES if t.stream is not None])
     publisher = MemoryPublisher()
-    monkeypatch.setattr(Wiring, "store", store)  # Firestore and Managed Kafka are faked
-    monkeypatch.setattr(Wiring, "publisher", publisher)
-    return GcpCell(store, publisher, {})
+    # Firestore and Managed Kafka are faked; the clock stands after November's grace
+    jobs = Jobs(load_catalog(CATALOG), store, publisher, lambda: datetime(2026, 12, 2, tzinfo=UTC))
+    return GcpCell(store, publisher, {}, jobs)
 
 
 def test_meter_accepts_dedups_and_dead_letters_one_message_at_a_time(gcp_cell: GcpCell) -> None:
     # GIVEN the Kafka records of a mixed batch, forwarded one Pub/Sub message each with kafka.* attributes
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     # WHEN each message is delivered
     for message in pubsub_events():
         meter.handler(message)
@@ -143,7 +163,7 @@ def test_meter_accepts_dedups_and_dead_letters_one_message_at_a_time(gcp_cell: G
 
 def test_redelivered_messages_reach_the_same_outcomes(gcp_cell: GcpCell) -> None:
     # GIVEN every message delivered once
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     for message in pubsub_events():
         meter.handler(message)
     before = (outcomes(gcp_cell.store), sorted(str(i["at"]) for i in gcp_cell.store.scan("usage")))
@@ -156,7 +176,7 @@ def test_redelivered_messages_reach_the_same_outcomes(gcp_cell: GcpCell) -> None
 
 def test_message_without_kafka_metadata_is_identified_by_its_message_id(gcp_cell: GcpCell) -> None:
     # GIVEN a message the sink forwarded without kafka.* attributes
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     [message] = pubsub_events("pubsub_without_kafka_metadata.json")
     # WHEN it is delivered twice, and the same event arrives again from Kafka offset 100
     meter.handler(message)
@@ -172,7 +192,7 @@ def test_store_outage_raises_so_pubsub_delivers_again(
     gcp_cell: GcpCell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a throttled store
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     message = pubsub_events()[0]
 
     def throttled(*args: Any, **kwargs: Any) -> None:
@@ -193,7 +213,7 @@ def test_dead_letter_publish_failure_raises_and_a_reject_does_not(
     gcp_cell: GcpCell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a malformed record, and a Kafka cluster that refuses the dead letter
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     malformed = pubsub_events()[3]
 
     def refused(*args: Any, **kwargs: Any) -> None:
@@ -213,7 +233,7 @@ def test_a_message_the_store_keeps_refusing_is_dead_lettered_after_its_attempts(
     gcp_cell: GcpCell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a store that refuses one event's usage item every time (not an outage)
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     message = pubsub_events()[0]
 
     def refused(*args: Any, **kwargs: Any) -> None:
@@ -233,7 +253,7 @@ def test_a_message_the_store_keeps_refusing_is_dead_lettered_after_its_attempts(
 
 
 def test_an_event_that_is_not_a_pubsub_message_is_a_one_line_trigger_error(gcp_cell: GcpCell) -> None:
-    meter = load_handler("meter")
+    meter = gcp_cell.handler("meter")
     event = CloudEvent(
         {"type": "google.cloud.storage.object.v1.finalized", "source": "//storage/b"}, {"bucket": "b"}
     )
@@ -250,13 +270,19 @@ def test_a_document_with_a_field_the_ledger_never_writes_is_a_trigger_error(gcp_
     )
     with pytest.raises(TriggerError, match=r"'n' of .* holds a double_value"):
         event = CloudEvent({"type": "t", "source": "s"}, DocumentEventData.serialize(data))
-        load_handler("rate").handler(event)
+        gcp_cell.handler("rate").handler(event)
 
 
-def test_close_answers_a_time_without_offset_with_400(gcp_cell: GcpCell) -> None:
-    app = functions_framework.create_app("handler", str(ROOT / "functions" / "close" / "gcp.py"))
-    response = app.test_client().post("/", json={"now": "2026-12-01T02:00:00"})
-    assert response.status_code == 400 and "UTC offset" in response.get_json()["error"]
+def test_close_acts_at_the_clock_whatever_time_the_request_names(gcp_cell: GcpCell) -> None:
+    # GIVEN November's usage metered, and the clock in the middle of October (billing's first period)
+    meter = gcp_cell.handler("meter")
+    for message in pubsub_events():
+        meter.handler(message)
+    gcp_cell.jobs.clock = lambda: datetime(2026, 10, 20, tzinfo=UTC)
+    # WHEN Cloud Scheduler's call names a time next year
+    response = gcp_cell.app("close").test_client().post("/", json={"now": "2027-06-01T00:00:00+00:00"})
+    # THEN nothing closes: no request moves the time a period closes at
+    assert response.status_code == 200 and response.get_json() == {"closed": []}
     assert list(gcp_cell.store.scan(INVOICES_TABLE.name)) == []
 
 
@@ -271,15 +297,15 @@ def test_managed_kafka_token_carries_the_access_token_in_jwt_shape() -> None:
 
 
 def test_settings_name_the_missing_setting() -> None:
-    with pytest.raises(gcp_functions.SettingsError, match="METERLINE_TABLE_PREFIX"):
-        gcp_functions.Settings.from_env({}, ROOT)
+    with pytest.raises(SettingsError, match="METERLINE_TABLE_PREFIX"):
+        GcpSettings.from_env({}, ROOT)
 
 
 def test_rate_passes_over_documents_that_are_not_partials(gcp_cell: GcpCell) -> None:
     # GIVEN a period fence created in the aggregates collection (JSON form, as Eventarc may send it)
     loaded = json.loads((EVENTS / "firestore_fence_created.json").read_text())
     # WHEN rate receives it
-    load_handler("rate").handler(CloudEvent(loaded["attributes"], loaded["data"]))
+    gcp_cell.handler("rate").handler(CloudEvent(loaded["attributes"], loaded["data"]))
     # THEN it writes and publishes nothing
     assert all(list(gcp_cell.store.scan(t.name)) == [] for t in TABLES)
     assert gcp_cell.publisher.messages == []
@@ -287,17 +313,15 @@ def test_rate_passes_over_documents_that_are_not_partials(gcp_cell: GcpCell) -> 
 
 def test_functions_framework_hands_a_protobuf_partial_document_to_rate(gcp_cell: GcpCell) -> None:
     # GIVEN a partial state the aggregator created, announced in protobuf, in binary content mode
-    load_handler("meter").handler(pubsub_events()[0])
+    gcp_cell.handler("meter").handler(pubsub_events()[0])
     [usage] = gcp_cell.created(USAGE_TABLE.name)
-    Aggregator(load_catalog(CATALOG), gcp_cell.store).run(
-        [StreamRecord("1", AcceptedUsage.from_item(usage.item))]
-    )
+    gcp_cell.jobs.aggregator.run([StreamRecord("1", AcceptedUsage.from_item(usage.item))])
     [partial] = [e.item for e in gcp_cell.created(AGGREGATES_TABLE.name) if is_partial(e.item)]
     event = document_created(AGGREGATES_TABLE.name, partial, 1_793_700_000_000_007)
     headers = {
         f"ce-{name}": value for name, value in event.get_attributes().items() if name != "datacontenttype"
     }
-    app = functions_framework.create_app("handler", str(ROOT / "functions" / "rate" / "gcp.py"))
+    app = gcp_cell.app("rate")
     # WHEN it is posted
     response = app.test_client().post(
         "/", data=event.data, headers={**headers, "content-type": "application/protobuf"}

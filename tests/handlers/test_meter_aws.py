@@ -16,8 +16,9 @@ import pytest
 
 from meterline.adapters.aws_lambda import msk_records
 from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
-from meterline.pipeline.meter import MAX_ATTEMPTS, Meter
+from meterline.pipeline.processing import MAX_ATTEMPTS
 from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.topology import TABLES, USAGE_REJECTED, USAGE_TABLE
 
@@ -62,13 +63,10 @@ def memory_store() -> MemoryStore:
 
 
 @pytest.fixture
-def meter_function(monkeypatch: pytest.MonkeyPatch, memory_store: MemoryStore) -> Iterator[MeterFunction]:
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "meterline-test")
+def meter_function(memory_store: MemoryStore) -> Iterator[MeterFunction]:
     module = load_handler("meter")
     publisher = MemoryPublisher()
-    job = Meter(load_catalog(CATALOG), memory_store, publisher)
-    vars(module)["meter"] = lambda: job  # the handler's own wiring builds DynamoDB and MSK clients
+    module.jobs.use(Jobs(load_catalog(CATALOG), memory_store, publisher))  # in place of DynamoDB and MSK
     # Powertools keeps a service's first log handler for the whole process: point it at whatever
     # sys.stdout is when it writes (capsys's during a test).
     handler = module.logger.logger_handler

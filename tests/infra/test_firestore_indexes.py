@@ -79,8 +79,11 @@ def test_the_jobs_query_only_the_tables_infra_indexes() -> None:
         return query(table, pk, sk_prefix)
 
     cell.store.query = recording  # type: ignore[method-assign]
-    # WHEN usage is metered, aggregated, rated, rolled up and closed
-    deliver(cell, make_events(seed=11, count=3000), first_offset=0)
+    # WHEN usage is metered, aggregated, rated, rolled up and closed, late usage amended
+    events = make_events(seed=11, count=3000)
+    deliver(cell, events[:2500], first_offset=0)
+    cell.close(datetime(2026, 11, 2, tzinfo=UTC))
+    deliver(cell, events[2500:], first_offset=2500)
     cell.close(datetime(2027, 1, 1, tzinfo=UTC))
     # THEN every table queried is one infra indexes (and the run did reach the rollups)
     assert {table for table, _ in queries} <= set(QUERIED_TABLES)

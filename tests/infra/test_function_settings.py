@@ -1,25 +1,33 @@
-"""What every stack's preview sets in each function's environment is what the function's own
-`Settings.from_env` reads, and names the ledgers the stack creates (Azure: test_stacks_azure.py)."""
+"""What every stack's preview sets in each function's environment round-trips through the cloud's one
+settings schema (the class infra renders with ``to_env`` and the function reads with ``from_env``),
+every variable of ours it sets is one the function reads, and the settings name what the stack builds."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.components.azure.functions import TRIGGER_CONNECTION
 from infra.config import load_stack_config, read_stack_file, stack_names
-from meterline.adapters import aws_lambda, azure_functions, gcp_functions
+from meterline.adapters.aws_lambda import AwsSettings
+from meterline.adapters.azure_functions import HUB_TRIGGERS, AzureSettings
 from meterline.adapters.firestore_layout import collection_name
-from meterline.topology import FUNCTIONS, TABLES, TriggerKind
+from meterline.adapters.gcp_functions import GcpSettings
+from meterline.settings import CellSettings, SettingsError
+from meterline.topology import FUNCTIONS, TABLES
 from tests.infra.builds import of_type
 
-AWS_STACKS = [stack for stack in stack_names() if stack.startswith("aws-")]
-GCP_STACKS = [stack for stack in stack_names() if stack.startswith("gcp-")]
 STACKS = stack_names()
-SET_BY_THE_PLATFORM = {"aws": ("AWS_REGION",)}
-"""What the runtime sets in every function's environment (Lambda: the function's region)."""
 PACKAGE = Path("package")
+OURS = ("METERLINE_", "GOOGLE_CLOUD_PROJECT", "FIRESTORE_")
+"""The variables a function's schema owns; the rest belong to the runtime or its host..."""
+HOSTS = (f"{TRIGGER_CONNECTION}__",)
+"""...as the Functions host reads the Event Hubs trigger's connection (``<connection>__*``)."""
+SCHEMAS: dict[str, type[CellSettings]] = {"aws": AwsSettings, "gcp": GcpSettings, "azure": AzureSettings}
 
 
 def lambda_environments(build: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -36,28 +44,77 @@ def gcp_environments(build: dict[str, Any]) -> dict[str, dict[str, str]]:
     }
 
 
-@pytest.mark.parametrize("stack", AWS_STACKS)
-def test_each_lambda_reads_its_environment_and_finds_the_stacks_tables(
+def app_settings(build: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        r["name"]: {s["name"]: s["value"] for s in r["inputs"]["siteConfig"]["appSettings"]}
+        for r in of_type(build, "azure-native:web:WebApp")
+    }
+
+
+ENVIRONMENTS: dict[str, Callable[[dict[str, Any]], dict[str, dict[str, str]]]] = {
+    "aws": lambda_environments,
+    "gcp": gcp_environments,
+    "azure": app_settings,
+}
+
+
+def cloud_of(stack: str) -> str:
+    return stack.split("-", 1)[0]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_functions_environment_round_trips_through_its_clouds_settings_schema(
     previews: dict[str, Any], stack: str
 ) -> None:
-    # GIVEN an AWS stack built under mocks
+    # GIVEN a stack built under mocks, and its cloud's settings schema
+    cloud = cloud_of(stack)
+    schema, environments = SCHEMAS[cloud], ENVIRONMENTS[cloud](previews[stack])
+    for function in FUNCTIONS:
+        environment = environments[function.job]
+        ours = {
+            name: value
+            for name, value in environment.items()
+            if name.startswith(OURS) and not name.startswith(HOSTS)
+        }
+        # WHEN the function reads what the stack sets
+        settings = schema.from_env(environment, PACKAGE)
+        # THEN every variable of ours the stack sets is one the schema reads (none set and never read)
+        assert set(ours) <= schema.variables(), set(ours) - schema.variables()
+        # AND writing the settings back gives exactly those variables: nothing is lost or made up
+        assert settings.to_env() == {**ours, "METERLINE_CATALOG": str(PACKAGE / "catalog.yaml")}
+        assert settings.catalog == PACKAGE / "catalog.yaml"
+        # AND the function knows the broker exactly when it publishes or reads a topic itself
+        drains = cloud == "gcp" and bool(getattr(settings, "consumer_group"))  # noqa: B009
+        assert bool(settings.kafka_bootstrap) == (bool(function.publishes) or drains), function.job
+        if settings.kafka_bootstrap:
+            assert settings.kafka_bootstrap == previews[stack]["outputs"]["kafka_bootstrap_servers"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_required_setting_the_stack_would_forget_fails_the_deployment_not_the_function(stack: str) -> None:
+    # GIVEN the schema a stack's functions read
+    schema = SCHEMAS[cloud_of(stack)]
+    required = [field.name for field in dataclasses.fields(schema) if field.default is dataclasses.MISSING]
+    # THEN the ledger prefix is a constructor argument infra must give (GCP's functions once failed
+    # on their first call because infra never set it), and giving it empty is refused too
+    assert required == ["table_prefix"]
+    with pytest.raises(TypeError):
+        schema()  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="METERLINE_TABLE_PREFIX"):
+        schema.from_env({"METERLINE_TABLES_ENDPOINT": "https://t"}, PACKAGE)
+
+
+@pytest.mark.parametrize("stack", [stack for stack in STACKS if cloud_of(stack) == "aws"])
+def test_each_lambda_finds_the_stacks_tables(previews: dict[str, Any], stack: str) -> None:
     build = previews[stack]
     tables = {r["inputs"]["name"] for r in of_type(build, "aws:dynamodb/table:Table")}
-    environments = lambda_environments(build)
     for function in FUNCTIONS:
-        # WHEN the function reads what the stack sets in its environment
-        settings = aws_lambda.Settings.from_env(environments[function.job], PACKAGE)
-        # THEN every table it names is one the stack creates, and it knows the broker when it needs it
+        settings = AwsSettings.from_env(lambda_environments(build)[function.job], PACKAGE)
         assert {settings.table_prefix + table.name for table in TABLES} == tables
-        needs_kafka = bool(function.publishes) or function.trigger is TriggerKind.KAFKA
-        assert bool(settings.kafka_bootstrap) == needs_kafka
-        if needs_kafka:
-            assert settings.kafka_bootstrap == build["outputs"]["kafka_bootstrap_servers"]
-        assert settings.catalog_path == PACKAGE / "catalog.yaml"
 
 
-@pytest.mark.parametrize("stack", GCP_STACKS)
-def test_each_cloud_run_function_reads_its_environment_and_finds_the_stacks_collections(
+@pytest.mark.parametrize("stack", [stack for stack in STACKS if cloud_of(stack) == "gcp"])
+def test_each_cloud_run_function_finds_the_stacks_database_and_collections(
     previews: dict[str, Any], stack: str
 ) -> None:
     # GIVEN a GCP stack built under mocks: its database, and the collections it configures by name
@@ -74,19 +131,27 @@ def test_each_cloud_run_function_reads_its_environment_and_finds_the_stacks_coll
         for f in of_type(build, "gcp:cloudfunctionsv2/function:Function")
         if (f["inputs"].get("eventTrigger") or {}).get("eventFilters")
     }
-    environments = gcp_environments(build)
     for function in FUNCTIONS:
-        # WHEN the function reads what the stack sets in its environment
-        settings = gcp_functions.Settings.from_env(environments[function.job], PACKAGE)
+        settings = GcpSettings.from_env(gcp_environments(build)[function.job], PACKAGE)
         # THEN it opens the cell's database in the cell's project
         assert (settings.project, settings.database) == (config.project, database["inputs"]["name"])
-        # AND the collections it would use are the ones the stack names in TTL fields, indexes, triggers
-        collections = {collection_name(settings.collection_prefix, table.name) for table in TABLES}
+        # AND the collections it would use are the ones the stack names in indexes and triggers
+        collections = {collection_name(settings.table_prefix, table.name) for table in TABLES}
         assert named_collections | triggered <= collections
-        # AND it knows the broker exactly when it publishes or drains a topic
-        drains = bool(environments[function.job].get("METERLINE_CONSUMER_GROUP"))
-        assert bool(settings.kafka_bootstrap) == (bool(function.publishes) or drains)
     assert named_collections and triggered
+
+
+@pytest.mark.parametrize("stack", [stack for stack in STACKS if cloud_of(stack) == "azure"])
+def test_each_azure_app_finds_the_stacks_tables_and_its_trigger_connection(
+    previews: dict[str, Any], stack: str
+) -> None:
+    build = previews[stack]
+    for function in FUNCTIONS:
+        environment = app_settings(build)[function.job]
+        settings = AzureSettings.from_env(environment, PACKAGE)
+        assert settings.tables_endpoint == build["outputs"]["table_endpoint"]
+        hub = "METERLINE_EVENTHUB__fullyQualifiedNamespace" in environment
+        assert hub == (function.job in HUB_TRIGGERS)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -95,27 +160,19 @@ def test_the_cells_exported_settings_are_what_its_functions_read(
 ) -> None:
     # GIVEN the settings a stack exports for clients of the cell (meterline smoke)
     build = previews[stack]
-    settings = build["outputs"]["cell_settings"]
-    cloud = stack.split("-", 1)[0]
-    environments = {
-        "aws": lambda_environments,
-        "gcp": gcp_environments,
-        "azure": app_settings,
-    }[cloud](build)
+    exported = build["outputs"]["cell_settings"]
+    cloud = cloud_of(stack)
+    environments = ENVIRONMENTS[cloud](build)
+    schema = SCHEMAS[cloud]
     # THEN each is set to the same value in every function that sets it, broker included where used
-    for name, value in settings.items():
-        if name in SET_BY_THE_PLATFORM.get(cloud, ()):
+    platform = {
+        field.metadata["env"] for field in dataclasses.fields(schema) if field.metadata.get("platform")
+    }
+    for name, value in exported.items():
+        if name in platform:
             continue
         setting_in = [env[name] for env in environments.values() if name in env]
         assert setting_in and set(setting_in) == {value}, name
-    # AND the cloud's own settings reader takes them
-    reader = {"aws": aws_lambda, "gcp": gcp_functions, "azure": azure_functions}[cloud]
-    parsed = reader.Settings.from_env(settings, PACKAGE)
+    # AND the cloud's settings schema reads them, broker included
+    parsed = schema.from_env(exported, PACKAGE)
     assert parsed.kafka_bootstrap == build["outputs"]["kafka_bootstrap_servers"]
-
-
-def app_settings(build: dict[str, Any]) -> dict[str, dict[str, str]]:
-    return {
-        r["name"]: {s["name"]: s["value"] for s in r["inputs"]["siteConfig"]["appSettings"]}
-        for r in of_type(build, "azure-native:web:WebApp")
-    }

@@ -167,6 +167,8 @@ def test_the_provider_in_a_stacks_state_loads_without_the_checkout_on_the_path(
     # WHEN a Python with neither infra nor meterline importable loads it (as Pulumi's provider process)
     code = (
         "import base64, sys, dill\n"
+        # an editable install of this checkout makes infra importable from anywhere: drop its finder
+        "sys.meta_path[:] = [f for f in sys.meta_path if not f.__module__.startswith('__editable__')]\n"
         "provider = dill.loads(base64.b64decode(sys.stdin.read()))\n"
         "import importlib.util\n"
         "assert importlib.util.find_spec('infra') is None\n"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from fnmatch import fnmatch
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.config import load_stack_config, read_stack_file, stack_names
+from meterline.adapters.aws_lambda import AwsSettings
 from meterline.pipeline.ledger import partial_sk
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 from tests.infra.builds import key, named, of_type, policy_document, statement
@@ -97,7 +99,7 @@ def test_ledgers_follow_the_topology_and_are_durable_and_encrypted(cell: dict[st
         assert inputs["streamEnabled"] is (table.stream is not None)
         if table.stream:
             assert inputs["streamViewType"] == table.stream.value
-        assert inputs.get("ttl", {}).get("attributeName") == table.ttl_attribute
+        assert "ttl" not in inputs  # nothing in the ledger expires
     assert key["inputs"]["enableKeyRotation"] is True
 
 
@@ -121,9 +123,9 @@ def test_each_function_runs_arm64_in_the_vpc_with_its_topology_sizes(cell: dict[
         assert (inputs["memorySize"], inputs["timeout"]) == (function.memory_mb, function.timeout_seconds)
         assert inputs["handler"] == "aws.handler" and len(inputs["vpcConfig"]["subnetIds"]) == 3
         assert inputs["loggingConfig"]["logGroup"] == f"/aws/lambda/ml-use1-{function.job}"
-        variables = inputs["environment"]["variables"]
-        assert variables["METERLINE_TABLE_PREFIX"] == LEDGER_PREFIX  # + table name: adapters.dynamodb
-        assert variables["METERLINE_CATALOG"] == "catalog.yaml"
+        settings = AwsSettings.from_env(inputs["environment"]["variables"], Path("package"))
+        assert settings.table_prefix == LEDGER_PREFIX  # + table name: adapters.dynamodb
+        assert settings.catalog == Path("package") / "catalog.yaml"
 
 
 def test_triggers_report_partial_failures_and_dead_letter_after_bounded_retries(cell: dict[str, Any]) -> None:

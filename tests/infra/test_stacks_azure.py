@@ -11,7 +11,7 @@ from infra.components.azure.functions import flex_memory, ncrontab, tables_read
 from infra.components.azure.ledgers import TABLE_PREFIX
 from infra.components.azure.roles import EVENTHUB_RECEIVER, EVENTHUB_SENDER, TABLE_CONTRIBUTOR, TABLE_READER
 from infra.config import ConfigError, EventHubs, load_stack_config, read_stack_file, stack_names
-from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, Settings
+from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, AzureSettings
 from meterline.topology import CLOSE, FUNCTIONS, TABLES, TOPICS, USAGE_EVENTS
 from tests.infra.builds import of_type
 
@@ -78,7 +78,7 @@ def test_each_job_is_a_flex_consumption_app_with_its_own_identity(azure: tuple[s
         settings = {s["name"]: s["value"] for s in app["siteConfig"]["appSettings"]}
         assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
         # the settings the functions read are there, under the names the code reads
-        read = Settings.from_env(settings, Path("package"))
+        read = AzureSettings.from_env(settings, Path("package"))
         assert read.table_prefix == TABLE_PREFIX and read.tables_endpoint.startswith("https://")
         assert bool(read.kafka_bootstrap) == bool(function.publishes)
         # AND the Event Hubs trigger's identity connection, for the apps that have one

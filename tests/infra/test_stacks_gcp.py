@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from infra.components.gcp.functions import FIRESTORE_CREATED, KAFKA_DRAINS, PUBSUB_PUBLISHED, unix_cron
 from infra.components.gcp.ledgers import collection
 from infra.config import ConfigError, ManagedKafka, load_stack_config, read_stack_file, stack_names
+from meterline.adapters.gcp_functions import GcpSettings
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 from tests.infra.builds import named, of_type
 
@@ -56,7 +58,7 @@ def test_kafka_topics_follow_the_topology_and_usage_is_bridged_to_pubsub(
     )
 
 
-def test_the_ledger_is_one_durable_cmek_firestore_database_with_ttl_where_the_topology_says(
+def test_the_ledger_is_one_durable_cmek_firestore_database_where_nothing_expires(
     gcp: tuple[str, dict[str, Any]],
 ) -> None:
     _, build = gcp
@@ -65,10 +67,7 @@ def test_the_ledger_is_one_durable_cmek_firestore_database_with_ttl_where_the_to
     assert inputs["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
     assert inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
     assert "/cryptoKeys/" in inputs["cmekConfig"]["kmsKeyName"]
-    ttl = {
-        r["inputs"]["collection"]: r["inputs"]["field"] for r in of_type(build, "gcp:firestore/field:Field")
-    }
-    assert ttl == {collection(t.name): t.ttl_attribute for t in TABLES if t.ttl_attribute}
+    assert of_type(build, "gcp:firestore/field:Field") == []  # no TTL policy
 
 
 def test_each_job_has_its_own_account_and_the_trigger_its_topology_entry_asks_for(
@@ -120,10 +119,10 @@ def test_aggregate_drains_usage_events_every_minute_on_one_instance(gcp: tuple[s
     assert schedule["attemptDeadline"] == f"{int(service['timeoutSeconds'])}s"
     # AND it runs on one instance, reads Kafka in its own group, within a budget shorter than its timeout
     assert service["maxInstanceCount"] == 1 and service["maxInstanceRequestConcurrency"] == 1
-    env = service["environmentVariables"]
-    assert env["METERLINE_CONSUMER_GROUP"] == "aggregate"
-    assert env["METERLINE_KAFKA_BOOTSTRAP"] == build["outputs"]["kafka_bootstrap_servers"]
-    assert float(env["METERLINE_DRAIN_SECONDS"]) < service["timeoutSeconds"]
+    settings = GcpSettings.from_env(service["environmentVariables"], Path("package"))
+    assert settings.consumer_group == "aggregate"
+    assert settings.kafka_bootstrap == build["outputs"]["kafka_bootstrap_servers"]
+    assert settings.drain_seconds < service["timeoutSeconds"]
     # AND no Eventarc trigger fires on usage documents, and no Pub/Sub topic feeds aggregate
     triggers = [f.get("eventTrigger") or {} for f in functions.values()]
     assert not any(

@@ -17,8 +17,10 @@ from meterline.adapters.usage_join import NotYetMeteredError, accepted_usage
 from meterline.catalog import Catalog
 from meterline.local.ledgers import LedgerCounts
 from meterline.metering import Metering
-from meterline.pipeline.aggregate import DEAD_PK, Aggregator, StreamRecord
-from meterline.pipeline.meter import MAX_ATTEMPTS, DeliveredRecord, Meter, MeterReport
+from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.ledger import DEAD_PK
+from meterline.pipeline.meter import DeliveredRecord, Meter
+from meterline.pipeline.processing import MAX_ATTEMPTS, AggregateProcessor, MeterProcessor, MeterReport
 from meterline.ports import Item, RetriableStoreError, StoreError
 from meterline.records import AcceptedUsage, Delivery, event_digest
 from meterline.topology import (
@@ -48,7 +50,12 @@ def fresh_store() -> MemoryStore:
     return MemoryStore([table.name for table in TABLES])
 
 
-def until_settled(meter: Meter, batch: list[DeliveredRecord]) -> tuple[MeterReport, int]:
+def metered(store: MemoryStore, publisher: MemoryPublisher) -> MeterProcessor:
+    """meter on the corpus catalog, as its triggers process it."""
+    return MeterProcessor(Meter(corpus_catalog(), store, publisher))
+
+
+def until_settled(meter: MeterProcessor, batch: list[DeliveredRecord]) -> tuple[MeterReport, int]:
     """Deliver as Lambda does: the handed-back records again, until none is; the last report and
     how many deliveries it took."""
     total = MeterReport()
@@ -72,7 +79,7 @@ def until_settled(meter: Meter, batch: list[DeliveredRecord]) -> tuple[MeterRepo
 def test_every_corpus_record_ends_in_the_outcome_meterline_rate_gives_it(case: BadEvent) -> None:
     # GIVEN one hostile case, delivered to meter as one partition
     store, publisher = fresh_store(), MemoryPublisher()
-    meter = Meter(corpus_catalog(), store, publisher)
+    meter = metered(store, publisher)
     # WHEN metered
     report = meter.run(records(case.lines))
     # THEN nothing is handed back, and the counts are `meterline rate`'s for the same lines
@@ -103,8 +110,8 @@ class BrokenMetering(Metering):
 def test_an_unforeseen_error_on_one_record_rejects_it_as_unprocessable_and_the_partition_goes_on() -> None:
     # GIVEN a meter that fails on gauge readings, and a partition with one between two good events
     store, publisher = fresh_store(), MemoryPublisher()
-    meter = Meter(corpus_catalog(), store, publisher)
-    meter.metering = BrokenMetering(corpus_catalog().meters_by_type)
+    meter = metered(store, publisher)
+    meter.meter.metering = BrokenMetering(corpus_catalog().meters_by_type)
     lines = [
         event("e1", {"bytes": 1, "cluster": "c"}),
         event("e2", {"level": 5}, type="gauge.reading"),
@@ -145,7 +152,7 @@ PARTITION = [event(f"e{n}", {"bytes": n, "cluster": "c"}) for n in range(1, 5)]
 def test_a_record_the_store_keeps_refusing_is_dead_lettered_with_its_attempts() -> None:
     # GIVEN a store that refuses e2's usage item on every attempt (not an outage: the same answer each time)
     store, publisher = RefusingStore("e2", StoreError("ValidationException: item refused")), MemoryPublisher()
-    meter = Meter(corpus_catalog(), store, publisher)
+    meter = metered(store, publisher)
     # WHEN the partition is delivered again and again, as Lambda hands records back
     report, deliveries = until_settled(meter, records(PARTITION))
     # THEN e2 was tried MAX_ATTEMPTS times, then dead-lettered as unprocessable; the rest accepted
@@ -168,7 +175,7 @@ def test_a_record_the_store_keeps_refusing_is_dead_lettered_with_its_attempts() 
 def test_an_outage_is_waited_out_without_using_up_attempts() -> None:
     # GIVEN a store that throttles e2's write for three times as many deliveries as the attempts bound
     store = RefusingStore("e2", RetriableStoreError("throttled"), times=3 * MAX_ATTEMPTS)
-    meter = Meter(corpus_catalog(), store, MemoryPublisher())
+    meter = metered(store, MemoryPublisher())
     # WHEN delivered until settled
     report, deliveries = until_settled(meter, records(PARTITION))
     # THEN every event is accepted once the store answers again; nothing was dead-lettered or counted
@@ -180,7 +187,7 @@ def test_an_outage_is_waited_out_without_using_up_attempts() -> None:
 def test_a_record_that_fails_a_few_times_then_passes_is_accepted_and_reconciles() -> None:
     # GIVEN two refusals of e2 (fewer than the attempts bound)
     store = RefusingStore("e2", StoreError("InternalFailure"), times=2)
-    meter = Meter(corpus_catalog(), store, MemoryPublisher())
+    meter = metered(store, MemoryPublisher())
     # WHEN delivered until settled
     report, _ = until_settled(meter, records(PARTITION))
     # THEN e2 is accepted; its attempts are noted, as retrying, which no count takes for an outcome
@@ -195,7 +202,7 @@ def test_a_record_whose_write_landed_before_every_failure_ends_accepted_not_dead
     # GIVEN a store that writes e2's usage and then fails the call, every time
     store = RefusingStore("e2", StoreError("connection reset"), after_write=True)
     publisher = MemoryPublisher()
-    meter = Meter(corpus_catalog(), store, publisher)
+    meter = metered(store, publisher)
     # WHEN delivered until settled
     report, _ = until_settled(meter, records(PARTITION))
     # THEN e2's usage stands under its delivery and it counts as accepted: one outcome, not two
@@ -207,7 +214,7 @@ def test_a_record_whose_write_landed_before_every_failure_ends_accepted_not_dead
 def test_a_join_takes_a_dead_lettered_valid_record_as_settled_not_as_waiting_for_meter() -> None:
     # GIVEN e2 dead-lettered after the store refused it every time
     store = RefusingStore("e2", StoreError("ValidationException"))
-    meter = Meter(corpus_catalog(), store, MemoryPublisher())
+    meter = metered(store, MemoryPublisher())
     until_settled(meter, records(PARTITION))
     metering = Metering(corpus_catalog().meters_by_type)
     e2, e5 = records([*PARTITION, event("e5", {"bytes": 5, "cluster": "c"})])[1::3]
@@ -225,7 +232,7 @@ def test_tenants_whose_keys_differ_only_in_where_a_nul_falls_are_both_accepted()
         event("x", {"bytes": 2, "cluster": "c"}, subject="org-1", source="lkc\x00a"),
     ]
     # WHEN metered THEN neither is taken for the other: both accepted, as `meterline rate` counts them
-    report = Meter(corpus_catalog(), fresh_store(), MemoryPublisher()).run(records(lines))
+    report = metered(fresh_store(), MemoryPublisher()).run(records(lines))
     assert report.accepted == 2 == rate(corpus_catalog(), lines)["summary"]["accepted"]
 
 
@@ -268,8 +275,8 @@ def test_stream_records_that_cannot_be_applied_are_set_aside_and_the_batch_goes_
         ingress("5", 4),
     )
     # WHEN aggregated, and the same batch retried
-    applied = aggregator.run(batch)
-    again = aggregator.run(batch)
+    applied = AggregateProcessor(aggregator).run(batch)
+    again = AggregateProcessor(aggregator).run(batch)
     # THEN the good records count once, and each poison record is filed under `dead`, once
     assert (applied, again) == (3, 0)
     assert quantities(store, CATALOG) == {("ingress_gb", ("a",)): 7}
@@ -291,5 +298,5 @@ def test_a_batch_that_fails_for_no_record_of_its_own_still_raises() -> None:
     aggregator = Aggregator(CATALOG, Failing([table.name for table in TABLES]))
     # WHEN aggregated THEN the failure surfaces, and no record is set aside for it
     with pytest.raises(RuntimeError, match="adapter bug"):
-        aggregator.run(stream(ingress("1", 1)))
+        AggregateProcessor(aggregator).run(stream(ingress("1", 1)))
     assert aggregator.dead_lettered == 0

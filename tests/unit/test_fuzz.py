@@ -24,6 +24,7 @@ from meterline.local.ledgers import LedgerCounts
 from meterline.metering import Metering
 from meterline.offline import rate_lines
 from meterline.pipeline.meter import DeliveredRecord, Meter
+from meterline.pipeline.processing import MeterProcessor
 from meterline.records import MAX_ITEM_BYTES, AcceptedUsage, Delivery, item_bytes, pack_book, read_usage
 from meterline.topology import TABLES, USAGE_EVENTS, USAGE_REJECTED
 from meterline.usage import UsageBook, fold
@@ -222,7 +223,7 @@ def test_rate_and_meter_give_every_input_one_outcome_and_the_same_one(lines: lis
     # WHEN metered as one partition
     store, publisher = MemoryStore([table.name for table in TABLES]), MemoryPublisher()
     records = [DeliveredRecord(Delivery(USAGE_EVENTS.name, 0, n), None, line) for n, line in enumerate(lines)]
-    report = Meter(CATALOG, store, publisher).run(records)
+    report = MeterProcessor(Meter(CATALOG, store, publisher)).run(records)
     # THEN nothing is handed back, each record has rate's outcome, every reject is dead-lettered
     assert report.failed == []
     assert report.accepted == summary.accepted + summary.out_of_period

@@ -22,7 +22,10 @@ from infra.components.aws.iam import FunctionAccess, assume_role_policy, functio
 from infra.components.aws.kafka import Kafka, topic_spec
 from infra.components.aws.ledgers import Ledgers
 from infra.config import KafkaPollers
-from infra.packaging import ARCHITECTURE, CATALOG_NAME, HANDLER, RUNTIME, LambdaPackages
+from infra.packaging import ARCHITECTURE, HANDLER, RUNTIME, LambdaPackages
+from infra.settings import rendered
+from meterline.adapters.aws_lambda import AwsSettings
+from meterline.pipeline.ledger import PARTIAL
 from meterline.topology import Function, Topic, TriggerKind
 
 TOPIC_ADMIN = Function("topics", TriggerKind.SCHEDULE, "deploy", 1, 0, 256, 300, (), (), ())
@@ -34,10 +37,10 @@ after bounded retries would be usage missing from the invoices, where one retrie
 (and its IteratorAge alarm fires). rate may skip: the next partial re-rates the tenant."""
 SCHEDULE_RETRIES = 3
 STREAM_FILTERS = {
-    # TTL expiries arrive as REMOVE records: not usage
+    # usage items are only ever inserted: a MODIFY or REMOVE (someone editing the table) is not usage
     "aggregate": {"eventName": ["INSERT"]},
     # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
-    "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "partial|"}]}}}},
+    "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": PARTIAL}]}}}},
 }
 FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 MAPPING_METRICS = ["EventCount"]
@@ -247,19 +250,16 @@ class Functions(pulumi.ComponentResource):
             access.kafka_cluster = args.kafka.cluster_arn
         return access
 
-    def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
-        args = self.args
-        variables: dict[str, pulumi.Input[str]] = {
-            "METERLINE_CELL": args.cell,
-            "METERLINE_CATALOG": CATALOG_NAME,  # relative to the package root
-            # meterline.adapters.dynamodb.physical_name: prefix + table name
-            "METERLINE_TABLE_PREFIX": args.ledgers.table_prefix,
-            "POWERTOOLS_SERVICE_NAME": f"meterline-{function.job}",
-            "POWERTOOLS_METRICS_NAMESPACE": "meterline",
-        }
-        if function.publishes or function.trigger is TriggerKind.KAFKA or function is TOPIC_ADMIN:
-            variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
-        return variables
+    def _environment(self, function: Function) -> pulumi.Output[dict[str, str]]:
+        """What the function's ``AwsSettings.from_env`` reads (tests/infra round-trip it)."""
+        if function is TOPIC_ADMIN:  # no meterline function: the request carries what it needs
+            return pulumi.Output.from_input({})
+        publishes = bool(function.publishes)
+        return rendered(
+            AwsSettings,
+            table_prefix=self.args.ledgers.table_prefix,
+            kafka_bootstrap=self.args.kafka.bootstrap_servers if publishes else "",
+        )
 
     def _group(self, function: Function) -> str:
         return f"{self.args.cell}-{function.job}"

@@ -1,9 +1,10 @@
 """The cell's DynamoDB ledgers, from `meterline.topology.TABLES`, and the cell's KMS key.
 
 Every table is on-demand, point-in-time recoverable, deletion-protected and encrypted with the
-cell's customer-managed key; streams and TTL exactly where the topology says. Tables and key are
-kept on destroy (infra/components/keep.py); the tables are named `<table_prefix><table>`, the prefix
-carrying the stack's name suffix, so a new incarnation does not collide with retained tables.
+cell's customer-managed key; streams exactly where the topology says, no TTL (nothing in the ledger
+expires). Tables and key are kept on destroy (infra/components/keep.py); the tables are named
+`<table_prefix><table>`, the prefix carrying the stack's name suffix, so a new incarnation does not
+collide with retained tables.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class Ledgers(pulumi.ComponentResource):
                 attributes=attributes,
                 stream_enabled=table.stream is not None,
                 stream_view_type=table.stream.value if table.stream else None,
-                ttl={"attribute_name": table.ttl_attribute, "enabled": True} if table.ttl_attribute else None,
                 point_in_time_recovery={"enabled": True},
                 server_side_encryption={"enabled": True, "kms_key_arn": key.arn},
                 deletion_protection_enabled=True,
@@ -91,7 +91,6 @@ class Ledgers(pulumi.ComponentResource):
                 "billing": "on_demand",
                 "pitr": True,
                 "stream": table.stream is not None,
-                "ttl": table.ttl_attribute is not None,
             }
             for table in args.tables
         ]

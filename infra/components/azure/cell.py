@@ -14,6 +14,8 @@ from infra.components.azure.ledgers import TABLE_PREFIX, Ledgers, LedgersArgs
 from infra.components.azure.operations import Alerts, AlertsArgs, Insights, InsightsArgs
 from infra.config import REPO_ROOT, StackConfig
 from infra.outputs import cost_inputs
+from infra.settings import rendered
+from meterline.adapters.azure_functions import AzureSettings
 from meterline.topology import FUNCTIONS, TABLES, TOPICS
 
 BUILD_DIR = REPO_ROOT / "build" / "azure"
@@ -101,11 +103,12 @@ def azure_cell(config: StackConfig) -> dict[str, Any]:
         "functions": {job: {"name": f.name, "id": f.app_id} for job, f in functions.functions.items()},
         "cost_inputs": cost_inputs(config, TOPICS, [events, ledgers, insights, functions, alerts]),
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
-        "cell_settings": {
-            "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
-            "METERLINE_TABLES_ENDPOINT": ledgers.table_endpoint,
-            "METERLINE_KAFKA_BOOTSTRAP": events.kafka_bootstrap,
-        },
+        "cell_settings": rendered(
+            AzureSettings,
+            table_prefix=TABLE_PREFIX,
+            tables_endpoint=ledgers.table_endpoint,
+            kafka_bootstrap=events.kafka_bootstrap,
+        ),
         "retention_capped_hours": pulumi.Output.from_input(
             {
                 t: h

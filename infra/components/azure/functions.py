@@ -50,15 +50,14 @@ from infra.components.azure.roles import (
 )
 from infra.packaging import (
     CATALOG_NAME,
-    CORE_DIR,
     FUNCTIONS_DIR,
-    OPERATOR_TOOLS,
+    core_entries,
     offline_build,
-    tree_entries,
     vendored_dependencies,
     write_zip,
 )
-from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, HubTrigger
+from infra.settings import rendered
+from meterline.adapters.azure_functions import HUB_TRIGGERS, TIMER_SCHEDULES, AzureSettings, HubTrigger
 from meterline.topology import AGGREGATE, USAGE_TABLE, Function
 
 PYTHON_VERSION = "3.12"
@@ -150,12 +149,11 @@ def ncrontab(expression: str) -> str:
 def build_package(job: str, catalog: Path, out: Path, dependencies: Path | None) -> Path:
     """`<out>/<job>.zip`: the job's blueprint (functions/<job>/azure.py as `<job>_function.py`), a
     `function_app.py` that registers it alone (the host indexes only a FunctionApp there), host.json,
-    the core, the catalog and the entries of the `dependencies` zip when there is one."""
+    the core modules the blueprint can import (its import closure), the catalog and the entries of
+    the `dependencies` zip when there is one."""
     out.mkdir(parents=True, exist_ok=True)
-    entries: list[tuple[str, Path | bytes]] = sorted(
-        tree_entries(CORE_DIR, CORE_DIR.parent, OPERATOR_TOOLS), key=lambda entry: entry[0]
-    )
     handler = FUNCTIONS_DIR / job / "azure.py"
+    entries: list[tuple[str, Path | bytes]] = [*core_entries(handler)]
     if handler.is_file():
         entries += [
             (f"{job}_function.py", handler),
@@ -327,9 +325,10 @@ class Functions(pulumi.ComponentResource):
 
     def _settings(
         self, function: Function, identity: managedidentity.UserAssignedIdentity
-    ) -> list[dict[str, Any]]:
+    ) -> pulumi.Output[list[dict[str, str]]]:
+        """The host's settings, and what the function's ``AzureSettings.from_env`` reads."""
         args = self.args
-        settings: dict[str, pulumi.Input[str]] = {
+        host: dict[str, pulumi.Input[str]] = {
             "AzureWebJobsStorage__accountName": self.host.name,
             "AzureWebJobsStorage__credential": "managedidentity",
             "AzureWebJobsStorage__clientId": identity.client_id,
@@ -338,22 +337,22 @@ class Functions(pulumi.ComponentResource):
                 "ClientId=", identity.client_id, ";Authorization=AAD"
             ),
             "AZURE_CLIENT_ID": identity.client_id,
-            "METERLINE_CELL": args.cell,
-            "METERLINE_CATALOG": CATALOG_NAME,
-            # what meterline.adapters.azure_functions.Settings.from_env reads
-            "METERLINE_TABLE_PREFIX": TABLE_PREFIX,
-            "METERLINE_TABLES_ENDPOINT": args.ledgers.table_endpoint,
-            "METERLINE_JOB": function.job,
         }
-        if function.publishes:
-            settings["METERLINE_KAFKA_BOOTSTRAP"] = args.events.kafka_bootstrap
         if hub_trigger(function) is not None:
             # the trigger's identity-based connection: <connection>__fullyQualifiedNamespace and so on
             namespace = pulumi.Output.concat(args.events.namespace_name, ".servicebus.windows.net")
-            settings[f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace"] = namespace
-            settings[f"{TRIGGER_CONNECTION}__credential"] = "managedidentity"
-            settings[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
-        return [{"name": name, "value": value} for name, value in settings.items()]
+            host[f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace"] = namespace
+            host[f"{TRIGGER_CONNECTION}__credential"] = "managedidentity"
+            host[f"{TRIGGER_CONNECTION}__clientId"] = identity.client_id
+        meterline = rendered(
+            AzureSettings,
+            table_prefix=TABLE_PREFIX,
+            tables_endpoint=args.ledgers.table_endpoint,
+            kafka_bootstrap=args.events.kafka_bootstrap if function.publishes else "",
+        )
+        return pulumi.Output.all(pulumi.Output.all(**host), meterline).apply(
+            lambda both: [{"name": name, "value": value} for name, value in {**both[0], **both[1]}.items()]
+        )
 
     @staticmethod
     def _trigger_cost(function: Function) -> dict[str, Any]:

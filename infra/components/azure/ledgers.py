@@ -5,8 +5,7 @@ Why Storage tables and not Cosmos DB for Table: cost per write. A table operatio
 $0.036 per million (transactions are $0.00036 per 10,000), where a Cosmos DB serverless write of a
 1 KB entity costs about 5-6 request units, ~$1.4 per million, so the usage ledger alone (one
 conditional insert per event) would cost ~40x more. What Cosmos would add, and this choice gives up:
-- TTL: Storage tables have none; expired usage and outcome rows are swept by the close job (the
-  `expires_at` property is kept so a sweep is a range query).
+- TTL: Storage tables have none; the ledger needs none either (nothing in it expires, on any cloud).
 - Point-in-time restore: Storage has it for blobs only. The ledger is append-only with conditional
   creates; ZRS keeps three zonal copies and a CanNotDelete lock guards the account, but a restore
   of an overwritten row is not possible — an accepted gap, written down here.

@@ -13,6 +13,8 @@ from infra.components.gcp.operations import Operations, OperationsArgs
 from infra.components.gcp.project import Project, ProjectArgs
 from infra.config import REPO_ROOT, GcpNetwork, ManagedKafka, StackConfig
 from infra.outputs import cost_inputs
+from infra.settings import rendered
+from meterline.adapters.gcp_functions import GcpSettings
 from meterline.topology import FUNCTIONS, TABLES, TOPICS, TriggerKind
 
 BUILD_DIR = REPO_ROOT / "build" / "gcp"
@@ -83,12 +85,13 @@ def gcp_cell(config: StackConfig) -> dict[str, Any]:
         "alert_topic": operations.alert_topic,
         "cost_inputs": cost_inputs(config, TOPICS, [network, keys, kafka, ledgers, functions, operations]),
         # what a client of the cell's topics and ledgers sets, as the functions do (`meterline smoke`)
-        "cell_settings": {
-            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
-            "METERLINE_FIRESTORE_DATABASE": ledgers.database_name,
-            "GOOGLE_CLOUD_PROJECT": config.project,
-            "METERLINE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-        },
+        "cell_settings": rendered(
+            GcpSettings,
+            table_prefix=COLLECTION_PREFIX,
+            database=ledgers.database_name,
+            project=config.project,
+            kafka_bootstrap=kafka.bootstrap_servers,
+        ),
     }
 
 

@@ -37,7 +37,8 @@ from infra.components.gcp.keys import Keys
 from infra.components.gcp.ledgers import COLLECTION_PREFIX, Ledgers, collection
 from infra.components.gcp.project import Project, after
 from infra.components.gcp.source import ENTRY_POINT, source_archive
-from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS
+from infra.settings import rendered
+from meterline.adapters.gcp_functions import AGGREGATE_CONSUMER_GROUP, DRAIN_SECONDS, GcpSettings
 from meterline.topology import AGGREGATE, Function, TriggerKind
 
 RUNTIME = "python313"
@@ -265,22 +266,20 @@ class Functions(pulumi.ComponentResource):
             )
         return grants
 
-    def _environment(self, function: Function) -> dict[str, pulumi.Input[str]]:
-        """What meterline.adapters.gcp_functions.Settings.from_env reads (tests/infra parse it)."""
+    def _environment(self, function: Function) -> pulumi.Output[dict[str, str]]:
+        """What the function's ``GcpSettings.from_env`` reads (tests/infra round-trip it)."""
         args = self.args
-        variables: dict[str, pulumi.Input[str]] = {
-            "METERLINE_CELL": args.cell,
-            "METERLINE_CATALOG": "catalog.yaml",
-            "METERLINE_TABLE_PREFIX": COLLECTION_PREFIX,
-            "METERLINE_FIRESTORE_DATABASE": args.ledgers.database_name,
-            "GOOGLE_CLOUD_PROJECT": self.project_id,
+        inputs: dict[str, pulumi.Input[Any]] = {
+            "table_prefix": COLLECTION_PREFIX,
+            "database": args.ledgers.database_name,
+            "project": self.project_id,
         }
-        if function.publishes or function.job in KAFKA_DRAINS:
-            variables["METERLINE_KAFKA_BOOTSTRAP"] = args.kafka.bootstrap_servers
-        if drain := KAFKA_DRAINS.get(function.job):
-            variables["METERLINE_CONSUMER_GROUP"] = drain.consumer_group
-            variables["METERLINE_DRAIN_SECONDS"] = str(drain.budget_seconds)
-        return variables
+        drain = KAFKA_DRAINS.get(function.job)
+        if function.publishes or drain:
+            inputs["kafka_bootstrap"] = args.kafka.bootstrap_servers
+        if drain:
+            inputs |= {"consumer_group": drain.consumer_group, "drain_seconds": drain.budget_seconds}
+        return rendered(GcpSettings, **inputs)
 
     def _event_trigger(
         self, function: Function, invoker: gcp.serviceaccount.Account

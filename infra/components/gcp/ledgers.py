@@ -4,7 +4,7 @@ functions' METERLINE_TABLE_PREFIX), documents keyed by the table's `pk` and `sk`
 
 Regional (the cell's region), point-in-time recovery on (7 days), delete protection on, encrypted
 with the cell's key (CMEK), kept on destroy (infra/components/keep.py) and named with the stack's
-name suffix. TTL policies on the `expires_at` field exactly where the topology has one; the
+name suffix. No TTL policy: nothing in the ledger expires (see `meterline.topology.Table`). The
 composite index the store's range query needs (`firestore_layout.QUERY_INDEX`) on every collection
 the jobs query. What the aggregates table's stream does on AWS, Firestore's document-created
 events do here (Eventarc, to rate); nothing is triggered by usage documents: aggregate reads the topic.
@@ -22,13 +22,14 @@ import pulumi_gcp as gcp
 from infra.components.gcp.project import Project, after
 from infra.components.keep import kept
 from meterline.adapters.firestore_layout import QUERY_INDEX, collection_name
-from meterline.topology import AGGREGATES_TABLE, Table
+from meterline.topology import AGGREGATES_TABLE, INVOICES_TABLE, Table
 
 COLLECTION_PREFIX = "ledger-"
 """The functions' METERLINE_TABLE_PREFIX: table `usage` is collection `ledger-usage`."""
-QUERIED_TABLES = (AGGREGATES_TABLE.name,)
-"""The tables the jobs query by key range (pipeline/ledger.py, aggregate.py, rate.py, close.py);
-the others are read by key only. tests/infra/test_firestore_indexes.py runs the jobs to check it."""
+QUERIED_TABLES = (AGGREGATES_TABLE.name, INVOICES_TABLE.name)
+"""The tables the jobs query by key range (pipeline/ledger.py, aggregate.py, rate.py, close.py, and
+invoices.py: a customer's invoices and amendments, catalog snapshots); the others are read by key
+only. tests/infra/test_firestore_indexes.py runs the jobs to check it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +73,6 @@ class Ledgers(pulumi.ComponentResource):
             cmek_config={"kms_key_name": args.key_id},
             opts=kept(self, [*args.project.ready_for("firestore"), *args.key_grants]),
         )
-        for table in args.tables:
-            if table.ttl_attribute:
-                gcp.firestore.Field(
-                    f"{table.name}-ttl",
-                    project=project_id,
-                    database=database.name,
-                    collection=collection(table.name),
-                    field=table.ttl_attribute,
-                    ttl_config={},
-                    index_config={},  # no single-field indexes on the expiry timestamp
-                    opts=child,
-                )
         for table in QUERIED_TABLES:
             gcp.firestore.Index(
                 f"{table}-range",
@@ -104,7 +93,6 @@ class Ledgers(pulumi.ComponentResource):
                 "name": f"{args.database_name}/{collection(table.name)}",
                 "table": table.name,
                 "pitr": True,
-                "ttl": table.ttl_attribute is not None,
                 "change_events": table.name in args.triggered,
             }
             for table in args.tables

@@ -1,6 +1,6 @@
-"""Wiring for the Azure Functions app (Flex Consumption, Python v2 model): the jobs on Azure
-Tables and the Event Hubs Kafka endpoint, and the decoding of Event Hubs batches. The handlers
-pass ``os.environ`` in; nothing here reads it.
+"""The Azure Functions app's adapter (Flex Consumption, Python v2 model): its settings (the jobs on
+Azure Tables and the Event Hubs Kafka endpoint) and the decoding of Event Hubs batches. The
+handlers pass ``os.environ`` in; nothing here reads it.
 
 The Event Hubs trigger hands a function a batch from ONE partition and checkpoints after the
 invocation returns; it cannot report a partial failure. So every handler here raises on the
@@ -29,25 +29,26 @@ numbers, which the aggregator's markers cannot tell apart from new usage.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cached_property
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from meterline.adapters.usage_join import NotYetMeteredError as NotYetMeteredError
 from meterline.adapters.usage_join import UnreadableUsageError as UnreadableUsageError
 from meterline.adapters.usage_join import accepted_usage as accepted_usage
 from meterline.adapters.usage_join import stream_sequence
-from meterline.catalog import Catalog, load_catalog
-from meterline.ports import Publisher
+from meterline.pipeline.aggregate import StreamRecord
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import AggregateProcessor, MeterProcessor, log_set_aside, log_settled
+from meterline.ports import Publisher, Store
 from meterline.records import Delivery
+from meterline.settings import CellSettings, KafkaAuth, SettingsError, env
 from meterline.topology import USAGE_EVENTS
 
-
-class SettingsError(ValueError):
-    pass
+if TYPE_CHECKING:
+    from meterline.bootstrap import Jobs
+    from meterline.pipeline.meter import Meter
 
 
 class TriggerError(ValueError):
@@ -77,103 +78,51 @@ TIMER_SCHEDULES = {"rate": "0 */5 * * * *", "close": "0 15 * * * *"}
 running charges and spend alerts may lag behind usage; close hourly at a quarter past, as on AWS."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    catalog_path: Path
-    table_prefix: str
-    grace: timedelta
-    tables_endpoint: str = ""
+@dataclass(frozen=True, kw_only=True)
+class AzureSettings(CellSettings):
+    """What a function of the cell's apps reads from its app settings."""
+
+    cloud: ClassVar[str] = "azure"
+    what: ClassVar[str] = "app setting"
+
+    tables_endpoint: str = env("METERLINE_TABLES_ENDPOINT", "")
     """``https://<account>.table.core.windows.net``, reached with the app's managed identity."""
-    tables_connection_string: str = ""
-    kafka_bootstrap: str = ""
-    """``<namespace>.servicebus.windows.net:9093``"""
-    kafka_connection_string: str = ""
-    """When set, SASL PLAIN with ``$ConnectionString``; else OAUTHBEARER with the managed identity."""
-    kafka_plaintext: bool = False
-    """METERLINE_KAFKA_AUTH=none: a plaintext listener, the local runtime's broker (never Event Hubs)."""
+    tables_connection_string: str = env("METERLINE_TABLES_CONNECTION_STRING", "")
+    """Azurite's connection string instead (a local cell only)."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
-        prefix = env.get("METERLINE_TABLE_PREFIX")
-        if not prefix:
-            raise SettingsError("the app setting METERLINE_TABLE_PREFIX is missing")
-        try:
-            grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
-        except ValueError:
-            raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
-        auth = env.get("METERLINE_KAFKA_AUTH", "")
-        if auth not in ("", "none"):
-            raise SettingsError(f"METERLINE_KAFKA_AUTH is none (a local broker) or unset, not {auth!r}")
-        return cls(
-            catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
-            table_prefix=prefix,
-            grace=timedelta(hours=grace_hours),
-            tables_endpoint=env.get("METERLINE_TABLES_ENDPOINT", ""),
-            tables_connection_string=env.get("METERLINE_TABLES_CONNECTION_STRING", ""),
-            kafka_bootstrap=env.get("METERLINE_KAFKA_BOOTSTRAP", ""),
-            kafka_connection_string=env.get("METERLINE_EVENTHUB_CONNECTION_STRING", ""),
-            kafka_plaintext=auth == "none",
-        )
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.tables_endpoint or self.tables_connection_string):
+            raise SettingsError(
+                "the app setting METERLINE_TABLES_ENDPOINT (or METERLINE_TABLES_CONNECTION_STRING) is missing"
+            )
 
-
-class Wiring:
-    """Built once per worker process; clients are reused across invocations."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def catalog(self) -> Catalog:
-        return load_catalog(self.settings.catalog_path)
-
-    @cached_property
-    def store(self) -> Any:
+    def open_store(self) -> Store:
         from azure.data.tables import TableServiceClient
 
         from meterline.adapters.tables import TablesStore  # type: ignore[import-not-found,unused-ignore]
 
-        settings = self.settings
-        if settings.tables_connection_string:
-            client = TableServiceClient.from_connection_string(settings.tables_connection_string)
-        elif settings.tables_endpoint:
+        if self.tables_connection_string:
+            client = TableServiceClient.from_connection_string(self.tables_connection_string)
+        else:
             from azure.identity import DefaultAzureCredential  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-            client = TableServiceClient(settings.tables_endpoint, credential=DefaultAzureCredential())
-        else:
-            raise SettingsError("set METERLINE_TABLES_ENDPOINT (or METERLINE_TABLES_CONNECTION_STRING)")
-        return TablesStore(client, settings.table_prefix)
+            client = TableServiceClient(self.tables_endpoint, credential=DefaultAzureCredential())
+        return TablesStore(client, self.table_prefix)
 
-    @cached_property
-    def publisher(self) -> Publisher:
+    def open_publisher(self) -> Publisher:
         from meterline.adapters.kafka import KafkaPublisher
 
-        settings = self.settings
-        if not settings.kafka_bootstrap:
-            raise SettingsError("the app setting METERLINE_KAFKA_BOOTSTRAP is missing")
-        if settings.kafka_plaintext:
-            return KafkaPublisher({"bootstrap.servers": settings.kafka_bootstrap})
-        if settings.kafka_connection_string:
-            return KafkaPublisher(
-                event_hubs_plain_config(settings.kafka_bootstrap, settings.kafka_connection_string)
-            )
+        bootstrap = self.require_kafka()
+        if self.kafka_auth is KafkaAuth.NONE:
+            return KafkaPublisher({"bootstrap.servers": bootstrap})
         from azure.identity import DefaultAzureCredential  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-        return KafkaPublisher(event_hubs_oauth_config(settings.kafka_bootstrap, DefaultAzureCredential()))
+        return KafkaPublisher(event_hubs_oauth_config(bootstrap, DefaultAzureCredential()))
 
 
 class TokenCredential(Protocol):
     def get_token(self, *scopes: str) -> Any: ...
-
-
-def event_hubs_plain_config(bootstrap: str, connection_string: str) -> dict[str, Any]:
-    """The Event Hubs Kafka endpoint with a namespace connection string (SASL PLAIN)."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": "$ConnectionString",
-        "sasl.password": connection_string,
-    }
 
 
 def event_hubs_oauth_config(bootstrap: str, credential: TokenCredential) -> dict[str, Any]:
@@ -248,3 +197,40 @@ def partition_of(event: HubEvent) -> int:
         raise TriggerError(
             f"the batch's PartitionContext names no numeric PartitionId: {context!r}"
         ) from None
+
+
+# Trigger processors: decode the batch, process it under the shared failure policy
+# (pipeline.processing); raising runs the whole batch again (no partial batch failures here).
+
+
+def meter_batch(events: Sequence[HubEvent], meter: Meter, logger: logging.Logger) -> None:
+    """meter's Event Hubs batch: the first store or publish failure raises, the partition stops
+    there and the whole batch runs again; records already metered reach the same outcome. A record
+    that keeps failing (not an outage) is dead-lettered once it has had its attempts."""
+    processor = MeterProcessor(meter)
+    for record in hub_records(HUB_TRIGGERS["meter"].hub, events):
+        settled = processor.settle(DeliveredRecord(record.delivery, record.key, record.value))
+        log_settled(logger, record.delivery, settled)
+    meter.publisher.flush()
+
+
+def aggregate_batch(events: Sequence[HubEvent], cell: Jobs, logger: logging.Logger) -> None:
+    """aggregate's Event Hubs batch, joined with what meter wrote. All or nothing, as on AWS: the
+    partials and the batch marker commit in one transaction, and a rerun of the batch starts at the
+    same record, finds the marker and applies nothing twice. A record meter has not reached yet
+    raises (the batch runs again later); a usage item that cannot be read back is set aside."""
+    aggregator = cell.aggregator
+    before = aggregator.dead_lettered
+    records = []
+    for record in hub_records(HUB_TRIGGERS["aggregate"].hub, events):
+        try:
+            usage = accepted_usage(cell.store, cell.metering, record)
+        except UnreadableUsageError as error:
+            aggregator.set_aside(
+                record.sequence, f"unreadable usage item: {error}", None, str(record.delivery)
+            )
+            continue
+        if usage is not None:
+            records.append(StreamRecord(record.sequence, usage))
+    AggregateProcessor(aggregator).run(records)
+    log_set_aside(logger, aggregator.dead_lettered - before)

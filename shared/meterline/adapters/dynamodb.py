@@ -376,8 +376,3 @@ def _create_table(client: DynamoDBClient, name: str, table: Table) -> None:
         request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": table.stream.value}
     client.create_table(**request)
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    if table.ttl_attribute:
-        client.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-        )

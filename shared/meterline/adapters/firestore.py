@@ -84,6 +84,24 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
+def firestore_client(project: str | None, database: str, emulator_host: str = "") -> firestore.Client:
+    """A client of the database; with ``emulator_host``, of Google's emulator there. The library
+    reads the emulator's address only from FIRESTORE_EMULATOR_HOST when a client is made, and keeps
+    it as ``_emulator_host``; setting that on a client made without credentials does the same for
+    this client alone, with the process's environment left as it is."""
+    if not emulator_host:
+        return firestore.Client(project=project, database=database)
+    from google.auth.credentials import AnonymousCredentials
+
+    client = firestore.Client(
+        project=project or "meterline-local",
+        database=database,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+    client._emulator_host = emulator_host
+    return client
+
+
 class FirestoreStore:
     def __init__(
         self,

@@ -1,5 +1,6 @@
-"""Wiring for the Cloud Run functions (2nd gen): the jobs on Firestore and Managed Kafka, and the
-decoding of their Eventarc events. The handlers pass ``os.environ`` in; nothing here reads it.
+"""The Cloud Run functions' adapter (2nd gen): their settings (the jobs on Firestore and Managed
+Kafka) and the decoding of their Eventarc events. The handlers pass ``os.environ`` in; nothing
+here reads it.
 
 What the triggers are taken to carry:
 
@@ -19,7 +20,7 @@ What the triggers are taken to carry:
 - rate: a Firestore ``document.v1.created`` event per aggregates document, in protobuf
   (``DocumentEventData``) or its JSON form. The document's fields are the store item's
   attributes, ``pk`` and ``sk`` included, with Firestore's own string, integer, bytes and boolean
-  values; timestamp fields (a TTL's ``expires_at``) are not ledger data and are left out.
+  values; a timestamp field is not ledger data and is left out.
 """
 
 from __future__ import annotations
@@ -27,20 +28,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, timedelta
-from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from meterline.catalog import Catalog, load_catalog
-from meterline.ports import Item, Publisher
+from meterline.pipeline.meter import DeliveredRecord
+from meterline.pipeline.processing import MeterProcessor, log_set_aside, log_settled
+from meterline.ports import Item, Publisher, Store
 from meterline.records import Delivery
+from meterline.settings import CellSettings, KafkaAuth, SettingsError, env
+from meterline.topology import AGGREGATE, USAGE_EVENTS
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
+
+    from meterline.adapters.kafka_drain import DrainReport
+    from meterline.bootstrap import Jobs
+    from meterline.pipeline.meter import Meter
 
 DRAIN_SECONDS = 40.0
 """A scheduled aggregate run takes no new batch after this long: it ends well inside its 60 s
@@ -48,83 +55,36 @@ timeout and before the next minute's run."""
 AGGREGATE_CONSUMER_GROUP = "aggregate"
 
 
-class SettingsError(ValueError):
-    pass
-
-
 class TriggerError(ValueError):
     """The event is not of the shape this function is deployed for (a wiring mistake)."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    catalog_path: Path
-    collection_prefix: str
-    grace: timedelta
-    project: str | None = None
-    database: str = "(default)"
-    kafka_bootstrap: str = ""
-    kafka_auth: str = "oauth"
-    """``oauth``: SASL OAUTHBEARER with the service account's Google token; ``plain``: SASL PLAIN."""
-    kafka_username: str = ""
-    kafka_password: str = ""
-    consumer_group: str = AGGREGATE_CONSUMER_GROUP
-    drain_seconds: float = DRAIN_SECONDS
+@dataclass(frozen=True, kw_only=True)
+class GcpSettings(CellSettings):
+    """What a Cloud Run function of the cell reads from its environment."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], package_root: Path) -> Settings:
-        prefix = env.get("METERLINE_TABLE_PREFIX")
-        if not prefix:
-            raise SettingsError("the function setting METERLINE_TABLE_PREFIX is missing")
-        try:
-            grace_hours = float(env.get("METERLINE_GRACE_HOURS", "1"))
-        except ValueError:
-            raise SettingsError("METERLINE_GRACE_HOURS must be a number of hours") from None
-        try:
-            drain_seconds = float(env.get("METERLINE_DRAIN_SECONDS", str(DRAIN_SECONDS)))
-        except ValueError:
-            raise SettingsError("METERLINE_DRAIN_SECONDS must be a number of seconds") from None
-        if not 0 < drain_seconds <= 3600:
-            raise SettingsError(f"METERLINE_DRAIN_SECONDS must be in (0, 3600], not {drain_seconds}")
-        auth = env.get("METERLINE_KAFKA_AUTH", "oauth")
-        if auth not in ("oauth", "plain", "none"):
-            raise SettingsError(f"METERLINE_KAFKA_AUTH must be oauth, plain or none, not {auth!r}")
-        return cls(
-            catalog_path=package_root / env.get("METERLINE_CATALOG", "catalog.yaml"),
-            collection_prefix=prefix,
-            grace=timedelta(hours=grace_hours),
-            project=env.get("GOOGLE_CLOUD_PROJECT") or None,
-            database=env.get("METERLINE_FIRESTORE_DATABASE", "(default)"),
-            kafka_bootstrap=env.get("METERLINE_KAFKA_BOOTSTRAP", ""),
-            kafka_auth=auth,
-            kafka_username=env.get("METERLINE_KAFKA_USERNAME", ""),
-            kafka_password=env.get("METERLINE_KAFKA_PASSWORD", ""),
-            consumer_group=env.get("METERLINE_CONSUMER_GROUP") or AGGREGATE_CONSUMER_GROUP,
-            drain_seconds=drain_seconds,
-        )
+    cloud: ClassVar[str] = "gcp"
 
+    project: str = env("GOOGLE_CLOUD_PROJECT", "")
+    database: str = env("METERLINE_FIRESTORE_DATABASE", "(default)")
+    consumer_group: str = env("METERLINE_CONSUMER_GROUP", "")
+    """The group in which aggregate reads ``usage.events`` itself: set for that function alone."""
+    drain_seconds: float = env("METERLINE_DRAIN_SECONDS", DRAIN_SECONDS)
+    emulator_host: str = env("FIRESTORE_EMULATOR_HOST", "")
+    """Google's Firestore emulator instead of Firestore (a local cell only)."""
 
-class Wiring:
-    """Built once per function instance; clients are reused across invocations."""
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.drain_seconds <= 3600:
+            raise SettingsError(f"METERLINE_DRAIN_SECONDS must be in (0, 3600], not {self.drain_seconds}")
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def open_store(self) -> Store:
+        from meterline.adapters.firestore import FirestoreStore, firestore_client
 
-    @cached_property
-    def catalog(self) -> Catalog:
-        return load_catalog(self.settings.catalog_path)
+        client = firestore_client(self.project or None, self.database, self.emulator_host)
+        return FirestoreStore(client, self.table_prefix)
 
-    @cached_property
-    def store(self) -> Any:
-        from google.cloud import firestore
-
-        from meterline.adapters.firestore import FirestoreStore  # type: ignore[import-not-found,unused-ignore]
-
-        client = firestore.Client(project=self.settings.project, database=self.settings.database)
-        return FirestoreStore(client, self.settings.collection_prefix)
-
-    @cached_property
-    def publisher(self) -> Publisher:
+    def open_publisher(self) -> Publisher:
         from meterline.adapters.kafka import KafkaPublisher
 
         return KafkaPublisher(self.kafka_config())
@@ -134,10 +94,12 @@ class Wiring:
         each partition (what ends a batch short of its size)."""
         from confluent_kafka import Consumer
 
+        if not self.consumer_group:
+            raise SettingsError("the function setting METERLINE_CONSUMER_GROUP is missing: it reads no topic")
         return Consumer(
             {
                 **self.kafka_config(),
-                "group.id": self.settings.consumer_group,
+                "group.id": self.consumer_group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
@@ -147,16 +109,60 @@ class Wiring:
         )
 
     def kafka_config(self) -> dict[str, Any]:
-        settings = self.settings
-        if not settings.kafka_bootstrap:
-            raise SettingsError("the function setting METERLINE_KAFKA_BOOTSTRAP is missing")
-        if settings.kafka_auth == "none":  # a plaintext listener: the local runtime's broker
-            return {"bootstrap.servers": settings.kafka_bootstrap}
-        if settings.kafka_auth == "plain":
-            return managed_kafka_plain_config(
-                settings.kafka_bootstrap, settings.kafka_username, settings.kafka_password
-            )
-        return managed_kafka_oauth_config(settings.kafka_bootstrap)
+        bootstrap = self.require_kafka()
+        if self.kafka_auth is KafkaAuth.NONE:
+            return {"bootstrap.servers": bootstrap}
+        return managed_kafka_oauth_config(bootstrap)
+
+
+# Trigger processors: decode the event, process it under the shared failure policy
+# (pipeline.processing), and answer as the trigger expects.
+
+
+def meter_message(source: str, data: Mapping[str, Any], meter: Meter, logger: logging.Logger) -> None:
+    """meter's Pub/Sub message, one Kafka record. Returning acks it; raising has Pub/Sub deliver it
+    again: a store or publish failure raises until the record has had its attempts (an outage, for
+    as long as it lasts), and a reject is an outcome, which returns."""
+    record = pubsub_record(source, data)
+    settled = MeterProcessor(meter).settle(DeliveredRecord(record.delivery, record.key, record.value))
+    meter.publisher.flush()
+    log_settled(logger, record.delivery, settled)
+
+
+def rate_document(data: bytes | Mapping[str, Any], cell: Jobs) -> None:
+    """rate's Firestore event: markers, fences and indexes land in the collection too; only a
+    partial state is rated."""
+    from meterline.pipeline.ledger import is_partial
+
+    document = created_document(data)
+    if is_partial(document.item):
+        cell.charges.run([document.item], cell.clock())
+
+
+def drain_usage(cell: Jobs, logger: logging.Logger) -> DrainReport:
+    """One scheduled aggregate run: ``usage.events`` drained in the settings' consumer group. A
+    store or broker failure raises; what was committed before it stays, the next run goes on."""
+    from meterline.adapters.kafka_drain import KafkaDrain
+
+    settings = cell.settings
+    if not isinstance(settings, GcpSettings):
+        raise TypeError(f"aggregate drains Kafka with GCP settings, not {settings!r}")
+    consumer = settings.consumer()
+    try:
+        drain = KafkaDrain(
+            consumer,
+            USAGE_EVENTS.name,
+            cell.aggregator,
+            cell.store,
+            cell.metering,
+            batch_size=AGGREGATE.batch_size,
+            budget_seconds=settings.drain_seconds,
+        )
+        report = drain.run()
+    finally:
+        consumer.close()
+    log_set_aside(logger, report.dead_lettered)
+    return report
 
 
 def managed_kafka_oauth_config(bootstrap: str) -> dict[str, Any]:
@@ -179,20 +185,6 @@ def managed_kafka_oauth_config(bootstrap: str) -> dict[str, Any]:
         "security.protocol": "SASL_SSL",
         "sasl.mechanisms": "OAUTHBEARER",
         "oauth_cb": token,
-    }
-
-
-def managed_kafka_plain_config(bootstrap: str, username: str, password: str) -> dict[str, Any]:
-    """SASL PLAIN: the service account's email and, as password, its base64 key file (from a
-    secret) or an access token — a token expires within the hour, so prefer OAUTHBEARER."""
-    if not username or not password:
-        raise SettingsError("METERLINE_KAFKA_USERNAME and METERLINE_KAFKA_PASSWORD are needed for plain auth")
-    return {
-        "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": username,
-        "sasl.password": password,
     }
 
 

@@ -52,6 +52,7 @@ from meterline.adapters.usage_join import (
 )
 from meterline.metering import Metering
 from meterline.pipeline.aggregate import Aggregator, StreamRecord
+from meterline.pipeline.processing import AggregateProcessor
 from meterline.ports import Store
 from meterline.records import AcceptedUsage, Delivery
 
@@ -198,7 +199,7 @@ class KafkaDrain:
         if not settled:
             return stopped is None
         if accepted:
-            report.applied += self.aggregator.run(accepted)
+            report.applied += AggregateProcessor(self.aggregator).run(accepted)
         end = settled[-1].delivery.offset + 1
         self.consumer.commit(offsets=[TopicPartition(self.topic, partition, end)], asynchronous=False)
         report.committed[partition] = end

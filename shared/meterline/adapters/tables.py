@@ -13,13 +13,13 @@ escaping keeps prefixes (``sk`` starts with p exactly when its escaped form star
 ``query`` asks the service for a RowKey range, but not order: results are sorted by ``sk`` here.
 
 Transactions are entity group transactions, which Azure runs on ONE table and ONE partition
-only: a transaction spanning tables or partitions is refused with a StoreError, before anything
-is read or written. Within a partition, conditions are checked optimistically: each conditioned
-entity is read, the condition evaluated here, and the write sent conditional on the ETag read
-(or as a create where there was no entity), so a concurrent change fails the whole batch,
-which is then evaluated again. An ``Expect`` of an absent item cannot be checked without a
-write: it creates a placeholder entity (``meterline_absent``) that reads as absent everywhere
-and that a later create or put replaces.
+only: exactly what the store port offers on every adapter (``ports.transaction_keys`` refuses
+more, before anything is read or written). Within a partition, conditions are checked
+optimistically: each conditioned entity is read, the condition evaluated here, and the write sent
+conditional on the ETag read (or as a create where there was no entity), so a concurrent change
+fails the whole batch, which is then evaluated again. An ``Expect`` of an absent item cannot be
+checked without a write: it creates a placeholder entity (``meterline_absent``) that reads as
+absent everywhere and that a later create or put replaces.
 """
 
 from __future__ import annotations
@@ -164,14 +164,9 @@ class TablesStore:
         return sorted(items, key=lambda item: str(item["sk"]))
 
     def transact(self, writes: Sequence[Write]) -> None:
-        keys = transaction_keys(writes)
+        transaction_keys(writes)  # one partition, as an entity group transaction needs
         if not writes:
             return
-        if len({(table, pk) for table, pk, _ in keys}) > 1:
-            raise StoreError(
-                "cross-partition transaction not supported by Azure Tables: every write of a "
-                "transaction must be on one table and one pk"
-            )
         client = self._table(writes[0].table)
         for _ in range(ATTEMPTS):
             operations = [self._operation(client, index, write) for index, write in enumerate(writes)]

@@ -15,9 +15,10 @@ from typing import Protocol
 
 from meterline.events import EventError
 from meterline.metering import Metering
+from meterline.pipeline.outcomes import OutcomesLedger
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Store
 from meterline.records import AcceptedUsage, Delivery, usage_record
-from meterline.topology import OUTCOMES_TABLE, USAGE_TABLE
 
 
 class NotYetMeteredError(Exception):
@@ -52,12 +53,12 @@ def accepted_usage(store: Store, metering: Metering, record: DeliveredValue) -> 
     it as a duplicate. Raises NotYetMeteredError for a valid record meter has not reached, and
     UnreadableUsageError for a usage item that cannot be read."""
     try:
-        _, item = usage_record(metering, record.value, str(record.delivery))
+        usage, _ = usage_record(metering, record.value, str(record.delivery))
     except EventError:
         return None
-    stored = store.get(USAGE_TABLE.name, str(item["pk"]), str(item["sk"]))
+    stored = UsageLedger(store).item(usage.key)
     if stored is None:
-        outcome = store.get(OUTCOMES_TABLE.name, *record.delivery.outcome_key())
+        outcome = OutcomesLedger(store).get(record.delivery)
         if outcome is not None and outcome.get("outcome") == "rejected":
             return None  # valid, but dead-lettered after failing every attempt
         raise NotYetMeteredError(f"{record.delivery} is not metered yet")

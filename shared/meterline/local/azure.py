@@ -14,18 +14,22 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
-from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
+from meterline.adapters.azure_functions import AzureSettings
+from meterline.bootstrap import bootstrap
+from meterline.pipeline.ledger import closed_periods
+from meterline.settings import KafkaAuth
+from meterline.topology import TOPICS, USAGE_EVENTS
 
 from .azure_app import EVENT_HUB_TRIGGER, TIMER_TRIGGER, FunctionAppError
-from .azure_runtime import AzureRuntime, AzureSettings
+from .azure_runtime import AzureRuntime
 from .azure_triggers import EventHubsTrigger, TimerTrigger
 from .azurite import AzuriteTables
 from .azurite import missing as azurite_missing
 from .broker import create_topics
 from .feed import UsageFeed
-from .lifecycle import CellLifecycle, CellOptions, PipelineStalledError
+from .lifecycle import CellLifecycle, PipelineStalledError
 
 RATE_EVERY_SECONDS = 3.0
 """rate's five-minute timer, compressed."""
@@ -57,10 +61,6 @@ class AzureCell(CellLifecycle):
     usage_stream: EventHubsTrigger
     aggregates_stream: TimerTrigger
 
-    def __init__(self, options: CellOptions) -> None:
-        super().__init__(options)
-        self.clock = datetime.now(UTC)
-
     def _start(self) -> None:
         options = self.options
         log = self._open_log()
@@ -76,8 +76,14 @@ class AzureCell(CellLifecycle):
         create_tables(service, self.prefix)
         self.store = TablesStore(service, self.prefix)
         self._exit.enter_context(contextlib.redirect_stdout(log))
-        settings = AzureSettings(options.catalog, self.prefix, self.bootstrap, azurite.connection_string)
-        self.runtime = AzureRuntime(settings, lambda: self.clock)
+        settings = AzureSettings(
+            table_prefix=self.prefix,
+            catalog=options.catalog.resolve(),
+            kafka_bootstrap=self.bootstrap,
+            kafka_auth=KafkaAuth.NONE,
+            tables_connection_string=azurite.connection_string,
+        )
+        self.runtime = AzureRuntime(lambda: bootstrap(settings, clock=self.clock))
         self._exit.callback(self._release_clients)
         self.feed = UsageFeed(self.bootstrap, USAGE_EVENTS.name)
         hubs = {
@@ -107,11 +113,10 @@ class AzureCell(CellLifecycle):
 
     def close_periods(self, now: str) -> list[str]:
         """close's timer firing at ``now``: the periods it closed."""
-        self.clock = datetime.fromisoformat(now)
-        before = {str(item["sk"]) for item in self.store.query(AGGREGATES_TABLE.name, "closed")}
+        self.clock.set(datetime.fromisoformat(now))
+        before = set(closed_periods(self.store))
         self._fire(self.closer)
-        after = {str(item["sk"]) for item in self.store.query(AGGREGATES_TABLE.name, "closed")}
-        return sorted(after - before)
+        return sorted(str(period) for period in set(closed_periods(self.store)) - before)
 
     def drain(self, tick: Callable[[], None]) -> None:
         """Until every acknowledged record went through meter and then aggregate; then rate fires."""

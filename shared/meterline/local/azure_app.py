@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from meterline.bootstrap import Wired
+
 from .runtime import FUNCTIONS_ROOT, load_function
 
 EVENT_HUB_TRIGGER = "eventHubTrigger"
@@ -46,10 +48,10 @@ class IndexedFunction:
         return str(self.trigger["type"])
 
     @property
-    def module_globals(self) -> dict[str, Any]:
-        """The namespace of the module that defines the function."""
-        namespace: dict[str, Any] = self.user_function.__globals__
-        return namespace
+    def jobs(self) -> Wired:
+        """The jobs of the function's blueprint module (its ``jobs``)."""
+        wired: Wired = self.user_function.__globals__["jobs"]
+        return wired
 
 
 def load_function_app(root: Path = FUNCTIONS_ROOT) -> dict[str, IndexedFunction]:

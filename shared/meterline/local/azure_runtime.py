@@ -1,14 +1,14 @@
 """Azure Functions, locally: the real function app (``functions/function_app.py`` and the
-``functions/<job>/azure.py`` blueprints it registers), its app settings in the environment, its
-functions called with what their triggers hand them — a batch of ``azure.functions.EventHubEvent``
-from one partition, or a ``TimerRequest``.
+``functions/<job>/azure.py`` blueprints it registers), each function handed the jobs the
+composition root builds from the cell's settings (``bootstrap``), called with what its trigger
+hands it — a batch of ``azure.functions.EventHubEvent`` from one partition, or a ``TimerRequest``.
 
 As in the Python worker, the functions run on threads of one process, side by side; each keeps
 its clients in module globals, built at its first invocation.
 
 Two departures from Azure: Event Hubs' Kafka endpoint only speaks SASL over TLS and the local broker
-neither, so the functions publish with METERLINE_KAFKA_AUTH=none; and the timers fire when the
-driver says, close at the driver's clock (``now`` of its module), so that a month closes in seconds.
+neither, so the functions publish with ``kafka_auth`` none; and the timers fire when the driver
+says, at the driver's clock, so that a month closes in seconds.
 """
 
 from __future__ import annotations
@@ -18,53 +18,28 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from meterline.bootstrap import Jobs
 
 from .azure_app import EVENT_HUB_TRIGGER, TIMER_TRIGGER, FunctionAppError, IndexedFunction, load_function_app
 from .esm import KafkaRecord
-from .runtime import Environment, Invocations, clear_caches, counted
-
-
-@dataclass(frozen=True)
-class AzureSettings:
-    """What the functions read from their app settings (adapters/azure_functions.Settings.from_env)."""
-
-    catalog: Path
-    table_prefix: str
-    kafka_bootstrap: str
-    tables_connection_string: str
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "METERLINE_TABLE_PREFIX": self.table_prefix,
-            "METERLINE_CATALOG": str(self.catalog.resolve()),
-            "METERLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "METERLINE_KAFKA_AUTH": "none",
-            "METERLINE_TABLES_CONNECTION_STRING": self.tables_connection_string,
-        }
+from .runtime import Invocations, counted
 
 
 class AzureRuntime:
     """The function app of one cell. ``call`` raises what the function raised."""
 
-    def __init__(self, settings: AzureSettings, clock: Callable[[], datetime]) -> None:
-        self._environment = Environment(settings.environment())
-        try:
-            self.functions = load_function_app()
-            for function in self.functions.values():
-                if function.trigger_type not in (EVENT_HUB_TRIGGER, TIMER_TRIGGER):
-                    raise FunctionAppError(
-                        f"function {function.name}: no local trigger for {function.trigger_type}"
-                    )
-        except BaseException:
-            self._environment.restore()
-            raise
-        close = self.functions.get("close")
-        if close is not None and "now" in close.module_globals:
-            close.module_globals["now"] = clock
+    def __init__(self, wire: Callable[[], Jobs]) -> None:
+        """``wire()`` builds the jobs of one function."""
+        self.functions = load_function_app()
+        for function in self.functions.values():
+            if function.trigger_type not in (EVENT_HUB_TRIGGER, TIMER_TRIGGER):
+                raise FunctionAppError(
+                    f"function {function.name}: no local trigger for {function.trigger_type}"
+                )
+            function.jobs.use(wire())
         self.stats: dict[str, Invocations] = {name: Invocations() for name in self.functions}
         self._lock = threading.Lock()
 
@@ -82,10 +57,9 @@ class AzureRuntime:
         """Let go of the functions' clients (the Kafka producers flush and close now), while the
         servers still run."""
         for function in self.functions.values():
-            clear_caches(function.module_globals)
+            function.jobs.release()
         self.functions.clear()
         gc.collect()
-        self._environment.restore()
 
 
 # What the triggers hand the functions --------------------------------------------------------------

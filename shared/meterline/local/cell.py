@@ -6,9 +6,13 @@ from __future__ import annotations
 import contextlib
 import resource
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+from meterline.adapters.aws_lambda import AwsSettings
 from meterline.adapters.dynamodb import DynamoStore, create_tables, physical_name
+from meterline.bootstrap import bootstrap
+from meterline.settings import KafkaAuth
 from meterline.topology import (
     AGGREGATE,
     AGGREGATES_TABLE,
@@ -26,9 +30,9 @@ from .feed import UsageFeed
 from .lifecycle import CellLifecycle
 from .lifecycle import CellOptions as CellOptions
 from .lifecycle import PipelineStalledError as PipelineStalledError
-from .motoserver import MotoServer, reachable
+from .motoserver import MOTO_SERVICES, MotoServer, moto_client, reachable
 from .process import LocalServerError
-from .runtime import CellSettings, Runtime
+from .runtime import Runtime
 from .streams import StreamEventSourceMapping
 
 
@@ -53,16 +57,23 @@ class LocalCell(CellLifecycle):
         else:
             raise LocalServerError(f"--aws-endpoint {options.aws_endpoint}: no moto server answers there")
         create_topics(self.bootstrap, TOPICS)
-        settings = CellSettings(options.catalog, self.prefix, self.bootstrap, self.endpoint, options.region)
-        # Powertools logs and EMF metrics print to stdout: they go to the log, the terminal shows the demo
-        self._exit.enter_context(contextlib.redirect_stdout(log))
-        self.runtime = Runtime(settings, {f.job: f.memory_mb for f in (METER, AGGREGATE, RATE, CLOSE)})
-        import boto3
-
-        dynamodb = boto3.client("dynamodb", region_name=options.region, endpoint_url=self.endpoint)
-        streams = boto3.client("dynamodbstreams", region_name=options.region, endpoint_url=self.endpoint)
+        self.settings = AwsSettings(
+            table_prefix=self.prefix,
+            catalog=options.catalog.resolve(),
+            kafka_bootstrap=self.bootstrap,
+            kafka_auth=KafkaAuth.NONE,
+            region=options.region,
+            dynamodb_endpoint=self.endpoint,
+        )
+        dynamodb, streams = (moto_client(service, self.endpoint, options.region) for service in MOTO_SERVICES)
         create_tables(dynamodb, self.prefix)
         self.store = DynamoStore(dynamodb, self.prefix)
+        # Powertools logs and EMF metrics print to stdout: they go to the log, the terminal shows the demo
+        self._exit.enter_context(contextlib.redirect_stdout(log))
+        self.runtime = Runtime(
+            {f.job: f.memory_mb for f in (METER, AGGREGATE, RATE, CLOSE)},
+            lambda: bootstrap(self.settings, store=self.store, clock=self.clock),
+        )
         self.feed = UsageFeed(self.bootstrap, USAGE_EVENTS.name)
         self.meter = KafkaEventSourceMapping(
             self.runtime, METER, USAGE_EVENTS, self.bootstrap, options.on_failure, self.feed.firsts
@@ -89,7 +100,9 @@ class LocalCell(CellLifecycle):
     # driving ------------------------------------------------------------------------------------
 
     def close_periods(self, now: str) -> list[str]:
-        closed: list[str] = self.runtime.invoke(CLOSE.job, {"now": now}, CLOSE.timeout_seconds)["closed"]
+        """The schedule firing at ``now`` (the cell's clock set to it): the periods it closed."""
+        self.clock.set(datetime.fromisoformat(now))
+        closed: list[str] = self.runtime.invoke(CLOSE.job, {}, CLOSE.timeout_seconds)["closed"]
         return closed
 
     def drain(self, tick: Callable[[], None]) -> None:

@@ -6,15 +6,16 @@ The order of things, and why:
 1. ``meterline generate`` writes the month; its late events (times in the previous month) are the
    file's tail. The usage and the first half of that tail are produced to ``usage.events`` and
    drained through meter → usage stream → aggregate → aggregates stream → rate.
-2. The scheduler closes the previous month as of its end plus the grace. (Close only closes a
-   period that has usage, hence the first half of the late tail before it.)
-3. The second half of the late tail is produced: its period is closed, so aggregate bills it in
-   the open month and the month's invoices carry adjustment lines (``adjusts_period``).
+2. The scheduler closes the previous month as of its end plus the grace: its invoices are issued,
+   numbered (the catalog bills from ``billing.first_period``, the previous month).
+3. The second half of the late tail is produced: its period is issued, so aggregate bills it in
+   the open month's ledger, and the month's close issues amendments of the previous month.
 4. The month is closed as of its end plus the grace; the ledgers are read back.
 
-Then it checks itself: each closed period's invoices against ``rate_lines`` on ``events.ndjson``
-(``reconcile.differences``, adjustments included), and the ledgers' counts against the same
-summary. Any difference is an exit status of 1.
+Then it checks itself: every closed period's invoices plus their amendments against
+``meterline rate`` on ``events.ndjson``, field by field and tenant by tenant, credits and totals
+summed over the months (``reconcile.reconcile``); the grants' drawn amounts; and the ledgers'
+counts against the same summary. Any difference is an exit status of 1.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,11 @@ from rich.text import Text
 from meterline import report
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import FaultRates, GenerateSpec, LineCounts, generate, line_counts
-from meterline.offline import RateResult, rate_lines
+from meterline.offline import CELL, RateResult, rate_cells
 from meterline.periods import Period
-from meterline.pipeline.close import invoices_by_period
-from meterline.reconcile import differences
+from meterline.pipeline.invoices import all_amendments, invoices_by_period
+from meterline.pipeline.ledger import closed_periods
+from meterline.reconcile import reconcile
 
 from .azure import AzureCell, missing_for_azure
 from .azure_triggers import EventHubsTrigger, TimerTrigger
@@ -49,7 +52,7 @@ from .feed import FeedError
 from .firestore_emulator import EmulatorUnavailableError, emulator_command
 from .gcp import GcpCell
 from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain
-from .ledgers import LedgerCounts, closed_periods, invoice_from_json
+from .ledgers import LedgerCounts, credit_balances, invoice_from_json
 from .process import LocalServerError
 from .streams import StreamEventSourceMapping
 
@@ -83,9 +86,6 @@ LOGS = (
     "on-failure.ndjson",
 )
 
-GRACE = timedelta(hours=1)
-"""The functions' default grace (METERLINE_GRACE_HOURS unset): a period closes an hour after its end."""
-
 
 @dataclass(frozen=True)
 class DemoSpec:
@@ -110,6 +110,8 @@ class DemoRun:
 
     documents: list[dict[str, Any]]
     differences: list[str]
+    amendments: list[dict[str, Any]]
+    balances: list[dict[str, Any]]
     events_per_second: float
     seconds_flowing: float
     wall_seconds: float
@@ -178,7 +180,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
                 progress.update(produced, completed=cell.feed.produced)
                 cell.drain(tick)
                 flowing += time.monotonic() - begun
-                now = (close_as_of.end + GRACE).isoformat()
+                now = (close_as_of.end + catalog.billing.grace).isoformat()
                 closed = cell.close_periods(now)
                 progress.console.print(f"close as of {now}: closed {', '.join(closed) or 'nothing'}")
             cell.drain(tick)
@@ -186,6 +188,7 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         ledger = LedgerCounts(store)
         unbilled_by_period = closed_periods(store)
         invoices = invoices_by_period(store)
+        amendments = all_amendments(store)
         stats = _stats(cell)
     stats["peak memory MB"] = peak_memory_mb()
     documents = [
@@ -197,9 +200,12 @@ def run(spec: DemoSpec, console: Console) -> DemoRun:
         }
         for period, unbilled in sorted(unbilled_by_period.items())
     ]
-    found = _check(catalog, values, documents, invoices, ledger)
-    outcome = DemoRun(documents, found, len(values) / flowing, flowing, time.monotonic() - started, stats)
+    balances = credit_balances(catalog, invoices, amendments)
+    found = _check(catalog, values, documents, invoices, amendments, balances, ledger)
+    wall = time.monotonic() - started
+    outcome = DemoRun(documents, found, amendments, balances, len(values) / flowing, flowing, wall, stats)
     (out / "invoices.json").write_bytes(orjson.dumps(documents, option=orjson.OPT_INDENT_2) + b"\n")
+    (out / "amendments.json").write_bytes(orjson.dumps(amendments, option=orjson.OPT_INDENT_2) + b"\n")
     from .html import write_report
 
     write_report(out / "report.html", spec, documents, outcome)
@@ -231,21 +237,35 @@ def _check(
     values: list[bytes],
     documents: list[dict[str, Any]],
     invoices: dict[str, list[dict[str, Any]]],
+    amendments: list[dict[str, Any]],
+    balances: list[dict[str, Any]],
     ledger: LedgerCounts,
 ) -> list[str]:
     found: list[str] = []
-    closed = {Period.parse(document["period"]) for document in documents}
-    for period in sorted(set(ledger.accepted_by_period) - closed):
+    closed = sorted(Period.parse(document["period"]) for document in documents)
+    for period in sorted(set(ledger.accepted_by_period) - set(closed)):
         found.append(f"{period}: has accepted usage but was never closed")
-    for document in documents:
-        period = Period.parse(document["period"])
-        expected = rate_lines(catalog, values, period).to_json()
-        found.extend(differences(str(period), expected, invoices))
+    if not closed:
+        return [*found, "no period was closed"]
+    rated = [result.to_json() for result in rate_cells(catalog, {CELL: values}, closed[0], closed[-1])]
+    found.extend(reconcile(rated, invoices, amendments))
+    for document, expected in zip(documents, rated, strict=True):
+        period = document["period"]
         if document["summary"] != expected["summary"]:
             found.append(f"{period}: ledgers count {document['summary']}, rate counts {expected['summary']}")
         if document["unbilled_tenants"] != expected["unbilled_tenants"]:
             found.append(
                 f"{period}: unbilled tenants {document['unbilled_tenants']} ≠ {expected['unbilled_tenants']}"
+            )
+    rate_drawn = {
+        (b["tenant"], b["grant"]): b["drawn"] for document in rated for b in document["credit_balances"]
+    }
+    for balance in balances:
+        want = rate_drawn.get((balance["tenant"], balance["grant"]), "0")
+        if Decimal(want) != Decimal(balance["drawn"]):
+            found.append(
+                f"{balance['tenant']} grant {balance['grant']}: rate drew {want},"
+                f" the pipeline {balance['drawn']}"
             )
     if ledger.received != len(values):
         found.append(f"{len(values)} records produced, the ledgers account for {ledger.received}")
@@ -303,20 +323,15 @@ def _show(
             console.rule(f"{period} · closed before the rest of its late usage arrived")
             console.print(report.totals_table(shown))
     console.print(_pipeline_table(outcome))
+    console.print(report.amendments_table(outcome.amendments))
+    console.print(report.balances_table(outcome.balances))
     if outcome.ok:
-        adjustments = sum(
-            1
-            for document in documents
-            for invoice in document["invoices"]
-            for line in invoice["lines"]
-            if "adjusts_period" in line
-        )
         periods = " and ".join(document["period"] for document in documents)
         console.print(
             Text(
-                f"✓ the pipeline's invoices for {periods} equal `meterline rate` on events.ndjson"
-                " to the cent "
-                f"({adjustments} adjustment lines), and the ledgers reconcile",
+                f"✓ the pipeline's invoices for {periods} plus their {len(outcome.amendments)} amendments"
+                " equal `meterline rate` on events.ndjson to the cent, field by field for every tenant;"
+                " the grants' drawdowns and the ledgers reconcile",
                 style="green",
             )
         )
@@ -324,7 +339,11 @@ def _show(
         console.print(Text(f"✗ {len(outcome.differences)} differences from `meterline rate`:", style="red"))
         for line in outcome.differences[:20]:
             console.print(f"  {line}", markup=False)
-    console.print(f"Written to {spec.out}/: catalog.yaml events.ndjson invoices.json report.html demo.log")
+    console.print(
+        f"Written to {spec.out}/: catalog.yaml events.ndjson invoices.json amendments.json report.html"
+        " demo.log"
+    )
+    console.print(f"Wall time {outcome.wall_seconds:,.1f} s · {len(outcome.amendments)} amendments")
 
 
 def _pipeline_table(outcome: DemoRun) -> Table:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import datetime
 
 from meterline.topology import AGGREGATES_TABLE, TOPICS, USAGE_EVENTS
 
 from .broker import create_topics
 from .feed import UsageFeed
 from .firestore_emulator import FirestoreEmulator
-from .gcp_runtime import PROJECT, GcpRuntime, GcpSettings, quiet_google_imports
+from .gcp_runtime import GcpRuntime, local_settings, quiet_google_imports
 from .gcp_triggers import DocumentCreatedTrigger, PubSubPush, ScheduledDrain, call_close
 from .lifecycle import CellLifecycle
 
@@ -43,16 +44,14 @@ class GcpCell(CellLifecycle):
         create_topics(self.bootstrap, TOPICS)
         self._exit.enter_context(contextlib.redirect_stdout(log))
         quiet_google_imports()
-        settings = GcpSettings(options.catalog, self.prefix, self.bootstrap, emulator.host)
+        settings = local_settings(options.catalog, self.prefix, self.bootstrap, emulator.host)
         start_group_at_end(self.bootstrap, USAGE_EVENTS.name, settings.consumer_group)
-        self.runtime = GcpRuntime(settings, INSTANCES)
+        self.runtime = GcpRuntime(settings, INSTANCES, self.clock)
         self._exit.callback(self._release_clients)
         self.children.extend(self.runtime.processes())  # for the CPU figures; the runtime stops them
-        from google.cloud import firestore
+        from meterline.adapters.firestore import FirestoreStore, firestore_client
 
-        from meterline.adapters.firestore import FirestoreStore
-
-        client = firestore.Client(project=PROJECT)
+        client = firestore_client(settings.project, settings.database, settings.emulator_host)
         self.store = FirestoreStore(client, self.prefix)
         self.feed = UsageFeed(self.bootstrap, USAGE_EVENTS.name)
         self.meter = PubSubPush(
@@ -81,7 +80,9 @@ class GcpCell(CellLifecycle):
     # driving ------------------------------------------------------------------------------------
 
     def close_periods(self, now: str) -> list[str]:
-        return call_close(self.runtime, now)
+        """The schedule calling close at ``now`` (the cell's clock set to it): the periods it closed."""
+        self.clock.set(datetime.fromisoformat(now))
+        return call_close(self.runtime)
 
     def drain(self, tick: Callable[[], None]) -> None:
         """Until every acknowledged record went through meter, aggregate committed past all of

@@ -11,9 +11,12 @@ import multiprocessing
 import os
 import signal
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .process import die_with
+
+if TYPE_CHECKING:
+    from meterline.adapters.gcp_functions import GcpSettings
 
 STOP_SECONDS = 10.0
 
@@ -23,12 +26,12 @@ class InstanceError(RuntimeError):
 
 
 class InstanceProcess:
-    def __init__(self, job: str, index: int) -> None:
+    def __init__(self, job: str, index: int, settings: GcpSettings) -> None:
         self.name = f"function {job} #{index}"
         context = multiprocessing.get_context("spawn")  # no fork: the parent runs gRPC threads
         self._connection, remote = context.Pipe()
         self._process = context.Process(
-            target=serve, args=(job, index, remote, os.getpid()), name=self.name, daemon=True
+            target=serve, args=(job, index, settings, remote, os.getpid()), name=self.name, daemon=True
         )
         self._process.start()
         remote.close()
@@ -67,17 +70,19 @@ class InstanceProcess:
         self._connection.close()
 
 
-def serve(job: str, index: int, connection: Connection, parent: int) -> None:
-    """The instance's side: the environment came with the process (the runtime set it first)."""
+def serve(job: str, index: int, settings: GcpSettings, connection: Connection, parent: int) -> None:
+    """The instance's side: the entrypoint, its jobs bootstrapped from the cell's settings."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the demo's to handle: it stops us
     die_with(parent)  # unless the demo is killed first: then the kernel does
     from cloudevents.http import CloudEvent
 
+    from meterline.bootstrap import bootstrap
+
     from .gcp_runtime import http_request, load_entrypoint, quiet_google_imports
-    from .runtime import clear_caches
 
     quiet_google_imports()
     module = load_entrypoint(job, index)
+    module.jobs.use(bootstrap(settings))
     while True:
         try:
             request = connection.recv()
@@ -94,4 +99,4 @@ def serve(job: str, index: int, connection: Connection, parent: int) -> None:
             connection.send((f"{type(error).__name__}: {error}", None))
         else:
             connection.send((None, answer))
-    clear_caches(vars(module))  # the Kafka producer flushes and closes now
+    module.jobs.release()  # the Kafka producer flushes and closes now

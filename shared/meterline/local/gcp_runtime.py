@@ -1,13 +1,14 @@
-"""Cloud Run functions, locally: the real ``functions/<job>/gcp.py`` entrypoints, their settings in
-the environment, called with the CloudEvents (or the HTTP request) their triggers deliver.
+"""Cloud Run functions, locally: the real ``functions/<job>/gcp.py`` entrypoints, each handed the
+jobs the composition root builds from the cell's settings (``bootstrap``), called with the
+CloudEvents (or the HTTP request) their triggers deliver.
 
 Each instance of an event-driven function is a process of its own (gcp_instance.py), as on Cloud
 Run: its module, clients and CPU are its own, and it takes one event at a time. close, called
 twice a run over HTTP, runs in this process.
 
 Departures from Google Cloud: Managed Kafka only speaks SASL over TLS, the local broker neither,
-so the functions run with METERLINE_KAFKA_AUTH=none (plaintext clients); and aggregate's schedule
-is compressed from every minute to every second, its run's budget from 40 s to ``DRAIN_SECONDS``.
+so the functions run with ``kafka_auth`` none (plaintext clients); and aggregate's schedule is
+compressed from every minute to every second, its run's budget from 40 s to ``DRAIN_SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import time
 import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .runtime import FUNCTIONS_ROOT, Environment, Invocations, clear_caches, counted, load_function
+from meterline.adapters.gcp_functions import GcpSettings
+from meterline.bootstrap import bootstrap
+from meterline.ports import Clock
+from meterline.settings import KafkaAuth
+
+from .runtime import FUNCTIONS_ROOT, Invocations, counted, load_function
 
 PROJECT = "meterline-demo"
 DATABASE = f"projects/{PROJECT}/databases/(default)"
@@ -38,31 +43,19 @@ def quiet_google_imports() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 
-@dataclass(frozen=True)
-class GcpSettings:
-    """What the entrypoints read from their environment (adapters/gcp_functions.Settings.from_env)."""
-
-    catalog: Path
-    collection_prefix: str
-    kafka_bootstrap: str
-    firestore_host: str
-
-    @property
-    def consumer_group(self) -> str:
-        """aggregate's group, this run's own: a broker passed with --kafka may know "aggregate"."""
-        return f"{self.collection_prefix}aggregate"
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "METERLINE_TABLE_PREFIX": self.collection_prefix,
-            "METERLINE_CATALOG": str(self.catalog.resolve()),
-            "METERLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "METERLINE_KAFKA_AUTH": "none",
-            "METERLINE_CONSUMER_GROUP": self.consumer_group,
-            "METERLINE_DRAIN_SECONDS": str(DRAIN_SECONDS),
-            "GOOGLE_CLOUD_PROJECT": PROJECT,
-            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
-        }
+def local_settings(catalog: Path, prefix: str, kafka_bootstrap: str, firestore_host: str) -> GcpSettings:
+    """The functions' settings in a local cell: a plaintext broker, the emulator, and aggregate's
+    consumer group this run's own (a broker passed with --kafka may know "aggregate")."""
+    return GcpSettings(
+        table_prefix=prefix,
+        catalog=catalog.resolve(),
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_auth=KafkaAuth.NONE,
+        project=PROJECT,
+        consumer_group=f"{prefix}aggregate",
+        drain_seconds=DRAIN_SECONDS,
+        emulator_host=firestore_host,
+    )
 
 
 def load_entrypoint(job: str, instance: int, root: Path = FUNCTIONS_ROOT) -> ModuleType:
@@ -74,17 +67,18 @@ def load_entrypoint(job: str, instance: int, root: Path = FUNCTIONS_ROOT) -> Mod
 class GcpRuntime:
     """The functions of one cell. ``call`` raises what the entrypoint raised."""
 
-    def __init__(self, settings: GcpSettings, instances: Mapping[str, int]) -> None:
-        """``instances``: per event-driven job, how many instances deliveries may run on at once."""
+    def __init__(self, settings: GcpSettings, instances: Mapping[str, int], clock: Clock) -> None:
+        """``instances``: per event-driven job, how many instances deliveries may run on at once.
+        Each instance bootstraps its jobs from ``settings``; close, in this process, reads ``clock``."""
         from .gcp_instance import InstanceProcess
 
         quiet_google_imports()
-        self._environment = Environment(settings.environment())  # before the instances start: they inherit it
         self.instances: dict[str, list[InstanceProcess]] = {}
         try:
             for job, count in instances.items():
-                self.instances[job] = [InstanceProcess(job, index) for index in range(count)]
+                self.instances[job] = [InstanceProcess(job, index, settings) for index in range(count)]
             self.close = load_entrypoint("close", 0)
+            self.close.jobs.use(bootstrap(settings, clock=clock))
         except BaseException:
             self.shutdown()
             raise
@@ -101,10 +95,10 @@ class GcpRuntime:
         with self._counted(job):
             return self.instances[job][instance].post(body)
 
-    def call_close(self, now: str) -> tuple[dict[str, Any], int]:
+    def call_close(self) -> tuple[dict[str, Any], int]:
         """Cloud Scheduler's HTTP call: the response body and status."""
         with self._counted("close"):
-            answer: tuple[dict[str, Any], int] = self.close.handler(close_request(now))
+            answer: tuple[dict[str, Any], int] = self.close.handler(http_request({}))
             return answer
 
     def _counted(self, job: str) -> AbstractContextManager[None]:
@@ -120,9 +114,8 @@ class GcpRuntime:
         self.instances.clear()
         close = getattr(self, "close", None)
         if close is not None:
-            clear_caches(vars(close))
+            close.jobs.release()
         gc.collect()
-        self._environment.restore()
 
 
 # What the triggers deliver ------------------------------------------------------------------------
@@ -203,11 +196,6 @@ def _value(field: str, value: Any) -> Any:
     if isinstance(value, datetime):
         return Value(timestamp_value=value)
     raise TypeError(f"field {field!r}: a {type(value).__name__} is not a value the ledgers store")
-
-
-def close_request(now: str) -> Any:
-    """Cloud Scheduler's HTTP call to close: a POST with ``{"now": ...}``."""
-    return http_request({"now": now})
 
 
 def http_request(body: dict[str, Any]) -> Any:

@@ -265,9 +265,9 @@ def _created_job(name: str, snapshot: Any) -> Job:
     return Job(name, request, dead_letter)
 
 
-def call_close(runtime: GcpRuntime, now: str) -> list[str]:
+def call_close(runtime: GcpRuntime) -> list[str]:
     """Cloud Scheduler's call: the closed periods, or an error for a status other than 200."""
-    body, status = runtime.call_close(now)
+    body, status = runtime.call_close()
     if status != 200:
         raise RuntimeError(f"close answered {status}: {body}")
     return [str(period) for period in body["closed"]]

@@ -49,6 +49,13 @@ def write_report(path: Path, spec: DemoSpec, documents: list[dict[str, Any]], ou
     for document in documents:
         if document is not main:
             parts += [f"<h2>Invoices · {document['period']}</h2>", *map(_invoice, document["invoices"])]
+    parts += [
+        f"<h2>Amendments · {len(outcome.amendments)}</h2>",
+        "<p>Late usage of an issued month: the month re-rated in full, less what was issued for it.</p>",
+        *map(_amendment, outcome.amendments),
+        "<h2>Credit grants</h2>",
+        _balances(outcome.balances),
+    ]
     path.write_text("\n".join(parts), encoding="utf-8")
 
 
@@ -103,8 +110,7 @@ def _usage_chart(document: dict[str, Any]) -> Any:
     quantities: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for invoice in invoices:
         for line in invoice["lines"]:
-            if "adjusts_period" not in line:
-                quantities[line["meter"]][invoice["tenant"]] += float(Decimal(line["quantity"]))
+            quantities[line["meter"]][invoice["tenant"]] += float(Decimal(line["quantity"]))
     products = sorted(quantities)
     shares = [
         [quantities[p][t] / total if (total := sum(quantities[p].values())) else 0.0 for p in products]
@@ -147,10 +153,8 @@ def _invoice(invoice: dict[str, Any]) -> str:
     rows = []
     for line in invoice["lines"]:
         group = ", ".join(f"{k}={v}" for k, v in line["group"].items())
-        adjusts = line.get("adjusts_period")
-        name = f"{line['meter']} <span class=adj>(adjusts {adjusts})</span>" if adjusts else line["meter"]
         rows.append(
-            f"<tr><td>{name}</td><td>{html.escape(group)}</td>"
+            f"<tr><td>{html.escape(line['meter'])}</td><td>{html.escape(group)}</td>"
             f"<td class=n>{line['quantity']}</td><td class=n>{line['amount']}</td></tr>"
         )
     for label in ("subtotal", "discount", "commitment_true_up", "credits_applied", "total"):
@@ -164,3 +168,34 @@ def _invoice(invoice: dict[str, Any]) -> str:
     )
     head = "<tr><th>charge</th><th>group</th><th class=n>quantity</th><th class=n>amount</th></tr>"
     return f"<details><summary>{title}</summary><table>{head}{''.join(rows)}</table></details>"
+
+
+def _amendment(amendment: dict[str, Any]) -> str:
+    rows = [
+        f"<tr><td>{html.escape(line['meter'])}</td>"
+        f"<td>{html.escape(', '.join(f'{k}={v}' for k, v in line['group'].items()))}</td>"
+        f"<td class=n>{line['quantity_delta']}</td><td class=n>{line['amount_delta']}</td></tr>"
+        for line in amendment["lines"]
+    ]
+    for label in ("subtotal", "discount", "commitment_true_up", "credits_applied", "total"):
+        name, delta = label.replace("_", " "), amendment[f"{label}_delta"]
+        rows.append(f"<tr><th colspan=3>{name} Δ</th><td class=n>{delta}</td></tr>")
+    expired = amendment.get("expired_grants") or []
+    note = f" · grants expired since: {html.escape(', '.join(expired))}" if expired else ""
+    title = (
+        f"{html.escape(str(amendment['number']))} · {amendment['kind'].replace('_', ' ')} ·"
+        f" {html.escape(amendment['tenant'])} · amends {amendment['adjusts_period']}"
+        f" (revision {amendment['revision']}) · {amendment['currency']} {amendment['total_delta']}{note}"
+    )
+    return f"<details><summary>{title}</summary><table>{''.join(rows)}</table></details>"
+
+
+def _balances(balances: list[dict[str, Any]]) -> str:
+    figures = "".join(f"<th class=n>{name}</th>" for name in ("amount", "drawn", "left"))
+    head = f"<tr><th>tenant</th><th>grant</th>{figures}</tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(b['tenant'])}</td><td>{html.escape(b['grant'])}</td>"
+        f"<td class=n>{b['amount']}</td><td class=n>{b['drawn']}</td><td class=n>{b['left']}</td></tr>"
+        for b in balances
+    )
+    return f"<table>{head}{rows}</table>"

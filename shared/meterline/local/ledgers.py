@@ -9,16 +9,15 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-import orjson
-
-from meterline.catalog import Catalog
+from meterline.catalog import V1_CREDITS_PREFIX, Catalog
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
 from meterline.offline import Summary
 from meterline.periods import Period
+from meterline.pipeline.outcomes import OutcomesLedger
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Store
 from meterline.terms import Days, terms
-from meterline.topology import AGGREGATES_TABLE, OUTCOMES_TABLE, USAGE_TABLE
 
 
 class LedgerCounts:
@@ -27,14 +26,14 @@ class LedgerCounts:
     def __init__(self, store: Store) -> None:
         self.accepted_by_period: Counter[Period] = Counter()
         self.tenant_days_by_period: dict[Period, set[tuple[str, int]]] = {}
-        for item in store.scan(USAGE_TABLE.name):
+        for item in UsageLedger(store).items():
             time = datetime.fromisoformat(str(item["time"]))
             period = Period.of(time)
             self.accepted_by_period[period] += 1
             self.tenant_days_by_period.setdefault(period, set()).add((str(item["subject"]), time.day))
         self.duplicates = 0
         self.rejected_by_reason: Counter[str] = Counter()
-        for item in store.scan(OUTCOMES_TABLE.name):
+        for item in OutcomesLedger(store).items():
             if item["outcome"] == "duplicate":
                 self.duplicates += 1
             elif item["outcome"] == "rejected":  # not "retrying": a record to be delivered again
@@ -46,7 +45,7 @@ class LedgerCounts:
 
     def unbilled(self, catalog: Catalog, period: Period, at_close: list[str]) -> list[str]:
         """Tenants with usage in ``period`` on a day no subscription covers: those its close found,
-        and those whose usage arrived after it closed (no invoice takes an adjustment for them)."""
+        and those whose usage arrived after it closed (no invoice bills them)."""
         covered: dict[str, list[Days]] = {}
         late = set()
         for tenant, day in self.tenant_days_by_period.get(period, ()):
@@ -69,45 +68,57 @@ class LedgerCounts:
         )
 
 
-def closed_periods(store: Store) -> dict[Period, list[str]]:
-    """Each closed period with its unbilled tenants (written when its close completed)."""
-    return {
-        Period.parse(str(item["sk"])): orjson.loads(item["unbilled"])  # type: ignore[arg-type]
-        for item in store.query(AGGREGATES_TABLE.name, "closed")
-        if "unbilled" in item
-    }
 
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
     """An invoice as the pipeline stored it, back as the core's value (for display)."""
-    lines: list[Line] = []
-    adjustments: list[Line] = []
-    for entry in body["lines"]:
-        adjusts = entry.get("adjusts_period")
-        line = Line(
-            entry["meter"],
-            entry["group"],
-            Fraction(Decimal(entry["quantity"])),
-            Decimal(entry["amount"]),
-            Period.parse(adjusts) if adjusts else None,
-            entry.get("adjusts_subscription"),
-        )
-        (adjustments if adjusts else lines).append(line)
+    lines = tuple(
+        Line(entry["meter"], entry["group"], Fraction(Decimal(entry["quantity"])), Decimal(entry["amount"]))
+        for entry in body["lines"]
+    )
     return Invoice(
         tenant=body["tenant"],
         period=period,
         plan=body["plan"],
         version=int(body["version"]),
         currency=body["currency"],
-        lines=tuple(lines),
+        lines=lines,
         subtotal=Decimal(body["subtotal"]),
         discount=Decimal(body["discount"]),
         commitment_true_up=Decimal(body["commitment_true_up"]),
         credits_applied=Decimal(body["credits_applied"]),
         total=Decimal(body["total"]),
-        adjustments=tuple(adjustments),
         subscription=body["subscription"],
         credit_drawdowns=tuple(Drawdown(d["grant"], Decimal(d["amount"])) for d in body["credit_drawdowns"]),
         catalog_digest=body["catalog_digest"],
         number=body["number"],
     )
+
+
+def credit_balances(
+    catalog: Catalog, invoices: dict[str, list[dict[str, Any]]], amendments: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each grant the pipeline's documents drew from, or the catalog grants: its amount, what
+    invoices and amendments drew, and what is left (a v1 per-period grant's rest expired)."""
+    drawn: dict[tuple[str, str], Decimal] = {}
+    for document in [*(i for period in invoices.values() for i in period), *amendments]:
+        for drawdown in document["credit_drawdowns"]:
+            key = (str(document["tenant"]), str(drawdown["grant"]))
+            drawn[key] = drawn.get(key, Decimal(0)) + Decimal(drawdown["amount"])
+    amounts: dict[tuple[str, str], Decimal] = {}
+    for tenant, customer in catalog.customers.items():
+        for grant in customer.credit_grants:
+            amounts[(tenant, grant.id)] = grant.amount
+        if customer.credits is not None:
+            for period in invoices:
+                amounts[(tenant, f"{V1_CREDITS_PREFIX}{period}")] = customer.credits
+    return [
+        {
+            "tenant": tenant,
+            "grant": grant,
+            "amount": str(amounts.get((tenant, grant), Decimal(0))),
+            "drawn": str(drawn.get((tenant, grant), Decimal(0))),
+            "left": str(amounts.get((tenant, grant), Decimal(0)) - drawn.get((tenant, grant), Decimal(0))),
+        }
+        for tenant, grant in sorted(amounts.keys() | drawn.keys())
+    ]

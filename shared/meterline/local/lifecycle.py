@@ -15,6 +15,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TextIO, TypeVar
@@ -40,6 +41,20 @@ class CellOptions:
     aws_endpoint: str | None = None
     """URL of a DynamoDB endpoint (moto server) to use instead of starting one."""
     region: str = "us-east-1"
+
+
+class DriverClock:
+    """The local cell's time: the system's until the driver sets it, as the demo does to close a
+    month in seconds. Every function of the cell reads it (the clock port of ``bootstrap``)."""
+
+    def __init__(self) -> None:
+        self._at: datetime | None = None
+
+    def set(self, at: datetime) -> None:
+        self._at = at
+
+    def __call__(self) -> datetime:
+        return self._at or datetime.now(UTC)
 
 
 class Watched(Protocol):
@@ -107,6 +122,7 @@ class CellLifecycle(ABC):
         self.threads: list[threading.Thread] = []
         self._exit = contextlib.ExitStack()
         self.prefix = self.prefix_format.format(uuid.uuid4().hex[:8])
+        self.clock = DriverClock()
 
     def __enter__(self) -> Self:
         try:

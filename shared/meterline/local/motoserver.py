@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from .process import ChildProcess, free_port
 
@@ -32,3 +33,23 @@ def reachable(endpoint: str) -> bool:
             return True
     except (OSError, ValueError):  # ValueError: not a URL urllib can open
         return False
+
+
+MOTO_SERVICES = ("dynamodb", "dynamodbstreams")
+
+
+def moto_client(service: str, endpoint: str, region: str) -> Any:
+    """A boto3 client of ``service`` on the moto server (streams refuse account-scoped endpoints), with
+    credentials of its own: moto takes any, and none need be in the environment."""
+    import boto3
+    from botocore.config import Config
+
+    client: Any = boto3.client  # of any service, not one the stubs' overloads name
+    return client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        config=Config(account_id_endpoint_mode="disabled"),
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )

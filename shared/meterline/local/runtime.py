@@ -1,5 +1,6 @@
-"""The Lambda runtime, locally: the real handler modules, loaded the way Lambda loads them, with
-their settings in the environment and one invocation at a time.
+"""The Lambda runtime, locally: the real handler modules, loaded the way Lambda loads them, each
+handed the jobs the composition root builds from the cell's settings (``bootstrap``), and one
+invocation at a time.
 
 One at a time because the handlers keep per-container state in module globals (Powertools'
 metric set is even shared by every ``Metrics`` in a process); on AWS each concurrent invocation
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import os
 import threading
 import time
 import warnings
@@ -21,43 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from meterline.bootstrap import Jobs
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 FUNCTIONS_ROOT = Path(__file__).resolve().parents[3] / "functions"
-
-QUIET_POWERTOOLS = {
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "LOG_LEVEL": "WARNING",
-    "POWERTOOLS_METRICS_NAMESPACE": "meterline",
-}
-
-
-@dataclass(frozen=True)
-class CellSettings:
-    """What the handlers read from their environment (adapters/aws_lambda.Settings.from_env)."""
-
-    catalog: Path
-    table_prefix: str
-    kafka_bootstrap: str
-    dynamodb_endpoint: str
-    region: str = "us-east-1"
-
-    def environment(self) -> dict[str, str]:
-        return {
-            **QUIET_POWERTOOLS,
-            "METERLINE_TABLE_PREFIX": self.table_prefix,
-            "METERLINE_CATALOG": str(self.catalog.resolve()),
-            "METERLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "METERLINE_KAFKA_AUTH": "plain",
-            "METERLINE_DYNAMODB_ENDPOINT": self.dynamodb_endpoint,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
-            # moto's streams 404 on account-scoped endpoints
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        }
 
 
 def load_handler(job: str, root: Path = FUNCTIONS_ROOT) -> ModuleType:
@@ -127,39 +95,17 @@ def counted(stats: Invocations, lock: AbstractContextManager[Any]) -> Iterator[N
             stats.seconds += time.perf_counter() - started
 
 
-class Environment:
-    """Settings put into ``os.environ``, and what they replaced, put back by ``restore``."""
-
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        self._saved = {name: os.environ.get(name) for name in settings}
-        os.environ.update(settings)
-
-    def restore(self) -> None:
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def clear_caches(namespace: Mapping[str, Any]) -> None:
-    """Let go of what a function module keeps in its cached globals (its clients among them)."""
-    for value in list(namespace.values()):
-        clear = getattr(value, "cache_clear", None)
-        if callable(clear):
-            clear()
-
-
 class Runtime:
     """The functions of one cell. ``invoke`` raises what the handler raised, as Lambda reports it."""
 
-    def __init__(self, settings: CellSettings, jobs: Mapping[str, int]) -> None:
-        """``jobs`` maps each job to its memory size in MB."""
-        self._environment = Environment(settings.environment())
+    def __init__(self, jobs: Mapping[str, int], wire: Callable[[], Jobs]) -> None:
+        """``jobs`` maps each job to its memory size in MB; ``wire()`` builds a container's jobs."""
         self._warning_filters = warnings.filters[:]
         # Powertools warns when a batch flushed its metrics midway (every 100 values) and has none left
         warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
         self.modules = {job: load_handler(job) for job in jobs}
+        for module in self.modules.values():
+            module.jobs.use(wire())
         self.handlers: dict[str, Handler] = {job: module.handler for job, module in self.modules.items()}
         self.memory = dict(jobs)
         self.stats: dict[str, Invocations] = {job: Invocations() for job in jobs}
@@ -184,9 +130,8 @@ class Runtime:
         """Let go of the containers: their cached clients (Kafka producers among them) close now,
         while the servers still run, not at exit against a stopped broker."""
         for module in self.modules.values():
-            clear_caches(vars(module))
+            module.jobs.release()
         self.modules.clear()
         self.handlers.clear()
         gc.collect()
         warnings.filters[:] = self._warning_filters  # type: ignore[index]
-        self._environment.restore()

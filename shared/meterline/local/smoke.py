@@ -17,16 +17,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from meterline.bootstrap import LazyPublisher
 from meterline.catalog import Aggregation, Catalog, load_catalog
 from meterline.periods import Period
+from meterline.pipeline.usage_ledger import UsageLedger
 from meterline.ports import Item, Publisher, Store
-from meterline.records import event_digest, key_part
+from meterline.records import key_part
+from meterline.settings import SettingsError
 from meterline.terms import terms
-from meterline.topology import CHARGES_TABLE, USAGE_EVENTS, USAGE_TABLE
+from meterline.topology import CHARGES_TABLE, USAGE_EVENTS
+
+if TYPE_CHECKING:
+    from meterline.adapters.aws_lambda import AwsSettings
+    from meterline.adapters.azure_functions import AzureSettings
+    from meterline.adapters.gcp_functions import GcpSettings
 
 SOURCE = "meterline-smoke"
 CLOUDS = ("aws", "gcp", "azure")
@@ -134,25 +142,22 @@ class Cell:
 
 
 def connect(cloud: str, settings: Mapping[str, str], catalog: Path) -> Cell:
-    """The cell's store and publisher, wired from its settings by the cloud's own function wiring."""
+    """The cell's store and publisher, from its settings read by the cloud's own settings schema."""
     env = {**settings, "METERLINE_CATALOG": str(catalog.resolve())}
-    root = catalog.parent
-    wiring: Any
+    schema: type[AwsSettings | GcpSettings | AzureSettings]
     if cloud == "aws":
-        from meterline.adapters import aws_lambda
-
-        wiring = aws_lambda.Wiring(aws_lambda.Settings.from_env(env, root))
+        from meterline.adapters.aws_lambda import AwsSettings as schema
     elif cloud == "gcp":
-        from meterline.adapters import gcp_functions
-
-        wiring = gcp_functions.Wiring(gcp_functions.Settings.from_env(env, root))
+        from meterline.adapters.gcp_functions import GcpSettings as schema
     elif cloud == "azure":
-        from meterline.adapters import azure_functions
-
-        wiring = azure_functions.Wiring(azure_functions.Settings.from_env(env, root))
+        from meterline.adapters.azure_functions import AzureSettings as schema
     else:
         raise SmokeError(f"no cloud {cloud!r}: expected one of {', '.join(CLOUDS)}")
-    return Cell(wiring.store, wiring.publisher)
+    try:
+        read = schema.from_env(env, catalog.parent)
+    except SettingsError as error:
+        raise SmokeError(f"the stack's cell_settings: {error}") from None
+    return Cell(read.open_store(), LazyPublisher(read.open_publisher))
 
 
 def run(
@@ -188,11 +193,10 @@ def run(
         cell.publisher.publish(USAGE_EVENTS.name, tenant.encode(), event.line)
     cell.publisher.flush()
     deadline = started + timeout
-    waiting = {event_digest(event.key): event.key[2] for event in events}
+    usage = UsageLedger(cell.store)
+    waiting = {event.key: event.key[2] for event in events}
     while waiting and clock() < deadline:
-        waiting = {
-            pk: id_ for pk, id_ in waiting.items() if cell.store.get(USAGE_TABLE.name, pk, "event") is None
-        }
+        waiting = {key: id_ for key, id_ in waiting.items() if usage.standing(key) is None}
         if waiting:
             sleep(poll)
     report.metered = len(events) - len(waiting)

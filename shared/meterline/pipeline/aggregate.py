@@ -16,9 +16,10 @@ to that period's ledger, its states still labelled with their own period, so a c
 aggregation can never both claim the same usage.
 
 A record that cannot be applied never blocks its shard: when a batch fails on something other than
-the store, each record is tried alone, and those that fail alone (they cannot be read, folded,
-packed, or their state alone is larger than a partial may be) are set aside: a ``dead`` item names
-each (its sequence, its usage item and delivery, the error) and the batch goes on without them.
+the store, each record is tried alone (``processing.AggregateProcessor``), and those that fail
+alone (they cannot be read, folded, packed, or their state alone is larger than a partial may be)
+are set aside: a ``dead`` item names each (its sequence, its usage item and delivery, the error)
+and the batch goes on without them.
 Whether a record fails alone depends on nothing but the record, so a retried batch sets aside the
 same records again (the same item, written again) and no marker needs to know of them. Meter
 rejects such records before they are accepted (``records.read_usage``); what gets here was
@@ -34,25 +35,25 @@ from dataclasses import dataclass
 from meterline import terms
 from meterline.catalog import Catalog
 from meterline.periods import Period
-from meterline.ports import ConditionFailedError, Expect, Item, PutNew, Store, StoreError, Write
-from meterline.records import AcceptedUsage, event_digest, key_part, pack_book
+from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
+from meterline.records import AcceptedUsage, event_digest, pack_book
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
 from .ledger import (
     MAX_CHUNK_BYTES,
+    Marker,
     PeriodLedger,
+    dead_item,
     fence_sk,
-    marker_prefix,
-    partial_sk,
+    markers,
+    note_usage,
+    partial_item,
     period_pk,
-    sequence_key,
 )
-from .meter import printable
+from .outcomes import printable
 
 TABLE = AGGREGATES_TABLE.name
-DEAD_PK = "dead"
-"""The partition of records set aside: stream records that could not be applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +71,6 @@ class Slot:
     window: int
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
-    first: int
-    last: int
-    periods: frozenset[str]
-
-    def covers(self, record: StreamRecord) -> bool:
-        return str(record.usage.period) in self.periods and self.first <= int(record.sequence) <= self.last
-
-
 class Aggregator:
     def __init__(self, catalog: Catalog, store: Store) -> None:
         self.catalog = catalog
@@ -88,11 +79,14 @@ class Aggregator:
         """A tenant's month is kept in segments cut at its subscriptions' boundaries."""
         self.slots: dict[Period, Slot] = {}
         self.indexed: set[Period] = set()
+        self.applied = 0
         self.dead_lettered = 0
-        """Records set aside so far (a counter for the handlers' metric)."""
+        """Records applied and set aside so far (counters for the handlers' metrics)."""
 
     def run(self, records: Sequence[StreamRecord], attempts: int = 8) -> int:
-        """Apply the records no marker of this batch covers yet; return how many were applied."""
+        """Apply the records no marker of this batch covers yet; return how many were applied. A
+        failure raises (``processing.AggregateProcessor`` decides what becomes of the batch), but
+        for a lost race, which is tried again."""
         if not records:
             return 0
         batch = records[0].sequence
@@ -109,15 +103,8 @@ class Aggregator:
                 self.slots.clear()
                 remaining = self.unapplied(batch, remaining)
                 continue
-            except StoreError:
-                raise
-            except Exception:
-                poison = self.poison(remaining)
-                if not poison:
-                    raise  # not a record's fault
-                remaining = [record for record in remaining if id(record) not in poison]
-                continue
             applied += len(committed)
+            self.applied += len(committed)
             done = {id(record) for record in committed}
             remaining = [record for record in remaining if id(record) not in done]
         return applied
@@ -125,15 +112,16 @@ class Aggregator:
     def unapplied(self, batch: str, records: Sequence[StreamRecord]) -> list[StreamRecord]:
         """The records no marker of this batch covers, looking in every ledger that may have
         billed them (their own period's, and each later one up to where they are billed now)."""
-        markers: list[Marker] = []
+        found: list[Marker] = []
         for billed_in in sorted(self.ledgers_for({record.usage.period for record in records})):
-            for item in self.store.query(TABLE, period_pk(billed_in), marker_prefix(batch)):
-                periods = frozenset(str(item["periods"]).split(","))
-                first = int(str(item["sk"]).rsplit("|", 1)[1])
-                markers.append(Marker(first, int(str(item["last"])), periods))
-        if not markers:
+            found += markers(self.store, billed_in, batch)
+        if not found:
             return list(records)
-        return [record for record in records if not any(marker.covers(record) for marker in markers)]
+        return [
+            record
+            for record in records
+            if not any(marker.covers(record.sequence, record.usage.period) for marker in found)
+        ]
 
     def ledgers_for(self, periods: Iterable[Period]) -> set[Period]:
         found: set[Period] = set()
@@ -176,23 +164,14 @@ class Aggregator:
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
-        pk, first = period_pk(slot.billed_in), records[0].sequence
-        partial: Item = {
-            "pk": pk,
-            "sk": partial_sk(slot.window, first),
-            "book": blob,
-            "tenants": len({tenant for tenant, _ in book.states}),
-        }
-        marker: Item = {
-            "pk": pk,
-            "sk": marker_prefix(batch) + sequence_key(first),
-            "last": records[-1].sequence,
-            "periods": ",".join(sorted({str(record.usage.period) for record in records})),
-        }
+        first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})
+        marker = Marker(
+            int(first), int(records[-1].sequence), frozenset(str(record.usage.period) for record in records)
+        )
         return [
-            PutNew(TABLE, partial),
-            Expect(TABLE, pk, fence_sk(slot.window), "sealed_at", None),
-            PutNew(TABLE, marker),
+            PutNew(TABLE, partial_item(slot.billed_in, slot.window, first, blob, tenants)),
+            Expect(TABLE, period_pk(slot.billed_in), fence_sk(slot.window), "sealed_at", None),
+            PutNew(TABLE, marker.to_item(slot.billed_in, batch)),
         ]
 
     def poison(self, records: Sequence[StreamRecord]) -> set[int]:
@@ -216,20 +195,13 @@ class Aggregator:
     ) -> None:
         """File a stream record that cannot be applied under ``dead`` (idempotent: the same record
         gets the same item), and count it."""
-        item: Item = {
-            "pk": DEAD_PK,
-            "sk": f"{sequence_key(sequence)}|{key_part(delivery)}",
-            "error": printable(error),
-            "delivery": printable(delivery),
-        }
-        if key is not None:
-            item["usage_pk"] = event_digest(key)
-        self.store.put(TABLE, item)
+        usage_pk = None if key is None else event_digest(key)
+        self.store.put(TABLE, dead_item(sequence, printable(delivery), printable(error), usage_pk))
         self.dead_lettered += 1
 
     def index_period(self, period: Period) -> None:
         """Note which periods have usage (for the closer), outside the transaction: a shared
         item in every transaction would make concurrent shards conflict."""
         if period not in self.indexed:
-            self.store.put(TABLE, {"pk": "periods", "sk": str(period)})
+            note_usage(self.store, period)
             self.indexed.add(period)

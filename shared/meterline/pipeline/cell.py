@@ -1,27 +1,27 @@
-"""One billing cell driven in process: the jobs wired to one store and publisher, with the
-table streams pumped the way Lambda's stream event source mappings would.
+"""One billing cell driven in process: the jobs (``bootstrap.Jobs``) on an in-memory store with
+streams, and the table streams pumped the way Lambda's stream event source mappings would.
 
-Used by the tests, the pipeline benchmark and the local runtime; the AWS handlers wire the same
-jobs to DynamoDB and MSK instead.
+Used by the tests and the pipeline benchmark; the handlers get the same jobs on DynamoDB, Firestore
+or Azure Tables from the composition root instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from meterline.adapters.memory import StreamingMemoryStore
+from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.ports import Publisher
 from meterline.records import AcceptedUsage
 from meterline.topology import AGGREGATES_TABLE, TABLES, USAGE_TABLE
 
-from .aggregate import Aggregator, StreamRecord
-from .close import Closer
+from .aggregate import StreamRecord
 from .ledger import is_partial
-from .meter import DeliveredRecord, Meter, MeterReport
-from .rate import RunningCharges
+from .meter import DeliveredRecord
+from .processing import AggregateProcessor, MeterProcessor, MeterReport
 
 
 @dataclass
@@ -34,7 +34,6 @@ class StreamPosition:
 class Cell:
     catalog: Catalog
     publisher: Publisher
-    grace: timedelta = timedelta(hours=1)
     stream_batch: int = 1000
     store: StreamingMemoryStore = field(init=False)
     position: StreamPosition = field(default_factory=StreamPosition)
@@ -42,27 +41,28 @@ class Cell:
     def __post_init__(self) -> None:
         streamed = [table.name for table in TABLES if table.stream is not None]
         self.store = StreamingMemoryStore([table.name for table in TABLES], streamed)
-        self.meter = Meter(self.catalog, self.store, self.publisher)
-        self.aggregator = Aggregator(self.catalog, self.store)
-        self.charges = RunningCharges(self.catalog, self.store, self.publisher)
-        self.closer = Closer(self.catalog, self.store, self.publisher, self.grace)
+        self.jobs = Jobs(self.catalog, self.store, self.publisher)
+        self.meter, self.aggregator = self.jobs.meter, self.jobs.aggregator
+        self.charges, self.closer = self.jobs.charges, self.jobs.closer
+        # as the Lambda triggers process them: a Kafka batch, a stream batch
+        self.metering, self.aggregating = MeterProcessor(self.meter), AggregateProcessor(self.aggregator)
 
     def deliver(self, records: Iterable[DeliveredRecord]) -> MeterReport:
-        return self.meter.run(records)
+        return self.metering.run(records)
 
-    def pump(self) -> None:
-        """Feed every new usage item to the aggregator and every new partial to rating."""
+    def pump(self, now: datetime | None = None) -> None:
+        """Feed every new usage item to the aggregator and every new partial to rating (as of ``now``)."""
         usage_log = self.store.streams[USAGE_TABLE.name]
         while self.position.usage < len(usage_log):
             batch = usage_log[self.position.usage : self.position.usage + self.stream_batch]
             records = [StreamRecord(entry.sequence, AcceptedUsage.from_item(entry.item)) for entry in batch]
-            self.aggregator.run(records)
+            self.aggregating.run(records)
             self.position.usage += len(batch)
         partial_log = self.store.streams[AGGREGATES_TABLE.name]
         new = [entry.item for entry in partial_log[self.position.aggregates :] if is_partial(entry.item)]
         self.position.aggregates = len(partial_log)
         if new:
-            self.charges.run(new)
+            self.charges.run(new, now)
 
     def close(self, now: datetime) -> None:
         self.pump()

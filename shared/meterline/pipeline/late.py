@@ -1,43 +1,47 @@
-"""Late usage at a close: what this period's ledger holds of earlier, closed periods.
+"""Late usage at a close: what this period's ledger holds of earlier, issued periods.
 
 Usage of a period that arrives after it closed is billed in the next open period's ledger,
-labelled with its own period. At that period's close it becomes adjustment lines (the late
-period re-rated with and without it, line by line, per subscription), and it may change what
-was in force when this period started: a late time-weighted sample can be the last of its period.
-So the tenants with late usage have their values carried again through every period since the
-earliest late one, from their usage as the ledgers now hold it.
+labelled with its own period. At that period's close, each late period still within the amendment
+window is re-rated in full (``close.Closer.amend``): from the usage billed until now plus the late
+usage, opening with the values in force at its start. Late usage may also change what was in force
+when this period started (a late time-weighted sample can be the last of its period), so the
+tenants with late usage have their values carried again through every period since the earliest
+late one. Late usage of a period before the window is reported, never billed.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-
-import orjson
+from fractions import Fraction
+from typing import Any
 
 from meterline.billing import Openings
 from meterline.catalog import Catalog
-from meterline.invoice import Line
+from meterline.invoice import format_quantity, group_json
 from meterline.periods import Period
 from meterline.ports import Store
-from meterline.rating import usage_lines
+from meterline.rating import usage_order
 from meterline.splits import Opening, closing_values, split_usage
-from meterline.terms import terms
 from meterline.usage import Segments, StateKey, UsageBook
 
 from .ledger import PeriodLedger
 
 
 class Late:
-    """The usage of earlier, closed periods that this period's ledger holds, and what it changes:
-    adjustment lines for those periods, and the values in force at this period's start."""
+    """The usage of earlier, issued periods that this period's ledger holds, and what it changes:
+    everything now known of those periods (to amend them), and the values in force at their starts
+    and at this period's start."""
 
-    def __init__(self, catalog: Catalog, store: Store, period: Period, book: UsageBook) -> None:
+    def __init__(
+        self, catalog: Catalog, store: Store, period: Period, book: UsageBook, since: Period
+    ) -> None:
+        """``since``: the first period late usage may amend (usage before it carries nothing)."""
         self.catalog = catalog
         self.store = store
         self.period = period
         self.book = book
-        first = self.catalog.first_period  # usage before billing starts is billed nowhere, carries nothing
-        self.late = sorted({(p, tenant) for tenant, p in book.states if first <= p < period})
+        self.late = sorted({(p, tenant) for tenant, p in book.states if since <= p < period})
+        self.beyond = sorted({(p, tenant) for tenant, p in book.states if p < since})
         self.tenants = {tenant for _, tenant in self.late}
         self.history = UsageBook()
         """What ledgers before this one hold for those tenants: their usage billed until now."""
@@ -79,44 +83,38 @@ class Late:
         replayed = self.opening_of.get(self.period, {})
         return {**{t: v for t, v in stored.items() if t not in self.tenants}, **replayed}
 
-    def adjustments(self) -> dict[str, tuple[Line, ...]]:
-        """Lines for the late usage: each late period re-rated with and without it, per subscription."""
-        by_tenant: dict[str, list[Line]] = {}
-        for late_period, tenant in self.late:
-            customer = self.catalog.customers.get(tenant)
-            if customer is None:
-                continue
-            opening = self.opening_of[late_period].get(tenant, {})
-            before, after = self.history.segments(tenant, late_period), self.everything(tenant, late_period)
-            lines = self.difference(tenant, late_period, opening, before, after)
-            by_tenant.setdefault(tenant, []).extend(lines)
-        return {tenant: tuple(lines) for tenant, lines in by_tenant.items()}
+    def store_closings(self) -> None:
+        """Store the values carried again at the end of each period replayed (not this one: its
+        close stores its own), so a later close replaying from one of them starts right."""
+        for period in sorted(self.opening_of):
+            if period < self.period:
+                PeriodLedger(self.catalog, self.store, period).update_closing(self.opening_of[period.next()])
 
-    def difference(
-        self, tenant: str, late: Period, opening: Opening, before: Segments, after: Segments
-    ) -> list[Line]:
-        customer = self.catalog.customers[tenant]
-        active = terms(self.catalog, customer, late)
-        ranges = [term.days for term in active]
-        old = split_usage(self.catalog, late, before, ranges, opening).parts
-        new = split_usage(self.catalog, late, after, ranges, opening).parts
-        lines = []
-        for term, old_usage, new_usage in zip(active, old, new, strict=True):
-            charges = self.catalog.charges_for(customer, term.plan)
-            currency = term.plan.currency
-            was = _by_line(usage_lines(self.catalog, charges, currency, old_usage, term.share))
-            now = _by_line(usage_lines(self.catalog, charges, currency, new_usage, term.share))
-            for key, line in now.items():
-                previous = was.get(key)
-                quantity = line.quantity - (previous.quantity if previous else 0)
-                amount = line.amount - (previous.amount if previous else 0)
-                if quantity or amount:
-                    lines.append(Line(line.meter, line.group, quantity, amount, late, term.subscription.key))
-        return lines
+    def earliest(self) -> dict[str, Period]:
+        """Each tenant with late usage, and its earliest late period."""
+        found: dict[str, Period] = {}
+        for period, tenant in self.late:  # in period order
+            found.setdefault(tenant, period)
+        return dict(sorted(found.items()))
 
+    def opening(self, tenant: str, period: Period) -> Opening:
+        """The tenant's values in force at the start of a late ``period``."""
+        return self.opening_of[period].get(tenant, {})
 
-def _by_line(lines: list[Line]) -> dict[tuple[str, bytes], Line]:
-    return {
-        (line.meter, orjson.dumps(line.group, option=orjson.OPT_SORT_KEYS, default=str)): line
-        for line in lines
-    }
+    def out_of_window(self) -> list[dict[str, Any]]:
+        """The late usage of periods before the window, by tenant, period, meter and group."""
+        found = []
+        for period, tenant in self.beyond:
+            usage = split_usage(self.catalog, period, self.book.segments(tenant, period), [], {}).rest
+            for (meter, group), quantity in sorted(usage.items(), key=usage_order):
+                found.append(
+                    {
+                        "tenant": tenant,
+                        "period": str(period),
+                        "meter": meter,
+                        "group": group_json(self.catalog.meters[meter].group_by, group),
+                        "quantity": format_quantity(Fraction(quantity)),
+                        "reason": "out_of_window",
+                    }
+                )
+        return found

@@ -23,6 +23,12 @@ transaction touches one partition, which is all Azure Tables can commit atomical
 - ``closing|<bucket>|<chunk>`` — written by the close: for one tenant bucket, the time-weighted
   values in force at the period's end, which the next period opens with.
 
+Three partitions stand beside the periods': ``periods`` (one item per period with usage, written
+outside every transaction so concurrent shards never conflict on it), ``closed`` (one per period
+whose close completed, with its unbilled tenants) and ``dead`` (stream records aggregate set aside,
+by sequence and delivery). Every key of this table is made, and read back, here only: infra's
+stream filter for rate takes ``PARTIAL`` from this module too.
+
 A reader needs the head, the rollups of the buckets it wants and the partials of the windows after
 the head: at most a sealing threshold's worth, however long the period has run. A rollup holds at
 most one run per hour of each time-weighted state, however many samples the state has.
@@ -43,7 +49,7 @@ import orjson
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, pack_book, unpack_book
+from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, key_part, pack_book, unpack_book
 from meterline.terms import Days
 from meterline.timeweighted import SampleKey, TimeWeightedState
 from meterline.topology import AGGREGATES_TABLE
@@ -62,17 +68,23 @@ identifiers) would rewrite all of them every few partials. With it each byte is 
 five times at most over a period, and rate reads no more than about the period's usage."""
 
 
+PERIOD = "period|"
+PARTIAL = "partial|"
+"""The sort keys of partial states start with this: the items rate is triggered by."""
+PERIODS_PK, CLOSED_PK, DEAD_PK = "periods", "closed", "dead"
+
+
 def period_pk(period: Period) -> str:
-    return f"period|{period}"
+    return f"{PERIOD}{period}"
 
 
 def is_partial(item: Item) -> bool:
-    return str(item["pk"]).startswith("period|") and str(item["sk"]).startswith("partial|")
+    return str(item["pk"]).startswith(PERIOD) and str(item["sk"]).startswith(PARTIAL)
 
 
 def billing_period_of(item: Item) -> Period:
     """The period whose ledger holds the item (the period it is billed in)."""
-    return Period.parse(str(item["pk"]).split("|", 1)[1])
+    return Period.parse(str(item["pk"]).removeprefix(PERIOD))
 
 
 def sequence_key(sequence: str) -> str:
@@ -83,12 +95,100 @@ def fence_sk(window: int) -> str:
     return f"fence|{window:06d}"
 
 
+def partial_prefix(window: int) -> str:
+    return f"{PARTIAL}{window:06d}|"
+
+
 def partial_sk(window: int, first: str) -> str:
-    return f"partial|{window:06d}|{sequence_key(first)}"
+    return partial_prefix(window) + sequence_key(first)
+
+
+def partial_item(period: Period, window: int, first: str, book: bytes, tenants: int) -> Item:
+    """A partial state: usage folded by one aggregate transaction, ``first`` its first record."""
+    return {"pk": period_pk(period), "sk": partial_sk(window, first), "book": book, "tenants": tenants}
 
 
 def marker_prefix(batch: str) -> str:
     return f"batch|{sequence_key(batch)}|"
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What a partial's transaction applied: stream records ``first`` to ``last`` of a batch, of
+    these usage periods."""
+
+    first: int
+    last: int
+    periods: frozenset[str]
+
+    def covers(self, sequence: str, period: Period) -> bool:
+        return str(period) in self.periods and self.first <= int(sequence) <= self.last
+
+    def to_item(self, billed_in: Period, batch: str) -> Item:
+        return {
+            "pk": period_pk(billed_in),
+            "sk": marker_prefix(batch) + sequence_key(str(self.first)),
+            "first": str(self.first),
+            "last": str(self.last),
+            "periods": ",".join(sorted(self.periods)),
+        }
+
+    @classmethod
+    def of(cls, item: Item) -> Marker:
+        periods = frozenset(str(item["periods"]).split(","))
+        return cls(int(str(item["first"])), int(str(item["last"])), periods)
+
+
+def markers(store: Store, billed_in: Period, batch: str) -> list[Marker]:
+    """The markers of a stream batch in a period's ledger."""
+    return [Marker.of(item) for item in store.query(TABLE, period_pk(billed_in), marker_prefix(batch))]
+
+
+def dead_item(sequence: str, delivery: str, error: str, usage_pk: str | None) -> Item:
+    """A stream record set aside: the same record always gets the same key."""
+    item: Item = {
+        "pk": DEAD_PK,
+        "sk": f"{sequence_key(sequence)}|{key_part(delivery)}",
+        "error": error,
+        "delivery": delivery,
+    }
+    if usage_pk is not None:
+        item["usage_pk"] = usage_pk
+    return item
+
+
+def note_usage(store: Store, period: Period) -> None:
+    store.put(TABLE, {"pk": PERIODS_PK, "sk": str(period)})
+
+
+def periods_with_usage(store: Store) -> list[Period]:
+    return [Period.parse(str(item["sk"])) for item in store.query(TABLE, PERIODS_PK)]
+
+
+def is_closed(store: Store, period: Period) -> bool:
+    return store.get(TABLE, CLOSED_PK, str(period)) is not None
+
+
+def record_closed(
+    store: Store, period: Period, unbilled: list[str], invoices: int, reported: Item | None = None
+) -> None:
+    """The period's close completed: its unbilled tenants, how many invoices it issued, and what
+    else the close reports (``close.CloseRecord``: catalog digest, unbilled usage, amendments)."""
+    item: Item = {**(reported or {}), "pk": CLOSED_PK, "sk": str(period), "invoices": invoices}
+    store.put(TABLE, {**item, "unbilled": orjson.dumps(unbilled)})
+
+
+def closed_record(store: Store, period: Period) -> Item | None:
+    return store.get(TABLE, CLOSED_PK, str(period))
+
+
+def closed_periods(store: Store) -> dict[Period, list[str]]:
+    """Each closed period with its unbilled tenants."""
+    return {
+        Period.parse(str(item["sk"])): orjson.loads(item["unbilled"])  # type: ignore[arg-type]
+        for item in store.query(TABLE, CLOSED_PK)
+        if "unbilled" in item
+    }
 
 
 def closing_prefix(bucket: int) -> str:
@@ -213,7 +313,7 @@ class PeriodLedger:
     # reading ---------------------------------------------------------------------------------
 
     def partials(self, window: int) -> list[Item]:
-        return self.store.query(TABLE, self.pk, f"partial|{window:06d}|")
+        return self.store.query(TABLE, self.pk, partial_prefix(window))
 
     def open_partials(self, head: Head | None = None) -> list[Item]:
         """Every partial not rolled up yet."""
@@ -354,6 +454,27 @@ class PeriodLedger:
             by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
         for bucket, values_of in sorted(by_bucket.items()):
             self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
+
+    def update_closing(self, closing: Closing) -> None:
+        """Replace the stored values in force at the period's end for these tenants (a later close
+        carried them again, with late usage): each bucket they are in is rewritten whole, and a
+        chunk it no longer needs is left empty (chunks are joined, so an empty one adds nothing)."""
+        by_bucket: dict[int, dict[str, Mapping[StateKey, Decimal]]] = {}
+        for tenant, values in closing.items():
+            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
+        for bucket, updates in sorted(by_bucket.items()):
+            prefix = closing_prefix(bucket)
+            stored = self.store.query(TABLE, self.pk, prefix)
+            values_of: dict[str, Mapping[StateKey, Decimal]] = {}
+            if stored:
+                values_of.update(unpack_closing(b"".join(_blob(chunk) for chunk in stored)))
+            values_of.update(updates)
+            packed = pack_closing({tenant: values for tenant, values in values_of.items() if values})
+            pieces = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
+            pieces += [b""] * (len(stored) - len(pieces))
+            for index, blob in enumerate(pieces):
+                sk = f"{prefix}{index:04d}"
+                self.store.put(TABLE, {"pk": self.pk, "sk": sk, "book": blob, "chunks": len(pieces)})
 
     def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
         """The values in force at the period's end, as its close stored them (none if not closed)."""

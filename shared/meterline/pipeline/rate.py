@@ -1,12 +1,15 @@
-"""Rate: each tenant's running charges for the open period, and spend alerts announced once.
+"""Rate: each tenant's drafts for the open period (spend to date), and spend alerts announced once.
 
 Triggered by new partial states. For every tenant in them it re-rates the period with the same
 billing code as the invoice (``billing.bill_period``, all the tenant's subscriptions in the period,
 opening with the time-weighted values the previous period's close stored), from the tenant
-bucket's rollup and the partials after it, stores the running figures, and for each catalog
-threshold the spend has reached creates an alert record (conditional: one per threshold) and
-publishes it until the record says it was published. A crash between publishing and marking can
-publish an alert twice; it carries a stable ``alert_id`` for consumers to drop the repeat.
+bucket's rollup and the partials after it, as of now: a time-weighted value holds until now, never
+projected to the period's end (SPEC §7). It stores the tenant's drafts, one per subscription (the
+invoice as it stands, ``state: draft``, no number, no credits drawn: grants are drawn at issue),
+packed in one running item with their sum; for each catalog threshold the spend has reached
+creates an alert record (conditional: one per threshold) and publishes it until the record says it
+was published. A crash between publishing and marking can publish an alert twice; it carries a
+stable ``alert_id`` for consumers to drop the repeat.
 
 Rate also keeps the reads bounded: once a period has gathered enough partials after its
 rollups, it seals the open window and rolls it up (see ``ledger``).
@@ -25,11 +28,12 @@ from meterline.catalog import Catalog
 from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
-from meterline.records import book_tenants, key_part
-from meterline.topology import AGGREGATES_TABLE, BILLING_ALERTS, CHARGES_TABLE
+from meterline.records import book_tenants
+from meterline.topology import BILLING_ALERTS, CHARGES_TABLE
 from meterline.usage import StateKey
 
-from .ledger import PeriodLedger, billing_period_of, is_partial
+from .invoices import alert_item, running_item, spend_of
+from .ledger import PeriodLedger, billing_period_of, is_closed, is_partial, periods_with_usage
 
 TABLE = CHARGES_TABLE.name
 
@@ -48,7 +52,7 @@ class RunningCharges:
             if not is_partial(item):
                 continue
             period = billing_period_of(item)
-            # late usage (of an earlier period) is billed as an adjustment when this period closes
+            # late usage (of an earlier period) is amended when this period closes
             touched.setdefault(period, set()).update(_tenants_of(item, period))
         return sum(self.rate_period(period, tenants, now) for period, tenants in sorted(touched.items()))
 
@@ -56,9 +60,8 @@ class RunningCharges:
         """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
         ledger cannot announce new partials: a timer calls this)."""
         published = 0
-        for index in self.store.query(AGGREGATES_TABLE.name, "periods"):
-            period = Period.parse(str(index["sk"]))
-            if self.store.get(AGGREGATES_TABLE.name, "closed", str(period)) is not None:
+        for period in periods_with_usage(self.store):
+            if is_closed(self.store, period):
                 continue
             published += self.rate_period(period, None, now)
         return published
@@ -77,7 +80,8 @@ class RunningCharges:
             book = ledger.book(tenants)
         else:
             book = ledger.book(tenants, head, open_partials)
-        bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants)
+        now = now or datetime.now(UTC)
+        bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants, until=now)
         invoices: dict[str, list[Invoice]] = {}
         for invoice in bill.invoices:
             invoices.setdefault(invoice.tenant, []).append(invoice)
@@ -93,36 +97,23 @@ class RunningCharges:
         previous = period.previous()
         closing = self.closings.get(previous)
         if closing is None:
-            if self.store.get(AGGREGATES_TABLE.name, "closed", str(previous)) is None:
+            if not is_closed(self.store, previous):
                 return {}
             closing = self.closings[previous] = PeriodLedger(self.catalog, self.store, previous).closing()
         return closing
 
     def rate(self, tenant: str, period: Period, invoices: list[Invoice], open_partials: int) -> int:
-        """Store the tenant's running charges (all its invoices of the period) and announce the
-        spend thresholds they reach."""
+        """Store the tenant's drafts and running charges (all its invoices of the period), and
+        announce the spend thresholds they reach."""
         customer = self.catalog.customers[tenant]
-        subtotal = sum(invoice.subtotal for invoice in invoices)
-        spend = sum(invoice.subtotal - invoice.discount for invoice in invoices)
+        spend = spend_of(invoices)
         currency = invoices[0].currency
-        pk = key_part(tenant)
-        self.store.put(
-            TABLE,
-            {
-                "pk": pk,
-                "sk": f"{period}|running",
-                "currency": currency,
-                "subtotal": str(subtotal),
-                "spend": str(spend),
-                "open_partials": open_partials,
-            },
-        )
+        self.store.put(TABLE, running_item(tenant, period, invoices, open_partials))
         published = 0
         for threshold in customer.spend_alerts:
             if spend < threshold:
                 break
-            sk = f"{period}|alert|{threshold}"
-            alert: Item = {"pk": pk, "sk": sk, "published": False, "spend": str(spend)}
+            alert = alert_item(tenant, period, threshold, spend)
             stored = self.store.put_new(TABLE, alert) or alert
             if stored.get("published") is True:
                 continue

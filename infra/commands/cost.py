@@ -1,17 +1,15 @@
 """`meterline cost`: what each billing cell costs per month and per million events.
 
-The cost model, its price rows and its measured figures live in the repository's `infra/cost/`, next
-to the Pulumi program whose outputs it prices, so this command runs from a clone of meterline.
+The cost model, its price rows and its measured figures live in `infra/cost/`, next to the Pulumi
+program whose outputs it prices; infra registers this command (see `infra.commands`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,10 +66,8 @@ def run_cost(args: argparse.Namespace) -> int:
         return _fail("give stack output files or --offline, not both")
     if args.offline is None and not args.outputs:
         return _fail("name stack output JSON files (pulumi stack output --json), or use --offline")
-    try:
-        app = _cost_app()
-    except LookupError as error:
-        return _fail(str(error))
+    from infra.cost import app
+
     request = app.Request(
         repo=REPO,
         files=args.outputs,
@@ -92,17 +88,6 @@ def run_cost(args: argparse.Namespace) -> int:
             f"a figure is too large or too small to price exactly ({type(error).__name__});"
             " check the figures of --measured"
         )
-
-
-def _cost_app() -> ModuleType:
-    if not (REPO / "infra" / "cost" / "app.py").is_file():
-        raise LookupError(f"`meterline cost` runs from a meterline clone: no infra/cost/ under {REPO}")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    try:
-        return importlib.import_module("infra.cost.app")
-    except ImportError as error:
-        raise LookupError(f"cannot load the cost model from {REPO / 'infra' / 'cost'}: {error}") from None
 
 
 def _fail(message: str) -> int:

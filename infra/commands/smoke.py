@@ -1,7 +1,7 @@
 """`meterline smoke --stack NAME`: check a deployed billing cell end to end in minutes.
 
-The catalog the cell rates with is the one its stack file names, so this command runs from a clone
-(or is given --catalog); the stack's outputs come from `pulumi stack output` (or --outputs).
+The catalog the cell rates with is the one its stack file names (or --catalog); the stack's outputs
+come from `pulumi stack output` (or --outputs). infra registers this command (see `infra.commands`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
@@ -74,13 +72,8 @@ def run_smoke(args: argparse.Namespace) -> int:
 
 
 def _stack_catalog(stack: str) -> Path:
-    from meterline.local.smoke import SmokeError
-
-    if not (REPO / "infra" / "config.py").is_file():
-        raise SmokeError(f"no infra/ under {REPO}: give the cell's catalog with --catalog")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from infra.config import ConfigError, load_stack_config, read_stack_file
+    from meterline.local.smoke import SmokeError
 
     try:
         catalog: Path = load_stack_config(stack, read_stack_file(stack)).catalog

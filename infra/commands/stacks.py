@@ -1,20 +1,15 @@
 """`meterline stacks`: the billing cells' Pulumi stacks, built offline under mocks.
 
-The Pulumi program lives in the repository's `infra/`, so this command runs from a clone.
+The Pulumi program is `infra/`, which registers this command (see `infra.commands`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
@@ -31,14 +26,16 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    for name in _infra("infra.config").stack_names():
+    from infra import config
+
+    for name in config.stack_names():
         print(name)
     return 0
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    config = _infra("infra.config")
-    preview = _infra("infra.preview")
+    from infra import config, preview
+
     names: list[str] = [args.stack] if args.stack else config.stack_names()
     known = set(config.stack_names())
     for name in names:
@@ -68,14 +65,6 @@ def _print_summary(build: dict[str, Any]) -> None:
         print(f"  {resource['type']:<60} {resource['name']:<28} {label}")
     outputs = {key: value for key, value in build["outputs"].items() if key != "cost_inputs"}
     print(orjson.dumps(outputs, option=orjson.OPT_INDENT_2).decode())
-
-
-def _infra(module: str) -> ModuleType:
-    if not (REPO / "infra" / "__main__.py").is_file():
-        raise SystemExit(_fail(f"`meterline stacks` runs from a meterline clone: no infra/ under {REPO}"))
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module(module)
 
 
 def _fail(message: str) -> int:
