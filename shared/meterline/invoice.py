@@ -10,7 +10,7 @@ from typing import Any
 
 from meterline.credits import Drawdown
 from meterline.metering import Group
-from meterline.money import shifted
+from meterline.money import Money, shifted
 from meterline.periods import Period
 
 
@@ -19,7 +19,7 @@ class Line:
     meter: str
     group: dict[str, Any]
     quantity: Fraction
-    amount: Decimal
+    amount: Money
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,11 +38,11 @@ class Invoice:
     version: int
     currency: str
     lines: tuple[Line, ...]
-    subtotal: Decimal
-    discount: Decimal
-    commitment_true_up: Decimal
-    credits_applied: Decimal
-    total: Decimal
+    subtotal: Money
+    discount: Money
+    commitment_true_up: Money
+    credits_applied: Money
+    total: Money
     subscription: str = ""
     """The subscription's key (``Subscription.key``): with tenant and period, the invoice's identity."""
     credit_drawdowns: tuple[Drawdown, ...] = ()
