@@ -128,7 +128,7 @@ class Issued:
             self._add_line(line["meter"], line["group"], quantity, Money.parse(line["amount"], currency))
         for name in FIGURES:
             self._add_figure(name, Money.parse(body[name], currency))
-        self._draw(body["credit_drawdowns"], currency)
+        add_drawdowns(self.drawn, body)
 
     def add_amendment(self, body: Mapping[str, Any], quantities: Iterable[Fraction]) -> None:
         currency = body["currency"]
@@ -138,7 +138,7 @@ class Issued:
             )
         for name in FIGURES:
             self._add_figure(name, Money.parse(body[f"{name}_delta"], currency))
-        self._draw(body["credit_drawdowns"], currency)
+        add_drawdowns(self.drawn, body)
         self.revisions = max(self.revisions, int(body["revision"]))
 
     def _add_line(self, meter: str, group: dict[str, Any], quantity: Fraction, amount: Money) -> None:
@@ -149,11 +149,14 @@ class Issued:
     def _add_figure(self, name: str, amount: Money) -> None:
         self.figures[name] = self.figures.get(name, amount.zero()) + amount
 
-    def _draw(self, drawdowns: Iterable[Mapping[str, str]], currency: str) -> None:
-        for drawdown in drawdowns:
-            amount = Money.parse(drawdown["amount"], currency)
-            grant = drawdown["grant"]
-            self.drawn[grant] = self.drawn.get(grant, amount.zero()) + amount
+
+def add_drawdowns(drawn: dict[str, Money], body: Mapping[str, Any]) -> None:
+    """Add what an invoice's or amendment's JSON drew from each grant to ``drawn``."""
+    currency = body["currency"]
+    for drawdown in body["credit_drawdowns"]:
+        amount = Money.parse(drawdown["amount"], currency)
+        grant = drawdown["grant"]
+        drawn[grant] = drawn.get(grant, amount.zero()) + amount
 
 
 def amendment(rerated: Invoice, issued: Issued, expired_grants: Iterable[str] = ()) -> Amendment | None:

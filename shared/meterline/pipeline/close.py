@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from meterline.amendments import amendment
+from meterline.amendments import add_drawdowns, amendment
 from meterline.billing import PeriodBill, bill_period, bill_tenant, currency_of
 from meterline.catalog import Catalog
 from meterline.credits import Credits
@@ -47,7 +47,6 @@ from meterline.topology import BILLING_INVOICES
 
 from .invoices import (
     InvoiceLedger,
-    add_drawdowns,
     body_of,
     invoices_by_period,
     published_message,

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import orjson
 
-from meterline.amendments import Amendment, Issued, invoice_id
+from meterline.amendments import Amendment, Issued, add_drawdowns, invoice_id
 from meterline.catalog import Catalog, Numbering, NumberingScope, parse_catalog_bytes
 from meterline.invoice import Invoice
 from meterline.money import Money
@@ -68,15 +68,6 @@ def quantities_of(item: Item) -> list[Fraction]:
 def body_of(item: Item) -> dict[str, Any]:
     body: dict[str, Any] = orjson.loads(item["body"])  # type: ignore[arg-type]
     return body
-
-
-def add_drawdowns(drawn: dict[str, Money], body: Mapping[str, Any]) -> None:
-    """Add what an invoice's or amendment's JSON drew from each grant to ``drawn``."""
-    currency = body["currency"]
-    for drawdown in body["credit_drawdowns"]:
-        amount = Money.parse(drawdown["amount"], currency)
-        grant = drawdown["grant"]
-        drawn[grant] = drawn.get(grant, amount.zero()) + amount
 
 
 class InvoiceLedger:
