@@ -32,20 +32,26 @@ commitments); usage before it is out of the window, never billed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from meterline.amendments import amendment
+from meterline.amendments import add_drawdowns, amendment
 from meterline.billing import PeriodBill, bill_period, bill_tenant, currency_of
 from meterline.catalog import Catalog
 from meterline.credits import Credits
+from meterline.money import Money
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store, StoreError
 from meterline.topology import BILLING_INVOICES
 
-from .invoices import InvoiceLedger, body_of, invoices_by_period, published_message, set_amend_window
+from .invoices import (
+    InvoiceLedger,
+    body_of,
+    invoices_by_period,
+    published_message,
+    set_amend_window,
+)
 from .late import Late
 from .ledger import PeriodLedger, closed_periods, closed_record, periods_with_usage, record_closed
 
@@ -178,16 +184,12 @@ class Closer:
                 issued.append(self.invoices.issue_amendment(change))
         return issued
 
-    def drawn_split(self, tenant: str, period: Period) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    def drawn_split(self, tenant: str, period: Period) -> tuple[dict[str, Money], dict[str, Money]]:
         """What the tenant's documents drew from each grant: for ``period``, and for the others."""
-        for_period: dict[str, Decimal] = {}
-        elsewhere: dict[str, Decimal] = {}
+        for_period: dict[str, Money] = {}
+        elsewhere: dict[str, Money] = {}
         for item in [*self.invoices.invoices_of(tenant), *self.invoices.amendments_of(tenant)]:
-            drawn = for_period if item["period"] == str(period) else elsewhere
-            for drawdown in body_of(item)["credit_drawdowns"]:
-                drawn[drawdown["grant"]] = drawn.get(drawdown["grant"], Decimal(0)) + Decimal(
-                    drawdown["amount"]
-                )
+            add_drawdowns(for_period if item["period"] == str(period) else elsewhere, body_of(item))
         return for_period, elsewhere
 
     def catalog_of(self, tenant: str, period: Period) -> Catalog:

@@ -30,9 +30,10 @@ from typing import Any
 
 import orjson
 
-from meterline.amendments import Amendment, Issued, invoice_id
+from meterline.amendments import Amendment, Issued, add_drawdowns, invoice_id
 from meterline.catalog import Catalog, Numbering, NumberingScope, parse_catalog_bytes
 from meterline.invoice import Invoice
+from meterline.money import Money
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, PutNew, RetriableStoreError, Store, StoreError
 from meterline.records import key_part
@@ -175,20 +176,17 @@ class InvoiceLedger:
                 issued.add_amendment(body_of(item), quantities_of(item))
         return invoice, amendments, issued
 
-    def drawn(self, tenant: str, before: Period | None = None) -> dict[str, Decimal]:
+    def drawn(self, tenant: str, before: Period | None = None) -> dict[str, Money]:
         """What the tenant's invoices (of periods before ``before``) and all its amendments drew,
         by grant."""
-        drawn: dict[str, Decimal] = {}
+        drawn: dict[str, Money] = {}
         items = [
             item
             for item in self.invoices_of(tenant)
             if before is None or Period.parse(str(item["period"])) < before
         ]
         for item in [*items, *self.amendments_of(tenant)]:
-            for drawdown in body_of(item)["credit_drawdowns"]:
-                drawn[drawdown["grant"]] = drawn.get(drawdown["grant"], Decimal(0)) + Decimal(
-                    drawdown["amount"]
-                )
+            add_drawdowns(drawn, body_of(item))
         return drawn
 
     def counter(self, tenant: str) -> int:
@@ -275,19 +273,32 @@ def running_item(tenant: str, period: Period, invoices: list[Invoice], partials:
         "pk": key_part(tenant),
         "sk": f"{period}|running",
         "currency": invoices[0].currency,
-        "subtotal": str(sum((invoice.subtotal for invoice in invoices), Decimal(0))),
+        "subtotal": str(sum((invoice.subtotal for invoice in _priced_alike(invoices)), zero_of(invoices))),
         "spend": str(spend_of(invoices)),
         "open_partials": partials,
         "drafts": zlib.compress(orjson.dumps(drafts), 6),
     }
 
 
-def spend_of(invoices: list[Invoice]) -> Decimal:
+def spend_of(invoices: list[Invoice]) -> Money:
     """Spend to date, what alerts watch: subtotal less discount over the tenant's drafts."""
-    return sum((invoice.subtotal - invoice.discount for invoice in invoices), Decimal(0))
+    return sum(
+        (invoice.subtotal - invoice.discount for invoice in _priced_alike(invoices)), zero_of(invoices)
+    )
 
 
-def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Decimal) -> Item:
+def zero_of(invoices: list[Invoice]) -> Money:
+    return invoices[0].total.zero()
+
+
+def _priced_alike(invoices: list[Invoice]) -> list[Invoice]:
+    """The drafts in the first one's currency, which the running item states: a tenant whose plan
+    changes currency mid-month (allowed without credits) has drafts that do not add up."""
+    currency = invoices[0].currency
+    return [invoice for invoice in invoices if invoice.currency == currency]
+
+
+def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Money) -> Item:
     return {
         "pk": key_part(tenant),
         "sk": f"{period}|alert|{threshold}",
