@@ -20,8 +20,8 @@ from meterline.catalog import Aggregation, Meter
 from meterline.periods import Period
 from meterline.timeweighted import TimeWeightedState
 
-Value = Decimal | str | None
-"""A measured value: a Decimal, an identifier's text (unique_count), or None (count)."""
+Value = Decimal | int | str | None
+"""A measured value: a Decimal or an int, an identifier's text (unique_count), or None (count)."""
 
 
 class AggregateState(Protocol):
@@ -40,14 +40,18 @@ class SumState:
     kind = Aggregation.SUM
     __slots__ = ("total",)
 
-    def __init__(self, total: Decimal = Decimal(0)) -> None:
+    def __init__(self, total: Decimal | int = 0) -> None:
         self.total = total
 
     def add(self, value: Value, time: datetime, event_id: str) -> None:
-        self.total = _EXACT.add(self.total, value)  # a Decimal: its meter's values are numbers
+        total = self.total
+        if type(value) is int and type(total) is int:
+            self.total = total + value  # integers stay integers until a fraction appears
+        else:
+            self.total = _EXACT.add(total, value)  # a number: its meter's values are numbers
 
     def merge(self, other: SumState) -> None:
-        self.total = _exact_add(self.total, other.total)
+        self.add(other.total, _EPOCH, "")
 
     def quantity(self, period: Period) -> Fraction:
         return Fraction(self.total)
@@ -209,12 +213,6 @@ def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fract
 
 
 _EPOCH = datetime(1970, 1, 1)
-
-
-def _exact_add(total: Decimal, value: Value) -> Decimal:
-    assert isinstance(value, Decimal)
-    exact: Decimal = _EXACT.add(total, value)
-    return exact
 
 
 def _sample_json(sample: Sample) -> list[str]:

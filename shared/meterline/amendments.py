@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -20,6 +19,7 @@ import orjson
 
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, format_quantity, group_to_json
+from meterline.money import Money, round_money
 from meterline.periods import Period
 
 FIGURES = ("subtotal", "discount", "commitment_true_up", "credits_applied", "total")
@@ -42,7 +42,7 @@ class LineDelta:
     meter: str
     group: dict[str, Any]
     quantity_delta: Fraction
-    amount_delta: Decimal
+    amount_delta: Money
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,11 +62,11 @@ class Amendment:
     """1 for an invoice's first amendment, then 2, ..."""
     currency: str
     lines: tuple[LineDelta, ...]
-    subtotal_delta: Decimal
-    discount_delta: Decimal
-    commitment_true_up_delta: Decimal
-    credits_applied_delta: Decimal
-    total_delta: Decimal
+    subtotal_delta: Money
+    discount_delta: Money
+    commitment_true_up_delta: Money
+    credits_applied_delta: Money
+    total_delta: Money
     credit_drawdowns: tuple[Drawdown, ...]
     """Per grant, what this amendment draws more (or gives back, negative)."""
     expired_grants: tuple[str, ...]
@@ -86,7 +86,7 @@ class Amendment:
     def kind(self) -> str:
         """A credit note when the total goes down; otherwise a debit note (of 0 when the change is
         absorbed, e.g. by a commitment's true-up)."""
-        return "credit_note" if self.total_delta < 0 else "debit_note"
+        return "credit_note" if self.total_delta < self.total_delta.zero() else "debit_note"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,64 +113,76 @@ class Amendment:
 
 @dataclass
 class Issued:
-    """What was issued for one invoice so far: the invoice plus its amendments, summed."""
+    """What was issued for one invoice so far: the invoice plus its amendments, summed (nothing
+    yet: no figure, line or drawdown)."""
 
-    lines: dict[LineKey, tuple[dict[str, Any], Fraction, Decimal]] = field(default_factory=dict)
-    figures: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(FIGURES, Decimal(0)))
-    drawn: dict[str, Decimal] = field(default_factory=dict)
+    lines: dict[LineKey, tuple[dict[str, Any], Fraction, Money]] = field(default_factory=dict)
+    figures: dict[str, Money] = field(default_factory=dict)
+    drawn: dict[str, Money] = field(default_factory=dict)
     revisions: int = 0
 
     def add_invoice(self, body: Mapping[str, Any], quantities: Iterable[Fraction]) -> None:
         """An invoice's JSON, with its lines' exact quantities (its text may be rounded for display)."""
+        currency = body["currency"]
         for line, quantity in zip(body["lines"], quantities, strict=True):
-            self._add_line(line["meter"], line["group"], quantity, Decimal(line["amount"]))
+            self._add_line(line["meter"], line["group"], quantity, Money.parse(line["amount"], currency))
         for name in FIGURES:
-            self.figures[name] += Decimal(body[name])
-        self._draw(body["credit_drawdowns"])
+            self._add_figure(name, Money.parse(body[name], currency))
+        add_drawdowns(self.drawn, body)
 
     def add_amendment(self, body: Mapping[str, Any], quantities: Iterable[Fraction]) -> None:
+        currency = body["currency"]
         for line, quantity in zip(body["lines"], quantities, strict=True):
-            self._add_line(line["meter"], line["group"], quantity, Decimal(line["amount_delta"]))
+            self._add_line(
+                line["meter"], line["group"], quantity, Money.parse(line["amount_delta"], currency)
+            )
         for name in FIGURES:
-            self.figures[name] += Decimal(body[f"{name}_delta"])
-        self._draw(body["credit_drawdowns"])
+            self._add_figure(name, Money.parse(body[f"{name}_delta"], currency))
+        add_drawdowns(self.drawn, body)
         self.revisions = max(self.revisions, int(body["revision"]))
 
-    def _add_line(self, meter: str, group: dict[str, Any], quantity: Fraction, amount: Decimal) -> None:
+    def _add_line(self, meter: str, group: dict[str, Any], quantity: Fraction, amount: Money) -> None:
         key = line_key(meter, group)
-        _, had_quantity, had_amount = self.lines.get(key, (group, Fraction(0), Decimal(0)))
+        _, had_quantity, had_amount = self.lines.get(key, (group, Fraction(0), amount.zero()))
         self.lines[key] = (group, had_quantity + quantity, had_amount + amount)
 
-    def _draw(self, drawdowns: Iterable[Mapping[str, str]]) -> None:
-        for drawdown in drawdowns:
-            self.drawn[drawdown["grant"]] = self.drawn.get(drawdown["grant"], Decimal(0)) + Decimal(
-                drawdown["amount"]
-            )
+    def _add_figure(self, name: str, amount: Money) -> None:
+        self.figures[name] = self.figures.get(name, amount.zero()) + amount
+
+
+def add_drawdowns(drawn: dict[str, Money], body: Mapping[str, Any]) -> None:
+    """Add what an invoice's or amendment's JSON drew from each grant to ``drawn``."""
+    currency = body["currency"]
+    for drawdown in body["credit_drawdowns"]:
+        amount = Money.parse(drawdown["amount"], currency)
+        grant = drawdown["grant"]
+        drawn[grant] = drawn.get(grant, amount.zero()) + amount
 
 
 def amendment(rerated: Invoice, issued: Issued, expired_grants: Iterable[str] = ()) -> Amendment | None:
     """``rerated`` (the period re-rated in full) less what was ``issued`` for it; None when every
     figure and line is unchanged."""
+    zero = round_money(0, rerated.currency)
     new_lines = {line_key(line.meter, line.group): line for line in rerated.lines}
     deltas = []
     for key in sorted(new_lines.keys() | issued.lines.keys()):
         new = new_lines.get(key)
-        group, had_quantity, had_amount = issued.lines.get(key, (None, Fraction(0), Decimal(0)))
+        group, had_quantity, had_amount = issued.lines.get(key, (None, Fraction(0), zero))
         quantity = (new.quantity if new else Fraction(0)) - had_quantity
-        amount = (new.amount if new else Decimal(0)) - had_amount
+        amount = (new.amount if new else zero) - had_amount
         if quantity or amount:
             meter = key[0]
             deltas.append(LineDelta(meter, new.group if new else (group or {}), quantity, amount))
-    figures = {name: Decimal(getattr(rerated, name)) - issued.figures[name] for name in FIGURES}
+    figures = {name: getattr(rerated, name) - issued.figures.get(name, zero) for name in FIGURES}
     new_draws = {drawdown.grant: drawdown.amount for drawdown in rerated.credit_drawdowns}
     drawdowns = tuple(
         Drawdown(grant, delta)
         for grant in sorted(new_draws.keys() | issued.drawn.keys())
-        if (delta := new_draws.get(grant, Decimal(0)) - issued.drawn.get(grant, Decimal(0)))
+        if (delta := new_draws.get(grant, zero) - issued.drawn.get(grant, zero))
     )
     if not deltas and not any(figures.values()) and not drawdowns:
         return None
-    unpaid = rerated.total > 0
+    unpaid = rerated.total > zero
     return Amendment(
         tenant=rerated.tenant,
         subscription=rerated.subscription,

@@ -83,7 +83,9 @@ class Jobs:
         from meterline.markets import Market
         from meterline.pipeline.meter import Meter
 
-        return Meter(self.catalog, self.store, self.publisher, market=Market.of_cell(self.cell))
+        # a named cell belongs to a deployment with a billing home: no invoice ledger of its own
+        market, issues_here = Market.of_cell(self.cell), self.cell == LOCAL_CELL
+        return Meter(self.catalog, self.store, self.publisher, market=market, issues_here=issues_here)
 
     @cached_property
     def metering(self) -> Metering:

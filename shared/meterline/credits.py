@@ -13,18 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from meterline.catalog import V1_CREDITS_PREFIX, CreditGrant, Customer
-from meterline.money import round_money
+from meterline.money import Money, round_money
 from meterline.periods import Period
 
 
 @dataclass(frozen=True, slots=True)
 class Drawdown:
     grant: str
-    amount: Decimal
+    amount: Money
 
     def to_json(self) -> dict[str, str]:
         return {"grant": self.grant, "amount": str(self.amount)}
@@ -35,12 +34,12 @@ class Balance:
     """One grant's amount, and what became of it: drawn, expired, or still there."""
 
     grant: CreditGrant
-    amount: Decimal
-    drawn: Decimal
-    expired: Decimal
+    amount: Money
+    drawn: Money
+    expired: Money
 
     @property
-    def remaining(self) -> Decimal:
+    def remaining(self) -> Money:
         return self.amount - self.drawn - self.expired
 
     def eligible(self, period: Period) -> bool:
@@ -67,13 +66,14 @@ class Balance:
 class Credits:
     """One customer's grants and their balances, drawn period after period in period order."""
 
-    def __init__(self, customer: Customer, currency: str, drawn: Mapping[str, Decimal] | None = None) -> None:
+    def __init__(self, customer: Customer, currency: str, drawn: Mapping[str, Money] | None = None) -> None:
         """``drawn``: what invoices already issued drew from each grant (a pipeline resuming)."""
         self.customer = customer
         self.currency = currency
+        self.zero = round_money(0, currency)
         self.balances = [self._balance(grant) for grant in customer.credit_grants]
         for balance in self.balances:
-            balance.drawn = (drawn or {}).get(balance.grant.id, Decimal(0))
+            balance.drawn = (drawn or {}).get(balance.grant.id, self.zero)
 
     @classmethod
     def of(cls, customer: Customer, currency: str) -> Credits | None:
@@ -83,8 +83,7 @@ class Credits:
         return cls(customer, currency)
 
     def _balance(self, grant: CreditGrant) -> Balance:
-        zero = round_money(0, self.currency)
-        return Balance(grant, round_money(grant.amount, self.currency), zero, zero)
+        return Balance(grant, round_money(grant.amount, self.currency), self.zero, self.zero)
 
     def open(self, period: Period) -> None:
         """Start rating ``period``: v1 credits grant their amount for it."""
@@ -102,8 +101,8 @@ class Credits:
         currency: str,
         period: Period,
         now: Period,
-        drawn_for_period: Mapping[str, Decimal],
-        drawn_elsewhere: Mapping[str, Decimal],
+        drawn_for_period: Mapping[str, Money],
+        drawn_elsewhere: Mapping[str, Money],
     ) -> tuple[Credits, list[str]]:
         """What an amendment of ``period`` issued while ``now`` is open may draw on (SPEC §7): what
         the period's documents drew, plus what is left of each grant that still pays now, or that
@@ -118,20 +117,21 @@ class Credits:
                 continue  # never paid the period, or pays now
             if grant.expires <= period.end.date():
                 continue  # expired with the period: all it had left is the period's
-            kept = drawn_for_period.get(grant.id, Decimal(0))
+            kept = drawn_for_period.get(grant.id, credits.zero)
             if balance.remaining > kept:
                 expired_since.append(grant.id)
             balance.expired = balance.remaining - kept
         return credits, expired_since
 
-    def draw(self, period: Period, due: Decimal) -> tuple[Drawdown, ...]:
+    def draw(self, period: Period, due: Money) -> tuple[Drawdown, ...]:
         """Pay up to ``due`` of an invoice of ``period`` from the eligible grants, in SPEC §6's order."""
         drawdowns = []
-        left = max(due, Decimal(0))
+        zero = self.zero
+        left = max(due, zero)
         for balance in sorted(self.balances, key=Balance.order):
-            if left <= 0:
+            if left <= zero:
                 break
-            if not balance.eligible(period) or balance.remaining <= 0:
+            if not balance.eligible(period) or balance.remaining <= zero:
                 continue
             amount = min(balance.remaining, left)
             balance.drawn += amount

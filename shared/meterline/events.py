@@ -430,6 +430,24 @@ def parse_time(value: object) -> datetime:
         ) from None
 
 
+def common_time(value: str) -> datetime | None:
+    """``parse_time`` of the spelling nearly every producer writes, in a fifth of its time: UTC as
+    ``Z``, with whole seconds, milliseconds or microseconds. None: ``parse_time`` reads it."""
+    size = len(value)
+    if (
+        (size == 24 or size == 20 or size == 27)
+        and value[4:17:3] == "--T::"
+        and value[-1] == "Z"
+        and (size == 20 or value[19] == ".")
+        and value.isascii()
+    ):
+        try:
+            return _fromisoformat(value)  # it reads digits only where these separators leave them
+        except ValueError:
+            return None
+    return None
+
+
 def _read_leniently(text: str, value: object) -> datetime:
     """What fromisoformat refuses and RFC 3339 allows: a lower-case t or z, or a leap second.
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from meterline.credits import Drawdown
 from meterline.metering import Group
-from meterline.money import shifted
+from meterline.money import Money, shifted
 from meterline.periods import Period
 
 
@@ -19,7 +19,7 @@ class Line:
     meter: str
     group: dict[str, Any]
     quantity: Fraction
-    amount: Decimal
+    amount: Money
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,11 +38,11 @@ class Invoice:
     version: int
     currency: str
     lines: tuple[Line, ...]
-    subtotal: Decimal
-    discount: Decimal
-    commitment_true_up: Decimal
-    credits_applied: Decimal
-    total: Decimal
+    subtotal: Money
+    discount: Money
+    commitment_true_up: Money
+    credits_applied: Money
+    total: Money
     subscription: str = ""
     """The subscription's key (``Subscription.key``): with tenant and period, the invoice's identity."""
     credit_drawdowns: tuple[Drawdown, ...] = ()
@@ -116,9 +116,8 @@ def format_quantity(quantity: Fraction) -> str:
         denominator //= 5
         fives += 1
     if denominator == 1:
-        places = max(twos, fives)
-        scaled = quantity * 10**places
-        text = str(shifted(int(scaled), places))
+        places = max(twos, fives)  # the denominator divides 10**places
+        text = str(shifted(quantity.numerator * 10**places // quantity.denominator, places))
     else:
         text = str(shifted(round(quantity * 10**18), 18))
     return _plain(text)

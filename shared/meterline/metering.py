@@ -36,6 +36,10 @@ class Measurement:
 Reading = tuple[tuple[str, Group], Meter, Value]
 """A measurement as a plain tuple: the state it adds to (meter key, group), its meter, its value."""
 
+Plain = tuple[tuple[str, Group] | None, Meter, Aggregation, str | None, tuple[str, ...]]
+"""How a meter reads an event whose data is flat: its state key when it groups nothing, the meter,
+its aggregation, the data key its value is read from (None for count) and its group_by keys."""
+
 _COUNT = Aggregation.COUNT
 _UNIQUE_COUNT = Aggregation.UNIQUE_COUNT
 _NON_NEGATIVE = (Aggregation.SUM, Aggregation.TIME_WEIGHTED)
@@ -64,6 +68,21 @@ class Metering:
         """How many times over an event's text its ledger records may hold it, at most: each meter's
         state may keep each group value, the value, the id and the time, spelled no longer than the
         text spells them (see ``records.fits_ledger``), and twice that for safety."""
+        self.plain: dict[str, tuple[Plain, ...]] = {
+            event_type: tuple(
+                (key, meter, meter.aggregation, meter.value[0] if meter.value else None, meter.group_by)
+                for meter, key, _ in meters
+            )
+            for event_type, meters in self._state_keys.items()
+            if meters
+            and all(
+                stamps is None and (meter.value is None or len(meter.value) == 1)
+                for meter, _, stamps in meters
+            )
+        }
+        """The event types whose every meter reads its value from a key of data itself and groups by
+        no market dimension: the types `meterline rate` reads without ``readings`` when an event's
+        data holds only text and integers (``offline.Metered``)."""
 
     def measure(self, event: UsageEvent) -> list[Measurement]:
         readings = self.readings(event.type, event.data)

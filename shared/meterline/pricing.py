@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 
 from meterline.catalog import Charge, PricingModel, Tier
 
@@ -12,15 +14,15 @@ def price(charge: Charge, quantity: Fraction) -> Fraction:
     """What the charge costs for ``quantity`` units in one period, before rounding."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
-        return Fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
+        return _fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
     if quantity.numerator <= 0:
         return Fraction(0)  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None
-        return quantity * Fraction(charge.unit_price)
+        return quantity * _fraction(charge.unit_price)
     if charge.model is PricingModel.PACKAGE:
         assert charge.package_size is not None and charge.package_price is not None
-        return math.ceil(quantity / Fraction(charge.package_size)) * Fraction(charge.package_price)
+        return math.ceil(quantity / _fraction(charge.package_size)) * _fraction(charge.package_price)
     if charge.model is PricingModel.GRADUATED:
         return graduated(charge.tiers, quantity)
     return volume(charge.tiers, quantity)
@@ -33,11 +35,11 @@ def graduated(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
     for tier in tiers:
         if quantity <= lower:
             break
-        upper = quantity if tier.up_to is None else min(quantity, Fraction(tier.up_to))
-        total += (upper - lower) * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+        upper = quantity if tier.up_to is None else min(quantity, _fraction(tier.up_to))
+        total += (upper - lower) * _fraction(tier.unit_price) + _fraction(tier.flat_fee)
         if tier.up_to is None:
             break
-        lower = Fraction(tier.up_to)
+        lower = _fraction(tier.up_to)
     return total
 
 
@@ -45,5 +47,12 @@ def volume(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
     """The whole quantity at the tier it falls in (``up_to`` inclusive), plus that tier's fee."""
     for tier in tiers:
         if tier.up_to is None or quantity <= tier.up_to:
-            return quantity * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+            return quantity * _fraction(tier.unit_price) + _fraction(tier.flat_fee)
     raise AssertionError("the catalog guarantees an unbounded last tier")
+
+
+@cache
+def _fraction(number: Decimal) -> Fraction:
+    """A catalog's price or bound as a Fraction, made once: rating prices thousands of lines with
+    the same few."""
+    return Fraction(number)

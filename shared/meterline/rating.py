@@ -66,19 +66,18 @@ def rate_term(
     charges = catalog.charges_for(customer, plan)
     currency = plan.currency
     lines = tuple(usage_lines(catalog, charges, currency, usage, term.share))
-    # Fractions, not Decimals: Decimal arithmetic rounds to its context's 28 digits.
-    subtotal = sum((Fraction(line.amount) for line in lines), Fraction(0))
-    discount = Fraction(0)
+    zero = round_money(0, currency)
+    subtotal = sum((line.amount for line in lines), zero)
+    discount = zero
     if plan.discount_percent:
-        discount = Fraction(round_money(subtotal * Fraction(plan.discount_percent) / 100, currency))
+        discount = round_money(subtotal.as_fraction() * Fraction(plan.discount_percent) / 100, currency)
     net = subtotal - discount
-    true_up = Fraction(0)
+    true_up = zero
     if plan.minimum_commit is not None:
         commitment = round_money(Fraction(plan.minimum_commit) * term.share, currency)
-        true_up = max(Fraction(0), Fraction(commitment) - net)
-    drawdowns = credits.draw(term.period, round_money(net + true_up, currency)) if credits else ()
-    credits_applied = sum((Fraction(drawdown.amount) for drawdown in drawdowns), Fraction(0))
-    total = net + true_up - credits_applied
+        true_up = max(zero, commitment - net)
+    drawdowns = credits.draw(term.period, net + true_up) if credits else ()
+    credits_applied = sum((drawdown.amount for drawdown in drawdowns), zero)
     return Invoice(
         tenant=customer.tenant,
         period=term.period,
@@ -86,12 +85,11 @@ def rate_term(
         version=plan.version,
         currency=currency,
         lines=lines,
-        # Each part is already a whole number of minor units: this only writes it at that scale.
-        subtotal=round_money(subtotal, currency),
-        discount=round_money(discount, currency),
-        commitment_true_up=round_money(true_up, currency),
-        credits_applied=round_money(credits_applied, currency),
-        total=round_money(total, currency),
+        subtotal=subtotal,
+        discount=discount,
+        commitment_true_up=true_up,
+        credits_applied=credits_applied,
+        total=net + true_up - credits_applied,
         subscription=term.subscription.key,
         credit_drawdowns=drawdowns,
         catalog_digest=catalog.digest,

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+
+from meterline.money import Money, round_money
 
 LineKey = tuple[str, str, str, bytes]
 """(tenant, subscription, meter, group as canonical JSON)"""
@@ -26,6 +28,7 @@ SUMMED_FIELDS = ("credits_applied", "total")
 Documents = Mapping[str, Iterable[Mapping[str, Any]]]
 """Invoices by period."""
 PRINTED_PLACES = 18
+K = TypeVar("K")
 
 
 def _line_key(tenant: str, subscription: str, line: Mapping[str, Any]) -> LineKey:
@@ -52,28 +55,28 @@ class _Sum:
 def _billed(period: str, invoices: Documents, amendments: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The pipeline's figures for ``period``: its invoices plus the amendments of them, summed."""
     quantities: dict[LineKey, _Sum] = {}
-    amounts: dict[LineKey, Decimal] = {}
-    figures: dict[InvoiceKey, dict[str, Decimal]] = {}
+    amounts: dict[LineKey, Money] = {}
+    figures: dict[InvoiceKey, dict[str, Money]] = {}
     currency: dict[InvoiceKey, str] = {}
     for invoice in invoices.get(period, []):
         key = (str(invoice["tenant"]), str(invoice["subscription"]))
         currency[key] = str(invoice["currency"])
-        figures[key] = {name: Decimal(invoice[name]) for name in PERIOD_FIELDS}
+        figures[key] = _figures(invoice, PERIOD_FIELDS)
         for line in invoice["lines"]:
             line_key = _line_key(*key, line)
             quantities.setdefault(line_key, _Sum()).add(line["quantity"])
-            amounts[line_key] = amounts.get(line_key, Decimal(0)) + Decimal(line["amount"])
+            _add_to(amounts, line_key, _money(line["amount"], invoice))
     for amendment in amendments:
         if amendment["adjusts_period"] != period:
             continue
         key = (str(amendment["tenant"]), str(amendment["subscription"]))
-        sums = figures.setdefault(key, dict.fromkeys(PERIOD_FIELDS, Decimal(0)))
+        sums = figures.setdefault(key, {})
         for name in PERIOD_FIELDS:
-            sums[name] += Decimal(amendment[f"{name}_delta"])
+            _add_to(sums, name, _money(amendment[f"{name}_delta"], amendment))
         for line in amendment["lines"]:
             line_key = _line_key(*key, line)
             quantities.setdefault(line_key, _Sum()).add(line["quantity_delta"])
-            amounts[line_key] = amounts.get(line_key, Decimal(0)) + Decimal(line["amount_delta"])
+            _add_to(amounts, line_key, _money(line["amount_delta"], amendment))
     return {"quantities": quantities, "amounts": amounts, "figures": figures, "currency": currency}
 
 
@@ -85,11 +88,11 @@ def differences(
     found: list[str] = []
     billed = _billed(period, invoices, list(amendments))
     want_quantities: dict[LineKey, _Sum] = {}
-    want_amounts: dict[LineKey, Decimal] = {}
-    want_figures: dict[InvoiceKey, dict[str, Decimal]] = {}
+    want_amounts: dict[LineKey, Money] = {}
+    want_figures: dict[InvoiceKey, dict[str, Money]] = {}
     for invoice in expected["invoices"]:
         key = (str(invoice["tenant"]), str(invoice["subscription"]))
-        want_figures[key] = {name: Decimal(invoice[name]) for name in PERIOD_FIELDS}
+        want_figures[key] = _figures(invoice, PERIOD_FIELDS)
         if billed["currency"].get(key, invoice["currency"]) != invoice["currency"]:
             found.append(
                 f"{period} {key[0]} {key[1]}: currency {billed['currency'][key]} ≠ {invoice['currency']}"
@@ -97,12 +100,12 @@ def differences(
         for line in invoice["lines"]:
             line_key = _line_key(*key, line)
             want_quantities.setdefault(line_key, _Sum()).add(line["quantity"])
-            want_amounts[line_key] = Decimal(line["amount"])
+            want_amounts[line_key] = _money(line["amount"], invoice)
     got_amounts, got_quantities = billed["amounts"], billed["quantities"]
     for key in sorted(want_amounts.keys() | got_amounts.keys()):
         tenant, subscription, meter, group = key
         where = f"{period} {tenant} {subscription} {meter} {group.decode()}"
-        if want_amounts.get(key, Decimal(0)) != got_amounts.get(key, Decimal(0)):
+        if _nonzero(want_amounts.get(key)) != _nonzero(got_amounts.get(key)):
             found.append(
                 f"{where}: rate says {want_amounts.get(key)}, pipeline billed {got_amounts.get(key)}"
             )
@@ -129,8 +132,8 @@ def summed_differences(
     against rate's, except for a tenant whose amendment names a grant that expired first."""
     documents = list(expected)
     periods = {str(document["period"]) for document in documents}
-    want: dict[tuple[str, str], dict[str, Decimal]] = {}
-    got: dict[tuple[str, str], dict[str, Decimal]] = {}
+    want: dict[tuple[str, str], dict[str, Money]] = {}
+    got: dict[tuple[str, str], dict[str, Money]] = {}
     for document in documents:
         for invoice in document["invoices"]:
             _add(want, invoice, "")
@@ -145,7 +148,7 @@ def summed_differences(
                 expired.add(str(amendment["tenant"]))
     found = []
     for key in sorted(want.keys() | got.keys()):
-        zero = dict.fromkeys(SUMMED_FIELDS, Decimal(0))
+        zero = dict.fromkeys(SUMMED_FIELDS, round_money(0, key[1]))
         if want.get(key, zero) != got.get(key, zero) and key[0] not in expired:
             found.append(
                 f"{key[0]} ({key[1]}) over {', '.join(sorted(periods))}: rate {_text(want.get(key, zero))},"
@@ -154,14 +157,32 @@ def summed_differences(
     return found
 
 
-def _add(sums: dict[tuple[str, str], dict[str, Decimal]], document: Mapping[str, Any], suffix: str) -> None:
+def _add(sums: dict[tuple[str, str], dict[str, Money]], document: Mapping[str, Any], suffix: str) -> None:
     key = (str(document["tenant"]), str(document["currency"]))
-    figures = sums.setdefault(key, dict.fromkeys(SUMMED_FIELDS, Decimal(0)))
+    figures = sums.setdefault(key, {})
     for name in SUMMED_FIELDS:
-        figures[name] += Decimal(document[f"{name}{suffix}"])
+        _add_to(figures, name, _money(document[f"{name}{suffix}"], document))
 
 
-def _text(figures: Mapping[str, Decimal]) -> str:
+def _money(text: str, document: Mapping[str, Any]) -> Money:
+    """An amount of ``document`` (an invoice or amendment, which names its currency)."""
+    return Money.parse(text, str(document["currency"]))
+
+
+def _figures(document: Mapping[str, Any], names: Iterable[str]) -> dict[str, Money]:
+    return {name: _money(document[name], document) for name in names}
+
+
+def _add_to(sums: dict[K, Money], key: K, amount: Money) -> None:
+    sums[key] = sums.get(key, amount.zero()) + amount
+
+
+def _nonzero(amount: Money | None) -> Money | None:
+    """None for no amount or a zero one: a line billed 0 agrees with a line not billed."""
+    return amount if amount else None
+
+
+def _text(figures: Mapping[str, Money]) -> str:
     return " ".join(f"{name}={value}" for name, value in figures.items())
 
 

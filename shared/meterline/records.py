@@ -80,7 +80,7 @@ class AcceptedUsage:
     key: EventKey
     fingerprint: bytes
     time: datetime
-    measurements: tuple[tuple[str, Group, Decimal | str | None], ...]
+    measurements: tuple[tuple[str, Group, Decimal | int | str | None], ...]
     delivery: str
 
     @property

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from meterline.events import EVENT_REASONS, Reason
 from meterline.invoice import Invoice, Line
-from meterline.money import shifted
+from meterline.money import Money, shifted
 from meterline.offline import RateResult, Summary
 
 
@@ -80,8 +80,8 @@ def totals_table(invoices: list[Invoice]) -> Table:
         table.add_row(
             currency,
             str(len(group)),
-            money_text(sum((invoice.subtotal for invoice in group), Decimal(0))),
-            money_text(sum((invoice.total for invoice in group), Decimal(0))),
+            money_text(sum((invoice.subtotal for invoice in group), group[0].total.zero())),
+            money_text(sum((invoice.total for invoice in group), group[0].total.zero())),
         )
     return table
 
@@ -172,8 +172,8 @@ def reconciliation_table(summary: Summary, injected: Mapping[str, int] | None = 
     return Group(table, verdict)
 
 
-def money_text(amount: Decimal) -> str:
-    return f"{amount:,}"
+def money_text(amount: Money | Decimal) -> str:
+    return f"{amount.decimal if isinstance(amount, Money) else amount:,}"
 
 
 def quantity_text(quantity: Fraction) -> str:

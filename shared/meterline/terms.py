@@ -32,6 +32,12 @@ def whole_month(period: Period) -> Days:
     return (1, days_in(period) + 1)
 
 
+@cache
+def by_day(period: Period) -> tuple[Days, ...]:
+    """The month cut into its days: a cut every catalog's segments are made of."""
+    return tuple((day, day + 1) for day in range(1, days_in(period) + 1))
+
+
 def day_start(period: Period, day: int) -> datetime:
     """The first instant of ``day`` of the period (day ``days_in + 1``: the period's end)."""
     return datetime(period.year, period.month, 1, tzinfo=UTC) + timedelta(days=day - 1)

@@ -145,7 +145,7 @@ class TimeWeightedState:
         """Samples added one at a time, placed into runs when the state is next read or merged."""
         self._span: Span | None = None
 
-    def add(self, value: Decimal | str | None, time: datetime, event_id: str) -> None:
+    def add(self, value: Decimal | int | str | None, time: datetime, event_id: str) -> None:
         assert isinstance(value, Decimal)
         self._pending.append((time, event_id, value))
 

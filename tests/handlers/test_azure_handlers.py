@@ -19,7 +19,7 @@ from azure.functions.timer import TimerRequest
 
 from meterline.adapters import azure_functions
 from meterline.adapters.azure_functions import NotYetMeteredError, event_hubs_oauth_config
-from meterline.adapters.memory import MemoryPublisher, StreamingMemoryStore
+from meterline.adapters.memory import MemoryExchange, MemoryPublisher, StreamingMemoryStore
 from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
 from meterline.local import runtime
@@ -332,3 +332,30 @@ def test_a_batch_without_partition_context_is_a_one_line_trigger_error(azure_cel
     events = [func.EventHubEvent(body=b"{}", sequence_number=1)]
     with pytest.raises(azure_functions.TriggerError, match="PartitionId"):
         azure_cell.function("meter")(events)
+
+
+def test_publish_timer_puts_each_partial_once_under_the_cells_name_and_reports_months_final(
+    azure_cell: AzureCell,
+) -> None:
+    # GIVEN a cell named azure-westeurope that metered and aggregated two partitions' usage, and the
+    # home's exchange (a fake: the S3 side has its own contract suite)
+    exchange = MemoryExchange()
+    azure_cell.jobs.cell, azure_cell.jobs.statements = "azure-westeurope", exchange
+    meter, aggregate = azure_cell.function("meter"), azure_cell.function("aggregate")
+    for partition in ("0", "3"):
+        meter(fixture_batch(partition))
+        aggregate(fixture_batch(partition))
+    # WHEN the publish timer fires after November's grace, twice
+    publish = azure_cell.function("publish")
+    publish(timer())
+    published = sorted(exchange.objects)
+    publish(timer())
+    # THEN each partial's statement and each month's final marker stand under the cell's prefix, once
+    partials = [p for p in aggregates(azure_cell.store, PARTIAL) if str(p["pk"]).startswith("period|")]
+    assert sorted(exchange.objects) == published
+    assert all(key.startswith("statements/azure-westeurope/") for key in published)
+    assert [key for key in published if key.endswith("final.json")] == [
+        "statements/azure-westeurope/2026-10/final.json",
+        "statements/azure-westeurope/2026-11/final.json",
+    ]
+    assert len(published) == len(partials) + 2

@@ -21,7 +21,7 @@ from google.events.cloud.firestore import Document, DocumentEventData, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meterline.adapters.gcp_functions import GcpSettings, TriggerError, google_kafka_token
-from meterline.adapters.memory import MemoryPublisher, StreamEntry, StreamingMemoryStore
+from meterline.adapters.memory import MemoryExchange, MemoryPublisher, StreamEntry, StreamingMemoryStore
 from meterline.bootstrap import Jobs
 from meterline.catalog import load_catalog
 from meterline.pipeline.aggregate import StreamRecord
@@ -329,3 +329,22 @@ def test_functions_framework_hands_a_protobuf_partial_document_to_rate(gcp_cell:
     # THEN rate stores the tenant's running charges
     assert response.status_code == 200
     assert [str(item["pk"]) for item in gcp_cell.store.scan(CHARGES_TABLE.name)] != []
+
+
+def test_publish_reports_months_final_at_the_clock_whatever_time_the_request_names(gcp_cell: GcpCell) -> None:
+    # GIVEN a cell named gcp-europe-west1 without usage, the home's exchange (a fake: the S3 side has
+    # its own contract suite), and the clock after November's grace
+    exchange = MemoryExchange()
+    gcp_cell.jobs.cell, gcp_cell.jobs.statements = "gcp-europe-west1", exchange
+    app = gcp_cell.app("publish").test_client()
+    # WHEN Cloud Scheduler's call names a time next year
+    response = app.post("/", json={"now": "2027-06-01T00:00:00+00:00"})
+    # THEN the months up to the clock's are reported final, empty, under the cell's name; none later
+    assert response.status_code == 200
+    assert response.get_json() == {"published": 0, "final": ["2026-10", "2026-11"]}
+    assert sorted(exchange.objects) == [
+        "statements/gcp-europe-west1/2026-10/final.json",
+        "statements/gcp-europe-west1/2026-11/final.json",
+    ]
+    # AND a second call puts nothing again
+    assert app.post("/").get_json() == {"published": 0, "final": []}

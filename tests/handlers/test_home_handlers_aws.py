@@ -15,14 +15,14 @@ import boto3
 import pytest
 
 from meterline.adapters.aws_lambda import AwsSettings
-from meterline.adapters.dynamodb import DynamoStore, create_tables
+from meterline.adapters.dynamodb import DynamoStore, create_tables, physical_name
 from meterline.bootstrap import Jobs, bootstrap
 from meterline.pipeline.ingest import applied_sk
 from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import is_partial
 from meterline.settings import SettingsError
 from meterline.statements import Address
-from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, HOME_TOPICS
+from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, CELL_TABLES, HOME_TOPICS, TABLES
 
 from .conftest import CATALOG, AwsCell, load_event, load_handler
 from .test_aws_handlers import stream_event
@@ -156,6 +156,22 @@ def test_publish_puts_each_partial_once_and_the_final_marker_after_grace(
     assert len(november) == len(partials) + 1 and f"statements/{CELL}/2026-11/final.json" in november
 
 
+def test_a_cells_meter_meters_on_the_cells_ledgers_alone(aws_cell: AwsCell) -> None:
+    # GIVEN a cell's ledgers as its stack makes them: no invoice ledger (the home issues)
+    create_tables(aws_cell.client, "cell-")
+    for table in set(TABLES) - set(CELL_TABLES):
+        aws_cell.client.delete_table(TableName=physical_name("cell-", table))
+    settings = AwsSettings(table_prefix="cell-", catalog=CATALOG, cell_name=CELL)
+    meter = load_handler("meter")
+    meter.jobs.use(bootstrap(settings, publisher=aws_cell.publisher, clock=aws_cell.clock))
+    # WHEN a batch reaches its meter
+    response = meter.handler(load_event("msk_mixed_batch.json"), aws_cell.context)
+    # THEN nothing is handed back: the meter reads no ledger the cell lacks (the amendment window
+    # is the home's to apply), and the usage is accepted
+    assert response == {"batchItemFailures": []}
+    assert list(DynamoStore(aws_cell.client, "cell-").scan("usage"))
+
+
 def test_publish_without_its_home_settings_fails_naming_them(aws_cell: AwsCell) -> None:
     # GIVEN a cell deployed before its home (no statements settings: its schedule is paused)
     settings = AwsSettings(table_prefix="test-", catalog=CATALOG, cell_name=CELL, statements_role_arn="arn:r")
@@ -219,6 +235,7 @@ def test_ingest_counts_other_bytes_under_an_applied_key_as_a_conflict_not_a_retr
     assert response == {"batchItemFailures": []}
     [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf["statement_conflicts"] == [1.0] and emf["statements_duplicate"] == [0.0]
+    assert emf["statements_late"] == [0.0]
     assert sorted(map(str, DynamoStore(aws_cell.client, "home-").scan("aggregates"))) == before
 
 
@@ -252,6 +269,7 @@ def test_the_homes_close_issues_once_every_cell_reported_and_announces_the_invoi
     assert response == {"closed": ["2026-10", "2026-11"], "issued_without": [], "waiting": []}
     metrics = emf(capsys)
     assert metrics["silent_cells"] == [0.0] and metrics["periods_closed"] == [2.0]
+    assert metrics["amendments_issued"] == [0.0]
     # AND the invoices are the ones the single-cell pipeline issues, each announced once on SNS
     invoices = {i["tenant"]: i for i in invoices_by_period(DynamoStore(aws_cell.client, "home-"))["2026-11"]}
     assert (invoices["org-1"]["total"], invoices["org-2"]["total"]) == ("10.10", "1997.28")

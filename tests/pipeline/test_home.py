@@ -149,6 +149,8 @@ def test_statements_of_an_issued_period_are_late_usage_billed_once() -> None:
     assert invoices["2026-10"] == october
     amendments = all_amendments(deployment.home_store)
     assert amendments and {a["adjusts_period"] for a in amendments} == {"2026-10"}
+    assert deployment.home_jobs.ingest.late >= 1  # what the home's statements_late metric counts
+    assert sum(deployment.home.amendments(period) for period in (OCTOBER, NOVEMBER)) == len(amendments)
     assert_equals_rate(deployment, merged(by_cell, late))
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from meterline.events import EVENT_REASONS, EventError, Reason, parse_event
+from meterline.events import EVENT_REASONS, EventError, Reason, common_time, parse_event, parse_time
 from meterline.metering import Metering
 from meterline.records import AcceptedUsage, usage_record
 from tests.helpers import BadEvent, bad_events, catalog, corpus_catalog, event, invoice_of, rate
@@ -256,3 +259,30 @@ def test_fractions_differing_past_the_28th_digit_are_different_groups_and_conten
     metering = Metering(corpus_catalog().meters_by_type)
     groups = {metering.measure(parse_event(line))[0].group for line in lines}
     assert groups == {(Decimal(low),), (Decimal(high),)}
+
+
+TIME_TEMPLATES = ("2026-11-24T15:48:49.600Z", "2026-11-24T15:48:49Z", "2026-11-24T15:48:49.123456Z")
+
+
+@given(
+    template=st.sampled_from(TIME_TEMPLATES),
+    changes=st.lists(
+        st.tuples(st.integers(0, 26), st.sampled_from([*string.printable, "٣", "１", "é"])), max_size=3
+    ),
+)
+def test_the_common_time_reader_reads_only_what_parse_time_reads_and_alike(
+    template: str, changes: list[tuple[int, str]]
+) -> None:
+    # GIVEN a timestamp in the common spelling, with up to three characters changed
+    text = list(template)
+    for position, character in changes:
+        if position < len(text):
+            text[position] = character
+    value = "".join(text)
+
+    # WHEN the fast reader reads it
+    moment = common_time(value)
+
+    # THEN it reads nothing parse_time would not, and the same instant when it reads it
+    if moment is not None:
+        assert moment == parse_time(value) and moment.tzinfo is UTC

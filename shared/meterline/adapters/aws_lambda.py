@@ -273,6 +273,8 @@ class Schedule(Telemetry):
         without = sorted({cell for ready in decided if ready.issue for cell in ready.silent})
         waiting = [str(ready.period) for ready in decided if not ready.issue]
         self.count("periods_closed", len(closed))
+        amendments = sum(home.home.amendments(ready.period) for ready in decided if ready.issue)
+        self.count("amendments_issued", amendments)
         self.count("silent_cells", len(without))
         self.logger.info("periods closed", extra={"periods": closed, "waiting_for_cells": waiting})
         return {"closed": closed, "issued_without": without, "waiting": waiting}
@@ -307,6 +309,7 @@ class StatementNotifications(Telemetry):
         from meterline.statements import StatementError
 
         counts = {"statements_applied": 0, "statements_duplicate": 0, "statement_conflicts": 0}
+        late_before = ingest.late
         failures = []
         for message in event.get("Records", []):
             try:
@@ -323,6 +326,7 @@ class StatementNotifications(Telemetry):
                     extra={"message_id": message.get("messageId"), "error": str(error)},
                 )
                 failures.append({"itemIdentifier": message["messageId"]})
+        counts["statements_late"] = ingest.late - late_before
         for name, value in counts.items():
             self.count(name, value)
         return {"batchItemFailures": failures}

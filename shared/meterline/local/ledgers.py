@@ -12,6 +12,7 @@ from typing import Any
 from meterline.catalog import V1_CREDITS_PREFIX, Catalog
 from meterline.credits import Drawdown
 from meterline.invoice import Invoice, Line
+from meterline.money import Money
 from meterline.offline import Summary
 from meterline.periods import Period
 from meterline.pipeline.outcomes import OutcomesLedger
@@ -75,8 +76,14 @@ class LedgerCounts:
 
 def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
     """An invoice as the pipeline stored it, back as the core's value (for display)."""
+    currency = body["currency"]
     lines = tuple(
-        Line(entry["meter"], entry["group"], Fraction(Decimal(entry["quantity"])), Decimal(entry["amount"]))
+        Line(
+            entry["meter"],
+            entry["group"],
+            Fraction(Decimal(entry["quantity"])),
+            Money.parse(entry["amount"], currency),
+        )
         for entry in body["lines"]
     )
     return Invoice(
@@ -84,15 +91,17 @@ def invoice_from_json(body: dict[str, Any], period: Period) -> Invoice:
         period=period,
         plan=body["plan"],
         version=int(body["version"]),
-        currency=body["currency"],
+        currency=currency,
         lines=lines,
-        subtotal=Decimal(body["subtotal"]),
-        discount=Decimal(body["discount"]),
-        commitment_true_up=Decimal(body["commitment_true_up"]),
-        credits_applied=Decimal(body["credits_applied"]),
-        total=Decimal(body["total"]),
+        subtotal=Money.parse(body["subtotal"], currency),
+        discount=Money.parse(body["discount"], currency),
+        commitment_true_up=Money.parse(body["commitment_true_up"], currency),
+        credits_applied=Money.parse(body["credits_applied"], currency),
+        total=Money.parse(body["total"], currency),
         subscription=body["subscription"],
-        credit_drawdowns=tuple(Drawdown(d["grant"], Decimal(d["amount"])) for d in body["credit_drawdowns"]),
+        credit_drawdowns=tuple(
+            Drawdown(d["grant"], Money.parse(d["amount"], currency)) for d in body["credit_drawdowns"]
+        ),
         catalog_digest=body["catalog_digest"],
         number=body["number"],
     )

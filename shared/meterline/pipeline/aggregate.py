@@ -157,8 +157,19 @@ class Aggregator:
                 raise ValueError(f"record {group[0].sequence} does not fit a transaction")
             count //= 2
 
+    def book(self, slot: Slot) -> UsageBook:
+        """Where the records filed in ``slot`` fold: each month cut at its tenant's subscription
+        boundaries, but late usage (of a period before the one billing it) by day. Its period is
+        amended under the catalog that issued it, which may cut the month elsewhere (a customer
+        since removed, a subscription since moved); days fit any catalog's cut."""
+
+        def cut(tenant: str, period: Period) -> tuple[terms.Days, ...]:
+            return terms.by_day(period) if period < slot.billed_in else self.cutter(tenant, period)
+
+        return UsageBook(cut)
+
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
-        book = UsageBook(self.cutter)
+        book = self.book(slot)
         for record in records:
             record.usage.record_into(book, self.catalog, record.usage.period)
         blob = pack_book(book)
@@ -179,7 +190,7 @@ class Aggregator:
         found: set[int] = set()
         for record in records:
             try:
-                book = UsageBook(self.cutter)  # as ``plan`` folds it
+                book = self.book(self.slot(record.usage.period))  # as ``plan`` folds it
                 record.usage.record_into(book, self.catalog, record.usage.period)
                 size = len(pack_book(book))
                 if size > MAX_CHUNK_BYTES:

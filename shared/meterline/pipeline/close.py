@@ -32,20 +32,26 @@ commitments); usage before it is out of the window, never billed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from meterline.amendments import amendment
+from meterline.amendments import add_drawdowns, amendment
 from meterline.billing import PeriodBill, bill_period, bill_tenant, currency_of
 from meterline.catalog import Catalog
 from meterline.credits import Credits
+from meterline.money import Money
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store, StoreError
 from meterline.topology import BILLING_INVOICES
 
-from .invoices import InvoiceLedger, body_of, invoices_by_period, published_message, set_amend_window
+from .invoices import (
+    InvoiceLedger,
+    body_of,
+    invoices_by_period,
+    published_message,
+    set_amend_window,
+)
 from .late import Late
 from .ledger import PeriodLedger, closed_periods, closed_record, periods_with_usage, record_closed
 
@@ -108,6 +114,7 @@ class Closer:
 
     def close(self, period: Period, now: datetime) -> list[Item]:
         """Issue ``period``: amendments for the late usage its ledger holds, then its invoices."""
+        self.invoices.hold_scope()
         ledger = PeriodLedger(self.catalog, self.store, period)
         ledger.seal(now, final=True)
         ledger.roll_up()
@@ -147,7 +154,7 @@ class Closer:
     def amend(self, late: Late, period: Period, tenant: str, record: CloseRecord) -> list[Item]:
         """Re-rate the tenant's issued ``period`` with everything now known of it, under what rated
         it, and issue what changed as amendments (one per subscription whose figures moved)."""
-        catalog = self.catalog_of(period)
+        catalog = self.catalog_of(tenant, period)
         customer = catalog.customers.get(tenant)
         credits: Credits | None = None
         expired: list[str] = []
@@ -165,32 +172,36 @@ class Closer:
         record.late_unbilled_tenants.append([tenant, str(period)])
         issued = []
         for invoice in bill.invoices:
-            stored, so_far = self.invoices.issued(tenant, period, invoice.subscription)
+            stored, amended, so_far = self.invoices.issued(tenant, period, invoice.subscription)
             if stored is None:
                 raise StoreError(
                     f"{tenant} {period} {invoice.subscription}: amending an invoice never issued"
                 )
+            # a close that crashed after issuing them has not published them: this run does
+            issued += [item for item in amended if item.get("published") is not True]
             change = amendment(invoice, so_far, expired)
             if change is not None:
                 issued.append(self.invoices.issue_amendment(change))
         return issued
 
-    def drawn_split(self, tenant: str, period: Period) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    def drawn_split(self, tenant: str, period: Period) -> tuple[dict[str, Money], dict[str, Money]]:
         """What the tenant's documents drew from each grant: for ``period``, and for the others."""
-        for_period: dict[str, Decimal] = {}
-        elsewhere: dict[str, Decimal] = {}
+        for_period: dict[str, Money] = {}
+        elsewhere: dict[str, Money] = {}
         for item in [*self.invoices.invoices_of(tenant), *self.invoices.amendments_of(tenant)]:
-            drawn = for_period if item["period"] == str(period) else elsewhere
-            for drawdown in body_of(item)["credit_drawdowns"]:
-                drawn[drawdown["grant"]] = drawn.get(drawdown["grant"], Decimal(0)) + Decimal(
-                    drawdown["amount"]
-                )
+            add_drawdowns(for_period if item["period"] == str(period) else elsewhere, body_of(item))
         return for_period, elsewhere
 
-    def catalog_of(self, period: Period) -> Catalog:
-        """The catalog ``period`` was closed with (its snapshot, by the digest its close recorded)."""
+    def catalog_of(self, tenant: str, period: Period) -> Catalog:
+        """The catalog that rated the tenant's invoices of ``period`` (their snapshot, by the digest
+        they record): a close that crashed after issuing them and ran again after a deploy records
+        the new catalog, but they stand as the old one rated them. Without an invoice of the period
+        (or with invoices of two catalogs), the catalog the period's close recorded."""
+        digests = {str(body_of(item)["catalog_digest"]) for item in self.invoices.invoices_of(tenant, period)}
         closed = closed_record(self.store, period)
         digest = str(closed["catalog_digest"]) if closed is not None and "catalog_digest" in closed else None
+        if len(digests) == 1:
+            digest = digests.pop()
         if digest is None:
             return self.catalog
         if digest not in self._catalogs:

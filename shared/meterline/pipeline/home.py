@@ -26,7 +26,7 @@ from meterline.topology import AGGREGATES_TABLE, TABLES
 from .cell import Cell
 from .close import Closer
 from .ingest import Ingest
-from .ledger import is_partial
+from .ledger import closed_record, is_partial
 from .meter import DeliveredRecord
 from .processing import MeterReport
 
@@ -41,6 +41,11 @@ class Home:
         self.closer = closer
         self.ingest = ingest
         self.cells = tuple(cells)
+
+    def amendments(self, period: Period) -> int:
+        """How many amendments the close of ``period`` issued (its close record says)."""
+        record = closed_record(self.closer.store, period)
+        return int(str(record.get("amendments", 0))) if record else 0
 
     def receive(self, keys: Iterable[str]) -> int:
         """Apply the announced objects; return how many statements this applied."""

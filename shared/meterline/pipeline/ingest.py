@@ -57,6 +57,8 @@ class Ingest:
         self.catalog = catalog
         self.store = store
         self.exchange = exchange
+        self.late = 0
+        """Statements this instance applied to a later period's ledger (theirs was issued): late usage."""
 
     def apply(self, key: str, attempts: int = 8) -> bool:
         """Apply the object under ``key``; True if this call applied it, False if it already was."""
@@ -134,6 +136,8 @@ class Ingest:
         )
         # the periods with usage, for the closer, as the aggregator notes them
         self.store.put(TABLE, {"pk": "periods", "sk": str(billed_in)})
+        if billed_in != statement.period:
+            self.late += 1
 
     def index(self, statement: Statement) -> None:
         self.store.put(

@@ -30,9 +30,10 @@ from typing import Any
 
 import orjson
 
-from meterline.amendments import Amendment, Issued, invoice_id
+from meterline.amendments import Amendment, Issued, add_drawdowns, invoice_id
 from meterline.catalog import Catalog, Numbering, NumberingScope, parse_catalog_bytes
 from meterline.invoice import Invoice
+from meterline.money import Money
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, PutNew, RetriableStoreError, Store, StoreError
 from meterline.records import key_part
@@ -44,6 +45,7 @@ MAX_CHUNK_BYTES = 350_000
 """Below DynamoDB's 400 KB item limit, with room for keys and attributes."""
 NUMBER_DIGITS = 6
 ISSUE_ATTEMPTS = 64
+SCOPE_KEY = ("numbering", "scope")
 """How many times issuing retries when other documents take the next number first."""
 
 
@@ -82,6 +84,20 @@ class InvoiceLedger:
     def number(self, tenant: str, sequence: int) -> str:
         scope = f"{tenant}-" if self.numbering.per is NumberingScope.CUSTOMER else ""
         return f"{self.numbering.prefix}{scope}{sequence:0{NUMBER_DIGITS}d}"
+
+    def hold_scope(self) -> None:
+        """Numbers keep the scope of the deployment's first close for good (``numbering|scope``):
+        documents, and the credit they drew, are found in their sequence's partition, so under a
+        catalog that changed ``billing.numbering.per`` a close would find none of them (grants
+        would pay again, amendments fail half way, numbers restart). Such a close is refused before
+        it issues anything."""
+        pk, sk = SCOPE_KEY
+        held = self.store.put_new(INVOICES, {"pk": pk, "sk": sk, "per": self.numbering.per.value})
+        if held is not None and (per := str(held["per"])) != self.numbering.per.value:
+            raise StoreError(
+                f"the invoice ledger holds numbering per {per}; the catalog says per"
+                f" {self.numbering.per.value}: a deployment keeps its numbering scope"
+            )
 
     # issuing -----------------------------------------------------------------------------------
 
@@ -137,37 +153,40 @@ class InvoiceLedger:
 
     # reading -----------------------------------------------------------------------------------
 
-    def invoices_of(self, tenant: str) -> list[Item]:
-        return self.store.query(INVOICES, self.partition(tenant), f"invoice|{key_part(tenant)}|")
+    def invoices_of(self, tenant: str, period: Period | None = None) -> list[Item]:
+        """The tenant's issued invoices (of ``period`` only, when given)."""
+        prefix = f"invoice|{key_part(tenant)}|" + (f"{period}|" if period is not None else "")
+        return self.store.query(INVOICES, self.partition(tenant), prefix)
 
     def amendments_of(self, tenant: str) -> list[Item]:
         return self.store.query(INVOICES, self.partition(tenant), f"amendment|{key_part(tenant)}|")
 
-    def issued(self, tenant: str, period: Period, subscription: str) -> tuple[Item | None, Issued]:
-        """The invoice issued for (tenant, period, subscription), and it plus its amendments summed."""
+    def issued(
+        self, tenant: str, period: Period, subscription: str
+    ) -> tuple[Item | None, list[Item], Issued]:
+        """The invoice issued for (tenant, period, subscription), its amendments, and all of them summed."""
         pk = self.partition(tenant)
         invoice = self.store.get(INVOICES, pk, invoice_sk(tenant, period, subscription))
         issued = Issued()
+        amendments: list[Item] = []
         if invoice is not None:
             issued.add_invoice(body_of(invoice), quantities_of(invoice))
-            for item in self.store.query(INVOICES, pk, amendment_prefix(tenant, period, subscription)):
+            amendments = self.store.query(INVOICES, pk, amendment_prefix(tenant, period, subscription))
+            for item in amendments:
                 issued.add_amendment(body_of(item), quantities_of(item))
-        return invoice, issued
+        return invoice, amendments, issued
 
-    def drawn(self, tenant: str, before: Period | None = None) -> dict[str, Decimal]:
+    def drawn(self, tenant: str, before: Period | None = None) -> dict[str, Money]:
         """What the tenant's invoices (of periods before ``before``) and all its amendments drew,
         by grant."""
-        drawn: dict[str, Decimal] = {}
+        drawn: dict[str, Money] = {}
         items = [
             item
             for item in self.invoices_of(tenant)
             if before is None or Period.parse(str(item["period"])) < before
         ]
         for item in [*items, *self.amendments_of(tenant)]:
-            for drawdown in body_of(item)["credit_drawdowns"]:
-                drawn[drawdown["grant"]] = drawn.get(drawdown["grant"], Decimal(0)) + Decimal(
-                    drawdown["amount"]
-                )
+            add_drawdowns(drawn, body_of(item))
         return drawn
 
     def counter(self, tenant: str) -> int:
@@ -254,19 +273,32 @@ def running_item(tenant: str, period: Period, invoices: list[Invoice], partials:
         "pk": key_part(tenant),
         "sk": f"{period}|running",
         "currency": invoices[0].currency,
-        "subtotal": str(sum((invoice.subtotal for invoice in invoices), Decimal(0))),
+        "subtotal": str(sum((invoice.subtotal for invoice in _priced_alike(invoices)), zero_of(invoices))),
         "spend": str(spend_of(invoices)),
         "open_partials": partials,
         "drafts": zlib.compress(orjson.dumps(drafts), 6),
     }
 
 
-def spend_of(invoices: list[Invoice]) -> Decimal:
+def spend_of(invoices: list[Invoice]) -> Money:
     """Spend to date, what alerts watch: subtotal less discount over the tenant's drafts."""
-    return sum((invoice.subtotal - invoice.discount for invoice in invoices), Decimal(0))
+    return sum(
+        (invoice.subtotal - invoice.discount for invoice in _priced_alike(invoices)), zero_of(invoices)
+    )
 
 
-def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Decimal) -> Item:
+def zero_of(invoices: list[Invoice]) -> Money:
+    return invoices[0].total.zero()
+
+
+def _priced_alike(invoices: list[Invoice]) -> list[Invoice]:
+    """The drafts in the first one's currency, which the running item states: a tenant whose plan
+    changes currency mid-month (allowed without credits) has drafts that do not add up."""
+    currency = invoices[0].currency
+    return [invoice for invoice in invoices if invoice.currency == currency]
+
+
+def alert_item(tenant: str, period: Period, threshold: Decimal, spend: Money) -> Item:
     return {
         "pk": key_part(tenant),
         "sk": f"{period}|alert|{threshold}",

@@ -70,7 +70,12 @@ class Meter:
         publisher: Publisher,
         window_ttl: float = WINDOW_TTL,
         market: Market = LOCAL,
+        issues_here: bool = True,
     ) -> None:
+        """``issues_here``: invoices are issued on these ledgers (the single-cell pipeline). A cell
+        of a deployment with a billing home has no invoice ledger to read the amendment window
+        from: it takes billing's first period, and the home's close reports what is out of the
+        window (``out_of_window`` in its close record) without billing it."""
         self.metering = Metering(catalog.meters_by_type, market)
         self.store = store
         self.usage = UsageLedger(store)
@@ -78,13 +83,14 @@ class Meter:
         self.publisher = publisher
         self.first_period = catalog.first_period
         self.window_ttl = window_ttl
+        self.issues_here = issues_here
         self._window: tuple[float, datetime] | None = None
 
     def window_start(self) -> datetime:
         """The first instant whose usage may still be billed or amended (cached ``window_ttl`` s)."""
         now = monotonic()
         if self._window is None or now - self._window[0] >= self.window_ttl:
-            first = amend_window(self.store) or self.first_period
+            first = (amend_window(self.store) if self.issues_here else None) or self.first_period
             self._window = (now, max(first, self.first_period).start)
         return self._window[1]
 

@@ -111,7 +111,7 @@ class RunningCharges:
         self.store.put(TABLE, running_item(tenant, period, invoices, open_partials))
         published = 0
         for threshold in customer.spend_alerts:
-            if spend < threshold:
+            if spend.decimal < threshold:
                 break
             alert = alert_item(tenant, period, threshold, spend)
             stored = self.store.put_new(TABLE, alert) or alert
