@@ -309,25 +309,8 @@ class Functions(pulumi.ComponentResource):
             {"kind": "lambda_layer", "name": f"{self.args.cell}-dependencies", "count": 1}
         ]
         for function in functions:
-            name = f"{self.args.cell}-{function.job}"
-            items.append(
-                {
-                    "kind": "lambda_function",
-                    "name": name,
-                    "job": function.job,
-                    "memory_mb": function.memory_mb,
-                    "architecture": ARCHITECTURE,
-                    "timeout_seconds": function.timeout_seconds,
-                    "trigger": function.trigger.value if function is not TOPIC_ADMIN else "deploy",
-                }
-            )
-            items.append(
-                {
-                    "kind": "cloudwatch_log_group",
-                    "name": f"/aws/lambda/{name}",
-                    "retention_days": self.args.log_retention_days,
-                }
-            )
+            trigger = function.trigger.value if function is not TOPIC_ADMIN else "deploy"
+            items += lambda_cost_items(self.args.cell, function, self.args.log_retention_days, trigger)
             if function.trigger is TriggerKind.KAFKA:
                 items.append(
                     {
@@ -504,6 +487,25 @@ def deploy_lambda(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
     )
     return DeployedFunction(function, resource.name, resource.arn, log_group_name, role.arn)
+
+
+def lambda_cost_items(
+    cell: str, function: Function, log_retention_days: int, trigger: str
+) -> list[dict[str, Any]]:
+    """What `deploy_lambda` deploys, as the cost model counts it: the function and its log group."""
+    name = f"{cell}-{function.job}"
+    return [
+        {
+            "kind": "lambda_function",
+            "name": name,
+            "job": function.job,
+            "memory_mb": function.memory_mb,
+            "architecture": ARCHITECTURE,
+            "timeout_seconds": function.timeout_seconds,
+            "trigger": trigger,
+        },
+        {"kind": "cloudwatch_log_group", "name": f"/aws/lambda/{name}", "retention_days": log_retention_days},
+    ]
 
 
 def in_vpc(function: Function) -> bool:

@@ -24,6 +24,7 @@ from infra.components.aws.functions import (
     Scheduled,
     deploy_lambda,
     invocations_per_month,
+    lambda_cost_items,
     scheduled,
 )
 from infra.components.aws.iam import FunctionAccess
@@ -179,25 +180,7 @@ class HomeFunctions(pulumi.ComponentResource):
             {"kind": "lambda_layer", "name": f"{args.home}-dependencies", "count": 1}
         ]
         for function in args.functions:
-            name = f"{args.home}-{function.job}"
-            items.append(
-                {
-                    "kind": "lambda_function",
-                    "name": name,
-                    "job": function.job,
-                    "memory_mb": function.memory_mb,
-                    "architecture": ARCHITECTURE,
-                    "timeout_seconds": function.timeout_seconds,
-                    "trigger": function.trigger.value,
-                }
-            )
-            items.append(
-                {
-                    "kind": "cloudwatch_log_group",
-                    "name": f"/aws/lambda/{name}",
-                    "retention_days": args.log_retention_days,
-                }
-            )
+            items += lambda_cost_items(args.home, function, args.log_retention_days, function.trigger.value)
             if function.trigger is TriggerKind.SCHEDULE:
                 items.append(
                     {
