@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.aws.buckets import private_and_encrypted, tls_only
 from infra.components.aws.iam import FunctionAccess, assume_role_policy, function_policy
 from infra.components.aws.kafka import Kafka, topic_spec
 from infra.components.aws.ledgers import Ledgers
@@ -114,7 +115,7 @@ class Functions(pulumi.ComponentResource):
         aws.sqs.QueuePolicy(
             "failures",
             queue_url=self.failure_queue.url,
-            policy=pulumi.Output.json_dumps(_deny_insecure_transport("sqs:*", [self.failure_queue.arn])),
+            policy=pulumi.Output.json_dumps(tls_only("sqs:*", [self.failure_queue.arn])),
             opts=self.child,
         )
         self.failure_bucket = self._failure_bucket(key)
@@ -149,34 +150,12 @@ class Functions(pulumi.ComponentResource):
             tags=dict(self.args.tags),
             opts=self.child,
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            "kafka-failures",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=self.child,
-        )
-        aws.s3.BucketPublicAccessBlock(
-            "kafka-failures",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.child,
-        )
+        private_and_encrypted("kafka-failures", bucket.id, key, self.child)
         aws.s3.BucketPolicy(
             "kafka-failures",
             bucket=bucket.id,
             policy=pulumi.Output.json_dumps(
-                _deny_insecure_transport("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
+                tls_only("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
             ),
             opts=self.child,
         )
@@ -539,19 +518,3 @@ def _cron_field_count(field: str, size: int) -> int:
         low, high = (0, size - 1) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
         values.update(range(low, high + 1, step))
     return len(values)
-
-
-def _deny_insecure_transport(actions: str, resources: list[pulumi.Input[str]]) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": actions,
-                "Resource": resources,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }

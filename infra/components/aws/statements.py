@@ -22,6 +22,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.aws.buckets import deny_insecure_transport, private_and_encrypted
+from infra.components.aws.ledgers import kept_key
 from infra.components.keep import kept
 from meterline.topology import INGEST, STATEMENTS_PREFIX
 
@@ -57,17 +59,13 @@ class Statements(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        key = aws.kms.Key(
+        key = kept_key(
+            self,
             "statements",
-            description=f"{args.home}: the cells' statements at rest, and their notifications",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=pulumi.Output.json_dumps(statements_key_policy(account)),
-            tags=tags,
-            opts=kept(self),
-        )
-        aws.kms.Alias(
-            "statements", name=f"alias/{args.home}-statements", target_key_id=key.key_id, opts=child
+            f"{args.home}-statements",
+            f"{args.home}: the cells' statements at rest, and their notifications",
+            statements_key_policy(account),
+            tags,
         )
         bucket = aws.s3.Bucket(
             "statements", bucket=args.bucket_name, force_destroy=False, tags=tags, opts=kept(self)
@@ -75,32 +73,10 @@ class Statements(pulumi.ComponentResource):
         aws.s3.BucketOwnershipControls(
             "statements", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
         )
-        aws.s3.BucketPublicAccessBlock(
-            "statements",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
         aws.s3.BucketVersioning(
             "statements", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=child
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            "statements",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=child,
-        )
+        private_and_encrypted("statements", bucket.id, key.arn, child)
         aws.s3.BucketLifecycleConfiguration(
             "statements",
             bucket=bucket.id,
@@ -185,14 +161,7 @@ def bucket_policy(bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport("s3:*", [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")]),
             {
                 # create-only: a statement is never overwritten, whoever holds s3:PutObject
                 "Sid": "DenyOverwritingStatements",
@@ -223,14 +192,7 @@ def notifications_policy(
                     "StringEquals": {"aws:SourceAccount": account},
                 },
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": queue_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport("sqs:*", queue_arn),
         ],
     }
 
