@@ -19,10 +19,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws.buckets import private_and_encrypted, tls_only
 from infra.components.aws.iam import FunctionAccess, assume_role_policy, function_policy
 from infra.components.aws.kafka import Kafka, topic_spec
 from infra.components.aws.ledgers import Ledgers
+from infra.components.aws.storage import encrypted_queue, private_and_encrypted, tls_only
 from infra.components.home_link import HomeEndpoint
 from infra.config import KafkaPollers
 from infra.packaging import ARCHITECTURE, HANDLER, RUNTIME, LambdaPackages
@@ -45,7 +45,6 @@ STREAM_FILTERS = {
     # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
     "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": PARTIAL}]}}}},
 }
-FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 MAPPING_METRICS = ["EventCount"]
 """Each trigger reports what it polled, invoked, failed (partial batch responses included), dropped and
 sent to its on-failure destination, per mapping (AWS/Lambda, EventSourceMappingUUID): the alarms'
@@ -104,14 +103,7 @@ class Functions(pulumi.ComponentResource):
             description="orjson, PyYAML, iso4217, Powertools, confluent-kafka, MSK IAM signer",
             opts=self.child,
         )
-        self.failure_queue = aws.sqs.Queue(
-            "failures",
-            name=f"{args.cell}-failures",
-            kms_master_key_id=key,
-            message_retention_seconds=FAILURE_RETENTION_SECONDS,
-            tags=dict(args.tags),
-            opts=self.child,
-        )
+        self.failure_queue = encrypted_queue(self, "failures", f"{args.cell}-failures", key, args.tags)
         aws.sqs.QueuePolicy(
             "failures",
             queue_url=self.failure_queue.url,

@@ -17,7 +17,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws.functions import (
-    FAILURE_RETENTION_SECONDS,
     MAPPING_METRICS,
     DeployedFunction,
     LambdaSpec,
@@ -30,6 +29,7 @@ from infra.components.aws.functions import (
 from infra.components.aws.iam import FunctionAccess
 from infra.components.aws.ledgers import Ledgers
 from infra.components.aws.statements import Statements, object_arn
+from infra.components.aws.storage import encrypted_queue
 from infra.packaging import ARCHITECTURE, LambdaPackages
 from infra.settings import rendered
 from meterline.adapters.aws_lambda import AwsSettings
@@ -86,14 +86,7 @@ class HomeFunctions(pulumi.ComponentResource):
             ).arn
             for topic in args.topics
         }
-        failures = aws.sqs.Queue(
-            "failures",
-            name=f"{args.home}-failures",
-            kms_master_key_id=key,
-            message_retention_seconds=FAILURE_RETENTION_SECONDS,
-            tags=tags,
-            opts=child,
-        )
+        failures = encrypted_queue(self, "failures", f"{args.home}-failures", key, tags)
         self.failure_queue_name = failures.name
         self.functions, self.mappings = {}, {}
         for function in args.functions:

@@ -22,8 +22,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.components.aws.buckets import deny_insecure_transport, private_and_encrypted
 from infra.components.aws.ledgers import kept_key
+from infra.components.aws.storage import deny_insecure_transport, encrypted_queue, private_and_encrypted
 from infra.components.keep import kept
 from meterline.topology import INGEST, STATEMENTS_PREFIX
 
@@ -31,7 +31,6 @@ STATEMENT_RETENTION_DAYS = 400
 NONCURRENT_RETENTION_DAYS = 30
 INGEST_RECEIVES = 5
 """Receives of one notification before it goes to the redrive queue (each a failed ingest)."""
-QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,25 +97,19 @@ class Statements(pulumi.ComponentResource):
             policy=pulumi.Output.json_dumps(bucket_policy(bucket.arn)),
             opts=child,
         )
-        redrive = aws.sqs.Queue(
-            "statements-redrive",
-            name=f"{args.home}-statements-redrive",
-            kms_master_key_id=key.arn,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
-            tags=tags,
-            opts=child,
+        redrive = encrypted_queue(
+            self, "statements-redrive", f"{args.home}-statements-redrive", key.arn, tags
         )
-        queue = aws.sqs.Queue(
+        queue = encrypted_queue(
+            self,
             "statements",
-            name=f"{args.home}-statements",
-            kms_master_key_id=key.arn,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            f"{args.home}-statements",
+            key.arn,
+            tags,
             visibility_timeout_seconds=6 * INGEST.timeout_seconds,  # as Lambda advises for an SQS trigger
             redrive_policy=pulumi.Output.json_dumps(
                 {"deadLetterTargetArn": redrive.arn, "maxReceiveCount": INGEST_RECEIVES}
             ),
-            tags=tags,
-            opts=child,
         )
         queue_policy = aws.sqs.QueuePolicy(
             "statements",

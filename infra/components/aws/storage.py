@@ -1,12 +1,17 @@
-"""What the cell's failure bucket and the home's statements bucket share: public access blocked,
-KMS encryption with S3 Bucket Keys, and (like every queue) a policy that refuses all but TLS."""
+"""What the AWS stacks' buckets and queues share. A bucket (the cell's Kafka failures, the home's
+statements): public access blocked, KMS encryption with S3 Bucket Keys. A queue (failures,
+statement notifications and their redrive): encrypted, messages kept 14 days. Both: a policy that
+refuses all but TLS."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+
+QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 def private_and_encrypted(
@@ -35,6 +40,26 @@ def private_and_encrypted(
         ignore_public_acls=True,
         restrict_public_buckets=True,
         opts=opts,
+    )
+
+
+def encrypted_queue(
+    parent: pulumi.Resource,
+    name: str,
+    physical: str,
+    key_arn: pulumi.Input[str],
+    tags: Mapping[str, str],
+    **settings: Any,
+) -> aws.sqs.Queue:
+    """The queue `physical`, encrypted with `key_arn`, with any further `aws.sqs.Queue` `settings`."""
+    return aws.sqs.Queue(
+        name,
+        name=physical,
+        kms_master_key_id=key_arn,
+        message_retention_seconds=QUEUE_RETENTION_SECONDS,
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+        **settings,
     )
 
 
