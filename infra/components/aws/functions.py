@@ -175,15 +175,8 @@ class Functions(pulumi.ComponentResource):
     def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
         args = self.args
         tables = args.ledgers.tables
-        access = FunctionAccess(
-            log_group_arn=log_group_arn,
-            reads=[tables[name].arn for name in function.reads],
-            writes=[tables[name].arn for name in function.writes],
-            publishes=[args.kafka.topic_arn(topic) for topic in function.publishes],
-            key=args.ledgers.key_arn,
-            region=args.region,
-            in_vpc=in_vpc(function),
-        )
+        access = ledger_access(function, args.ledgers, args.region, log_group_arn, in_vpc=in_vpc(function))
+        access.publishes = [args.kafka.topic_arn(topic) for topic in function.publishes]
         if function is PUBLISH and args.home is not None:
             access.assumes = [args.home.role_arn]
         if function.trigger is TriggerKind.KAFKA:
@@ -458,6 +451,20 @@ def deploy_lambda(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
     )
     return DeployedFunction(function, resource.name, resource.arn, log_group_name, role.arn)
+
+
+def ledger_access(
+    function: Function, ledgers: Ledgers, region: str, log_group_arn: pulumi.Output[str], *, in_vpc: bool
+) -> FunctionAccess:
+    """What every function may do: write its log group, and read and write its ledgers (their key)."""
+    return FunctionAccess(
+        log_group_arn=log_group_arn,
+        reads=[ledgers.tables[name].arn for name in function.reads],
+        writes=[ledgers.tables[name].arn for name in function.writes],
+        key=ledgers.key_arn,
+        region=region,
+        in_vpc=in_vpc,
+    )
 
 
 def lambda_cost_items(

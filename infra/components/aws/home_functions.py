@@ -24,6 +24,7 @@ from infra.components.aws.functions import (
     deploy_lambda,
     invocations_per_month,
     lambda_cost_items,
+    ledger_access,
     scheduled,
 )
 from infra.components.aws.iam import FunctionAccess
@@ -135,16 +136,8 @@ class HomeFunctions(pulumi.ComponentResource):
 
     def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
         args = self.args
-        tables = args.ledgers.tables
-        access = FunctionAccess(
-            log_group_arn=log_group_arn,
-            reads=[tables[name].arn for name in function.reads],
-            writes=[tables[name].arn for name in function.writes],
-            key=args.ledgers.key_arn,
-            region=args.region,
-            in_vpc=False,
-            notifies=[self.notification_topics[topic] for topic in function.publishes],
-        )
+        access = ledger_access(function, args.ledgers, args.region, log_group_arn, in_vpc=False)
+        access.notifies = [self.notification_topics[topic] for topic in function.publishes]
         if function.trigger is TriggerKind.OBJECT_CREATED:
             access.queue = args.statements.queue_arn
             access.reads_objects = [object_arn(args.statements.bucket_arn, STATEMENTS_PREFIX)]
