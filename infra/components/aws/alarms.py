@@ -4,7 +4,8 @@ dashboard's widgets."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,28 @@ class Alarms:
 def kebab(name: str) -> str:
     """`FailedInvoke` → `failed-invoke`."""
     return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
+def dashboard(
+    parent: pulumi.Resource,
+    name: str,
+    dashboard_name: str,
+    body: Callable[..., dict[str, Any]],
+    functions: Mapping[str, DeployedFunction],
+    ledgers: Mapping[str, Ledger],
+    **names: pulumi.Input[Any],
+) -> pulumi.Output[str]:
+    """The dashboard `body(functions=…, tables=…, **names)` draws, once the names are known; its name."""
+    return aws.cloudwatch.Dashboard(
+        name,
+        dashboard_name=dashboard_name,
+        dashboard_body=pulumi.Output.all(
+            functions=[deployed.name for deployed in functions.values()],
+            tables=[ledger.name for ledger in ledgers.values()],
+            **names,
+        ).apply(lambda known: json.dumps(body(**known))),
+        opts=pulumi.ResourceOptions(parent=parent),
+    ).dashboard_name
 
 
 def widget(

@@ -11,18 +11,18 @@ only it can see (the handlers' own metrics, namespace `meterline`, dimension `se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
 from infra.components.aws.alarms import (
     HANDLER_NAMESPACE,
     Alarms,
     consumed_writes_widget,
+    dashboard,
     function_widgets,
     widget,
 )
@@ -73,17 +73,15 @@ class HomeOperations(pulumi.ComponentResource):
             "failures-queue", args.functions.failure_queue_name, "rate or close schedule failures"
         )
         self.alarms.ledger_throttles(args.ledgers.tables)
-        dashboard = aws.cloudwatch.Dashboard(
+        self.dashboard_name = dashboard(
+            self,
             "home",
-            dashboard_name=args.home,
-            dashboard_body=pulumi.Output.all(
-                functions=[deployed.name for deployed in args.functions.functions.values()],
-                tables=[ledger.name for ledger in args.ledgers.tables.values()],
-                queues=[args.statements.queue_name, args.statements.redrive_queue_name],
-            ).apply(lambda names: json.dumps(home_dashboard_body(args.region, args.home, **names))),
-            opts=pulumi.ResourceOptions(parent=self),
+            args.home,
+            partial(home_dashboard_body, args.region, args.home),
+            args.functions.functions,
+            args.ledgers.tables,
+            queues=[args.statements.queue_name, args.statements.redrive_queue_name],
         )
-        self.dashboard_name = dashboard.dashboard_name
         self.cost_items = self.alarms.cost_items()
         self.register_outputs({"alarm_topic_arn": self.alarm_topic_arn, "dashboard": self.dashboard_name})
 

@@ -13,20 +13,20 @@ and dead-lettered events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
 
 from infra.components.aws.alarms import (
     HANDLER_NAMESPACE,
     MAPPING_ALARMS,
     Alarms,
     consumed_writes_widget,
+    dashboard,
     function_widgets,
     widget,
 )
@@ -66,7 +66,6 @@ class Operations(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: OperationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:aws:Operations", name, None, opts)
-        self.child = pulumi.ResourceOptions(parent=self)
         self.alarms = Alarms(self, args.cell, args.ledgers.key_arn, args.tags)
         self.alarm_topic_arn = self.alarms.topic_arn
         for job, deployed in args.functions.functions.items():
@@ -104,24 +103,16 @@ class Operations(pulumi.ComponentResource):
             "stream or schedule failures were dead-lettered",
         )
         self.alarms.ledger_throttles(args.ledgers.tables)
-        dashboard = aws.cloudwatch.Dashboard(
+        self.dashboard_name = dashboard(
+            self,
             "cell",
-            dashboard_name=args.cell,
-            dashboard_body=pulumi.Output.all(
-                functions=[deployed.name for deployed in args.functions.functions.values()],
-                tables=[ledger.name for ledger in args.ledgers.tables.values()],
-                cluster=args.kafka.cluster_name,
-                mappings=args.functions.mappings,
-            ).apply(
-                lambda names: json.dumps(
-                    dashboard_body(
-                        args.region, args.cell, topics=[t.name for t in args.kafka.topics], **names
-                    )
-                )
-            ),
-            opts=self.child,
+            args.cell,
+            partial(dashboard_body, args.region, args.cell, topics=[t.name for t in args.kafka.topics]),
+            args.functions.functions,
+            args.ledgers.tables,
+            cluster=args.kafka.cluster_name,
+            mappings=args.functions.mappings,
         )
-        self.dashboard_name = dashboard.dashboard_name
         self.cost_items = self.alarms.cost_items()
         self.register_outputs({"alarm_topic_arn": self.alarm_topic_arn, "dashboard": self.dashboard_name})
 
