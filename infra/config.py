@@ -281,29 +281,9 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
     matched = _STACK_NAME.match(stack)
     if not matched:
         raise ConfigError(f"stack {stack}: stack names are <cloud>-<region>, e.g. aws-us-east-1")
-    if matched["home"]:
-        return _load_home_config(stack, raw, reader, matched["cloud"], matched["region"])
-    unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(f"stack {stack}: unknown key {unknown[0]}")
-    cloud = reader.text("meterline:cloud")
-    if cloud not in CLOUDS:
-        raise ConfigError(f"stack {stack}: meterline:cloud must be one of {', '.join(CLOUDS)}, not {cloud!r}")
-    if cloud != matched["cloud"]:
-        raise ConfigError(
-            f"stack {stack}: meterline:cloud is {cloud} but the stack name says {matched['cloud']}"
-        )
-    region_key = REGION_KEYS[cloud]
-    region = reader.text(region_key)
-    if region != matched["region"]:
-        raise ConfigError(
-            f"stack {stack}: {region_key} is {region} but the stack name says {matched['region']}"
-        )
-    for key, only in (("meterline:kafkaPollers", "aws"), ("meterline:managedKafka", "gcp")):
-        if key in raw and cloud != only:
-            raise ConfigError(f"stack {stack}: {key} applies to {only} cells only, not {cloud}")
-    if "meterline:eventHubs" in raw and cloud != "azure":
-        raise ConfigError(f"stack {stack}: meterline:eventHubs applies to azure cells only, not {cloud}")
+    cloud, region = matched["cloud"], matched["region"]
+    cell = not matched["home"]
+    (_check_cell_keys if cell else _check_home_keys)(stack, raw, reader, cloud, region)
     return StackConfig(
         stack=stack,
         cloud=cloud,
@@ -313,19 +293,40 @@ def load_stack_config(stack: str, raw: Mapping[str, str]) -> StackConfig:
         catalog=reader.catalog(),
         tags=reader.tags(),
         log_retention_days=reader.log_retention(cloud),
-        network=reader.cell_network(cloud, region),
-        kafka_pollers=reader.kafka_pollers() if cloud == "aws" else KafkaPollers(1, 1),
+        network=reader.cell_network(cloud, region) if cell else None,
+        kafka_pollers=reader.kafka_pollers() if cell and cloud == "aws" else KafkaPollers(1, 1),
         name_suffix=reader.name_suffix(),
-        project=reader.text("gcp:project") if cloud == "gcp" else None,
-        managed_kafka=reader.managed_kafka() if cloud == "gcp" else None,
-        event_hubs=reader.event_hubs() if cloud == "azure" else None,
-        home=reader.home_link(),
+        project=reader.text("gcp:project") if cell and cloud == "gcp" else None,
+        managed_kafka=reader.managed_kafka() if cell and cloud == "gcp" else None,
+        event_hubs=reader.event_hubs() if cell and cloud == "azure" else None,
+        home=reader.home_link() if cell else None,
+        home_settings=None if cell else HomeSettings(reader.cells()),
     )
 
 
-def _load_home_config(
-    stack: str, raw: Mapping[str, str], reader: _Reader, cloud: str, region: str
-) -> StackConfig:
+def _check_cell_keys(stack: str, raw: Mapping[str, str], reader: _Reader, cloud: str, region: str) -> None:
+    unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(f"stack {stack}: unknown key {unknown[0]}")
+    configured = reader.text("meterline:cloud")
+    if configured not in CLOUDS:
+        raise ConfigError(
+            f"stack {stack}: meterline:cloud must be one of {', '.join(CLOUDS)}, not {configured!r}"
+        )
+    if configured != cloud:
+        raise ConfigError(f"stack {stack}: meterline:cloud is {configured} but the stack name says {cloud}")
+    region_key = REGION_KEYS[cloud]
+    configured = reader.text(region_key)
+    if configured != region:
+        raise ConfigError(f"stack {stack}: {region_key} is {configured} but the stack name says {region}")
+    for key, only in (("meterline:kafkaPollers", "aws"), ("meterline:managedKafka", "gcp")):
+        if key in raw and cloud != only:
+            raise ConfigError(f"stack {stack}: {key} applies to {only} cells only, not {cloud}")
+    if "meterline:eventHubs" in raw and cloud != "azure":
+        raise ConfigError(f"stack {stack}: meterline:eventHubs applies to azure cells only, not {cloud}")
+
+
+def _check_home_keys(stack: str, raw: Mapping[str, str], reader: _Reader, cloud: str, region: str) -> None:
     unknown = sorted(key for key in raw if key.startswith("meterline:") and key not in _HOME_KEYS)
     if unknown:
         raise ConfigError(f"stack {stack}: unknown key {unknown[0]} (a billing home's stack)")
@@ -334,20 +335,6 @@ def _load_home_config(
     for key, named in (("meterline:cloud", cloud), ("aws:region", region)):
         if reader.text(key) != named:
             raise ConfigError(f"stack {stack}: {key} is {reader.text(key)} but the stack name says {named}")
-    return StackConfig(
-        stack=stack,
-        cloud=cloud,
-        region=region,
-        load=reader.load(),
-        budget_usd_month=reader.decimal("meterline:budgetUsdMonth", positive=True),
-        catalog=reader.catalog(),
-        tags=reader.tags(),
-        log_retention_days=reader.log_retention(cloud),
-        network=None,
-        kafka_pollers=KafkaPollers(1, 1),
-        name_suffix=reader.name_suffix(),
-        home_settings=HomeSettings(reader.cells()),
-    )
 
 
 def load_from_pulumi() -> StackConfig:

@@ -22,6 +22,7 @@ import pulumi_aws as aws
 from infra.components.aws.iam import FunctionAccess, assume_role_policy, function_policy
 from infra.components.aws.kafka import Kafka, topic_spec
 from infra.components.aws.ledgers import Ledgers
+from infra.components.aws.storage import encrypted_queue, private_and_encrypted, tls_only
 from infra.components.home_link import HomeEndpoint
 from infra.config import KafkaPollers
 from infra.packaging import ARCHITECTURE, HANDLER, RUNTIME, LambdaPackages
@@ -44,7 +45,6 @@ STREAM_FILTERS = {
     # the aggregates stream also carries markers, fences, rollups (large) and heads: rate wants partials
     "rate": {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": PARTIAL}]}}}},
 }
-FAILURE_RETENTION_SECONDS = 14 * 24 * 3600
 MAPPING_METRICS = ["EventCount"]
 """Each trigger reports what it polled, invoked, failed (partial batch responses included), dropped and
 sent to its on-failure destination, per mapping (AWS/Lambda, EventSourceMappingUUID): the alarms'
@@ -103,18 +103,11 @@ class Functions(pulumi.ComponentResource):
             description="orjson, PyYAML, iso4217, Powertools, confluent-kafka, MSK IAM signer",
             opts=self.child,
         )
-        self.failure_queue = aws.sqs.Queue(
-            "failures",
-            name=f"{args.cell}-failures",
-            kms_master_key_id=key,
-            message_retention_seconds=FAILURE_RETENTION_SECONDS,
-            tags=dict(args.tags),
-            opts=self.child,
-        )
+        self.failure_queue = encrypted_queue(self, "failures", f"{args.cell}-failures", key, args.tags)
         aws.sqs.QueuePolicy(
             "failures",
             queue_url=self.failure_queue.url,
-            policy=pulumi.Output.json_dumps(_deny_insecure_transport("sqs:*", [self.failure_queue.arn])),
+            policy=pulumi.Output.json_dumps(tls_only("sqs:*", [self.failure_queue.arn])),
             opts=self.child,
         )
         self.failure_bucket = self._failure_bucket(key)
@@ -149,34 +142,12 @@ class Functions(pulumi.ComponentResource):
             tags=dict(self.args.tags),
             opts=self.child,
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            "kafka-failures",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=self.child,
-        )
-        aws.s3.BucketPublicAccessBlock(
-            "kafka-failures",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self.child,
-        )
+        private_and_encrypted("kafka-failures", bucket.id, key, self.child)
         aws.s3.BucketPolicy(
             "kafka-failures",
             bucket=bucket.id,
             policy=pulumi.Output.json_dumps(
-                _deny_insecure_transport("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
+                tls_only("s3:*", [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")])
             ),
             opts=self.child,
         )
@@ -204,15 +175,8 @@ class Functions(pulumi.ComponentResource):
     def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
         args = self.args
         tables = args.ledgers.tables
-        access = FunctionAccess(
-            log_group_arn=log_group_arn,
-            reads=[tables[name].arn for name in function.reads],
-            writes=[tables[name].arn for name in function.writes],
-            publishes=[args.kafka.topic_arn(topic) for topic in function.publishes],
-            key=args.ledgers.key_arn,
-            region=args.region,
-            in_vpc=in_vpc(function),
-        )
+        access = ledger_access(function, args.ledgers, args.region, log_group_arn, in_vpc=in_vpc(function))
+        access.publishes = [args.kafka.topic_arn(topic) for topic in function.publishes]
         if function is PUBLISH and args.home is not None:
             access.assumes = [args.home.role_arn]
         if function.trigger is TriggerKind.KAFKA:
@@ -309,25 +273,8 @@ class Functions(pulumi.ComponentResource):
             {"kind": "lambda_layer", "name": f"{self.args.cell}-dependencies", "count": 1}
         ]
         for function in functions:
-            name = f"{self.args.cell}-{function.job}"
-            items.append(
-                {
-                    "kind": "lambda_function",
-                    "name": name,
-                    "job": function.job,
-                    "memory_mb": function.memory_mb,
-                    "architecture": ARCHITECTURE,
-                    "timeout_seconds": function.timeout_seconds,
-                    "trigger": function.trigger.value if function is not TOPIC_ADMIN else "deploy",
-                }
-            )
-            items.append(
-                {
-                    "kind": "cloudwatch_log_group",
-                    "name": f"/aws/lambda/{name}",
-                    "retention_days": self.args.log_retention_days,
-                }
-            )
+            trigger = function.trigger.value if function is not TOPIC_ADMIN else "deploy"
+            items += lambda_cost_items(self.args.cell, function, self.args.log_retention_days, trigger)
             if function.trigger is TriggerKind.KAFKA:
                 items.append(
                     {
@@ -506,6 +453,39 @@ def deploy_lambda(
     return DeployedFunction(function, resource.name, resource.arn, log_group_name, role.arn)
 
 
+def ledger_access(
+    function: Function, ledgers: Ledgers, region: str, log_group_arn: pulumi.Output[str], *, in_vpc: bool
+) -> FunctionAccess:
+    """What every function may do: write its log group, and read and write its ledgers (their key)."""
+    return FunctionAccess(
+        log_group_arn=log_group_arn,
+        reads=[ledgers.tables[name].arn for name in function.reads],
+        writes=[ledgers.tables[name].arn for name in function.writes],
+        key=ledgers.key_arn,
+        region=region,
+        in_vpc=in_vpc,
+    )
+
+
+def lambda_cost_items(
+    cell: str, function: Function, log_retention_days: int, trigger: str
+) -> list[dict[str, Any]]:
+    """What `deploy_lambda` deploys, as the cost model counts it: the function and its log group."""
+    name = f"{cell}-{function.job}"
+    return [
+        {
+            "kind": "lambda_function",
+            "name": name,
+            "job": function.job,
+            "memory_mb": function.memory_mb,
+            "architecture": ARCHITECTURE,
+            "timeout_seconds": function.timeout_seconds,
+            "trigger": trigger,
+        },
+        {"kind": "cloudwatch_log_group", "name": f"/aws/lambda/{name}", "retention_days": log_retention_days},
+    ]
+
+
 def in_vpc(function: Function) -> bool:
     """Whether the function runs in the cell's VPC. publish does not: the home's bucket may be in
     another region, which the VPC's S3 gateway endpoint does not reach (and the VPC has no NAT)."""
@@ -537,19 +517,3 @@ def _cron_field_count(field: str, size: int) -> int:
         low, high = (0, size - 1) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
         values.update(range(low, high + 1, step))
     return len(values)
-
-
-def _deny_insecure_transport(actions: str, resources: list[pulumi.Input[str]]) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": actions,
-                "Resource": resources,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }

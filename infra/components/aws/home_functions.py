@@ -17,18 +17,20 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.aws.functions import (
-    FAILURE_RETENTION_SECONDS,
     MAPPING_METRICS,
     DeployedFunction,
     LambdaSpec,
     Scheduled,
     deploy_lambda,
     invocations_per_month,
+    lambda_cost_items,
+    ledger_access,
     scheduled,
 )
 from infra.components.aws.iam import FunctionAccess
 from infra.components.aws.ledgers import Ledgers
 from infra.components.aws.statements import Statements, object_arn
+from infra.components.aws.storage import encrypted_queue
 from infra.packaging import ARCHITECTURE, LambdaPackages
 from infra.settings import rendered
 from meterline.adapters.aws_lambda import AwsSettings
@@ -85,14 +87,7 @@ class HomeFunctions(pulumi.ComponentResource):
             ).arn
             for topic in args.topics
         }
-        failures = aws.sqs.Queue(
-            "failures",
-            name=f"{args.home}-failures",
-            kms_master_key_id=key,
-            message_retention_seconds=FAILURE_RETENTION_SECONDS,
-            tags=tags,
-            opts=child,
-        )
+        failures = encrypted_queue(self, "failures", f"{args.home}-failures", key, tags)
         self.failure_queue_name = failures.name
         self.functions, self.mappings = {}, {}
         for function in args.functions:
@@ -141,16 +136,8 @@ class HomeFunctions(pulumi.ComponentResource):
 
     def _access(self, function: Function, log_group_arn: pulumi.Output[str]) -> FunctionAccess:
         args = self.args
-        tables = args.ledgers.tables
-        access = FunctionAccess(
-            log_group_arn=log_group_arn,
-            reads=[tables[name].arn for name in function.reads],
-            writes=[tables[name].arn for name in function.writes],
-            key=args.ledgers.key_arn,
-            region=args.region,
-            in_vpc=False,
-            notifies=[self.notification_topics[topic] for topic in function.publishes],
-        )
+        access = ledger_access(function, args.ledgers, args.region, log_group_arn, in_vpc=False)
+        access.notifies = [self.notification_topics[topic] for topic in function.publishes]
         if function.trigger is TriggerKind.OBJECT_CREATED:
             access.queue = args.statements.queue_arn
             access.reads_objects = [object_arn(args.statements.bucket_arn, STATEMENTS_PREFIX)]
@@ -179,25 +166,7 @@ class HomeFunctions(pulumi.ComponentResource):
             {"kind": "lambda_layer", "name": f"{args.home}-dependencies", "count": 1}
         ]
         for function in args.functions:
-            name = f"{args.home}-{function.job}"
-            items.append(
-                {
-                    "kind": "lambda_function",
-                    "name": name,
-                    "job": function.job,
-                    "memory_mb": function.memory_mb,
-                    "architecture": ARCHITECTURE,
-                    "timeout_seconds": function.timeout_seconds,
-                    "trigger": function.trigger.value,
-                }
-            )
-            items.append(
-                {
-                    "kind": "cloudwatch_log_group",
-                    "name": f"/aws/lambda/{name}",
-                    "retention_days": args.log_retention_days,
-                }
-            )
+            items += lambda_cost_items(args.home, function, args.log_retention_days, function.trigger.value)
             if function.trigger is TriggerKind.SCHEDULE:
                 items.append(
                     {

@@ -46,18 +46,15 @@ class Ledgers(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LedgersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("meterline:aws:Ledgers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        key = aws.kms.Key(
+        key = kept_key(
+            self,
             "cell",
-            description=f"{args.cell}: ledgers, logs, dead letters and alarms at rest",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=pulumi.Output.json_dumps(key_policy(account, args.region)),
-            tags=dict(args.tags),
-            opts=kept(self),
+            args.cell,
+            f"{args.cell}: ledgers, logs, dead letters and alarms at rest",
+            key_policy(account, args.region),
+            args.tags,
         )
-        aws.kms.Alias("cell", name=f"alias/{args.cell}", target_key_id=key.key_id, opts=child)
         self.key_arn = key.arn
         self.table_prefix = args.table_prefix
         self.tables = {}
@@ -97,6 +94,30 @@ class Ledgers(pulumi.ComponentResource):
         self.register_outputs(
             {"key_arn": self.key_arn, "tables": {name: ledger.arn for name, ledger in self.tables.items()}}
         )
+
+
+def kept_key(
+    parent: pulumi.Resource,
+    name: str,
+    alias: str,
+    description: str,
+    policy: Mapping[str, Any],
+    tags: Mapping[str, str],
+) -> aws.kms.Key:
+    """A rotated customer-managed key, aliased `alias/<alias>`, kept on destroy like what it encrypts."""
+    key = aws.kms.Key(
+        name,
+        description=description,
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        policy=pulumi.Output.json_dumps(policy),
+        tags=dict(tags),
+        opts=kept(parent),
+    )
+    aws.kms.Alias(
+        name, name=f"alias/{alias}", target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    return key
 
 
 def key_policy(account: pulumi.Input[str], region: str) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.aws.ledgers import kept_key
+from infra.components.aws.storage import deny_insecure_transport, encrypted_queue, private_and_encrypted
 from infra.components.keep import kept
 from meterline.topology import INGEST, STATEMENTS_PREFIX
 
@@ -29,7 +31,6 @@ STATEMENT_RETENTION_DAYS = 400
 NONCURRENT_RETENTION_DAYS = 30
 INGEST_RECEIVES = 5
 """Receives of one notification before it goes to the redrive queue (each a failed ingest)."""
-QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +58,13 @@ class Statements(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        key = aws.kms.Key(
+        key = kept_key(
+            self,
             "statements",
-            description=f"{args.home}: the cells' statements at rest, and their notifications",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=pulumi.Output.json_dumps(statements_key_policy(account)),
-            tags=tags,
-            opts=kept(self),
-        )
-        aws.kms.Alias(
-            "statements", name=f"alias/{args.home}-statements", target_key_id=key.key_id, opts=child
+            f"{args.home}-statements",
+            f"{args.home}: the cells' statements at rest, and their notifications",
+            statements_key_policy(account),
+            tags,
         )
         bucket = aws.s3.Bucket(
             "statements", bucket=args.bucket_name, force_destroy=False, tags=tags, opts=kept(self)
@@ -75,32 +72,10 @@ class Statements(pulumi.ComponentResource):
         aws.s3.BucketOwnershipControls(
             "statements", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
         )
-        aws.s3.BucketPublicAccessBlock(
-            "statements",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
         aws.s3.BucketVersioning(
             "statements", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=child
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            "statements",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "apply_server_side_encryption_by_default": {
-                        "sse_algorithm": "aws:kms",
-                        "kms_master_key_id": key.arn,
-                    },
-                    "bucket_key_enabled": True,
-                }
-            ],
-            opts=child,
-        )
+        private_and_encrypted("statements", bucket.id, key.arn, child)
         aws.s3.BucketLifecycleConfiguration(
             "statements",
             bucket=bucket.id,
@@ -122,25 +97,19 @@ class Statements(pulumi.ComponentResource):
             policy=pulumi.Output.json_dumps(bucket_policy(bucket.arn)),
             opts=child,
         )
-        redrive = aws.sqs.Queue(
-            "statements-redrive",
-            name=f"{args.home}-statements-redrive",
-            kms_master_key_id=key.arn,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
-            tags=tags,
-            opts=child,
+        redrive = encrypted_queue(
+            self, "statements-redrive", f"{args.home}-statements-redrive", key.arn, tags
         )
-        queue = aws.sqs.Queue(
+        queue = encrypted_queue(
+            self,
             "statements",
-            name=f"{args.home}-statements",
-            kms_master_key_id=key.arn,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            f"{args.home}-statements",
+            key.arn,
+            tags,
             visibility_timeout_seconds=6 * INGEST.timeout_seconds,  # as Lambda advises for an SQS trigger
             redrive_policy=pulumi.Output.json_dumps(
                 {"deadLetterTargetArn": redrive.arn, "maxReceiveCount": INGEST_RECEIVES}
             ),
-            tags=tags,
-            opts=child,
         )
         queue_policy = aws.sqs.QueuePolicy(
             "statements",
@@ -185,14 +154,7 @@ def bucket_policy(bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport("s3:*", [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")]),
             {
                 # create-only: a statement is never overwritten, whoever holds s3:PutObject
                 "Sid": "DenyOverwritingStatements",
@@ -223,14 +185,7 @@ def notifications_policy(
                     "StringEquals": {"aws:SourceAccount": account},
                 },
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": queue_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport("sqs:*", queue_arn),
         ],
     }
 
