@@ -87,9 +87,7 @@ def test_each_stack_has_the_consumer_groups_and_receive_rights_of_the_functions_
     }
 
 
-@pytest.mark.parametrize(
-    "job", [function.job for function in CELL_FUNCTIONS]
-)
+@pytest.mark.parametrize("job", [function.job for function in CELL_FUNCTIONS])
 def test_each_apps_package_indexes_exactly_its_own_function(
     previews: dict[str, Any], job: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

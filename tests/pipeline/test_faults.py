@@ -137,9 +137,7 @@ def test_faults_lose_nothing_and_count_nothing_twice() -> None:
                 entries = longer
             positions["usage"] += len(entries)
         partial_log = inner.streams[AGGREGATES_TABLE.name]
-        new = [
-            e.item for e in partial_log[positions["aggregates"] :] if is_partial(e.item)
-        ]
+        new = [e.item for e in partial_log[positions["aggregates"] :] if is_partial(e.item)]
         positions["aggregates"] = len(partial_log)
         if new:
             until_done(lambda: charges.run(new))
