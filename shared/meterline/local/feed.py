@@ -3,7 +3,8 @@ tenant's events keep their order in one partition, as SPEC's first-one-stands de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -22,6 +23,20 @@ def subject_of(line: bytes) -> bytes | None:
     return subject.encode() if isinstance(subject, str) else None
 
 
+@contextlib.contextmanager
+def signals_surface() -> Iterator[None]:
+    """A Ctrl-C or stop signal that lands while librdkafka runs a Python callback (a delivery
+    report inside ``poll``) comes back wrapped in a SystemError: raise the signal's own exception,
+    so the run stops as interrupted, not as failed."""
+    try:
+        yield
+    except SystemError as error:
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, BaseException) and not isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
 class UsageFeed:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
@@ -34,6 +49,10 @@ class UsageFeed:
         self.errors: list[str] = []
 
     def produce(self, values: Iterable[bytes], progress: Callable[[int], None] = lambda n: None) -> None:
+        with signals_surface():
+            self._produce(values, progress)
+
+    def _produce(self, values: Iterable[bytes], progress: Callable[[int], None]) -> None:
         for count, value in enumerate(values, 1):
             while True:
                 try:
