@@ -299,16 +299,15 @@ class PeriodLedger:
     def seal(self, now: datetime, final: bool = False) -> None:
         """Seal the open window (``final``: and close the period); a no-op on a closed period."""
         while (number := self.open_window()) is not None:
-            fence: Item = {
-                "pk": self.pk,
-                "sk": fence_sk(number),
-                "sealed_at": now.isoformat(),
-                "final": final,
-            }
-            stored = self.store.put_new(TABLE, fence)
-            if stored is None or not final:
+            sealed_here = self.seal_window(number, now, final)
+            if sealed_here or not final:
                 return  # sealed by us, or (not final) by a twin: either way this window is sealed
             # a twin sealed this window but not for good: the period is still open after it
+
+    def seal_window(self, number: int, now: datetime, final: bool = False) -> bool:
+        """Seal this window unless it is sealed already; whether this call sealed it."""
+        fence: Item = {"pk": self.pk, "sk": fence_sk(number), "sealed_at": now.isoformat(), "final": final}
+        return self.store.put_new(TABLE, fence) is None
 
     # reading ---------------------------------------------------------------------------------
 
