@@ -7,8 +7,10 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   zlib-packed), filed under the window that was open when it committed.
 - ``batch|<batch first>|<first>`` — the marker written with it: which records it applied.
 - ``fence|<window>`` — the window is sealed: the aggregate transaction checks the fence of its
-  window is absent, so no partial can join a window after its fence exists. Sealing the last
-  window ``final`` closes the period: later usage of it is billed in the next period.
+  window is absent, so no partial can join a window after its fence exists. Rate seals a window
+  to roll it up, publish once it holds ``SEAL_AFTER_PARTIALS`` partials (its cursor moves over
+  sealed windows only). Sealing the last window ``final`` closes the period: later usage of it
+  is billed in the next period.
 - ``rollup|<bucket>|<window>|<base>|<chunk>`` — for one tenant bucket, every partial of every
   window up to ``window`` merged (the previous rollup of the bucket, ``base``, plus the sealed
   windows after it). Its content follows from sealed, immutable partials, so two rollers of the

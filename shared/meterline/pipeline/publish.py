@@ -37,7 +37,15 @@ from meterline.statements import FinalMarker, Statement, period_prefix, statemen
 from meterline.topology import AGGREGATES_TABLE
 
 from .close import may_issue
-from .ledger import SEAL_AFTER_PARTIALS, PeriodLedger, Window, is_partial, partial_prefix, period_pk
+from .ledger import (
+    SEAL_AFTER_PARTIALS,
+    PeriodLedger,
+    Window,
+    is_partial,
+    partial_prefix,
+    period_pk,
+    periods_with_usage,
+)
 
 TABLE = AGGREGATES_TABLE.name
 FINALIZED = "finalized"
@@ -99,14 +107,13 @@ class StatementPublisher:
 
     def catch_up(self, now: datetime) -> list[Statement]:
         """Publish the partials not published yet in the ledgers of the periods up to ``now``'s
-        that are not final yet; return the statements this call created."""
-        done = self.finalized()
+        that are not final yet (those with usage: aggregate lists them before filing a partial);
+        return the statements this call created."""
+        done, first, current = self.finalized(), self.catalog.first_period, Period.of(now)
         created: list[Statement] = []
-        period, current = self.catalog.first_period, Period.of(now)
-        while period <= current:
-            if str(period) not in done:
+        for period in sorted(periods_with_usage(self.store)):
+            if first <= period <= current and str(period) not in done:
                 created += self.catch_up_period(period, now)
-            period = period.next()
         return created
 
     def catch_up_period(self, period: Period, now: datetime) -> list[Statement]:
