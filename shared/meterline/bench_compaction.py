@@ -7,6 +7,10 @@ the calls are split into quarters of the period so that a cost growing with the 
 shows as a ratio above one (re-reading every partial, as before rollups, grows linearly: the last
 quarter's mean is about seven times the first's). It also counts the write units the rollups and
 heads cost, per accepted event, since compaction is paid in writes.
+
+After each rate call publish's catch-up runs too (the schedule of the clouds whose ledger cannot
+trigger publish), on a store of its own over the same ledger, and its items read per run are split
+the same way: re-reading every partial and mark of the month, as it once did, grows with its age.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.adapters.memory import MemoryExchange, MemoryPublisher, MemoryStore
 from meterline.bootstrap import Jobs
 from meterline.catalog import Catalog
 from meterline.pipeline.aggregate import StreamRecord
 from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, is_partial
 from meterline.pipeline.processing import MeterProcessor
+from meterline.pipeline.publish import StatementPublisher
 from meterline.records import AcceptedUsage
 from meterline.topology import TABLES, USAGE_TABLE
 
@@ -56,11 +61,19 @@ def measure_compaction(catalog: Catalog, lines: Sequence[bytes], batch: int) -> 
     seen = 0
     log = store.created["aggregates"]
     stream = [StreamRecord(str(n), AcceptedUsage.from_item(item)) for n, item in enumerate(usage, 1)]
+    # publish on its own counter: its marks and seals stay out of the compaction's write units
+    publish_store = CountingStore(store.inner)
+    publisher = StatementPublisher(catalog, publish_store, MemoryExchange(), "bench")
+    now = max(record.usage.period for record in stream).start
+    publish_reads: list[int] = []
     for records in batches(stream, PARTIAL_EVENTS):
         aggregator.run(records)
         new, seen = [item for item in log[seen:] if is_partial(item)], len(log)
         calls.append(_rate_call(charges, store, new))
-    return _report(calls, accepted, store)
+        read_before = publish_store.items_read
+        publisher.catch_up(now)
+        publish_reads.append(publish_store.items_read - read_before)
+    return {**_report(calls, accepted, store), **_publish_report(publish_reads)}
 
 
 def _rate_call(charges: RunningCharges, store: CountingStore, partials: list[Any]) -> RateCall:
@@ -92,6 +105,16 @@ def _report(calls: list[RateCall], accepted: int, store: CountingStore) -> dict[
     }
 
 
+def _publish_report(reads_per_run: list[int]) -> dict[str, Any]:
+    size = max(1, len(reads_per_run) // QUARTERS)
+    reads = [_mean(reads_per_run[index * size : (index + 1) * size]) for index in range(QUARTERS)]
+    return {
+        "publish_items_read_per_catch_up_by_quarter": [str(value) for value in reads],
+        "publish_last_to_first_quarter_reads": str(_quotient(reads[-1], reads[0])),
+        "publish_max_items_read_per_catch_up": max(reads_per_run),
+    }
+
+
 def _mean(values: list[float] | list[int]) -> Decimal:
     if not values:
         return Decimal(0)
@@ -105,6 +128,7 @@ def _quotient(numerator: Decimal, denominator: Decimal) -> Decimal:
 def format_compaction(report: dict[str, Any], events: int) -> list[str]:
     cpu = ", ".join(report["rate_cpu_ms_per_call_by_quarter"])
     reads = ", ".join(report["rate_items_read_per_call_by_quarter"])
+    publish = ", ".join(report["publish_items_read_per_catch_up_by_quarter"])
     return [
         f"Compaction, in-memory store, {events:,} events as {report['partials']:,} partials of "
         f"{report['events_per_partial']} events, rate on every partial, sealing after "
@@ -116,4 +140,7 @@ def format_compaction(report: dict[str, Any], events: int) -> list[str]:
         f" at most {report['max_items_read_per_call']})",
         f"    rollups, heads and fences: {report['compaction_wru_per_accepted_event']} WRU per accepted"
         f" event   (aggregates by kind: {report['aggregates_wru_by_kind']})",
+        f"    items read per publish catch-up by quarter      {publish}"
+        f"   (last/first {report['publish_last_to_first_quarter_reads']};"
+        f" at most {report['publish_max_items_read_per_catch_up']})",
     ]

@@ -7,8 +7,10 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   zlib-packed), filed under the window that was open when it committed.
 - ``batch|<batch first>|<first>`` — the marker written with it: which records it applied.
 - ``fence|<window>`` — the window is sealed: the aggregate transaction checks the fence of its
-  window is absent, so no partial can join a window after its fence exists. Sealing the last
-  window ``final`` closes the period: later usage of it is billed in the next period.
+  window is absent, so no partial can join a window after its fence exists. Rate seals a window
+  to roll it up, publish once it holds ``SEAL_AFTER_PARTIALS`` partials (its cursor moves over
+  sealed windows only). Sealing the last window ``final`` closes the period: later usage of it
+  is billed in the next period.
 - ``rollup|<bucket>|<window>|<base>|<chunk>`` — for one tenant bucket, every partial of every
   window up to ``window`` merged (the previous rollup of the bucket, ``base``, plus the sealed
   windows after it). Its content follows from sealed, immutable partials, so two rollers of the
@@ -299,16 +301,15 @@ class PeriodLedger:
     def seal(self, now: datetime, final: bool = False) -> None:
         """Seal the open window (``final``: and close the period); a no-op on a closed period."""
         while (number := self.open_window()) is not None:
-            fence: Item = {
-                "pk": self.pk,
-                "sk": fence_sk(number),
-                "sealed_at": now.isoformat(),
-                "final": final,
-            }
-            stored = self.store.put_new(TABLE, fence)
-            if stored is None or not final:
+            sealed_here = self.seal_window(number, now, final)
+            if sealed_here or not final:
                 return  # sealed by us, or (not final) by a twin: either way this window is sealed
             # a twin sealed this window but not for good: the period is still open after it
+
+    def seal_window(self, number: int, now: datetime, final: bool = False) -> bool:
+        """Seal this window unless it is sealed already; whether this call sealed it."""
+        fence: Item = {"pk": self.pk, "sk": fence_sk(number), "sealed_at": now.isoformat(), "final": final}
+        return self.store.put_new(TABLE, fence) is None
 
     # reading ---------------------------------------------------------------------------------
 

@@ -4,9 +4,17 @@ after each period's ``end + grace`` the cell's final marker for it.
 - ``run`` (aggregates stream): each new partial becomes its statements, put create-only in the
   home's exchange. A statement's key and bytes follow from the partial alone, so a retry, a
   redelivered stream batch or a crash halfway publishes nothing twice: the repeat is a no-op.
-- ``catch_up`` (schedule, where no stream triggers publish): the partials of every period not yet
-  final that carry no ``published`` mark are published, then marked; a crash between the two
-  publishes them again, a no-op.
+- ``catch_up`` (schedule, where no stream triggers publish): for every period not yet final, the
+  partials published since its last run. Partials are filed under numbered windows that a fence
+  seals for good (``ledger``), so a watermark, "every partial of the sealed windows up to W is
+  published", is a durable cursor: a run reads the cursor, the windows after it (one sealed since
+  the last run, once more; the open one, from its start) and the ``published`` marks of those
+  windows, publishes what is unmarked, marks it, and moves the cursor past the sealed ones with a
+  conditional write, so a twin never moves it back. Publish seals an open window once it holds
+  ``SEAL_AFTER_PARTIALS`` partials, so the open window a run reads again stays that small whatever
+  rate's rollups wait for: a run costs what is new, not the month. A crash between a put and its
+  mark or the cursor publishes them again, a no-op; nothing is ever skipped. Rollups keep the
+  partials they fold (nothing deletes a partial), so publish reads them whenever it gets there.
 - ``finalize`` (schedule): once a period's grace has passed, its ledger is sealed for good (later
   usage of it is filed in the next period's ledger, and published as late), every partial of the
   ledger is published (the ones the stream already published are skipped by listing the
@@ -23,20 +31,40 @@ from typing import Any
 from meterline.catalog import Catalog
 from meterline.exchange import Exchange
 from meterline.periods import Period
-from meterline.ports import Item, Store
+from meterline.ports import ConditionFailedError, Item, PutIf, Store
 from meterline.records import unpack_book
 from meterline.statements import FinalMarker, Statement, period_prefix, statements_of
 from meterline.topology import AGGREGATES_TABLE
 
 from .close import may_issue
-from .ledger import PeriodLedger, is_partial, period_pk
+from .ledger import (
+    SEAL_AFTER_PARTIALS,
+    PeriodLedger,
+    Window,
+    is_partial,
+    partial_prefix,
+    period_pk,
+    periods_with_usage,
+)
 
 TABLE = AGGREGATES_TABLE.name
 FINALIZED = "finalized"
 """The cell ledger's record of the periods whose final marker stands: ``finalized|<period>``."""
 PUBLISHED = "published"
-"""The cell ledger's cursor for ``catch_up``: ``published|<period>`` holds the key of each partial
-of the period's ledger whose statements are out."""
+"""The cell ledger's record of ``catch_up`` in a period's ledger, ``published|<period>``: ``through``
+(every partial of the sealed windows up to its ``window`` is out), and the key of each partial of
+the windows after it whose statements are out."""
+THROUGH = "through"
+
+
+def published_pk(period: Period) -> str:
+    return f"{PUBLISHED}|{period}"
+
+
+def published_through(store: Store, period: Period) -> int:
+    """The last sealed window of the period whose every partial is published (-1: none yet)."""
+    item = store.get(TABLE, published_pk(period), THROUGH)
+    return -1 if item is None else int(str(item["window"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,32 +102,72 @@ class StatementPublisher:
         exchange failure raises; the next run goes on, and what was put stands (a no-op again)."""
         return Published(self.catch_up(now), self.finalize(now))
 
+    def finalized(self) -> set[str]:
+        return {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
+
     def catch_up(self, now: datetime) -> list[Statement]:
-        """Publish every partial not marked published in the ledgers of the periods up to ``now``'s
-        that are not final yet; return the statements this call created."""
-        done = {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
+        """Publish the partials not published yet in the ledgers of the periods up to ``now``'s
+        that are not final yet (those with usage: aggregate lists them before filing a partial);
+        return the statements this call created."""
+        done, first, current = self.finalized(), self.catalog.first_period, Period.of(now)
         created: list[Statement] = []
-        period, current = self.catalog.first_period, Period.of(now)
-        while period <= current:
-            if str(period) not in done:
-                created += self.catch_up_period(period)
-            period = period.next()
+        for period in sorted(periods_with_usage(self.store)):
+            if first <= period <= current and str(period) not in done:
+                created += self.catch_up_period(period, now)
         return created
 
-    def catch_up_period(self, period: Period) -> list[Statement]:
-        cursor = f"{PUBLISHED}|{period}"
-        published = {str(item["sk"]) for item in self.store.query(TABLE, cursor)}
-        created = []
-        for partial in self.store.query(TABLE, period_pk(period), "partial|"):
-            if str(partial["sk"]) in published:
-                continue
-            created += self.run([partial])
-            self.store.put(TABLE, {"pk": cursor, "sk": str(partial["sk"])})
+    def catch_up_period(self, period: Period, now: datetime) -> list[Statement]:
+        """Publish the windows after the period's cursor, up to the open one, and move the cursor
+        past those of them that were sealed when read."""
+        ledger = PeriodLedger(self.catalog, self.store, period)
+        through = sealed = published_through(self.store, period)
+        created: list[Statement] = []
+        while True:
+            window = ledger.window(sealed + 1)
+            created += self.publish_window(ledger, window, now)
+            if not window.sealed:
+                break
+            sealed = window.number
+            if window.final:
+                break
+        if sealed > through:
+            self.advance(period, through, sealed)
         return created
+
+    def publish_window(self, ledger: PeriodLedger, window: Window, now: datetime) -> list[Statement]:
+        """Publish the window's partials that carry no ``published`` mark, then mark them; seal
+        the window if it is open and holds enough partials."""
+        partials = ledger.partials(window.number)
+        if not partials:
+            return []
+        marks = published_pk(ledger.period)
+        marked = {str(item["sk"]) for item in self.store.query(TABLE, marks, partial_prefix(window.number))}
+        created = []
+        for partial in partials:
+            if str(partial["sk"]) not in marked:
+                created += self.run([partial])
+                self.store.put(TABLE, {"pk": marks, "sk": str(partial["sk"])})
+        if not window.sealed and len(partials) >= SEAL_AFTER_PARTIALS:
+            # partials may join it until the fence stands: the next run reads it once more, sealed
+            ledger.seal_window(window.number, now)
+        return created
+
+    def advance(self, period: Period, expected: int, through: int) -> None:
+        """Move the period's cursor from ``expected`` to ``through``, never back: a twin that moved
+        it as far or further wins."""
+        item: Item = {"pk": published_pk(period), "sk": THROUGH, "window": through}
+        while True:
+            try:
+                self.store.transact([PutIf(TABLE, item, "window", None if expected < 0 else expected)])
+                return
+            except ConditionFailedError:
+                expected = published_through(self.store, period)
+                if expected >= through:
+                    return
 
     def due(self, now: datetime) -> list[Period]:
         """Periods from billing's first whose grace has passed and whose marker is not out yet."""
-        done = {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
+        done = self.finalized()
         periods = []
         period = self.catalog.first_period
         while may_issue(period, self.catalog.billing.grace, now):
