@@ -455,7 +455,7 @@ class PeriodLedger:
         for bucket, values_of in sorted(by_bucket.items()):
             self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
 
-    def update_closing(self, closing: Closing) -> None:
+    def update_closing(self, closing: Closing, by: Period | None = None) -> None:
         """Replace the stored values in force at the period's end for these tenants (a later close
         carried them again, with late usage): each bucket they are in is rewritten whole, and a
         chunk it no longer needs is left empty (chunks are joined, so an empty one adds nothing)."""
