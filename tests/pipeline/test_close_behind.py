@@ -12,8 +12,9 @@ from meterline.adapters.memory import MemoryStore
 from meterline.periods import Period
 from meterline.pipeline import ledger as ledger_module
 from meterline.pipeline.invoices import amend_window, set_amend_window
-from meterline.pipeline.ledger import PeriodLedger, period_pk
+from meterline.pipeline.ledger import PeriodLedger, closing_prefix, pack_closing, period_pk
 from meterline.ports import Item
+from meterline.records import bucket_of
 from meterline.topology import AGGREGATES_TABLE, INVOICES_TABLE
 
 from .test_amendments import CATALOG
@@ -131,3 +132,19 @@ def test_a_reader_sees_octobers_end_values_before_or_after_an_update_never_half_
     assert store.seen
     assert [seen for seen in store.seen if seen not in (before, after)] == []
     assert october.closing() == after
+
+
+def test_end_values_stored_before_versions_are_read_and_kept_by_the_first_update() -> None:
+    # GIVEN October's end values for two tenants of one bucket as a close stored them before versions
+    store = StallingStore()
+    october = PeriodLedger(CATALOG, store, OCTOBER)
+    tenants = [t for t in (f"org-{n}" for n in range(100)) if bucket_of(t) == bucket_of("org-a")][:2]
+    packed = pack_closing({tenant: {CKU: Decimal(5)} for tenant in tenants})
+    item: Item = {"pk": period_pk(OCTOBER), "sk": f"{closing_prefix(bucket_of('org-a'))}0000", "book": packed}
+    store.put(AGGREGATES_TABLE.name, {**item, "chunks": 1})
+    stored = october.closing()
+    # WHEN November's close updates one of them
+    october.update_closing({tenants[0]: {CKU: Decimal(6)}}, by=NOVEMBER)
+    # THEN both were read, and the other keeps its value
+    assert stored == {tenant: {CKU: Decimal(5)} for tenant in tenants}
+    assert october.closing() == {tenants[0]: {CKU: Decimal(6)}, tenants[1]: {CKU: Decimal(5)}}
