@@ -321,12 +321,20 @@ def drafts_of(store: Store, tenant: str, period: Period) -> list[dict[str, Any]]
 WINDOW_KEY = ("window", "amend")
 
 
-def set_amend_window(store: Store, first: Period) -> None:
+def set_amend_window(store: Store, first: Period, attempts: int = 8) -> None:
     """Move the window forward to ``first`` (never back: a slow closer of an earlier period
-    cannot reopen periods a later close shut)."""
-    stored = amend_window(store)
-    if stored is None or stored < first:
-        store.put(INVOICES, {"pk": WINDOW_KEY[0], "sk": WINDOW_KEY[1], "first": str(first)})
+    cannot reopen periods a later close shut, even one stalled between its read and its write)."""
+    for _ in range(attempts):
+        item = store.get(INVOICES, *WINDOW_KEY)
+        if item is not None and Period.parse(str(item["first"])) >= first:
+            return
+        moved: Item = {"pk": WINDOW_KEY[0], "sk": WINDOW_KEY[1], "first": str(first)}
+        try:
+            store.transact([PutIf(INVOICES, moved, "first", None if item is None else item["first"])])
+        except ConditionFailedError:
+            continue  # another close moved it meanwhile: compare with where it left it
+        return
+    raise ConditionFailedError(0, f"the amendment window kept moving while moving it to {first}")
 
 
 def amend_window(store: Store) -> Period | None:

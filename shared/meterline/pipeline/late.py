@@ -88,7 +88,9 @@ class Late:
         close stores its own), so a later close replaying from one of them starts right."""
         for period in sorted(self.opening_of):
             if period < self.period:
-                PeriodLedger(self.catalog, self.store, period).update_closing(self.opening_of[period.next()])
+                PeriodLedger(self.catalog, self.store, period).update_closing(
+                    self.opening_of[period.next()], by=self.period
+                )
 
     def earliest(self) -> dict[str, Period]:
         """Each tenant with late usage, and its earliest late period."""

@@ -22,8 +22,14 @@ transaction touches one partition, which is all Azure Tables can commit atomical
   inside a summarised hour (the slow path), from the pieces up to the rollup's window.
 - ``head`` — which windows are rolled up, and the newest rollup of each bucket; advanced with a
   conditional write, so it only moves forward.
-- ``closing|<bucket>|<chunk>`` — written by the close: for one tenant bucket, the time-weighted
-  values in force at the period's end, which the next period opens with.
+- ``closing-at|<bucket>|<by>|<digest>|<chunk>`` — written by the close of period ``by`` (this one's,
+  or a later one's carrying late usage): for one tenant bucket, the time-weighted values in force at
+  the period's end, which the next period opens with. Never rewritten: a new version goes beside it.
+- ``closing-head|<bucket>`` — which version of the bucket's values stands, and which close wrote
+  it. The heads a close changes are flipped in one conditional transaction, and only to a close of
+  a later period: a reader sees all the old values or all the new ones, and a closer a month
+  behind never puts back older values. (``closing|<bucket>|<chunk>``: the values as stored before
+  versions, read while a bucket has no head.)
 
 Three partitions stand beside the periods': ``periods`` (one item per period with usage, written
 outside every transaction so concurrent shards never conflict on it), ``closed`` (one per period
@@ -38,13 +44,13 @@ most one run per hour of each time-weighted state, however many samples the stat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import zlib
 from collections.abc import Collection, Container, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import orjson
 
@@ -194,7 +200,19 @@ def closed_periods(store: Store) -> dict[Period, list[str]]:
 
 
 def closing_prefix(bucket: int) -> str:
+    """Where the values in force at a period's end were stored before they had versions."""
     return f"closing|{bucket:02d}|"
+
+
+CLOSING_HEAD = "closing-head|"
+
+
+def closing_head_sk(bucket: int) -> str:
+    return f"{CLOSING_HEAD}{bucket:02d}"
+
+
+def closing_version_prefix(bucket: int, version: str) -> str:
+    return f"closing-at|{bucket:02d}|{version}|"
 
 
 def rollup_prefix(bucket: int, window: int, base: int) -> str:
@@ -449,48 +467,87 @@ class PeriodLedger:
 
     def write_closing(self, closing: Closing) -> None:
         """Store the time-weighted values in force at the period's end (the close's, deterministic:
-        twin closers write the same)."""
-        by_bucket: dict[int, dict[str, Any]] = {}
-        for tenant, values in closing.items():
-            by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
-        for bucket, values_of in sorted(by_bucket.items()):
-            self.write_chunks(closing_prefix(bucket), pack_closing(values_of))
+        twin closers write the same; a close of a later period may have updated them already)."""
+        self.update_closing(closing, by=self.period)
 
-    def update_closing(self, closing: Closing) -> None:
-        """Replace the stored values in force at the period's end for these tenants (a later close
-        carried them again, with late usage): each bucket they are in is rewritten whole, and a
-        chunk it no longer needs is left empty (chunks are joined, so an empty one adds nothing)."""
+    def update_closing(self, closing: Closing, by: Period, attempts: int = 8) -> None:
+        """Replace the stored values in force at the period's end for these tenants, as the close
+        of ``by`` carried them (this period's, or a later one's, with late usage): each bucket they
+        are in is written whole under a new version, and the buckets' heads are flipped to them in
+        one conditional transaction, so a reader sees all the old values or all the new ones; a
+        bucket a close of ``by`` or later stored already is kept (a closer a month behind never puts
+        back what it knew then)."""
         by_bucket: dict[int, dict[str, Mapping[StateKey, Decimal]]] = {}
         for tenant, values in closing.items():
             by_bucket.setdefault(bucket_of(tenant), {})[tenant] = values
-        for bucket, updates in sorted(by_bucket.items()):
-            prefix = closing_prefix(bucket)
-            stored = self.store.query(TABLE, self.pk, prefix)
-            values_of: dict[str, Mapping[StateKey, Decimal]] = {}
-            if stored:
-                values_of.update(unpack_closing(b"".join(_blob(chunk) for chunk in stored)))
-            values_of.update(updates)
-            packed = pack_closing({tenant: values for tenant, values in values_of.items() if values})
-            pieces = [packed[at : at + MAX_CHUNK_BYTES] for at in range(0, len(packed), MAX_CHUNK_BYTES)]
-            pieces += [b""] * (len(stored) - len(pieces))
-            for index, blob in enumerate(pieces):
-                sk = f"{prefix}{index:04d}"
-                self.store.put(TABLE, {"pk": self.pk, "sk": sk, "book": blob, "chunks": len(pieces)})
+        for _ in range(attempts):
+            heads = self.closing_heads()
+            flips = [
+                self.write_closing_version(bucket, heads.get(bucket), updates, by)
+                for bucket, updates in sorted(by_bucket.items())
+                if bucket not in heads or Period.parse(str(heads[bucket]["by"])) < by
+            ]
+            if not flips:
+                return
+            try:
+                self.store.transact(flips)
+            except ConditionFailedError:
+                continue  # another close flipped a head first: merge onto what it stored
+            return
+        raise ConditionFailedError(0, f"the closing values of {self.period} kept moving")
+
+    def write_closing_version(self, bucket: int, head: Item | None, updates: Closing, by: Period) -> PutIf:
+        """Write the bucket's values with ``updates`` as a new version; return the head's flip."""
+        values_of: dict[str, Mapping[StateKey, Decimal]] = {}
+        values_of.update(self.bucket_closing(bucket, head))
+        values_of.update(updates)
+        packed = pack_closing({tenant: values for tenant, values in values_of.items() if values})
+        version = f"{by}|{hashlib.sha256(packed).hexdigest()[:16]}"
+        chunks, _ = self.write_chunks(closing_version_prefix(bucket, version), packed)
+        flipped: Item = {
+            "pk": self.pk,
+            "sk": closing_head_sk(bucket),
+            "by": str(by),
+            "version": version,
+            "chunks": chunks,
+        }
+        return PutIf(TABLE, flipped, "version", None if head is None else head["version"])
+
+    def closing_heads(self) -> dict[int, Item]:
+        """Each bucket's head: which version of its values in force at the period's end stands."""
+        return {
+            int(str(item["sk"]).removeprefix(CLOSING_HEAD)): item
+            for item in self.store.query(TABLE, self.pk, CLOSING_HEAD)
+        }
+
+    def bucket_closing(
+        self, bucket: int, head: Item | None, tenants: Container[str] | None = None
+    ) -> dict[str, dict[StateKey, Decimal]]:
+        """The bucket's stored values in force at the period's end: the version its head names
+        (without a head, the chunks stored before versions, if any)."""
+        if head is None:
+            chunks = self.store.query(TABLE, self.pk, closing_prefix(bucket))
+            expected = int(chunks[0].get("chunks", len(chunks))) if chunks else 0
+        else:
+            chunks = self.store.query(TABLE, self.pk, closing_version_prefix(bucket, str(head["version"])))
+            expected = int(head["chunks"])
+        if len(chunks) != expected:
+            raise StoreError(
+                f"the closing values of bucket {bucket} of {self.period} have {len(chunks)}"
+                f" of their {expected} chunks"
+            )
+        if not chunks:
+            return {}
+        return unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants)
 
     def closing(self, tenants: Collection[str] | None = None) -> dict[str, dict[StateKey, Decimal]]:
-        """The values in force at the period's end, as its close stored them (none if not closed)."""
+        """The values in force at the period's end, as its close (or a later one) stored them (none
+        if not closed)."""
         buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
+        heads = self.closing_heads()
         closing: dict[str, dict[StateKey, Decimal]] = {}
         for bucket in sorted(buckets):
-            chunks = self.store.query(TABLE, self.pk, closing_prefix(bucket))
-            if chunks:
-                expected = int(chunks[0].get("chunks", len(chunks)))
-                if len(chunks) != expected:
-                    raise StoreError(
-                        f"the closing values of bucket {bucket} of {self.period} have {len(chunks)}"
-                        f" of their {expected} chunks"
-                    )
-                closing.update(unpack_closing(b"".join(_blob(chunk) for chunk in chunks), tenants))
+            closing.update(self.bucket_closing(bucket, heads.get(bucket), tenants))
         return closing
 
 
