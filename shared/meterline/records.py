@@ -20,7 +20,7 @@ import orjson
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, EventKey, Reason, digest, read_event
-from meterline.metering import Group, Measurement, Metering, Reading
+from meterline.metering import Group, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
 from meterline.usage import UsageBook, fold
@@ -120,13 +120,10 @@ class AcceptedUsage:
         )
 
     def record_into(self, book: UsageBook, catalog: Catalog, period: Period) -> None:
-        book.record(
-            self.tenant,
-            period,
-            [Measurement(catalog.meters[meter], group, value) for meter, group, value in self.measurements],
-            self.time,
-            self.event_id,
-        )
+        meters = catalog.meters
+        time = self.time
+        readings = [((meter, group), meters[meter], value) for meter, group, value in self.measurements]
+        fold(book.states_on(self.key[0], period, time.day), readings, time, self.key[2])
 
 
 def _tag(value: Any) -> Any:
