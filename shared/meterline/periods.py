@@ -20,12 +20,17 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> Period:
+        known = _PARSED.get(text) if type(text) is str else None
+        if known is not None:
+            return known  # ledgers name the same few months in every entry they hold
         match = _PERIOD.fullmatch(text)
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise PeriodError(f"period {text!r} is not a month written YYYY-MM")
         period = cls(int(match.group(1)), int(match.group(2)))
         if not _FIRST <= period <= _LAST:
             raise PeriodError(f"period {text!r} is outside {_FIRST}..{_LAST}")
+        if len(_PARSED) < _PARSED_KEPT:
+            _PARSED[text] = period
         return period
 
     def __hash__(self) -> int:
@@ -55,6 +60,9 @@ class Period:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+_PARSED: dict[str, Period] = {}
+_PARSED_KEPT = 4096
+"""Valid texts only, and at most this many: a cache no input can grow without bound."""
 _FIRST = Period(1, 1)
 _LAST = Period(9999, 11)
 """The last month whose end (the next month's first instant) a datetime can hold."""

@@ -20,7 +20,7 @@ import orjson
 
 from meterline.catalog import Catalog
 from meterline.events import EventError, EventKey, Reason, digest, read_event
-from meterline.metering import Group, Measurement, Metering, Reading
+from meterline.metering import Group, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
 from meterline.usage import UsageBook, fold
@@ -120,13 +120,10 @@ class AcceptedUsage:
         )
 
     def record_into(self, book: UsageBook, catalog: Catalog, period: Period) -> None:
-        book.record(
-            self.tenant,
-            period,
-            [Measurement(catalog.meters[meter], group, value) for meter, group, value in self.measurements],
-            self.time,
-            self.event_id,
-        )
+        meters = catalog.meters
+        time = self.time
+        readings = [((meter, group), meters[meter], value) for meter, group, value in self.measurements]
+        fold(book.states_on(self.key[0], period, time.day), readings, time, self.key[2])
 
 
 def _tag(value: Any) -> Any:
@@ -149,15 +146,24 @@ def pack_book(book: UsageBook) -> bytes:
 
 def unpack_book(catalog: Catalog, blob: bytes, tenants: Container[str] | None = None) -> UsageBook:
     """The packed book, or (``tenants``) only those tenants' part of it."""
-    entries = orjson.loads(zlib.decompress(blob))
+    return book_of_entries(catalog, book_entries(blob), tenants)
+
+
+def book_entries(blob: bytes) -> list[Any]:
+    """A packed book read as far as its JSON: one entry per tenant, period and segment."""
+    entries: list[Any] = orjson.loads(zlib.decompress(blob))
+    return entries
+
+
+def book_of_entries(catalog: Catalog, entries: list[Any], tenants: Container[str] | None = None) -> UsageBook:
     if tenants is not None:
         entries = [entry for entry in entries if entry["tenant"] in tenants]
     return UsageBook.from_json(catalog, entries)
 
 
-def book_tenants(blob: bytes) -> set[tuple[str, Period]]:
-    """The (tenant, period) pairs a packed book holds, without building its states."""
-    return {(entry["tenant"], Period.parse(entry["period"])) for entry in orjson.loads(zlib.decompress(blob))}
+def entries_tenants(entries: list[Any]) -> set[tuple[str, Period]]:
+    """The (tenant, period) pairs a book's entries hold, without building its states."""
+    return {(entry["tenant"], Period.parse(entry["period"])) for entry in entries}
 
 
 # --- from a delivered record to what the usage ledger keeps ------------------------------------

@@ -137,13 +137,16 @@ class UsageBook:
     @classmethod
     def from_json(cls, catalog: Catalog, data: list[dict[str, Any]]) -> UsageBook:
         book = cls()
+        meters = catalog.meters
         for entry in data:
             period = Period.parse(entry["period"])
             first, end = entry.get("days") or whole_month(period)
             states = book.segment(entry["tenant"], period, (first, end))
             for item in entry["states"]:
-                meter = catalog.meters[item["meter"]]
-                group = tuple(group_from_json(v) for v in item["group"])
+                meter = meters[item["meter"]]
+                group = item["group"]
+                # a group value with a fraction is the only one JSON spells as an object
+                group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
                 states[(meter.key, group)] = state_from_json(meter.aggregation, item["state"])
         return book
 

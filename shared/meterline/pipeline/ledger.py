@@ -57,7 +57,17 @@ import orjson
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
-from meterline.records import BUCKETS, MAX_ITEM_BYTES, bucket_of, key_part, pack_book, unpack_book
+from meterline.records import (
+    BUCKETS,
+    MAX_ITEM_BYTES,
+    book_entries,
+    book_of_entries,
+    bucket_of,
+    entries_tenants,
+    key_part,
+    pack_book,
+    unpack_book,
+)
 from meterline.terms import Days
 from meterline.timeweighted import SampleKey, TimeWeightedState
 from meterline.topology import AGGREGATES_TABLE
@@ -287,6 +297,10 @@ class PeriodLedger:
         self.pk = period_pk(period)
         self.archive_reads = 0
         """Slow paths taken: hours of archived samples read back."""
+        self._tenants: dict[str, set[TenantPeriod]] = {}
+        """The (tenant, period) pairs of each partial read so far, by sort key: partials never change."""
+        self._entries: dict[str, list[Any]] = {}
+        """Partials ``tenants_in`` decoded, kept until ``book`` or ``roll_up`` reads them: decoded once."""
 
     # windows ---------------------------------------------------------------------------------
 
@@ -354,8 +368,26 @@ class PeriodLedger:
         for bucket in sorted(buckets):
             book.merge(self.rolled_up(head, bucket, tenants))
         for item in self.open_partials(head) if partials is None else partials:
-            book.merge(unpack_book(self.catalog, _blob(item), tenants))
+            book.merge(book_of_entries(self.catalog, self._read(item), tenants))
         return book
+
+    def tenants_in(self, partial: Item) -> set[TenantPeriod]:
+        """The (tenant, period) pairs a partial of this ledger holds."""
+        known = self._tenants.get(str(partial["sk"]))
+        if known is None:
+            sk = str(partial["sk"])
+            entries = self._entries[sk] = book_entries(_blob(partial))
+            known = self._tenants[sk] = entries_tenants(entries)
+        return known
+
+    def _read(self, partial: Item) -> list[Any]:
+        """A partial's entries, decoded now or taken from ``tenants_in``; its tenants remembered."""
+        sk = str(partial["sk"])
+        entries = self._entries.pop(sk, None)
+        if entries is None:
+            entries = book_entries(_blob(partial))
+            self._tenants[sk] = entries_tenants(entries)
+        return entries
 
     def rolled_up(self, head: Head, bucket: int, tenants: Collection[str] | None = None) -> UsageBook:
         rollup = head.rollups.get(bucket)
@@ -421,7 +453,8 @@ class PeriodLedger:
             folded: set[tuple[str, Period]] = set()
             for window in sealed:
                 for item in self.partials(window.number):
-                    for tenant_period, states in unpack_book(self.catalog, _blob(item)).states.items():
+                    partial = book_of_entries(self.catalog, self._read(item))
+                    for tenant_period, states in partial.states.items():
                         bucket = bucket_of(tenant_period[0])
                         fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states)
                         folded.add(tenant_period)

@@ -28,7 +28,6 @@ from meterline.catalog import Catalog
 from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
-from meterline.records import book_tenants
 from meterline.topology import BILLING_ALERTS, CHARGES_TABLE
 from meterline.usage import StateKey
 
@@ -47,14 +46,11 @@ class RunningCharges:
 
     def run(self, new_items: Iterable[Item], now: datetime | None = None) -> int:
         """Re-rate the tenants of the new partials among the items; return how many alerts were published."""
-        touched: dict[Period, set[str]] = {}
+        touched: dict[Period, list[Item]] = {}
         for item in new_items:
-            if not is_partial(item):
-                continue
-            period = billing_period_of(item)
-            # late usage (of an earlier period) is amended when this period closes
-            touched.setdefault(period, set()).update(_tenants_of(item, period))
-        return sum(self.rate_period(period, tenants, now) for period, tenants in sorted(touched.items()))
+            if is_partial(item):
+                touched.setdefault(billing_period_of(item), []).append(item)
+        return sum(self.rate_period(period, partials, now) for period, partials in sorted(touched.items()))
 
     def run_open(self, now: datetime | None = None) -> int:
         """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
@@ -66,19 +62,20 @@ class RunningCharges:
             published += self.rate_period(period, None, now)
         return published
 
-    def rate_period(self, period: Period, tenants: set[str] | None, now: datetime | None) -> int:
-        """Re-rate the tenants (None: every tenant in the period's open partials) for the period."""
+    def rate_period(self, period: Period, partials: list[Item] | None, now: datetime | None) -> int:
+        """Re-rate the tenants of the partials (None: of every open partial) for the period's ledger.
+        Late usage in them (of an earlier period) is amended when that period closes."""
         ledger = PeriodLedger(self.catalog, self.store, period)
         head = ledger.head()
         open_partials = ledger.open_partials(head)
-        if tenants is None:
-            tenants = {tenant for item in open_partials for tenant in _tenants_of(item, period)}
         if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
-            tenants |= {tenant for tenant, p in ledger.roll_up() if p == period}
+            folded = {tenant for tenant, p in ledger.roll_up() if p == period}
+            tenants = _tenants_of(ledger, open_partials if partials is None else partials, period) | folded
             book = ledger.book(tenants)
         else:
+            tenants = _tenants_of(ledger, open_partials if partials is None else partials, period)
             book = ledger.book(tenants, head, open_partials)
         now = now or datetime.now(UTC)
         bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants, until=now)
@@ -132,5 +129,6 @@ class RunningCharges:
         return published
 
 
-def _tenants_of(partial: Item, period: Period) -> set[str]:
-    return {tenant for tenant, p in book_tenants(bytes(partial["book"])) if p == period}  # type: ignore[arg-type]
+def _tenants_of(ledger: PeriodLedger, partials: list[Item], period: Period) -> set[str]:
+    """The tenants with usage of ``period`` in the partials (the ledger remembers those it has read)."""
+    return {tenant for item in partials for tenant, p in ledger.tenants_in(item) if p == period}
