@@ -8,18 +8,25 @@ cell's events through the amendments.
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
+import subprocess
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from meterline.local.breakdown import EVERY_CELL, market_breakdown
 from meterline.local.cells import DEFAULT_CELLS
 from meterline.local.demo import unavailable
-from meterline.local.demo_cells import market_breakdown
 from tests.e2e.demo_checks import (
     DemoRun,
     assert_invoices_equal_rate_through_amendments,
     assert_ledgers_count_what_was_produced,
+    demo_command,
+    descendants_of,
 )
 
 
@@ -85,6 +92,75 @@ def test_the_report_breaks_each_invoice_down_by_region_and_the_run_prints_its_th
     for invoices in cells_run.invoices.values():
         for invoice in invoices:
             assert sum(market_breakdown(invoice).values(), Decimal(0)) == Decimal(invoice["subtotal"])
+    # AND in the report each row's regions add up to its subtotal, and lines of meters not grouped
+    # by region are attributed to the cells their usage came from: "every cell" holds less than it
+    # would if no line were attributed
+    section = report.split("<h2>Each invoice by region</h2>", 1)[1]
+    attributed = 0
+    for period, invoices in cells_run.invoices.items():
+        table = section.split(f"<h3>{period}</h3>", 1)[1].split("</table>", 1)[0]
+        head = re.findall(r"<th>([^<]*)</th>", table)
+        rows = [re.findall(r"<td>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+        for invoice, row in zip(invoices, rows, strict=True):
+            amounts = dict(zip(head, row, strict=True))
+            parts = [Decimal(amounts[column].replace(",", "")) for column in head[1:-1]]
+            assert sum(parts, Decimal(0)) == Decimal(invoice["subtotal"]), (period, invoice["tenant"])
+            unattributed = market_breakdown(invoice).get(EVERY_CELL, Decimal(0))
+            attributed += Decimal(amounts[EVERY_CELL].replace(",", "")) < unattributed
+    assert attributed > 0
     # AND the terminal shows each stage's throughput per cell, and the home's
     assert "Throughput per stage" in cells_run.output
     assert "ingest" in cells_run.output
+
+
+SERVERS = 7
+"""The home's moto server; per cell its Tansu broker and its store's stand-in (moto, the Firestore
+emulator, Azurite)."""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
+def test_sigterm_while_the_cells_run_stops_every_server_and_exits_143(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: it runs Azurite, the Azure cell's stand-in")
+    for cloud in ("gcp", "azure"):
+        if reason := unavailable(cloud):
+            pytest.skip(reason)
+    # GIVEN the default deployment, small, with every cell's and the home's servers started
+    process = subprocess.Popen(
+        demo_command(tmp_path, "--tenants", "3", "--events", "6000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    started: dict[int, str] = {}
+    deadline = time.monotonic() + 120
+    while len(started) < SERVERS and time.monotonic() < deadline and process.poll() is None:
+        started |= {pid: command_of(pid) for pid in descendants_of(process.pid) - set(started)}
+        time.sleep(0.2)
+    assert len(started) >= SERVERS, process.poll()
+    time.sleep(3)  # the cells produce and drain
+    started |= {pid: command_of(pid) for pid in descendants_of(process.pid) - set(started)}
+    assert process.poll() is None, "the run ended before it could be stopped"
+    # WHEN it is sent SIGTERM
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=90)
+    # THEN it exits 128 + 15 without a traceback, and no process it started outlives it
+    assert process.returncode == 143, stderr.decode()
+    assert b"Traceback" not in stderr
+    # (a server killed last may still be in the kernel's exit path for a moment: no longer running
+    # its program, its memory released)
+    deadline = time.monotonic() + 5
+    while (alive := {pid: started[pid] for pid in started if Path(f"/proc/{pid}").exists()}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert alive == {}
+    assert (tmp_path / "INCOMPLETE").exists()
+
+
+def command_of(pid: int) -> str:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "(gone)"
+    return f"{command} (state {state})"
