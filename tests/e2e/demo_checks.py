@@ -111,21 +111,3 @@ def assert_ledgers_count_what_was_produced(run: DemoRun) -> None:
         assert document["unbilled_tenants"] == expected.unbilled_tenants
     assert run.status == 0, run.output
     assert "✓ reconciled" in run.output
-
-
-def descendants_of(pid: int) -> set[int]:
-    """Every live process under ``pid`` (children, their children, ...), read from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found

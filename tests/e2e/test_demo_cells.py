@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +21,6 @@ from tests.e2e.demo_checks import (
     DemoRun,
     assert_invoices_equal_rate_through_amendments,
     assert_ledgers_count_what_was_produced,
-    demo_command,
-    descendants_of,
 )
 
 
@@ -111,56 +105,3 @@ def test_the_report_breaks_each_invoice_down_by_region_and_the_run_prints_its_th
     # AND the terminal shows each stage's throughput per cell, and the home's
     assert "Throughput per stage" in cells_run.output
     assert "ingest" in cells_run.output
-
-
-SERVERS = 7
-"""The home's moto server; per cell its Tansu broker and its store's stand-in (moto, the Firestore
-emulator, Azurite)."""
-
-
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
-def test_sigterm_while_the_cells_run_stops_every_server_and_exits_143(tmp_path: Path) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: it runs Azurite, the Azure cell's stand-in")
-    for cloud in ("gcp", "azure"):
-        if reason := unavailable(cloud):
-            pytest.skip(reason)
-    # GIVEN the default deployment, small, with every cell's and the home's servers started
-    process = subprocess.Popen(
-        demo_command(tmp_path, "--tenants", "3", "--events", "6000"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    started: dict[int, str] = {}
-    deadline = time.monotonic() + 120
-    while len(started) < SERVERS and time.monotonic() < deadline and process.poll() is None:
-        started |= {pid: command_of(pid) for pid in descendants_of(process.pid) - set(started)}
-        time.sleep(0.2)
-    assert len(started) >= SERVERS, process.poll()
-    time.sleep(3)  # the cells produce and drain
-    started |= {pid: command_of(pid) for pid in descendants_of(process.pid) - set(started)}
-    assert process.poll() is None, "the run ended before it could be stopped"
-    # WHEN it is sent SIGTERM
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=90)
-    # THEN it exits 128 + 15 without a traceback, and no process it started outlives it
-    assert process.returncode == 143, stderr.decode()
-    assert b"Traceback" not in stderr
-    # (a server killed last may still be in the kernel's exit path for a moment: no longer running
-    # its program, its memory released)
-    deadline = time.monotonic() + 5
-    while (alive := {pid: started[pid] for pid in started if Path(f"/proc/{pid}").exists()}) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    assert alive == {}
-    assert (tmp_path / "INCOMPLETE").exists()
-
-
-def command_of(pid: int) -> str:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return "(gone)"
-    return f"{command} (state {state})"
