@@ -8,14 +8,15 @@ cell's events through the amendments.
 
 from __future__ import annotations
 
+import re
 import shutil
 from decimal import Decimal
 
 import pytest
 
+from meterline.local.breakdown import EVERY_CELL, market_breakdown
 from meterline.local.cells import DEFAULT_CELLS
 from meterline.local.demo import unavailable
-from meterline.local.demo_cells import market_breakdown
 from tests.e2e.demo_checks import (
     DemoRun,
     assert_invoices_equal_rate_through_amendments,
@@ -85,6 +86,22 @@ def test_the_report_breaks_each_invoice_down_by_region_and_the_run_prints_its_th
     for invoices in cells_run.invoices.values():
         for invoice in invoices:
             assert sum(market_breakdown(invoice).values(), Decimal(0)) == Decimal(invoice["subtotal"])
+    # AND in the report each row's regions add up to its subtotal, and lines of meters not grouped
+    # by region are attributed to the cells their usage came from: "every cell" holds less than it
+    # would if no line were attributed
+    section = report.split("<h2>Each invoice by region</h2>", 1)[1]
+    attributed = 0
+    for period, invoices in cells_run.invoices.items():
+        table = section.split(f"<h3>{period}</h3>", 1)[1].split("</table>", 1)[0]
+        head = re.findall(r"<th>([^<]*)</th>", table)
+        rows = [re.findall(r"<td>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
+        for invoice, row in zip(invoices, rows, strict=True):
+            amounts = dict(zip(head, row, strict=True))
+            parts = [Decimal(amounts[column].replace(",", "")) for column in head[1:-1]]
+            assert sum(parts, Decimal(0)) == Decimal(invoice["subtotal"]), (period, invoice["tenant"])
+            unattributed = market_breakdown(invoice).get(EVERY_CELL, Decimal(0))
+            attributed += Decimal(amounts[EVERY_CELL].replace(",", "")) < unattributed
+    assert attributed > 0
     # AND the terminal shows each stage's throughput per cell, and the home's
     assert "Throughput per stage" in cells_run.output
     assert "ingest" in cells_run.output

@@ -74,12 +74,13 @@ class Demo:
         for line in stream:  # type: ignore[attr-defined]
             lines.append(line.decode("utf-8", "replace"))
 
-    def ports_once_started(self) -> set[int]:
-        """The loopback ports the demo says its servers listen on, once they all started."""
+    def ports_once_started(self, cells: int = 1) -> set[int]:
+        """The loopback ports the demo says its servers listen on, once they all started (each of
+        its ``cells`` said where it logs)."""
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline and self.process.poll() is None:
             said = "".join(self.out)
-            if " · log " in said:
+            if said.count(" · log ") >= cells:
                 return {int(port) for port in re.findall(r"127\.0\.0\.1:(\d+)", said)}
             time.sleep(0.2)
         pytest.fail(f"the demo did not start its servers: {''.join(self.err)[-2000:]}")
@@ -146,6 +147,47 @@ def test_no_server_of_the_demo_outlives_it_however_it_is_stopped(
             for name in ("invoices.json", "report.html", "amendments.json")
             if (stale_out / name).exists()
         ]
+    finally:
+        for pid in {demo.process.pid, *started, *descendants_of(demo.process.pid)}:
+            if alive(pid):  # what this test started and the demo left behind: never beyond this test
+                os.kill(pid, signal.SIGKILL)
+        demo.process.wait(timeout=30)
+
+
+def test_sigterm_while_the_cells_run_stops_every_server_of_every_cell_and_the_home(tmp_path: Path) -> None:
+    from meterline.local.cells import DEFAULT_CELLS
+    from meterline.local.demo import unavailable
+
+    for cloud in ("gcp", "azure"):
+        if reason := unavailable(cloud):
+            pytest.skip(reason)
+
+    # GIVEN the default deployment, small, its home's and every cell's servers started, usage flowing
+    demo = Demo(demo_command(tmp_path, "--tenants", "3", "--events", "6000"))
+    started: set[int] = set()
+    try:
+        ports = demo.ports_once_started(cells=len(DEFAULT_CELLS))
+        time.sleep(2)
+        started = descendants_of(demo.process.pid)
+        assert demo.process.poll() is None, "the run ended before it could be stopped"
+        assert ports and started and all(listening(port) for port in ports)
+
+        # WHEN it is sent SIGTERM
+        demo.process.send_signal(signal.SIGTERM)
+        status = demo.process.wait(timeout=120)
+
+        # THEN it exits 128 + 15, saying so, and within seconds none of its processes or ports is left
+        assert status == 143, "".join(demo.err)
+        assert "".join(demo.err).splitlines()[-1] == "meterline: stopped by SIGTERM"
+        assert "Traceback" not in "".join(demo.err)
+        deadline = time.monotonic() + GONE_SECONDS
+        while time.monotonic() < deadline and (
+            any(alive(pid) for pid in started) or any(listening(port) for port in ports)
+        ):
+            time.sleep(0.2)
+        assert [pid for pid in started if alive(pid)] == []
+        assert [port for port in ports if listening(port)] == []
+        assert (tmp_path / "INCOMPLETE").is_file()
     finally:
         for pid in {demo.process.pid, *started, *descendants_of(demo.process.pid)}:
             if alive(pid):  # what this test started and the demo left behind: never beyond this test

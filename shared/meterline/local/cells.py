@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 CLOUDS = ("aws", "gcp", "azure")
-DEFAULT_CELLS = ("aws-us-east-1", "gcp-europe-west1", "azure-westeurope")
-"""Three cells on three clouds: the deployment ``make demo`` runs."""
+DEFAULT_CELLS = ("aws-ap-south-1", "gcp-europe-west1", "azure-westeurope")
+"""Three cells on three clouds: the deployment ``make demo`` runs. The AWS cell is Mumbai, the
+market the sample catalog prices egress in on its own, so the default run shows a regional price."""
 
 
 class CellNameError(ValueError):
@@ -26,7 +27,7 @@ class CellName:
         if cloud not in CLOUDS or not region:
             raise CellNameError(
                 f"cell {text!r}: name it <cloud>-<region>, the cloud one of {', '.join(CLOUDS)}"
-                " (aws-us-east-1, gcp-europe-west1, azure-westeurope)"
+                " (aws-ap-south-1, gcp-europe-west1, azure-westeurope)"
             )
         return cls(cloud, region)
 
@@ -41,7 +42,7 @@ def parse_cells(names: Sequence[str]) -> list[CellName]:
     return cells
 
 
-STAND_BY_CELLS = ("aws-eu-west-1", "aws-ap-south-1")
+STAND_BY_CELLS = ("aws-eu-west-1", "aws-us-east-1", "aws-ap-south-1")
 """What stands in for a default cell whose cloud cannot run on this machine (no Java and Google
 Cloud SDK for the Firestore emulator, no Node.js for Azurite): AWS cells need nothing but Python."""
 

@@ -27,13 +27,20 @@ from rich.table import Table
 from meterline import report
 from meterline.catalog import Catalog, parse_catalog
 from meterline.generate import GenerateSpec, LineCounts, generate, line_counts
-from meterline.markets import CLOUD, REGION
 from meterline.offline import RateResult
 from meterline.periods import Period
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.ledger import closed_periods
 
 from .azure import AzureCell
+from .breakdown import (
+    EVERY_CELL,
+    CellQuantities,
+    applied_books,
+    attributable,
+    cell_quantities,
+    market_breakdown,
+)
 from .cells import CellName, parse_cells
 from .demo import DemoRun, show_verdict
 from .deployment import AnyCell, CellsDriver, Throughput, started_cells
@@ -41,6 +48,8 @@ from .home import HomeError, LocalHome
 from .ledgers import LedgerCounts, credit_balances, invoice_from_json
 
 EVENTS_DIR = "events"
+ByPeriod = dict[str, CellQuantities]
+"""Each cell's quantities per line of a period's invoices, by the period's name."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,10 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
         invoices = invoices_by_period(home.store)
         amendments = all_amendments(home.store)
         announced = len(home.publisher.messages)
+        books = {
+            period: applied_books(catalog, home.store, home.exchange(), by_name, period)
+            for period in unbilled_by_period
+        }
     documents = issued_documents(catalog, ledger, unbilled_by_period, invoices)
     balances = credit_balances(catalog, invoices, amendments)
     usage = {name: month.values for name, month in by_name.items()}
@@ -150,8 +163,17 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
     produced = sum(len(values) for values in usage.values())
     outcome = DemoRun(documents, found, amendments, balances, produced / flowing, flowing, wall, {})
     outcome.stats = {"cells": stats, "throughput": throughput, "home": home_steps, "announced": announced}
-    write_results(spec, outcome, markets_html(documents))
-    _show(console, spec, catalog, documents, ledger, outcome)
+    quantities = {
+        document["period"]: attributable(
+            document["invoices"],
+            cell_quantities(
+                catalog, books[Period.parse(document["period"])], Period.parse(document["period"])
+            ),
+        )
+        for document in documents
+    }
+    write_results(spec, outcome, markets_html(documents, quantities))
+    _show(console, spec, catalog, documents, ledger, outcome, quantities)
     return outcome
 
 
@@ -211,6 +233,7 @@ def _show(
     documents: list[dict[str, Any]],
     ledger: LedgerCounts,
     outcome: DemoRun,
+    quantities: ByPeriod,
 ) -> None:
     for document in documents:
         period = Period.parse(document["period"])
@@ -222,7 +245,7 @@ def _show(
         else:
             console.rule(f"{period} · issued before the rest of its late usage arrived")
             console.print(report.totals_table(shown))
-    console.print(markets_table(documents, spec.period))
+    console.print(markets_table(documents, spec.period, quantities))
     console.print(
         throughput_table(outcome.stats["throughput"], outcome.stats["cells"], outcome.stats["home"])
     )
@@ -247,33 +270,20 @@ def _show(
     )
 
 
-def market_breakdown(invoice: dict[str, Any]) -> dict[str, Decimal]:
-    """An invoice's line amounts by the market (``<cloud>-<region>``) of their usage; the lines of
-    meters that do not group by market (the home merged their cells' states) under "every cell"."""
-    amounts: dict[str, Decimal] = {}
-    for line in invoice["lines"]:
-        group = line["group"]
-        market = f"{group.get(CLOUD, '?')}-{group[REGION]}" if REGION in group else EVERY_CELL
-        amounts[market] = amounts.get(market, Decimal(0)) + Decimal(line["amount"])
-    return amounts
-
-
-EVERY_CELL = "every cell"
-
-
-def markets_table(documents: list[dict[str, Any]], period: Period) -> Table:
+def markets_table(documents: list[dict[str, Any]], period: Period, quantities: ByPeriod) -> Table:
     table = Table(
-        title=f"{period} · each invoice's lines by the region of their usage (subtotal before discounts)",
+        title=f"{period} · each invoice's lines by the region of their usage (subtotal before discounts;"
+        " a line of a meter not grouped by region is split by each cell's quantity, see report.html)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
     document = next((d for d in documents if d["period"] == str(period)), None)
     invoices = document["invoices"] if document else []
-    markets = sorted({m for invoice in invoices for m in market_breakdown(invoice)} - {EVERY_CELL})
+    breakdowns = [market_breakdown(invoice, quantities.get(str(period))) for invoice in invoices]
+    markets = sorted({m for amounts in breakdowns for m in amounts} - {EVERY_CELL})
     for column in ("tenant", "currency", *markets, EVERY_CELL, "subtotal"):
         table.add_column(column, justify="left" if column in ("tenant", "currency") else "right")
-    for invoice in invoices:
-        amounts = market_breakdown(invoice)
+    for invoice, amounts in zip(invoices, breakdowns, strict=True):
         table.add_row(
             invoice["tenant"],
             invoice["currency"],
@@ -283,23 +293,36 @@ def markets_table(documents: list[dict[str, Any]], period: Period) -> Table:
     return table
 
 
-def markets_html(documents: list[dict[str, Any]]) -> str:
+def markets_html(documents: list[dict[str, Any]], quantities: ByPeriod) -> str:
     import html
 
-    parts = ["<h2>Each invoice by region</h2>"]
+    parts = [
+        "<h2>Each invoice by region</h2>",
+        f"<p>{html.escape(BREAKDOWN_NOTE)}</p>",
+    ]
     for document in documents:
         invoices = document["invoices"]
-        markets = sorted({m for invoice in invoices for m in market_breakdown(invoice)} - {EVERY_CELL})
+        breakdowns = [market_breakdown(invoice, quantities.get(document["period"])) for invoice in invoices]
+        markets = sorted({m for amounts in breakdowns for m in amounts} - {EVERY_CELL})
         head = "".join(f"<th>{html.escape(m)}</th>" for m in ("tenant", *markets, EVERY_CELL, "subtotal"))
         rows = []
-        for invoice in invoices:
-            amounts = market_breakdown(invoice)
+        for invoice, amounts in zip(invoices, breakdowns, strict=True):
             cells = "".join(f"<td>{amounts.get(m, Decimal(0)):,.2f}</td>" for m in (*markets, EVERY_CELL))
             rows.append(
                 f"<tr><td>{html.escape(invoice['tenant'])}</td>{cells}<td>{Decimal(invoice['subtotal']):,.2f}</td></tr>"
             )
         parts.append(f"<h3>{document['period']}</h3><table><tr>{head}</tr>{''.join(rows)}</table>")
     return "\n".join(parts)
+
+
+BREAKDOWN_NOTE = (
+    "A line grouped by region is that region's. A line of a meter that sums, counts or time-weights"
+    " is split by each cell's quantity in the statements the home applied to the month's invoice,"
+    " when those add up exactly to the line's quantity: each part rounded down to the cent, the"
+    " cents left over to the largest remainders, so the parts add up to the line. Every other line"
+    " (a max, a distinct count, a latest value, a tenant with more than one invoice in the month)"
+    " stays under 'every cell'. A report, not part of any invoice."
+)
 
 
 def throughput_table(throughput: Throughput, stats: dict[str, dict[str, Any]], home: list[HomeStep]) -> Table:
