@@ -24,7 +24,9 @@ absent everywhere and that a later create or put replaces.
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -78,7 +80,16 @@ TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RACED_STATUS = frozenset({409, 412})
 """A batch built from fresh reads fails with these only when another writer got in between."""
-ATTEMPTS = 4
+ATTEMPTS = 8
+BACKOFF_CAP_SECONDS = 0.5
+
+
+def _backoff(attempt: int) -> None:
+    """Full jitter before another attempt: writers racing on one partition (every aggregate batch of
+    a period checks the same window fence, and each check changes the fence's ETag) spread out
+    instead of colliding again at once, which under load used to exhaust the attempts."""
+    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, 0.01 * 2**attempt)))
+
 
 Entity = dict[str, Any]
 
@@ -118,7 +129,9 @@ class TablesStore:
         client = self._table(table)
         entity = encode_entity(item)
         doing = f"create {client.table_name} {entity['PartitionKey']}/{entity['RowKey']}"
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
             try:
                 with _mapped_errors(doing, passing=(ResourceExistsError,)):
                     client.create_entity(entity)
@@ -168,7 +181,9 @@ class TablesStore:
         if not writes:
             return
         client = self._table(writes[0].table)
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
             operations = [self._operation(client, index, write) for index, write in enumerate(writes)]
             try:
                 with _mapped_errors(f"transaction on {client.table_name}", passing=(TableTransactionError,)):
