@@ -38,6 +38,7 @@ from meterline.topology import AGGREGATES_TABLE
 
 from .close import may_issue
 from .ledger import (
+    PARTIAL,
     SEAL_AFTER_PARTIALS,
     PeriodLedger,
     Window,
@@ -183,7 +184,7 @@ class StatementPublisher:
         PeriodLedger(self.catalog, self.store, period).seal(now, final=True)
         published = set(self.exchange.keys(period_prefix(self.cell, period)))
         own: list[str] = []
-        for partial in self.store.query(TABLE, period_pk(period), "partial|"):
+        for partial in self.store.query(TABLE, period_pk(period), PARTIAL):
             for statement in self.statements(partial):
                 if statement.key not in published:
                     self.exchange.put(statement.key, statement.body)
