@@ -29,7 +29,7 @@ from meterline.statements import PREFIX, Address, FinalMarker, Statement, Statem
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
-from .ledger import MAX_CHUNK_BYTES, PeriodLedger, fence_sk, period_pk
+from .ledger import MAX_CHUNK_BYTES, PERIODS_PK, PeriodLedger, fence_sk, partial_prefix, period_pk
 
 TABLE = AGGREGATES_TABLE.name
 FINALS = "finals"
@@ -118,7 +118,7 @@ class Ingest:
         pk = period_pk(billed_in)
         partial: Item = {
             "pk": pk,
-            "sk": f"partial|{window:06d}|{key_part(statement.cell)}|{statement.statement_id}",
+            "sk": f"{partial_prefix(window)}{key_part(statement.cell)}|{statement.statement_id}",
             "book": blob,
             "tenants": len({tenant for tenant, _ in book.states}),
         }
@@ -135,7 +135,7 @@ class Ingest:
             ]
         )
         # the periods with usage, for the closer, as the aggregator notes them
-        self.store.put(TABLE, {"pk": "periods", "sk": str(billed_in)})
+        self.store.put(TABLE, {"pk": PERIODS_PK, "sk": str(billed_in)})
         if billed_in != statement.period:
             self.late += 1
 
