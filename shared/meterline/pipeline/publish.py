@@ -101,16 +101,18 @@ class StatementPublisher:
     def run_schedule(self, now: datetime) -> Published:
         """publish's schedule (every cloud): catch up, then report final what is due. A store or
         exchange failure raises; the next run goes on, and what was put stands (a no-op again)."""
-        return Published(self.catch_up(now), self.finalize(now))
+        done = self.finalized()  # read once: neither step changes it before finalize writes
+        return Published(self.catch_up(now, done), self.finalize(now, done))
 
     def finalized(self) -> set[str]:
         return {str(item["sk"]) for item in self.store.query(TABLE, FINALIZED)}
 
-    def catch_up(self, now: datetime) -> list[Statement]:
+    def catch_up(self, now: datetime, finalized: set[str] | None = None) -> list[Statement]:
         """Publish the partials not published yet in the ledgers of the periods up to ``now``'s
         that are not final yet (those with usage: aggregate lists them before filing a partial);
-        return the statements this call created."""
-        done, first, current = self.finalized(), self.catalog.first_period, Period.of(now)
+        return the statements this call created. ``finalized``: the periods already final, if read."""
+        done = self.finalized() if finalized is None else finalized
+        first, current = self.catalog.first_period, Period.of(now)
         created: list[Statement] = []
         for period in sorted(periods_with_usage(self.store)):
             if first <= period <= current and str(period) not in done:
@@ -166,9 +168,9 @@ class StatementPublisher:
                 if expected >= through:
                     return
 
-    def due(self, now: datetime) -> list[Period]:
+    def due(self, now: datetime, finalized: set[str] | None = None) -> list[Period]:
         """Periods from billing's first whose grace has passed and whose marker is not out yet."""
-        done = self.finalized()
+        done = self.finalized() if finalized is None else finalized
         periods = []
         period = self.catalog.first_period
         while may_issue(period, self.catalog.billing.grace, now):
@@ -177,8 +179,8 @@ class StatementPublisher:
             period = period.next()
         return periods
 
-    def finalize(self, now: datetime) -> list[FinalMarker]:
-        return [self.finalize_period(period, now) for period in self.due(now)]
+    def finalize(self, now: datetime, finalized: set[str] | None = None) -> list[FinalMarker]:
+        return [self.finalize_period(period, now) for period in self.due(now, finalized)]
 
     def finalize_period(self, period: Period, now: datetime) -> FinalMarker:
         PeriodLedger(self.catalog, self.store, period).seal(now, final=True)
