@@ -70,7 +70,8 @@ class Ingest:
             return self.record_final(FinalMarker.from_bytes(key, body))
         statement, book = read_statement(self.catalog, key, body)
         for _ in range(attempts):
-            marker = self.applied_marker(statement)
+            billed_in, window = self.billed_in(statement.period)
+            marker = self.applied_marker(statement, billed_in)
             if marker is not None:
                 if marker.get("digest", body_digest(body)) != body_digest(body):
                     raise StatementConflictError(
@@ -79,7 +80,7 @@ class Ingest:
                 self.index(statement)
                 return False
             try:
-                self.commit(statement, book)
+                self.commit(statement, book, billed_in, window)
             except ConditionFailedError:
                 continue  # a window was sealed, the period issued, or a twin delivery committed first
             self.index(statement)
@@ -97,10 +98,11 @@ class Ingest:
             billed_in = billed_in.next()
         return billed_in, window
 
-    def applied_marker(self, statement: Statement) -> Item | None:
-        """The statement's applied marker, looking in every ledger that may hold it."""
+    def applied_marker(self, statement: Statement, billed_in: Period) -> Item | None:
+        """The statement's applied marker, looking in every ledger that may hold it: its period's
+        up to ``billed_in``, the one that bills it now."""
         sk = applied_sk(statement.cell, statement.statement_id)
-        ledger, last = statement.period, self.billed_in(statement.period)[0]
+        ledger, last = statement.period, billed_in
         while ledger <= last:
             marker = self.store.get(TABLE, period_pk(ledger), sk)
             if marker is not None:
@@ -108,8 +110,9 @@ class Ingest:
             ledger = ledger.next()
         return None
 
-    def commit(self, statement: Statement, book: UsageBook) -> None:
-        billed_in, window = self.billed_in(statement.period)
+    def commit(self, statement: Statement, book: UsageBook, billed_in: Period, window: int) -> None:
+        """File the statement in ``billed_in``'s open ``window``; the transaction fails if that
+        window was sealed since it was read (the caller reads again)."""
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             raise StatementError(
@@ -142,13 +145,19 @@ class Ingest:
     def index(self, statement: Statement) -> None:
         self.store.put(
             TABLE,
-            {"pk": applied_index_pk(statement.period), "sk": f"{statement.cell}|{statement.statement_id}"},
+            {
+                "pk": applied_index_pk(statement.period),
+                "sk": f"{statement.cell}|{statement.statement_id}",
+                "cell": statement.cell,
+                "statement": statement.statement_id,
+            },
         )
 
     def record_final(self, marker: FinalMarker) -> bool:
         item: Item = {
             "pk": FINALS,
             "sk": f"{marker.period}|{marker.cell}",
+            "cell": marker.cell,
             "statements": orjson.dumps(marker.statements),
         }
         return self.store.put_new(TABLE, item) is None
@@ -157,11 +166,10 @@ class Ingest:
         """The cells whose final marker for the period stands, with every statement it names applied."""
         applied: dict[str, set[str]] = {}
         for item in self.store.query(TABLE, applied_index_pk(period)):
-            cell, statement_id = str(item["sk"]).rsplit("|", 1)
-            applied.setdefault(cell, set()).add(statement_id)
+            applied.setdefault(str(item["cell"]), set()).add(str(item["statement"]))
         reported = set()
         for item in self.store.query(TABLE, FINALS, f"{period}|"):
-            cell = str(item["sk"]).split("|", 1)[1]
+            cell = str(item["cell"])
             named = set(orjson.loads(item["statements"]))  # type: ignore[arg-type]
             if named <= applied.get(cell, set()):
                 reported.add(cell)
