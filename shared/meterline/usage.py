@@ -83,18 +83,36 @@ class UsageBook:
             states = segments[days] = {}
         return states
 
-    def merge(self, other: UsageBook) -> None:
+    def merge(self, other: UsageBook, adopt: bool = False) -> None:
+        """Merge in another book; ``adopt``: a book read for this merge only, whose states this
+        book may take over instead of copying (it must not be used again)."""
         for tenant_period, other_segments in other.states.items():
-            self.merge_states(tenant_period, other_segments)
+            self.merge_states(tenant_period, other_segments, adopt)
 
-    def merge_states(self, tenant_period: TenantPeriod, other_segments: Segments) -> None:
-        """Merge in one tenant's states for one period (another book's, which stay its own)."""
-        segments = self.states.setdefault(tenant_period, {})
+    def merge_states(
+        self, tenant_period: TenantPeriod, other_segments: Segments, adopt: bool = False
+    ) -> None:
+        """Merge in one tenant's states for one period (another book's, which stay its own unless
+        ``adopt``: then they may become this book's, and the other book is not used again)."""
+        segments = self.states.get(tenant_period)
+        if segments is None:
+            if adopt:
+                self.states[tenant_period] = other_segments
+                return
+            segments = self.states[tenant_period] = {}
         for days, other_states in other_segments.items():
-            states = segments.setdefault(days, {})
+            states = segments.get(days)
+            if states is None:
+                if adopt:
+                    segments[days] = other_states
+                    continue
+                states = segments[days] = {}
             for key, state in other_states.items():
                 mine = states.get(key)
                 if mine is None:
+                    if adopt:
+                        states[key] = state
+                        continue
                     mine = states[key] = new_state(state.kind)  # a copy: see the docstring
                 mine.merge(state)
 

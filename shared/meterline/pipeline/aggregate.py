@@ -145,7 +145,7 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        group = [record for record in records if self.slot(record.usage.period) == slot]
+        group = [record for record in records if self.slot(record.usage.period) is slot]
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -176,9 +176,8 @@ class Aggregator:
         if len(blob) > MAX_CHUNK_BYTES:
             return None
         first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})
-        marker = Marker(
-            int(first), int(records[-1].sequence), frozenset(str(record.usage.period) for record in records)
-        )
+        periods = {record.usage.period for record in records}
+        marker = Marker(int(first), int(records[-1].sequence), frozenset(str(period) for period in periods))
         return [
             PutNew(TABLE, partial_item(slot.billed_in, slot.window, first, blob, tenants)),
             Expect(TABLE, period_pk(slot.billed_in), fence_sk(slot.window), "sealed_at", None),

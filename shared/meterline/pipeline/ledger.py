@@ -367,9 +367,9 @@ class PeriodLedger:
         buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
         book = UsageBook()
         for bucket in sorted(buckets):
-            book.merge(self.rolled_up(head, bucket, tenants))
+            book.merge(self.rolled_up(head, bucket, tenants), adopt=True)
         for item in self.open_partials(head) if partials is None else partials:
-            book.merge(book_of_entries(self.catalog, self._read(item), tenants))
+            book.merge(book_of_entries(self.catalog, self._read(item), tenants), adopt=True)
         return book
 
     def tenants_in(self, partial: Item) -> set[TenantPeriod]:
@@ -457,12 +457,12 @@ class PeriodLedger:
                     partial = book_of_entries(self.catalog, self._read(item))
                     for tenant_period, states in partial.states.items():
                         bucket = bucket_of(tenant_period[0])
-                        fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states)
+                        fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states, adopt=True)
                         folded.add(tenant_period)
             rollups = dict(head.rollups)
             for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
-                book.merge(additions)
+                book.merge(additions, adopt=True)
                 self.write_archive(bucket, target, head.window, book)
                 rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
             advanced = Head(target, rollups, sealed[-1].final)
