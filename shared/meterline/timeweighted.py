@@ -358,6 +358,8 @@ class TimeWeightedState:
     @staticmethod
     def _stays_raw(samples: list[SampleKey]) -> bool:
         """Whether sorted samples are stored as they are: hours of at most two, too few for a span."""
+        if len(samples) > 2 * SPAN_AFTER_HOURS:
+            return False
         hours = _by_hour(samples)
         return len(hours) <= SPAN_AFTER_HOURS and all(len(hour) <= 2 for _, hour in hours)
 

@@ -15,10 +15,10 @@ from fractions import Fraction
 from typing import Any
 
 from meterline.aggregation import (
+    STATE_TYPES,
     AggregateState,
     meter_quantity,
     new_state,
-    state_from_json,
 )
 from meterline.catalog import Catalog
 from meterline.metering import Group, GroupValue, Measurement, Reading
@@ -155,18 +155,34 @@ class UsageBook:
     @classmethod
     def from_json(cls, catalog: Catalog, data: list[dict[str, Any]]) -> UsageBook:
         book = cls()
-        meters = catalog.meters
+        book.merge_json(catalog, data)
+        return book
+
+    def merge_json(self, catalog: Catalog, data: list[dict[str, Any]]) -> None:
+        """Merge in the entries ``to_json`` wrote, their states decoded straight into this book
+        (without a book of their own to copy them from)."""
+        readers = _state_readers(catalog)
         for entry in data:
             period = Period.parse(entry["period"])
             first, end = entry.get("days") or whole_month(period)
-            states = book.segment(entry["tenant"], period, (first, end))
+            states = self.segment(entry["tenant"], period, (first, end))
             for item in entry["states"]:
-                meter = meters[item["meter"]]
+                meter_key, read = readers[item["meter"]]
                 group = item["group"]
                 # a group value with a fraction is the only one JSON spells as an object
                 group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
-                states[(meter.key, group)] = state_from_json(meter.aggregation, item["state"])
-        return book
+                state = read(item["state"])
+                mine = states.get((meter_key, group))
+                if mine is None:
+                    states[(meter_key, group)] = state
+                else:
+                    mine.merge(state)
+
+
+def _state_readers(catalog: Catalog) -> dict[str, tuple[str, Callable[[Any], AggregateState]]]:
+    """For each meter key: the key as the catalog spells it, and how to read its state's JSON."""
+    meters = catalog.meters
+    return {key: (meter.key, STATE_TYPES[meter.aggregation].from_json) for key, meter in meters.items()}
 
 
 def fold(states: States, readings: Iterable[Reading], time: datetime, event_id: str) -> None:

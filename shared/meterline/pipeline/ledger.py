@@ -450,19 +450,23 @@ class PeriodLedger:
             if not sealed:
                 return set()
             target = sealed[-1].number
-            fresh: dict[int, UsageBook] = {}
+            fresh: dict[int, list[Any]] = {}
             folded: set[tuple[str, Period]] = set()
+            buckets: dict[str, int] = {}
             for window in sealed:
                 for item in self.partials(window.number):
-                    partial = book_of_entries(self.catalog, self._read(item))
-                    for tenant_period, states in partial.states.items():
-                        bucket = bucket_of(tenant_period[0])
-                        fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states, adopt=True)
-                        folded.add(tenant_period)
+                    entries = self._read(item)
+                    folded |= self._tenants[str(item["sk"])]
+                    for entry in entries:
+                        tenant = entry["tenant"]
+                        bucket = buckets.get(tenant)
+                        if bucket is None:
+                            bucket = buckets[tenant] = bucket_of(tenant)
+                        fresh.setdefault(bucket, []).append(entry)
             rollups = dict(head.rollups)
-            for bucket, additions in sorted(fresh.items()):
+            for bucket, entries in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
-                book.merge(additions, adopt=True)
+                book.merge(UsageBook.from_json(self.catalog, entries), adopt=True)
                 self.write_archive(bucket, target, head.window, book)
                 rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
             advanced = Head(target, rollups, sealed[-1].final)
