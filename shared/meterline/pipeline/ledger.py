@@ -450,23 +450,25 @@ class PeriodLedger:
             if not sealed:
                 return set()
             target = sealed[-1].number
-            fresh: dict[int, list[Any]] = {}
+            fresh: dict[int, UsageBook] = {}
             folded: set[tuple[str, Period]] = set()
             buckets: dict[str, int] = {}
             for window in sealed:
                 for item in self.partials(window.number):
-                    entries = self._read(item)
-                    folded |= self._tenants[str(item["sk"])]
-                    for entry in entries:
+                    by_bucket: dict[int, list[Any]] = {}
+                    for entry in self._read(item):
                         tenant = entry["tenant"]
                         bucket = buckets.get(tenant)
                         if bucket is None:
                             bucket = buckets[tenant] = bucket_of(tenant)
-                        fresh.setdefault(bucket, []).append(entry)
+                        by_bucket.setdefault(bucket, []).append(entry)
+                    for bucket, entries in by_bucket.items():
+                        fresh.setdefault(bucket, UsageBook()).merge_json(self.catalog, entries)
+                    folded |= self._tenants[str(item["sk"])]
             rollups = dict(head.rollups)
-            for bucket, entries in sorted(fresh.items()):
+            for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
-                book.merge(UsageBook.from_json(self.catalog, entries), adopt=True)
+                book.merge(additions, adopt=True)
                 self.write_archive(bucket, target, head.window, book)
                 rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
             advanced = Head(target, rollups, sealed[-1].final)
