@@ -137,16 +137,24 @@ class UsageBook:
 
     def to_json(self) -> list[dict[str, Any]]:
         entries = []
+        months: dict[Period, tuple[str, Days]] = {}
         for (tenant, period), segments in self.states.items():
-            month = whole_month(period)
+            known = months.get(period)
+            if known is None:
+                known = months[period] = (str(period), whole_month(period))
+            text, month = known
             for days, states in segments.items():
                 if not states:
                     continue  # a segment of a cut month that has no usage
-                entry: dict[str, Any] = {"tenant": tenant, "period": str(period)}
+                entry: dict[str, Any] = {"tenant": tenant, "period": text}
                 if days != month:
                     entry["days"] = list(days)  # the whole month, by far the most usual, goes unsaid
                 entry["states"] = [
-                    {"meter": meter, "group": [group_to_json(v) for v in group], "state": state.to_json()}
+                    {
+                        "meter": meter,
+                        "group": [group_to_json(v) for v in group] if group else [],
+                        "state": state.to_json(),
+                    }
                     for (meter, group), state in states.items()
                 ]
                 entries.append(entry)
@@ -169,12 +177,14 @@ class UsageBook:
             for item in entry["states"]:
                 meter_key, read = readers[item["meter"]]
                 group = item["group"]
-                # a group value with a fraction is the only one JSON spells as an object
-                group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
+                if group:
+                    # a group value with a fraction is the only one JSON spells as an object
+                    group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
+                key = (meter_key, tuple(group))
                 state = read(item["state"])
-                mine = states.get((meter_key, group))
+                mine = states.get(key)
                 if mine is None:
-                    states[(meter_key, group)] = state
+                    states[key] = state
                 else:
                     mine.merge(state)
 
