@@ -14,7 +14,6 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 import orjson
@@ -95,7 +94,7 @@ class AcceptedUsage:
 
     @property
     def period(self) -> Period:
-        return _month(self.time.year, self.time.month)
+        return Period.of(self.time)
 
     def to_item(self) -> Item:
         return {
@@ -132,10 +131,6 @@ class AcceptedUsage:
             if state is None:
                 state = states[key] = new_state(meters[meter].aggregation)
             state.add(value, time, event_id)
-
-
-_month = cache(Period)
-"""The period of a year and month, one object each: aggregate asks for every event's, many times."""
 
 
 def _tag(value: Any) -> Any:
