@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 _PERIOD = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 
@@ -26,7 +27,7 @@ class Period:
         match = _PERIOD.fullmatch(text)
         if not match or not 1 <= int(match.group(2)) <= 12:
             raise PeriodError(f"period {text!r} is not a month written YYYY-MM")
-        period = cls(int(match.group(1)), int(match.group(2)))
+        period = _month(int(match.group(1)), int(match.group(2)))
         if not _FIRST <= period <= _LAST:
             raise PeriodError(f"period {text!r} is outside {_FIRST}..{_LAST}")
         if len(_PARSED) < _PARSED_KEPT:
@@ -39,7 +40,7 @@ class Period:
 
     @classmethod
     def of(cls, moment: datetime) -> Period:
-        return cls(moment.year, moment.month)
+        return _month(moment.year, moment.month)
 
     @property
     def start(self) -> datetime:
@@ -60,6 +61,9 @@ class Period:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+_month = cache(Period)
+"""One object per month read or taken from a time: the dicts periods key (and the caches of
+functions of a period) then find their keys by identity, without comparing fields."""
 _PARSED: dict[str, Period] = {}
 _PARSED_KEPT = 4096
 """Valid texts only, and at most this many: a cache no input can grow without bound."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from meterline.aggregation import new_state
 from meterline.catalog import Catalog
 from meterline.events import EventError, EventKey, Reason, digest, read_event
 from meterline.metering import Group, Metering, Reading
@@ -93,7 +94,7 @@ class AcceptedUsage:
 
     @property
     def period(self) -> Period:
-        return Period(self.time.year, self.time.month)
+        return Period.of(self.time)
 
     def to_item(self) -> Item:
         return {
@@ -115,15 +116,21 @@ class AcceptedUsage:
             (str(item["subject"]), str(item["source"]), str(item["id"])),
             bytes(item["fp"]),  # type: ignore[arg-type]
             datetime.fromisoformat(str(item["time"])),
-            tuple((m, tuple(_untag(x) for x in g), _untag(v)) for m, g, v in measurements),
+            tuple([(m, tuple([_untag(x) for x in g]) if g else (), _untag(v)) for m, g, v in measurements]),
             str(item["at"]),
         )
 
     def record_into(self, book: UsageBook, catalog: Catalog, period: Period) -> None:
+        """``fold`` without a reading per measurement: aggregate calls this once per event."""
         meters = catalog.meters
-        time = self.time
-        readings = [((meter, group), meters[meter], value) for meter, group, value in self.measurements]
-        fold(book.states_on(self.key[0], period, time.day), readings, time, self.key[2])
+        time, event_id = self.time, self.key[2]
+        states = book.states_on(self.key[0], period, time.day)
+        for meter, group, value in self.measurements:
+            key = (meter, group)
+            state = states.get(key)
+            if state is None:
+                state = states[key] = new_state(meters[meter].aggregation)
+            state.add(value, time, event_id)
 
 
 def _tag(value: Any) -> Any:

@@ -303,8 +303,11 @@ class TimeWeightedState:
         kept, before, hours = self._to_store()
         stored: list[Run] = []
         for hour, runs in hours:
-            first, last, count, area = _summary(runs)
-            run = Run(first, last, count, area) if count > 2 else Run.of(sorted({first, last}))
+            if len(runs) == 1 and runs[0].count <= 2 and not runs[0].archived:
+                run = runs[0]  # all of it is its first and last sample already
+            else:
+                first, last, count, area = _summary(runs)
+                run = Run(first, last, count, area) if count > 2 else Run.of(sorted({first, last}))
             summary._hours[hour] = [run]
             stored.append(run)
         if before is None and len(stored) <= SPAN_AFTER_HOURS:
@@ -325,7 +328,7 @@ class TimeWeightedState:
         archive: dict[datetime, TimeWeightedState] = {}
         for hour, runs in self._to_store()[2]:
             raw = [run for run in runs if not run.archived]
-            if raw and _summary(runs)[2] > 2:
+            if raw and sum(run.count for run in runs) > 2:
                 part = archive[hour] = TimeWeightedState()
                 part._hours[hour] = raw
         return archive
@@ -355,6 +358,8 @@ class TimeWeightedState:
     @staticmethod
     def _stays_raw(samples: list[SampleKey]) -> bool:
         """Whether sorted samples are stored as they are: hours of at most two, too few for a span."""
+        if len(samples) > 2 * SPAN_AFTER_HOURS:
+            return False
         hours = _by_hour(samples)
         return len(hours) <= SPAN_AFTER_HOURS and all(len(hour) <= 2 for _, hour in hours)
 
@@ -492,6 +497,8 @@ def _written(run: Run) -> list[Any]:
     if run.archived:
         return [_summary_json(run)]
     if run.count <= 2:
+        if run.encoded is None and run.raw is not None:
+            return [_encode(sample) for sample in run.raw]
         return [list(sample) for sample in zip(*run.encode(), strict=True)]
     return [[*_summary_json(run), *run.encode()]]
 
@@ -517,6 +524,8 @@ def _by_hour(samples: list[SampleKey]) -> list[tuple[datetime, list[SampleKey]]]
 
 def _written_samples(samples: list[SampleKey]) -> list[Any]:
     """Sorted, distinct samples as JSON items, hour by hour (as their runs would be written)."""
+    if len(samples) <= 2:
+        return [_encode(sample) for sample in samples]  # hours of at most two samples, each written
     written: list[Any] = []
     for _, hour in _by_hour(samples):
         written.extend(_written(Run.of(hour)) if len(hour) > 2 else [_encode(sample) for sample in hour])

@@ -15,10 +15,10 @@ from fractions import Fraction
 from typing import Any
 
 from meterline.aggregation import (
+    STATE_TYPES,
     AggregateState,
     meter_quantity,
     new_state,
-    state_from_json,
 )
 from meterline.catalog import Catalog
 from meterline.metering import Group, GroupValue, Measurement, Reading
@@ -83,18 +83,36 @@ class UsageBook:
             states = segments[days] = {}
         return states
 
-    def merge(self, other: UsageBook) -> None:
+    def merge(self, other: UsageBook, adopt: bool = False) -> None:
+        """Merge in another book; ``adopt``: a book read for this merge only, whose states this
+        book may take over instead of copying (it must not be used again)."""
         for tenant_period, other_segments in other.states.items():
-            self.merge_states(tenant_period, other_segments)
+            self.merge_states(tenant_period, other_segments, adopt)
 
-    def merge_states(self, tenant_period: TenantPeriod, other_segments: Segments) -> None:
-        """Merge in one tenant's states for one period (another book's, which stay its own)."""
-        segments = self.states.setdefault(tenant_period, {})
+    def merge_states(
+        self, tenant_period: TenantPeriod, other_segments: Segments, adopt: bool = False
+    ) -> None:
+        """Merge in one tenant's states for one period (another book's, which stay its own unless
+        ``adopt``: then they may become this book's, and the other book is not used again)."""
+        segments = self.states.get(tenant_period)
+        if segments is None:
+            if adopt:
+                self.states[tenant_period] = other_segments
+                return
+            segments = self.states[tenant_period] = {}
         for days, other_states in other_segments.items():
-            states = segments.setdefault(days, {})
+            states = segments.get(days)
+            if states is None:
+                if adopt:
+                    segments[days] = other_states
+                    continue
+                states = segments[days] = {}
             for key, state in other_states.items():
                 mine = states.get(key)
                 if mine is None:
+                    if adopt:
+                        states[key] = state
+                        continue
                     mine = states[key] = new_state(state.kind)  # a copy: see the docstring
                 mine.merge(state)
 
@@ -119,16 +137,24 @@ class UsageBook:
 
     def to_json(self) -> list[dict[str, Any]]:
         entries = []
+        months: dict[Period, tuple[str, Days]] = {}
         for (tenant, period), segments in self.states.items():
-            month = whole_month(period)
+            known = months.get(period)
+            if known is None:
+                known = months[period] = (str(period), whole_month(period))
+            text, month = known
             for days, states in segments.items():
                 if not states:
                     continue  # a segment of a cut month that has no usage
-                entry: dict[str, Any] = {"tenant": tenant, "period": str(period)}
+                entry: dict[str, Any] = {"tenant": tenant, "period": text}
                 if days != month:
                     entry["days"] = list(days)  # the whole month, by far the most usual, goes unsaid
                 entry["states"] = [
-                    {"meter": meter, "group": [group_to_json(v) for v in group], "state": state.to_json()}
+                    {
+                        "meter": meter,
+                        "group": [group_to_json(v) for v in group] if group else [],
+                        "state": state.to_json(),
+                    }
                     for (meter, group), state in states.items()
                 ]
                 entries.append(entry)
@@ -137,18 +163,36 @@ class UsageBook:
     @classmethod
     def from_json(cls, catalog: Catalog, data: list[dict[str, Any]]) -> UsageBook:
         book = cls()
-        meters = catalog.meters
+        book.merge_json(catalog, data)
+        return book
+
+    def merge_json(self, catalog: Catalog, data: list[dict[str, Any]]) -> None:
+        """Merge in the entries ``to_json`` wrote, their states decoded straight into this book
+        (without a book of their own to copy them from)."""
+        readers = _state_readers(catalog)
         for entry in data:
             period = Period.parse(entry["period"])
             first, end = entry.get("days") or whole_month(period)
-            states = book.segment(entry["tenant"], period, (first, end))
+            states = self.segment(entry["tenant"], period, (first, end))
             for item in entry["states"]:
-                meter = meters[item["meter"]]
+                meter_key, read = readers[item["meter"]]
                 group = item["group"]
-                # a group value with a fraction is the only one JSON spells as an object
-                group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
-                states[(meter.key, group)] = state_from_json(meter.aggregation, item["state"])
-        return book
+                if group:
+                    # a group value with a fraction is the only one JSON spells as an object
+                    group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
+                key = (meter_key, tuple(group))
+                state = read(item["state"])
+                mine = states.get(key)
+                if mine is None:
+                    states[key] = state
+                else:
+                    mine.merge(state)
+
+
+def _state_readers(catalog: Catalog) -> dict[str, tuple[str, Callable[[Any], AggregateState]]]:
+    """For each meter key: the key as the catalog spells it, and how to read its state's JSON."""
+    meters = catalog.meters
+    return {key: (meter.key, STATE_TYPES[meter.aggregation].from_json) for key, meter in meters.items()}
 
 
 def fold(states: States, readings: Iterable[Reading], time: datetime, event_id: str) -> None:

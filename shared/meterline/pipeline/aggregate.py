@@ -145,7 +145,7 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        group = [record for record in records if self.slot(record.usage.period) == slot]
+        group = [record for record in records if self.slot(record.usage.period) is slot]
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -163,22 +163,27 @@ class Aggregator:
         amended under the catalog that issued it, which may cut the month elsewhere (a customer
         since removed, a subscription since moved); days fit any catalog's cut."""
 
+        billed_in = slot.billed_in
+
         def cut(tenant: str, period: Period) -> tuple[terms.Days, ...]:
-            return terms.by_day(period) if period < slot.billed_in else self.cutter(tenant, period)
+            late = period is not billed_in and period < billed_in  # the same period, almost always
+            return terms.by_day(period) if late else self.cutter(tenant, period)
 
         return UsageBook(cut)
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
         book = self.book(slot)
+        catalog, periods = self.catalog, set()
         for record in records:
-            record.usage.record_into(book, self.catalog, record.usage.period)
+            usage = record.usage
+            period = usage.period
+            usage.record_into(book, catalog, period)
+            periods.add(period)
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
         first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})
-        marker = Marker(
-            int(first), int(records[-1].sequence), frozenset(str(record.usage.period) for record in records)
-        )
+        marker = Marker(int(first), int(records[-1].sequence), frozenset(str(period) for period in periods))
         return [
             PutNew(TABLE, partial_item(slot.billed_in, slot.window, first, blob, tenants)),
             Expect(TABLE, period_pk(slot.billed_in), fence_sk(slot.window), "sealed_at", None),

@@ -367,9 +367,9 @@ class PeriodLedger:
         buckets = range(BUCKETS) if tenants is None else {bucket_of(tenant) for tenant in tenants}
         book = UsageBook()
         for bucket in sorted(buckets):
-            book.merge(self.rolled_up(head, bucket, tenants))
+            book.merge(self.rolled_up(head, bucket, tenants), adopt=True)
         for item in self.open_partials(head) if partials is None else partials:
-            book.merge(book_of_entries(self.catalog, self._read(item), tenants))
+            book.merge(book_of_entries(self.catalog, self._read(item), tenants), adopt=True)
         return book
 
     def tenants_in(self, partial: Item) -> set[TenantPeriod]:
@@ -452,17 +452,23 @@ class PeriodLedger:
             target = sealed[-1].number
             fresh: dict[int, UsageBook] = {}
             folded: set[tuple[str, Period]] = set()
+            buckets: dict[str, int] = {}
             for window in sealed:
                 for item in self.partials(window.number):
-                    partial = book_of_entries(self.catalog, self._read(item))
-                    for tenant_period, states in partial.states.items():
-                        bucket = bucket_of(tenant_period[0])
-                        fresh.setdefault(bucket, UsageBook()).merge_states(tenant_period, states)
-                        folded.add(tenant_period)
+                    by_bucket: dict[int, list[Any]] = {}
+                    for entry in self._read(item):
+                        tenant = entry["tenant"]
+                        bucket = buckets.get(tenant)
+                        if bucket is None:
+                            bucket = buckets[tenant] = bucket_of(tenant)
+                        by_bucket.setdefault(bucket, []).append(entry)
+                    for bucket, entries in by_bucket.items():
+                        fresh.setdefault(bucket, UsageBook()).merge_json(self.catalog, entries)
+                    folded |= self._tenants[str(item["sk"])]
             rollups = dict(head.rollups)
             for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
-                book.merge(additions)
+                book.merge(additions, adopt=True)
                 self.write_archive(bucket, target, head.window, book)
                 rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
             advanced = Head(target, rollups, sealed[-1].final)
