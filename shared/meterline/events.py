@@ -431,19 +431,27 @@ def parse_time(value: object) -> datetime:
 
 
 def common_time(value: str) -> datetime | None:
-    """``parse_time`` of the spelling nearly every producer writes, in a fifth of its time: UTC as
-    ``Z``, with whole seconds, milliseconds or microseconds. None: ``parse_time`` reads it."""
+    """``parse_time`` of the spellings nearly every producer writes, in a fifth of its time: whole
+    seconds, milliseconds or microseconds, in UTC as ``Z`` or with an offset ``±hh:mm``. None:
+    ``parse_time`` reads it."""
     size = len(value)
+    local = size - 1 if value[-1:] == "Z" else size - 6  # the size without the zone
     if (
-        (size == 24 or size == 20 or size == 27)
+        (local == 19 or local == 23 or local == 26)
         and value[4:17:3] == "--T::"
-        and value[-1] == "Z"
-        and (size == 20 or value[19] == ".")
+        and (local == 19 or value[19] == ".")
+        and (local == size - 1 or (value[local] in "+-" and value[-3] == ":"))
         and value.isascii()
     ):
         try:
-            return _fromisoformat(value)  # it reads digits only where these separators leave them
+            moment = _fromisoformat(value)  # it reads digits only where these separators leave them
         except ValueError:
+            return None
+        if moment.tzinfo is UTC:
+            return moment
+        try:
+            return moment.astimezone(UTC) if moment.utcoffset() else moment.replace(tzinfo=UTC)
+        except OverflowError:
             return None
     return None
 
