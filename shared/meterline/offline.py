@@ -257,7 +257,7 @@ class Metered:
                 readings: list[Reading] | None = None
                 try:
                     event = decode(line)
-                except DecodeError:
+                except (DecodeError, RecursionError):  # read_usage says why
                     event = None
                 if event is not None and type(line) is bytes:
                     subject, source, event_id, data = event.subject, event.source, event.id, event.data
@@ -281,8 +281,9 @@ class Metered:
                                 strings = -1
                                 break
                         if line.count(_QUOTE) == 2 * strings:
-                            time = common_time(event.time)
-                            if time is not None:
+                            moment = common_time(event.time)
+                            if moment is not None:
+                                time = moment
                                 readings = _plain_readings(plan[1], data, exact)
                 try:
                     if readings is None:
