@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -103,24 +103,37 @@ class _Month:
 
 
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
+Decode = Callable[[bytes | str], Any]
 
 
-class _Plain(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """The event nearly every producer writes, decoded and type-checked in C: the six attributes
-    and data. Anything else (an extension attribute, no data, data not an object, an empty or
-    missing attribute) fails to decode and is read by ``read_usage``."""
+def plain_decoder(event_types: Iterable[str]) -> Decode | None:
+    """Decodes the event nearly every producer writes, type-checked in C: the six attributes and
+    data, its type one of ``event_types`` (given back as the very string the caller holds, so a
+    lookup by it hashes nothing). Anything else (an extension attribute, no data, data not an
+    object, an empty or missing attribute, another type) fails to decode and is read by
+    ``read_usage``. A number with a fraction or an exponent is read as read_usage reads it (None:
+    out of bounds). None: no type to decode."""
+    types = tuple(event_types)
+    if not types:
+        return None
+    plain = msgspec.defstruct(
+        "Plain",
+        [
+            ("specversion", Literal["1.0"]),
+            ("id", _Text),
+            ("source", _Text),
+            ("type", Literal[types]),  
+            ("subject", _Text),
+            ("time", str),
+            ("data", dict[str, Any]),
+        ],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    decode: Decode = msgspec.json.Decoder(plain, float_hook=exact_number).decode
+    return decode
 
-    specversion: Literal["1.0"]
-    id: _Text
-    source: _Text
-    type: str
-    subject: _Text
-    time: str
-    data: dict[str, Any]
 
-
-_decode = msgspec.json.Decoder(_Plain, float_hook=exact_number).decode
-"""A number with a fraction or an exponent is read as read_usage reads it (None: out of bounds)."""
 _ENVELOPE_STRINGS = 13
 """The text tokens of a plain event besides data's: seven keys and six attribute values."""
 _BACKSLASH, _QUOTE = b"\\", b'"'
@@ -155,6 +168,10 @@ def _plain_readings(plain: tuple[Plain, ...], data: dict[str, Any], exact: bool)
             key = (meter.key, group)
         readings.append((key, meter, value))
     return readings
+
+
+def _undecodable(line: bytes | str) -> Any:
+    raise DecodeError("no event type is read without read_usage")
 
 
 def _content(metering: Metering, line: bytes | str) -> bytes:
@@ -218,6 +235,7 @@ class Metered:
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Seen] = {}
         self._meterings: dict[str, Metering] = {}
+        self._decoders: dict[str, Decode | None] = {}
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -239,6 +257,7 @@ class Metered:
             event_type: (MAX_ITEM_BYTES // metering.weights[event_type] - 1024, plain)
             for event_type, plain in metering.plain.items()
         }
+        decode = self._decoders.get(cell) or _undecodable
         seen = self.cells.get(cell)
         if seen is None:
             seen = self.cells[cell] = Seen(metering)
@@ -246,7 +265,6 @@ class Metered:
         month_of = self._month
         latest = self._latest
         last_year, last_month = self.last.year, self.last.month
-        decode = _decode
         received = duplicates = 0
         collecting = gc.isenabled()
         gc.disable()  # the loop makes no cycles; collecting would walk the book's states over and over
@@ -261,8 +279,8 @@ class Metered:
                     event = None
                 if event is not None and type(line) is bytes:
                     subject, source, event_id, data = event.subject, event.source, event.id, event.data
-                    plan = plans.get(event.type)
-                    if plan is not None and len(line) <= plan[0] and _BACKSLASH not in line:
+                    plan = plans[event.type]
+                    if len(line) <= plan[0] and _BACKSLASH not in line:
                         # Without a backslash every quote bounds a string: twice as many quotes as
                         # the document's keys and text values, unless a key was repeated (and dropped).
                         strings = _ENVELOPE_STRINGS + len(data)
@@ -333,6 +351,7 @@ class Metered:
         metering = self._meterings.get(cell)
         if metering is None:
             metering = self._meterings[cell] = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
+            self._decoders[cell] = plain_decoder(metering.plain)
         return metering
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
