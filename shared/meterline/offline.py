@@ -122,7 +122,7 @@ def plain_decoder(event_types: Iterable[str]) -> Decode | None:
             ("specversion", Literal["1.0"]),
             ("id", _Text),
             ("source", _Text),
-            ("type", Literal[types]),  
+            ("type", Literal[types]),
             ("subject", _Text),
             ("time", str),
             ("data", dict[str, Any]),
@@ -146,11 +146,12 @@ def _plain_readings(plain: tuple[Plain, ...], data: dict[str, Any], exact: bool)
     ``Metering.readings`` reads them; None for what only ``read_usage`` reads (a decimal string, a
     Decimal to group by) or rejects (missing, negative)."""
     readings: list[Reading] = []
+    get = data.get
     for key, meter, aggregation, name, group_by in plain:
         if name is None:
             value: Value = None
         else:
-            value = data.get(name)
+            value = get(name)
             kind = type(value)
             if kind is int or kind is Decimal:
                 if aggregation is _UNIQUE_COUNT:
@@ -162,7 +163,7 @@ def _plain_readings(plain: tuple[Plain, ...], data: dict[str, Any], exact: bool)
             elif aggregation is not _UNIQUE_COUNT or value is None:
                 return None  # missing, or a decimal string: read_usage reads it exactly
         if key is None:
-            group = tuple(map(data.get, group_by))
+            group = (get(group_by[0]),) if len(group_by) == 1 else tuple(map(get, group_by))
             if exact and any(type(part) is Decimal for part in group):
                 return None  # groups with a normal spelling: read_usage spells it
             key = (meter.key, group)
@@ -273,36 +274,37 @@ class Metered:
                 if not line:
                     continue
                 readings: list[Reading] | None = None
-                try:
-                    event = decode(line)
-                except (DecodeError, RecursionError):  # read_usage says why
-                    event = None
-                if event is not None and type(line) is bytes:
-                    subject, source, event_id, data = event.subject, event.source, event.id, event.data
-                    plan = plans[event.type]
-                    if len(line) <= plan[0] and _BACKSLASH not in line:
-                        # Without a backslash every quote bounds a string: twice as many quotes as
-                        # the document's keys and text values, unless a key was repeated (and dropped).
-                        strings = _ENVELOPE_STRINGS + len(data)
-                        exact = False
-                        for found in data.values():
-                            kind = type(found)
-                            if kind is str:
-                                strings += 1
-                            elif kind is int:
-                                if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
+                if type(line) is bytes:  # text is read by read_usage
+                    try:
+                        event = decode(line)
+                    except (DecodeError, RecursionError):  # read_usage says why
+                        event = None
+                    if event is not None:
+                        subject, source, event_id, data = event.subject, event.source, event.id, event.data
+                        plan = plans[event.type]
+                        if len(line) <= plan[0] and _BACKSLASH not in line:
+                            # Without a backslash every quote bounds a string: twice as many quotes as
+                            # the document's keys and text values, unless a key was repeated (and dropped).
+                            strings = _ENVELOPE_STRINGS + len(data)
+                            exact = False
+                            for found in data.values():
+                                kind = type(found)
+                                if kind is str:
+                                    strings += 1
+                                elif kind is int:
+                                    if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
+                                        strings = -1
+                                        break
+                                elif kind is Decimal:
+                                    exact = True
+                                else:  # an object, an array, true, null, or a number out of bounds
                                     strings = -1
                                     break
-                            elif kind is Decimal:
-                                exact = True
-                            else:  # an object, an array, true, null, or a number out of bounds
-                                strings = -1
-                                break
-                        if line.count(_QUOTE) == 2 * strings:
-                            moment = common_time(event.time)
-                            if moment is not None:
-                                time = moment
-                                readings = _plain_readings(plan[1], data, exact)
+                            if line.count(_QUOTE) == 2 * strings:
+                                moment = common_time(event.time)
+                                if moment is not None:
+                                    time = moment
+                                    readings = _plain_readings(plan[1], data, exact)
                 try:
                     if readings is None:
                         if line.isspace():
