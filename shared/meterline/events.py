@@ -435,25 +435,28 @@ def common_time(value: str) -> datetime | None:
     seconds, milliseconds or microseconds, in UTC as ``Z`` or with an offset ``±hh:mm``. None:
     ``parse_time`` reads it."""
     size = len(value)
-    local = size - 1 if value[-1:] == "Z" else size - 6  # the size without the zone
-    if (
-        (local == 19 or local == 23 or local == 26)
-        and value[4:17:3] == "--T::"
-        and (local == 19 or value[19] == ".")
-        and (local == size - 1 or (value[local] in "+-" and value[-3] == ":"))
-        and value.isascii()
-    ):
-        try:
-            moment = _fromisoformat(value)  # it reads digits only where these separators leave them
-        except ValueError:
+    if size == 24 or size == 20 or size == 27:
+        if value[-1] != "Z":
             return None
-        if moment.tzinfo is UTC:
-            return moment
-        try:
-            return moment.astimezone(UTC) if moment.utcoffset() else moment.replace(tzinfo=UTC)
-        except OverflowError:
+        whole = size == 20
+    elif size == 29 or size == 25 or size == 32:
+        if value[-6] not in "+-" or value[-3] != ":":
             return None
-    return None
+        whole = size == 25
+    else:
+        return None
+    if value[4:17:3] != "--T::" or not (whole or value[19] == ".") or not value.isascii():
+        return None
+    try:
+        moment = _fromisoformat(value)  # it reads digits only where these separators leave them
+    except ValueError:
+        return None
+    if moment.tzinfo is UTC:
+        return moment
+    try:
+        return moment.astimezone(UTC) if moment.utcoffset() else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        return None
 
 
 def _read_leniently(text: str, value: object) -> datetime:
