@@ -295,8 +295,11 @@ class Metered:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts).
 
         One loop, with what each event needs inline: this is most of `meterline rate`'s time. The
-        event nearly every producer writes is read here (see ``_Plain``); any other goes to
-        ``read_usage``, which reads it alike or rejects it with its reason."""
+        event nearly every producer writes (``plain_decoder``; bytes, without a backslash, its
+        meters reading data's own keys) is read here, its readings folded through ``Slots``; any
+        other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
+        garbage collector is off meanwhile (on again after, whatever happens): the loop makes no
+        cycles, and each collection would walk the book's states and the dedup record again."""
         rejected = self.rejected_by_reason
         metering = self._metering_of(cell)
         slot_plans, slot_meters = slotted(metering.plain)
@@ -317,7 +320,7 @@ class Metered:
         last_year, last_month = self.last.year, self.last.month
         received = duplicates = 0
         collecting = gc.isenabled()
-        gc.disable()  # the loop makes no cycles; collecting would walk the book's states over and over
+        gc.disable()
         try:
             for line in lines:
                 if not line:
@@ -435,7 +438,8 @@ class Metered:
         return found
 
     def finish(self) -> None:
-        """Reading is done: let go of the dedup keys, most of what a large file's metering holds."""
+        """Reading is done: let go of the dedup record (each unique event's line), most of what a
+        large file's metering holds."""
         self.cells.clear()
 
     @property
