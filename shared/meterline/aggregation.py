@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 from typing import Any, ClassVar, Protocol, Self
 
 from meterline.catalog import Aggregation, Meter
@@ -209,7 +210,13 @@ def state_from_json(aggregation: Aggregation, data: Any) -> AggregateState:
 
 def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fraction:
     quantity = state.quantity(period)
-    return quantity / Fraction(meter.divide_by) if meter.divide_by is not None else quantity
+    return quantity / _fraction(meter.divide_by) if meter.divide_by is not None else quantity
+
+
+@cache
+def _fraction(number: Decimal) -> Fraction:
+    """A meter's divide_by as a Fraction, made once: rating divides every group's quantity by it."""
+    return Fraction(number)
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -431,21 +431,32 @@ def parse_time(value: object) -> datetime:
 
 
 def common_time(value: str) -> datetime | None:
-    """``parse_time`` of the spelling nearly every producer writes, in a fifth of its time: UTC as
-    ``Z``, with whole seconds, milliseconds or microseconds. None: ``parse_time`` reads it."""
+    """``parse_time`` of the spellings nearly every producer writes, in a fifth of its time: whole
+    seconds, milliseconds or microseconds, in UTC as ``Z`` or with an offset ``±hh:mm``. None:
+    ``parse_time`` reads it."""
     size = len(value)
-    if (
-        (size == 24 or size == 20 or size == 27)
-        and value[4:17:3] == "--T::"
-        and value[-1] == "Z"
-        and (size == 20 or value[19] == ".")
-        and value.isascii()
-    ):
-        try:
-            return _fromisoformat(value)  # it reads digits only where these separators leave them
-        except ValueError:
+    if size == 24 or size == 20 or size == 27:
+        if value[-1] != "Z":
             return None
-    return None
+        whole = size == 20
+    elif size == 29 or size == 25 or size == 32:
+        if value[-6] not in "+-" or value[-3] != ":":
+            return None
+        whole = size == 25
+    else:
+        return None
+    if value[4:17:3] != "--T::" or not (whole or value[19] == ".") or not value.isascii():
+        return None
+    try:
+        moment = _fromisoformat(value)  # it reads digits only where these separators leave them
+    except ValueError:
+        return None
+    if moment.tzinfo is UTC:
+        return moment
+    try:
+        return moment.astimezone(UTC) if moment.utcoffset() else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        return None
 
 
 def _read_leniently(text: str, value: object) -> datetime:

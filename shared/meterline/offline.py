@@ -10,36 +10,32 @@ balances. Those periods are billed in order; the ones asked for are printed. Usa
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import orjson
-from orjson import JSONDecodeError
+import msgspec
+from msgspec import DecodeError
 
-from meterline.aggregation import Value, new_state
+from meterline.aggregation import CountState, SumState, Value, new_state
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
-from meterline.catalog import Aggregation, Catalog
+from meterline.catalog import Aggregation, Catalog, Meter
 from meterline.credits import Credits
-from meterline.events import EVENT_REASONS, EventError, Reason, common_time
+from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, common_time, exact_number
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
-from meterline.metering import Metering, Plain, Reading
+from meterline.metering import Metering, Plain
 from meterline.periods import Period
-from meterline.records import MAX_ITEM_BYTES, UsageFields, read_usage
+from meterline.records import MAX_ITEM_BYTES, read_usage
 from meterline.terms import cutter
-from meterline.usage import States, UsageBook
+from meterline.usage import StateKey, States, UsageBook, fold
 
 CELL = "local"
 """The cell of a usage file given without one."""
 
-_loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
-_WITH_DATA = 7
-"""The attributes of an event with data and without extensions: specversion, id, source, type,
-subject, time and data."""
-_NEWLINE = ord("\n")
 _SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
@@ -91,15 +87,6 @@ class RateResult:
         }
 
 
-Seen = dict[tuple[str, str], dict[str, int]]
-"""One cell's dedup record: each event id's fingerprint under its (subject, source), which costs
-one copy of each tenant and source for a million keys, not a tuple and two more strings each.
-
-First stands: a repeat with equal content is a duplicate, with other content a conflict. The
-fingerprint is Python's keyed 64-bit hash of the canonical content, which costs 30 ns where a
-digest costs 500. Different fingerprints mean different contents for certain; different contents
-with the same hash (the one way a conflict could pass for a duplicate) have odds of 2**-64 per
-repeat."""
 _CONFLICT = "an earlier event has the same (subject, source, id) and other content"
 
 
@@ -113,6 +100,171 @@ class _Month:
     states: States | None
     by_day: list[States] | None
     events: int = 0
+
+
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
+Decode = Callable[[bytes | str], Any]
+
+
+def plain_decoder(event_types: Iterable[str]) -> Decode | None:
+    """Decodes the event nearly every producer writes, type-checked in C: the six attributes and
+    data, its type one of ``event_types`` (given back as the very string the caller holds, so a
+    lookup by it hashes nothing). Anything else (an extension attribute, no data, data not an
+    object, an empty or missing attribute, another type) fails to decode and is read by
+    ``read_usage``. A number with a fraction or an exponent is read as read_usage reads it (None:
+    out of bounds). None: no type to decode."""
+    types = tuple(event_types)
+    if not types:
+        return None
+    plain = msgspec.defstruct(
+        "Plain",
+        [
+            ("specversion", Literal["1.0"]),
+            ("id", _Text),
+            ("source", _Text),
+            ("type", Literal[types]),
+            ("subject", _Text),
+            ("time", str),
+            ("data", dict[str, Any]),
+        ],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    decode: Decode = msgspec.json.Decoder(plain, float_hook=exact_number).decode
+    return decode
+
+
+_ENVELOPE_STRINGS = 13
+"""The text tokens of a plain event besides data's: seven keys and six attribute values."""
+_BACKSLASH, _QUOTE = b"\\", b'"'
+_SMALLEST_INT, _INT_LIMIT = -(2**63), 2**64
+"""The integers orjson reads (and read_usage reads on its fast path); msgspec reads any."""
+
+
+Slot = tuple[int, Aggregation, str | None, str | tuple[str, ...] | None]
+"""How a plain meter reads an event (``Metering.plain``): its slot (its place in a tenant's
+``Slots``), its aggregation, the data key of its value (None: count) and what it groups by: None,
+one data key, or several."""
+SlotMeter = tuple[Meter, StateKey | None, bool]
+"""A slot's meter, its state key when it groups nothing, and whether it groups by several keys."""
+Slots = list[dict[Any, Any]]
+"""One set of states' plain meters, slot by slot: each state by its group as data spells it (None
+when the meter groups nothing, the value of its one key, or the tuple of its keys' values), which
+a lookup hashes in a fraction of the state key's time."""
+FastReading = tuple[int, Any, Value]
+"""A plain meter's reading: its slot, its group as ``Slots`` keys it, its value."""
+
+
+def slotted(plain: Mapping[str, tuple[Plain, ...]]) -> tuple[dict[str, tuple[Slot, ...]], list[SlotMeter]]:
+    """``Metering.plain`` by slot: each type's meters, and each slot's meter."""
+    meters: list[SlotMeter] = []
+    plans: dict[str, tuple[Slot, ...]] = {}
+    for event_type, readers in plain.items():
+        slots: list[Slot] = []
+        for key, meter, aggregation, name, group_by in readers:
+            groups = None if not group_by else group_by[0] if len(group_by) == 1 else group_by
+            slots.append((len(meters), aggregation, name, groups))
+            meters.append((meter, key, len(group_by) > 1))
+        plans[event_type] = tuple(slots)
+    return plans, meters
+
+
+def _plain_readings(plan: tuple[Slot, ...], data: dict[str, Any], exact: bool) -> list[FastReading] | None:
+    """The readings of a plain event's data (text, integers and, if ``exact``, Decimals), as
+    ``Metering.readings`` reads them; None for what only ``read_usage`` reads (a decimal string, a
+    Decimal to group by) or rejects (missing, negative)."""
+    readings: list[FastReading] = []
+    get = data.get
+    for slot, aggregation, name, group_by in plan:
+        if name is None:
+            value: Value = None
+        else:
+            value = get(name)
+            kind = type(value)
+            if kind is int or kind is Decimal:
+                if aggregation is _UNIQUE_COUNT:
+                    value = str(value)
+                elif (aggregation is _SUM or aggregation is _TIMED) and value < 0:  # type: ignore[operator]
+                    return None
+                elif kind is int and aggregation is not _SUM:
+                    value = Decimal(value)  # type: ignore[arg-type]  # a state that keeps its values keeps Decimals
+            elif aggregation is not _UNIQUE_COUNT or value is None:
+                return None  # missing, or a decimal string: read_usage reads it exactly
+        if group_by is None:
+            group: Any = None
+        elif type(group_by) is str:
+            group = get(group_by)
+            if exact and type(group) is Decimal:
+                return None  # groups with a normal spelling: read_usage spells it
+        else:
+            group = tuple(map(get, group_by))
+            if exact and any(type(part) is Decimal for part in group):
+                return None
+        readings.append((slot, group, value))
+    return readings
+
+
+def _state(states: States, meter: SlotMeter, group: Any) -> Any:
+    """The state a slot's group adds to: found in ``states`` (a reading ``read_usage`` read may have
+    made it), else new."""
+    meter_, key, several = meter
+    if key is None:
+        key = (meter_.key, group if several else (group,))
+    state = states.get(key)
+    if state is None:
+        state = states[key] = new_state(meter_.aggregation)
+    return state
+
+
+def _undecodable(line: bytes | str) -> Any:
+    raise DecodeError("no event type is read without read_usage")
+
+
+def _content(metering: Metering, line: bytes | str) -> bytes:
+    """A valid line's canonical content, to compare a repeated key's two events."""
+    return read_usage(metering, line)[5]
+
+
+def _key(metering: Metering, line: bytes | str) -> EventKey:
+    subject, source, event_id, *_ = read_usage(metering, line)
+    return subject, source, event_id
+
+
+Line = bytes | str
+
+
+class Seen(dict[str, Line]):
+    """One cell's dedup record (SPEC §1): the line of each event id's first valid event, and in
+    ``others`` the lines of events that share an id under other (subject, source) keys.
+
+    First stands: a repeat with equal content is a duplicate, with other content a conflict. A
+    repeat spelled byte for byte as the first is a duplicate at once; one spelled otherwise has
+    both lines' canonical content compared (``read_usage``), exactly. So no event pays for a
+    canonical encoding or a key tuple unless its id repeats; the price is each unique event's line,
+    kept until ``finish``."""
+
+    def __init__(self, metering: Metering) -> None:
+        super().__init__()
+        self.metering = metering
+        self.others: dict[EventKey, Line] = {}
+
+    def repeated(self, first: Line, line: Line, subject: str, source: str, event_id: str) -> bool:
+        """Whether ``line``, a valid event whose id came before (in ``first``), is a duplicate;
+        raise if it conflicts; else (another key with the same id) keep it as that key's first."""
+        if first == line:
+            return True
+        key = (subject, source, event_id)
+        if _key(self.metering, first) != key:
+            other = self.others.get(key)
+            if other is None:
+                self.others[key] = line
+                return False
+            if other == line:
+                return True
+            first = other
+        if _content(self.metering, first) != _content(self.metering, line):
+            raise EventError(Reason.CONFLICT, _CONFLICT)
+        return True
 
 
 class Metered:
@@ -129,9 +281,7 @@ class Metered:
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Seen] = {}
         self._meterings: dict[str, Metering] = {}
-        self._plain: dict[str, tuple[Plain, ...]] = {}
-        self._plain_sizes: dict[str, int] = {}
-        """The longest line of each type whose records surely fit a ledger item (``read_usage``)."""
+        self._decoders: dict[str, Decode | None] = {}
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -144,68 +294,123 @@ class Metered:
     def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts).
 
-        One loop, with what each event needs inline: this is most of `meterline rate`'s time."""
+        One loop, with what each event needs inline: this is most of `meterline rate`'s time. The
+        event nearly every producer writes (``plain_decoder``; bytes, without a backslash, its
+        meters reading data's own keys) is read here, its readings folded through ``Slots``; any
+        other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
+        garbage collector is off meanwhile (on again after, whatever happens): the loop makes no
+        cycles, and each collection would walk the book's states and the dedup record again."""
         rejected = self.rejected_by_reason
         metering = self._metering_of(cell)
-        self._plain = metering.plain
-        self._plain_sizes = {
-            event_type: MAX_ITEM_BYTES // metering.weights[event_type] - 1024 for event_type in metering.plain
+        slot_plans, slot_meters = slotted(metering.plain)
+        plans = {
+            event_type: (MAX_ITEM_BYTES // metering.weights[event_type] - 1024, plan)
+            for event_type, plan in slot_plans.items()
         }
-        read_plain = self._read_plain
-        seen = self.cells.setdefault(cell, {})
+        slots_of: dict[int, Slots] = {}
+        """Each set of states' slots, by the states' id (the book holds them all while reading)."""
+        fast: list[FastReading] | None
+        decode = self._decoders.get(cell) or _undecodable
+        seen = self.cells.get(cell)
+        if seen is None:
+            seen = self.cells[cell] = Seen(metering)
         recent = self._recent
         month_of = self._month
         latest = self._latest
         last_year, last_month = self.last.year, self.last.month
         received = duplicates = 0
-        for line in lines:
-            if not line:
-                continue
-            fields = read_plain(line)
-            try:
-                if fields is None:
-                    if line.isspace():
-                        continue
-                    fields = read_usage(metering, line)
-                subject, source, event_id, time, readings, content = fields
-                fingerprint = hash(content)
-                ids = seen.get((subject, source))
-                if ids is None:
-                    ids = seen[(subject, source)] = {}
-                first = ids.get(event_id)
-                if first is None:
-                    ids[event_id] = fingerprint
-                elif first == fingerprint:
-                    received += 1
-                    duplicates += 1
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for line in lines:
+                if not line:
                     continue
-                else:
-                    raise EventError(Reason.CONFLICT, _CONFLICT)
-            except EventError as error:
+                fast = readings = None
+                if type(line) is bytes:  # text is read by read_usage
+                    try:
+                        event = decode(line)
+                    except (DecodeError, RecursionError):  # read_usage says why
+                        event = None
+                    if event is not None:
+                        subject, source, event_id, data = event.subject, event.source, event.id, event.data
+                        plan = plans[event.type]
+                        if len(line) <= plan[0] and _BACKSLASH not in line:
+                            # Without a backslash every quote bounds a string: twice as many quotes as
+                            # the document's keys and text values, unless a key was repeated (and dropped).
+                            strings = _ENVELOPE_STRINGS + len(data)
+                            exact = False
+                            for found in data.values():
+                                kind = type(found)
+                                if kind is str:
+                                    strings += 1
+                                elif kind is int:
+                                    if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
+                                        strings = -1
+                                        break
+                                elif kind is Decimal:
+                                    exact = True
+                                else:  # an object, an array, true, null, or a number out of bounds
+                                    strings = -1
+                                    break
+                            if line.count(_QUOTE) == 2 * strings:
+                                moment = common_time(event.time)
+                                if moment is not None:
+                                    time = moment
+                                    fast = _plain_readings(plan[1], data, exact)
+                try:
+                    if fast is None:
+                        if line.isspace():
+                            continue
+                        subject, source, event_id, time, readings, _ = read_usage(metering, line)
+                    first = seen.get(event_id)
+                    if first is None:
+                        seen[event_id] = line
+                    elif seen.repeated(first, line, subject, source, event_id):
+                        received += 1
+                        duplicates += 1
+                        continue
+                except EventError as error:
+                    received += 1
+                    rejected[error.reason.value] += 1
+                    continue
                 received += 1
-                rejected[error.reason.value] += 1
-                continue
-            received += 1
-            states = None
-            if time.month == last_month and time.year == last_year:
-                states = latest.get(subject)
-            if states is None:
-                # another month, the tenant's first event of the last one, or a month cut in segments
-                month = recent.get(subject)
-                if month is None or month.month != time.month or month.year != time.year:
-                    month = recent[subject] = month_of(subject, time.year, time.month)
-                month.events += 1
-                states = month.states
+                states = None
+                if time.month == last_month and time.year == last_year:
+                    states = latest.get(subject)
                 if states is None:
-                    by_day = month.by_day
-                    if by_day is None:
-                        continue  # outside the periods kept
-                    states = by_day[time.day]
-            for key, meter, value in readings:
-                state = states.get(key)
-                if state is None:
-                    state = states[key] = new_state(meter.aggregation)
-                state.add(value, time, event_id)
+                    # another month, the tenant's first event of the last one, or a month cut in segments
+                    month = recent.get(subject)
+                    if month is None or month.month != time.month or month.year != time.year:
+                        month = recent[subject] = month_of(subject, time.year, time.month)
+                    month.events += 1
+                    states = month.states
+                    if states is None:
+                        by_day = month.by_day
+                        if by_day is None:
+                            continue  # outside the periods kept
+                        states = by_day[time.day]
+                if fast is not None:
+                    slots = slots_of.get(id(states))
+                    if slots is None:
+                        slots = slots_of[id(states)] = [{} for _ in slot_meters]
+                    for slot, group, value in fast:
+                        by_group = slots[slot]
+                        state = by_group.get(group)
+                        if state is None:
+                            state = by_group[group] = _state(states, slot_meters[slot], group)
+                        kind = type(state)  # the commonest states' add, inline
+                        if kind is CountState:
+                            state.count += 1
+                        elif kind is SumState and type(value) is int and type(state.total) is int:
+                            state.total += value
+                        else:
+                            state.add(value, time, event_id)
+                else:
+                    assert readings is not None
+                    fold(states, readings, time, event_id)
+        finally:
+            if collecting:
+                gc.enable()
         self.received += received
         self.duplicates += duplicates
 
@@ -214,68 +419,8 @@ class Metered:
         metering = self._meterings.get(cell)
         if metering is None:
             metering = self._meterings[cell] = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
+            self._decoders[cell] = plain_decoder(metering.plain)
         return metering
-
-    def _read_plain(self, line: bytes | str) -> UsageFields | None:
-        """``read_usage`` of the event nearly every producer writes, for a third of its time: the
-        six attributes, data of text and integers only, spelled compactly, measured by meters of
-        one data key each. None for anything else, which ``read_usage`` reads and, if need be,
-        rejects with its reason: this reads only what it would accept, and reads it alike."""
-        if type(line) is not bytes:
-            return None
-        try:
-            document = _loads(line)
-        except JSONDecodeError:
-            return None
-        if type(document) is not dict or len(document) != _WITH_DATA:
-            return None
-        get = document.get
-        data, event_type = get("data"), get("type")
-        if type(data) is not dict or type(event_type) is not str:
-            return None
-        plain = self._plain.get(event_type)
-        if plain is None or len(line) > self._plain_sizes[event_type]:
-            return None
-        subject, source, event_id, time = get("subject"), get("source"), get("id"), get("time")
-        if not (
-            type(subject) is str and subject and type(source) is str and source
-            and type(event_id) is str and event_id and event_type and type(time) is str
-            and get("specversion") == "1.0"
-        ):  # fmt: skip
-            return None
-        for found in data.values():
-            kind = type(found)
-            if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
-                return None
-        # orjson writes compactly, sorted: the same size as the line only if no key was repeated
-        # (see events._compact_size); and then it is the event's canonical content
-        content = _dumps(document, option=_SORTED)
-        size = len(content)
-        if size != len(line) and (size != len(line) - 1 or line[-1] != _NEWLINE):
-            return None
-        moment = common_time(time)
-        if moment is None:
-            return None
-        readings: list[Reading] = []
-        for key, meter, aggregation, name, group_by in plain:
-            if name is None:
-                value: Value = None
-            else:
-                value = data.get(name)
-                if type(value) is int:
-                    if aggregation is _SUM:
-                        if value < 0:
-                            return None
-                    elif aggregation is _UNIQUE_COUNT:
-                        value = str(value)
-                    elif aggregation is _TIMED and value < 0:
-                        return None
-                    else:
-                        value = Decimal(value)  # a state that keeps its values keeps Decimals
-                elif aggregation is not _UNIQUE_COUNT or value is None:
-                    return None  # missing, or a decimal string: read_usage reads it exactly
-            readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
-        return subject, source, event_id, moment, readings, content
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
         number = year * 12 + month
@@ -293,7 +438,8 @@ class Metered:
         return found
 
     def finish(self) -> None:
-        """Reading is done: let go of the dedup keys, most of what a large file's metering holds."""
+        """Reading is done: let go of the dedup record (each unique event's line), most of what a
+        large file's metering holds."""
         self.cells.clear()
 
     @property

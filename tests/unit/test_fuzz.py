@@ -270,3 +270,13 @@ def test_an_event_spelled_loosely_reads_as_the_same_event_as_spelled_compactly(
             outcomes.append(error.reason)  # type: ignore[arg-type]
     # THEN both are read alike: the same fields, readings and canonical content, or the same reason
     assert outcomes[0] == outcomes[1]
+
+
+@FUZZ
+@given(lines=st.lists(near_valid_events(), max_size=12))
+def test_rate_reads_bytes_on_its_fast_path_as_read_usage_reads_the_same_text(lines: list[bytes]) -> None:
+    # GIVEN near-valid events as bytes (msgspec's fast path first) and as text (read_usage alone)
+    lines = [line for line in lines if line.strip() and b"\n" not in line and b"\r" not in line]
+    texts = [line.decode("utf-8", "surrogatepass") for line in lines]
+    # WHEN rated THEN `meterline rate` prints the same for both
+    assert rate_lines(CATALOG, lines, NOVEMBER).to_json() == rate_lines(CATALOG, texts, NOVEMBER).to_json()

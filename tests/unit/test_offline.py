@@ -137,3 +137,14 @@ def test_an_empty_file_gives_zero_counts_and_invoices_for_customers() -> None:
     assert result["summary"]["received"] == 0
     assert invoice_of(result)["lines"] == []
     assert result["period"] == "2026-11"
+
+
+def test_a_repeated_id_is_compared_under_its_own_key_whatever_the_spelling() -> None:
+    # GIVEN one id under two sources (bytes: the fast path), each repeated, once spelled otherwise
+    s1, s2 = reading("a", 1, source="s1").encode(), reading("a", 2, source="s2").encode()
+    s2_spaced = s2.replace(b",", b", ")
+    lines = [s1, s2, s2, s2_spaced, reading("a", 3, source="s2").encode(), s1]
+    summary = rate(PLANS, lines)["summary"]
+    # THEN two events stand, three repeats are duplicates and the other value under s2 conflicts
+    assert (summary["accepted"], summary["duplicates"]) == (2, 3)
+    assert summary["rejected_by_reason"]["conflict"] == 1
