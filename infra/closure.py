@@ -40,7 +40,7 @@ def core_closure(handler: Path, core_dir: Path) -> set[Path]:
 def _imported(source: Path, package: str) -> Iterator[str]:
     """Each dotted name an import statement of ``source`` can load (``from a import b`` names
     ``a`` and ``a.b``, as ``b`` may be a module), relative imports resolved against ``package``."""
-    for node in _run_time_nodes(ast.parse(source.read_bytes(), str(source))):
+    for node in run_time_nodes(ast.parse(source.read_bytes(), str(source))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -53,7 +53,7 @@ def _imported(source: Path, package: str) -> Iterator[str]:
             yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
-def _run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+def run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
     """Every node but the bodies of ``if TYPE_CHECKING:``."""
     pending: list[ast.AST] = [tree]
     while pending:

@@ -45,8 +45,17 @@ _PLATFORM = (
     "3.13",
     "--only-binary=:all:",
 )
-# The full closure, installed with --no-deps: boto3, botocore, jmespath, s3transfer, urllib3,
-# python-dateutil and six come with the Lambda Python runtime and stay out of the layer.
+LAMBDA_RUNTIME_DISTRIBUTIONS = (
+    "boto3",
+    "botocore",
+    "jmespath",
+    "s3transfer",
+    "urllib3",
+    "python-dateutil",
+    "six",
+)
+"""What the Lambda Python runtime comes with: they stay out of the layer."""
+# The full closure of the rest, installed with --no-deps.
 LAYER_DISTRIBUTIONS = (
     "orjson",
     "PyYAML",

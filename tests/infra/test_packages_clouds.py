@@ -4,7 +4,6 @@ Linux and the app's Python under .python_packages/lib/site-packages), fetched ne
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import json
 import subprocess
@@ -32,12 +31,11 @@ from infra.packaging import (
     vendored_dependencies,
 )
 from meterline.topology import CELL_FUNCTIONS
+from tests.infra.imports import third_party_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
 JOBS = [function.job for function in CELL_FUNCTIONS]
-AWS_ONLY_IMPORTS = {"aws_msk_iam_sasl_signer"}
-"""Imported by adapters/kafka.py's msk_iam_config alone, which only the AWS handlers call."""
 
 
 def pyproject_list(cloud: str) -> list[str]:
@@ -72,33 +70,6 @@ def test_gcp_requirements_txt_in_the_archive_is_the_pyproject_list(tmp_path: Pat
     assert lines == pyproject_list("gcp")
     assert {"google-events", "cloudevents"} <= {line.split(">")[0].split("=")[0] for line in lines}
     assert any(line.startswith("protobuf") and "<6" in line for line in lines)
-
-
-def third_party_imports(cloud: str) -> set[str]:
-    """Top-level modules outside the standard library and meterline that the cloud's handlers import,
-    following their imports of meterline modules (lazy ones too)."""
-    found: set[str] = set()
-    seen: set[Path] = set()
-    pending = sorted((ROOT / "functions").glob(f"*/{cloud}.py"))
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                if name.split(".")[0] == "meterline":
-                    module = ROOT / "shared" / Path(*name.split("."))
-                    pending += [p for p in (module.with_suffix(".py"), module / "__init__.py") if p.is_file()]
-                elif name.split(".")[0] not in sys.stdlib_module_names:
-                    found.add(name)
-    return found - AWS_ONLY_IMPORTS
 
 
 @pytest.mark.parametrize("cloud", ["gcp", "azure"])

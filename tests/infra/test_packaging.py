@@ -3,6 +3,7 @@ catalog, and nothing heavy."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import venv
@@ -14,8 +15,15 @@ import pytest
 
 from infra.components.azure.functions import build_package
 from infra.components.gcp.source import source_archive
-from infra.packaging import CATALOG_NAME, build_function_archive, present_jobs
+from infra.packaging import (
+    CATALOG_NAME,
+    LAMBDA_RUNTIME_DISTRIBUTIONS,
+    LAYER_DISTRIBUTIONS,
+    build_function_archive,
+    present_jobs,
+)
 from meterline.topology import CELL_FUNCTIONS, CLOSE, FUNCTIONS, HOME_FUNCTIONS, RATE
+from tests.infra.imports import third_party_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ROOT / "shared" / "meterline" / "samples" / "catalog.yaml"
@@ -152,3 +160,21 @@ def test_handler_imports_in_a_clean_virtualenv_from_its_archive(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sys.executable != str(lambda_like_venv)
+
+
+def test_every_third_party_module_an_aws_handler_can_import_is_in_the_layer_or_the_runtime() -> None:
+    # GIVEN what a Lambda has beside its archive: the shared layer and the Python runtime's own
+    carried = {_normal(name) for name in (*LAYER_DISTRIBUTIONS, *LAMBDA_RUNTIME_DISTRIBUTIONS)}
+    providers = importlib.metadata.packages_distributions()
+    # WHEN every module the AWS handlers' closure imports at run time (lazy imports too) is looked up
+    missing = [
+        module
+        for module in sorted(third_party_imports("aws"))
+        if not {_normal(name) for name in providers.get(module.split(".")[0], [])} & carried
+    ]
+    # THEN each comes from one of them: a job's first call never fails on an import
+    assert missing == []
+
+
+def _normal(distribution: str) -> str:
+    return distribution.lower().replace("_", "-")

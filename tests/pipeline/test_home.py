@@ -20,7 +20,7 @@ from meterline.bootstrap import Jobs
 from meterline.catalog import parse_catalog
 from meterline.offline import rate_cells
 from meterline.periods import Period
-from meterline.pipeline.home import Deployment
+from meterline.pipeline.deployment import Deployment
 from meterline.pipeline.invoices import all_amendments, invoices_by_period
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.ports import Store, Write

@@ -12,7 +12,7 @@ from typing import Any
 from meterline.adapters.memory import MemoryExchange, MemoryPublisher
 from meterline.periods import Period
 from meterline.pipeline.cell import Cell
-from meterline.pipeline.home import Deployment
+from meterline.pipeline.deployment import Deployment
 from meterline.pipeline.ledger import SEAL_AFTER_PARTIALS, is_partial
 from meterline.pipeline.meter import DeliveredRecord
 from meterline.pipeline.publish import StatementPublisher, published_through
