@@ -152,7 +152,7 @@ def measurements_json(readings: Iterable[tuple[tuple[str, Group], object, Value]
     (``{"$d": digits}``, read back as ``Decimal``); an int value is spelled as ``Decimal(value)`` is."""
     return orjson.dumps(
         [
-            [meter_key, list(group), {"$d": str(value)} if type(value) in _NUMBERS else value]
+            (meter_key, group, {"$d": str(value)} if type(value) in _NUMBERS else value)
             for (meter_key, group), _, value in readings
         ],
         default=_tag,
