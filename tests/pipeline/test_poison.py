@@ -99,7 +99,12 @@ def test_every_corpus_record_ends_in_the_outcome_meterline_rate_gives_it(case: B
 
 
 class BrokenMetering(Metering):
-    """A metering with a bug that shows on one event type only."""
+    """A metering with a bug that shows on one event type only, which it reads the exact way
+    (``readings``), not on the fast path for plain events."""
+
+    def __init__(self, meters_by_type: Any) -> None:
+        super().__init__(meters_by_type)
+        self.plain = {kind: plain for kind, plain in self.plain.items() if kind != "gauge.reading"}
 
     def readings(self, event_type: str, data: Any) -> Any:
         if event_type == "gauge.reading":

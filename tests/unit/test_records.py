@@ -9,9 +9,10 @@ from urllib.parse import unquote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meterline.events import common_time
 from meterline.periods import Period
 from meterline.pipeline.outcomes import outcome_key
-from meterline.records import Delivery, event_digest, framed, key_part, pack_book, unpack_book
+from meterline.records import Delivery, event_digest, framed, key_part, ledger_time, pack_book, unpack_book
 from meterline.usage import UsageBook, fold
 from tests.pipeline.test_cell import CATALOG
 
@@ -56,6 +57,36 @@ def unframed(data: bytes) -> tuple[str, ...]:
 @given(key=st.tuples(TEXT, TEXT, TEXT))
 def test_the_dedup_key_is_framed_so_that_it_reads_back_whole(key: tuple[str, str, str]) -> None:
     assert unframed(framed(key)) == key
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(TEXT, max_size=5))
+def test_any_number_of_parts_is_framed_so_that_they_read_back_whole(parts: list[str]) -> None:
+    assert unframed(framed(tuple(parts))) == tuple(parts)
+
+
+DIGITS = st.text(st.sampled_from("0123456789"), min_size=1, max_size=2)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    spelled=st.one_of(
+        st.from_regex(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3}|\.\d{6})?Z", fullmatch=True),
+        st.tuples(
+            st.sampled_from(["2026-11-30T23:59:59", "0001-01-01T00:00:00"]),
+            st.sampled_from(
+                ["", ".000", ".001", ".100", ".000000", ".000001", ".100000", ".999999", ".1", ".0000000"]
+            ),
+        ).map(lambda parts: parts[0] + parts[1] + "Z"),
+        st.text(st.sampled_from("0123456789-T:.Z+ "), min_size=19, max_size=28),
+    )
+)
+def test_the_ledger_time_of_a_common_spelling_is_its_isoformat(spelled: str) -> None:
+    # GIVEN any text in or near the spellings common_time reads
+    moment = common_time(spelled)
+    # WHEN common_time reads it THEN its ledger time is the instant's isoformat, read off the text
+    if moment is not None:
+        assert ledger_time(spelled) == moment.isoformat()
 
 
 @settings(max_examples=300, deadline=None)

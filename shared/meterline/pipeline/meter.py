@@ -11,7 +11,7 @@ first-standing event with its key, so a redelivery reaches the same outcome:
 Duplicates and rejections are also written to the outcomes ledger under their delivery, so that
 received = accepted + duplicates + rejected can be reconciled from the ledgers alone.
 
-Reading a record is total (``records.read_usage``): whatever is wrong with its bytes rejects it.
+Reading a record is total (``records.usage_entry``): whatever is wrong with its bytes rejects it.
 A store or publish call that fails raises; what that failure does to the record and to the rest
 of its batch is the processor's to decide (``processing.MeterProcessor``): this job only offers
 what that policy writes, an attempt counted under the record's delivery (``retrying``) and the
@@ -30,7 +30,7 @@ from meterline.events import EventError, Reason
 from meterline.markets import LOCAL, Market
 from meterline.metering import Metering
 from meterline.ports import Publisher, Store
-from meterline.records import Delivery, usage_record
+from meterline.records import Delivery, usage_entry
 from meterline.topology import USAGE_REJECTED
 
 from .invoices import amend_window
@@ -96,23 +96,24 @@ class Meter:
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
         """The record's outcome; a store or publish failure raises."""
+        delivery = str(record.delivery)
         try:
-            usage, item = usage_record(self.metering, record.value, str(record.delivery))
+            key, time, item = usage_entry(self.metering, record.value, delivery)
         except EventError as error:
             self.reject(record, error)
             return Outcome.REJECTED, error.reason.value
-        if usage.time < self.window_start():
+        if time < self.window_start():
             # too late to bill: unless it was accepted before (a redelivery), out of the window
-            first = self.usage.standing(usage.key)
+            first = self.usage.standing(key)
             if first is None:
-                when = f"{usage.time.isoformat()} is before the periods still billed or amended"
+                when = f"{time.isoformat()} is before the periods still billed or amended"
                 self.reject(record, EventError(Reason.OUT_OF_WINDOW, when))
                 return Outcome.REJECTED, Reason.OUT_OF_WINDOW.value
         else:
             first = self.usage.add(item)
-        if first is None or first.delivery == usage.delivery:
+        if first is None or first.delivery == delivery:
             return Outcome.ACCEPTED, ""
-        if first.fingerprint == usage.fingerprint:
+        if first.fingerprint == item["fp"]:
             self.outcomes.record(record.delivery, Outcome.DUPLICATE, "duplicate", "")
             return Outcome.DUPLICATE, ""
         conflict = EventError(
@@ -128,13 +129,14 @@ class Meter:
     def dead_letter(self, record: DeliveredRecord, failure: Exception, attempts: int) -> Settled:
         """Give up on a record that failed ``attempts`` times: rejected as unprocessable, unless an
         attempt that failed after its usage write had already accepted it."""
+        delivery = str(record.delivery)
         try:
-            usage, _ = usage_record(self.metering, record.value, str(record.delivery))
+            key, _, _ = usage_entry(self.metering, record.value, delivery)
         except EventError:
             pass  # never accepted: rejecting it now is its one outcome
         else:  # its usage may have been written by an attempt that failed after the write
-            stored = self.usage.standing(usage.key)
-            if stored is not None and stored.delivery == usage.delivery:
+            stored = self.usage.standing(key)
+            if stored is not None and stored.delivery == delivery:
                 return Outcome.ACCEPTED, "", 0
         detail = f"failed {attempts} times; the last time: {type(failure).__name__}: {failure}"
         self.reject(record, EventError(Reason.UNPROCESSABLE, detail), attempts)

@@ -28,7 +28,7 @@ class UsageLedger:
         self.store = store
 
     def add(self, item: Item) -> Standing | None:
-        """Create an accepted event's item (``AcceptedUsage.to_item``) unless its event stands
+        """Create an accepted event's item (``records.usage_item``) unless its event stands
         already; what stands when it does."""
         stored = self.store.put_new(TABLE, item)
         return None if stored is None else _standing(stored)

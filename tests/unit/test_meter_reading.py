@@ -1,0 +1,75 @@
+"""The meter's read of a record (``records.usage_entry``): plain events on the fast path, the
+rest by the exact reader, and the same usage item, byte for byte, whichever path read it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meterline.events import EventError
+from meterline.records import read_plain, read_usage, usage_entry, usage_record
+from tests.unit.test_fuzz import EVENTS, FUZZ, METERING, TYPES
+
+
+@st.composite
+def plain_events(draw: st.DrawFn) -> bytes:
+    """Compact events of text and integers, in the time spellings producers write: what the meter
+    reads on its fast path, with values at and past its edges (negative, missing, 64 bits)."""
+    data = draw(
+        st.dictionaries(
+            st.sampled_from(["bytes", "cluster", "level", "user", "gb", "method", "route", "x"]),
+            st.one_of(
+                st.integers(-3, 10**6), st.sampled_from([2**63 - 1, 2**64 - 1, -(2**63)]), st.text(max_size=4)
+            ),
+            max_size=4,
+        )
+    )
+    time = draw(
+        st.sampled_from(["00", "00.000", "00.120", "59.999", "00.000000", "00.000100", "59.999999", "60"])
+    )
+    event = {"specversion": "1.0", "id": f"e{draw(st.integers(0, 3))}", "source": "s/1"}
+    event |= {"type": draw(TYPES)[1:-1], "subject": draw(st.sampled_from(["org-42", "org-7", "ö"]))}
+    event |= {"time": f"2026-11-{draw(st.sampled_from(['01', '30']))}T23:59:{time}Z", "data": data}
+    line = orjson.dumps(event)
+    return line + b"\n" if draw(st.booleans()) else line
+
+
+@FUZZ
+@given(raw=st.one_of(plain_events(), EVENTS))
+def test_the_meter_makes_the_usage_item_the_exact_reader_makes_or_rejects_it_for_the_same_reason(
+    raw: bytes,
+) -> None:
+    # GIVEN any input, plain events among them
+    # WHEN the meter reads it (plain events on its fast path) and the exact reader reads it
+    readings: list[Any] = []
+    try:
+        key, time, item = usage_entry(METERING, raw, "usage.events|0|1")
+        readings.append((key, time, item))
+    except EventError as error:
+        readings.append(error.reason)
+    try:
+        usage, item = usage_record(METERING, raw, "usage.events|0|1")
+        readings.append((usage.key, usage.time, item))
+    except EventError as error:
+        readings.append(error.reason)
+    # THEN both make the same usage item, byte for byte, or reject the input for the same reason
+    assert readings[0] == readings[1]
+
+
+def test_a_plain_event_is_read_on_the_fast_path_with_its_sum_kept_an_integer() -> None:
+    # GIVEN a compact ingress event of text and integers
+    line = orjson.dumps(
+        {"specversion": "1.0", "id": "e1", "source": "s", "type": "kafka.ingress", "subject": "org-42"}
+        | {"time": "2026-11-03T10:15:00.120Z", "data": {"bytes": 1048576, "cluster": "lkc-1"}}
+    )
+    # WHEN read on the fast path
+    fields = read_plain(METERING, line)
+    # THEN it is read there, as the exact reader reads it, but for the sum's value staying an int
+    assert fields is not None
+    [((meter, group), _, value)] = fields[4]
+    assert (meter, group, value, type(value)) == ("ingress_gb", ("lkc-1",), 1048576, int)
+    exact = read_usage(METERING, line)
+    assert fields[:4] == exact[:4] and fields[5] == exact[5]
