@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -355,9 +356,10 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
     position = {"usage": 0, "aggregates": 0}
 
     def timed(job: str, work: Callable[[], object]) -> None:
-        start = time.process_time()
-        work()
-        cpu[job] += time.process_time() - start
+        with own_heap():
+            start = time.process_time()
+            work()
+            cpu[job] += time.process_time() - start
 
     def pump(final: bool) -> None:
         # Lambda's stream triggers, with full batches while events flow, and what is left at the end.
@@ -384,6 +386,19 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
         usage_records=len(usage_log),
         aggregate_records=sum(1 for entry in aggregates_log if is_partial(entry.item)),
     )
+
+
+@contextlib.contextmanager
+def own_heap() -> Iterator[None]:
+    """Run a timed call as a function's process runs it: the garbage collector walks what the call
+    allocates, not the bench's own heap (the fake store standing in for the tables, the stream
+    log, every record of the run), which no function process holds. Without this, full
+    collections over that heap were ~35-42% of the aggregate and rate figures on 200k events."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass
@@ -415,10 +430,12 @@ def _meter_handler_seconds(
         module.jobs.use(Jobs(catalog, store, MemoryPublisher()))  # in place of DynamoDB and MSK
         context = _Context()
         responses = []
-        start = time.process_time()
+        seconds = 0.0
         for event in events:
-            responses.append(module.handler(event, context))
-        seconds = time.process_time() - start
+            with own_heap():
+                start = time.process_time()
+                responses.append(module.handler(event, context))
+                seconds += time.process_time() - start
     return seconds, sum(len(response["batchItemFailures"]) for response in responses)
 
 
