@@ -61,7 +61,14 @@ class Money:
         return Fraction(self.minor, 10 ** minor_units(self.currency))
 
     def __str__(self) -> str:
-        return str(self.decimal)
+        """What ``str(self.decimal)`` writes (``12.30``, ``-0.05``, ``7``), in integers: every invoice
+        writes several amounts. ISO 4217 minor units are at most 4, so Decimal's text is never
+        exponential here."""
+        places = minor_units(self.currency)
+        if not places:
+            return str(self.minor)
+        whole, part = divmod(abs(self.minor), 10**places)
+        return f"{'-' if self.minor < 0 else ''}{whole}.{part:0{places}d}"
 
     def __bool__(self) -> bool:
         return self.minor != 0
