@@ -12,14 +12,28 @@ from meterline.catalog import Charge, PricingModel, Tier
 
 def price(charge: Charge, quantity: Fraction) -> Fraction:
     """What the charge costs for ``quantity`` units in one period, before rounding."""
+    return Fraction(*price_ratio(charge, quantity))
+
+
+def price_ratio(charge: Charge, quantity: Fraction) -> tuple[int, int]:
+    """``price`` as numerator and denominator, not always in lowest terms: rating rounds a line's
+    price from them, without making a Fraction for each flat or per-unit line."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
-        return _fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
+        numerator, denominator = _ratio(charge.amount)
+        # quantity: the share of the period subscribed
+        return numerator * quantity.numerator, denominator * quantity.denominator
     if quantity.numerator <= 0:
-        return Fraction(0)  # v2: a negative quantity (max, min, latest) costs nothing, like none
+        return 0, 1  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None
-        return quantity * _fraction(charge.unit_price)
+        numerator, denominator = _ratio(charge.unit_price)
+        return quantity.numerator * numerator, quantity.denominator * denominator
+    cost = _tiered_or_package(charge, quantity)
+    return cost.numerator, cost.denominator
+
+
+def _tiered_or_package(charge: Charge, quantity: Fraction) -> Fraction:
     if charge.model is PricingModel.PACKAGE:
         assert charge.package_size is not None and charge.package_price is not None
         return math.ceil(quantity / _fraction(charge.package_size)) * _fraction(charge.package_price)
@@ -49,6 +63,12 @@ def volume(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
         if tier.up_to is None or quantity <= tier.up_to:
             return quantity * _fraction(tier.unit_price) + _fraction(tier.flat_fee)
     raise AssertionError("the catalog guarantees an unbounded last tier")
+
+
+@cache
+def _ratio(number: Decimal) -> tuple[int, int]:
+    """A catalog's price as numerator and denominator, made once."""
+    return number.as_integer_ratio()
 
 
 @cache

@@ -15,8 +15,8 @@ from meterline.catalog import Catalog, Charge, Customer, PricingModel
 from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, group_json
 from meterline.metering import Group
-from meterline.money import round_money
-from meterline.pricing import price
+from meterline.money import round_money, round_ratio
+from meterline.pricing import price_ratio
 from meterline.terms import Term
 from meterline.usage import Usage
 
@@ -38,11 +38,11 @@ def usage_lines(
         priced_by = pricing_charge(by_meter.get(meter_key, ()), names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
-        amount = round_money(price(priced_by, quantity), currency)
+        amount = round_ratio(*price_ratio(priced_by, quantity), currency)
         lines.append(Line(meter_key, group_json(names, group), quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
-            lines.append(Line(charge.line_key, {}, share, round_money(price(charge, share), currency)))
+            lines.append(Line(charge.line_key, {}, share, round_ratio(*price_ratio(charge, share), currency)))
     return lines
 
 
