@@ -20,6 +20,7 @@ samples as after an hour.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import operator
@@ -232,8 +233,8 @@ class TimeWeightedState:
         """The value in force at instant ``at``: the last sample strictly before it (None: none)."""
         loose = self._loose()
         if loose is not None:
-            before = [value for time, _, value in loose if time < at]
-            return before[-1] if before else None
+            after = bisect.bisect_left(loose, (at,))  # (at,) sorts before every sample at ``at``
+            return loose[after - 1][2] if after else None
         self._settle()
         if self._span is not None and _inside(self._span.run, at):
             self._unfold()
