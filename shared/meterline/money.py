@@ -67,8 +67,8 @@ class Money:
         places = minor_units(self.currency)
         if not places:
             return str(self.minor)
-        whole, part = divmod(abs(self.minor), 10**places)
-        return f"{'-' if self.minor < 0 else ''}{whole}.{part:0{places}d}"
+        digits = str(abs(self.minor)).rjust(places + 1, "0")
+        return f"{'-' if self.minor < 0 else ''}{digits[:-places]}.{digits[-places:]}"
 
     def __bool__(self) -> bool:
         return self.minor != 0

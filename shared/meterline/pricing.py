@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
@@ -17,7 +16,7 @@ def price(charge: Charge, quantity: Fraction) -> Fraction:
 
 def price_ratio(charge: Charge, quantity: Fraction) -> tuple[int, int]:
     """``price`` as numerator and denominator, not always in lowest terms: rating rounds a line's
-    price from them, without making a Fraction for each flat or per-unit line."""
+    price from them, without making a Fraction for each flat, per-unit or package line."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
         numerator, denominator = _ratio(charge.amount)
@@ -29,17 +28,16 @@ def price_ratio(charge: Charge, quantity: Fraction) -> tuple[int, int]:
         assert charge.unit_price is not None
         numerator, denominator = _ratio(charge.unit_price)
         return quantity.numerator * numerator, quantity.denominator * denominator
-    cost = _tiered_or_package(charge, quantity)
-    return cost.numerator, cost.denominator
-
-
-def _tiered_or_package(charge: Charge, quantity: Fraction) -> Fraction:
     if charge.model is PricingModel.PACKAGE:
         assert charge.package_size is not None and charge.package_price is not None
-        return math.ceil(quantity / _fraction(charge.package_size)) * _fraction(charge.package_price)
-    if charge.model is PricingModel.GRADUATED:
-        return graduated(charge.tiers, quantity)
-    return volume(charge.tiers, quantity)
+        size_numerator, size_denominator = _ratio(charge.package_size)
+        numerator, denominator = _ratio(charge.package_price)
+        # every package begun is paid: ceil(quantity / size), by floor division of the negation
+        packages = -(-quantity.numerator * size_denominator // (quantity.denominator * size_numerator))
+        return packages * numerator, denominator
+    cost = graduated if charge.model is PricingModel.GRADUATED else volume
+    tiered = cost(charge.tiers, quantity)
+    return tiered.numerator, tiered.denominator
 
 
 def graduated(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
