@@ -33,8 +33,10 @@ def usage_lines(
         if charge.model is not PricingModel.FLAT:
             by_meter.setdefault(charge.meter, []).append(charge)
     lines: list[Line] = []
-    for (meter_key, group), quantity in sorted(usage.items(), key=usage_order):
-        names = catalog.meters[meter_key].group_by
+    meters = catalog.meters
+    priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
+    for (meter_key, group), quantity in sorted(priced, key=usage_order):
+        names = meters[meter_key].group_by
         priced_by = pricing_charge(by_meter.get(meter_key, ()), names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
