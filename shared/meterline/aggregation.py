@@ -209,14 +209,22 @@ def state_from_json(aggregation: Aggregation, data: Any) -> AggregateState:
 
 
 def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fraction:
-    quantity = state.quantity(period)
-    return quantity / _fraction(meter.divide_by) if meter.divide_by is not None else quantity
+    return divided(meter, state.quantity(period))
+
+
+def divided(meter: Meter, quantity: Fraction) -> Fraction:
+    """``quantity`` in the unit the meter bills: divided by its ``divide_by``, if any."""
+    if meter.divide_by is None:
+        return quantity
+    numerator, denominator = _ratio(meter.divide_by)
+    return Fraction(quantity.numerator * denominator, quantity.denominator * numerator)  # one Fraction made
 
 
 @cache
-def _fraction(number: Decimal) -> Fraction:
-    """A meter's divide_by as a Fraction, made once: rating divides every group's quantity by it."""
-    return Fraction(number)
+def _ratio(number: Decimal) -> tuple[int, int]:
+    """A meter's divide_by as numerator and denominator, made once: rating divides every group's
+    quantity by it."""
+    return number.as_integer_ratio()
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -108,6 +108,8 @@ def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:
 def format_quantity(quantity: Fraction) -> str:
     """Exact decimal text when the quantity has one; else 18 places (display only, never priced)."""
     denominator = quantity.denominator
+    if denominator == 1:
+        return str(quantity.numerator)  # most quantities are whole: counts, peaks, integer sums
     twos = fives = 0
     while denominator % 2 == 0:
         denominator //= 2

@@ -61,7 +61,14 @@ class Money:
         return Fraction(self.minor, 10 ** minor_units(self.currency))
 
     def __str__(self) -> str:
-        return str(self.decimal)
+        """What ``str(self.decimal)`` writes (``12.30``, ``-0.05``, ``7``), in integers: every invoice
+        writes several amounts. ISO 4217 minor units are at most 4, so Decimal's text is never
+        exponential here."""
+        places = minor_units(self.currency)
+        if not places:
+            return str(self.minor)
+        digits = str(abs(self.minor)).rjust(places + 1, "0")
+        return f"{'-' if self.minor < 0 else ''}{digits[:-places]}.{digits[-places:]}"
 
     def __bool__(self) -> bool:
         return self.minor != 0
@@ -113,13 +120,17 @@ def round_money(amount: Decimal | Fraction | int, currency: str) -> Money:
         numerator, denominator = amount.as_integer_ratio()
     else:
         numerator, denominator = amount.numerator, amount.denominator
+    return round_ratio(numerator, denominator, currency)
+
+
+def round_ratio(numerator: int, denominator: int, currency: str) -> Money:
+    """``round_money`` of numerator / denominator (denominator > 0), in integers: no Fraction is
+    made (rating makes one per line otherwise). The ratio need not be in lowest terms: scaling both
+    by a factor changes neither the whole part nor which side of one half the remainder falls."""
     return Money(_round_ratio(numerator, denominator, minor_units(currency)), currency)
 
 
 def _round_ratio(numerator: int, denominator: int, places: int) -> int:
-    """numerator / denominator rounded to ``places``, in minor units, in integers: no Fraction is
-    made (rating makes one per line otherwise). The ratio need not be in lowest terms: scaling both
-    by a factor changes neither the whole part nor which side of one half the remainder falls."""
     whole: int
     whole, remainder = divmod(abs(numerator) * 10**places, denominator)
     if 2 * remainder >= denominator:

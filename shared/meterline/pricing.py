@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
@@ -12,20 +11,33 @@ from meterline.catalog import Charge, PricingModel, Tier
 
 def price(charge: Charge, quantity: Fraction) -> Fraction:
     """What the charge costs for ``quantity`` units in one period, before rounding."""
+    return Fraction(*price_ratio(charge, quantity))
+
+
+def price_ratio(charge: Charge, quantity: Fraction) -> tuple[int, int]:
+    """``price`` as numerator and denominator, not always in lowest terms: rating rounds a line's
+    price from them, without making a Fraction for each flat, per-unit or package line."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
-        return _fraction(charge.amount) * quantity  # quantity: the share of the period subscribed
+        numerator, denominator = _ratio(charge.amount)
+        # quantity: the share of the period subscribed
+        return numerator * quantity.numerator, denominator * quantity.denominator
     if quantity.numerator <= 0:
-        return Fraction(0)  # v2: a negative quantity (max, min, latest) costs nothing, like none
+        return 0, 1  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None
-        return quantity * _fraction(charge.unit_price)
+        numerator, denominator = _ratio(charge.unit_price)
+        return quantity.numerator * numerator, quantity.denominator * denominator
     if charge.model is PricingModel.PACKAGE:
         assert charge.package_size is not None and charge.package_price is not None
-        return math.ceil(quantity / _fraction(charge.package_size)) * _fraction(charge.package_price)
-    if charge.model is PricingModel.GRADUATED:
-        return graduated(charge.tiers, quantity)
-    return volume(charge.tiers, quantity)
+        size_numerator, size_denominator = _ratio(charge.package_size)
+        numerator, denominator = _ratio(charge.package_price)
+        # every package begun is paid: ceil(quantity / size), by floor division of the negation
+        packages = -(-quantity.numerator * size_denominator // (quantity.denominator * size_numerator))
+        return packages * numerator, denominator
+    cost = graduated if charge.model is PricingModel.GRADUATED else volume
+    tiered = cost(charge.tiers, quantity)
+    return tiered.numerator, tiered.denominator
 
 
 def graduated(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
@@ -49,6 +61,12 @@ def volume(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
         if tier.up_to is None or quantity <= tier.up_to:
             return quantity * _fraction(tier.unit_price) + _fraction(tier.flat_fee)
     raise AssertionError("the catalog guarantees an unbounded last tier")
+
+
+@cache
+def _ratio(number: Decimal) -> tuple[int, int]:
+    """A catalog's price as numerator and denominator, made once."""
+    return number.as_integer_ratio()
 
 
 @cache

@@ -15,8 +15,8 @@ from meterline.catalog import Catalog, Charge, Customer, PricingModel
 from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, group_json
 from meterline.metering import Group
-from meterline.money import round_money
-from meterline.pricing import price
+from meterline.money import round_money, round_ratio
+from meterline.pricing import price_ratio
 from meterline.terms import Term
 from meterline.usage import Usage
 
@@ -33,16 +33,18 @@ def usage_lines(
         if charge.model is not PricingModel.FLAT:
             by_meter.setdefault(charge.meter, []).append(charge)
     lines: list[Line] = []
-    for (meter_key, group), quantity in sorted(usage.items(), key=usage_order):
-        names = catalog.meters[meter_key].group_by
+    meters = catalog.meters
+    priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
+    for (meter_key, group), quantity in sorted(priced, key=usage_order):
+        names = meters[meter_key].group_by
         priced_by = pricing_charge(by_meter.get(meter_key, ()), names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
-        amount = round_money(price(priced_by, quantity), currency)
+        amount = round_ratio(*price_ratio(priced_by, quantity), currency)
         lines.append(Line(meter_key, group_json(names, group), quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
-            lines.append(Line(charge.line_key, {}, share, round_money(price(charge, share), currency)))
+            lines.append(Line(charge.line_key, {}, share, round_ratio(*price_ratio(charge, share), currency)))
     return lines
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from meterline.aggregation import meter_quantity
+from meterline.aggregation import divided, meter_quantity
 from meterline.catalog import Aggregation, Catalog, Meter
 from meterline.periods import Period
 from meterline.terms import Days, day_start, whole_month
@@ -118,8 +118,7 @@ class _Held:
                 total += Fraction(self.opening) * Fraction(_microseconds(stop - start), 3_600_000_000)
                 used = True
         if used:
-            divide_by = self.meter.divide_by
-            usage[key] = total / Fraction(divide_by) if divide_by is not None else total
+            usage[key] = divided(self.meter, total)
 
 
 def _microseconds(span: timedelta) -> int:

@@ -20,6 +20,7 @@ samples as after an hour.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import operator
@@ -203,7 +204,7 @@ class TimeWeightedState:
             total, in_force, since = _hold(loose, start, end, _ZERO, opening, start)
             if in_force is not None:
                 total = _EXACT.add(total, _weight(in_force, end - since))
-            return Fraction(total) / _MICROSECONDS_PER_HOUR
+            return _hours(total)
         self._settle()
         if self._span is not None and (_inside(self._span.run, start) or _inside(self._span.run, end)):
             self._unfold()
@@ -226,14 +227,14 @@ class TimeWeightedState:
             total, in_force, since = _hold(run.samples(), start, end, total, in_force, since)
         if in_force is not None:
             total = _EXACT.add(total, _weight(in_force, end - since))
-        return Fraction(total) / _MICROSECONDS_PER_HOUR
+        return _hours(total)
 
     def closing(self, at: datetime) -> Decimal | None:
         """The value in force at instant ``at``: the last sample strictly before it (None: none)."""
         loose = self._loose()
         if loose is not None:
-            before = [value for time, _, value in loose if time < at]
-            return before[-1] if before else None
+            after = bisect.bisect_left(loose, (at,))  # (at,) sorts before every sample at ``at``
+            return loose[after - 1][2] if after else None
         self._settle()
         if self._span is not None and _inside(self._span.run, at):
             self._unfold()
@@ -425,12 +426,13 @@ def _hold(
 ) -> tuple[Decimal, Decimal | None, datetime]:
     """Add what sorted samples hold within [start, end) to ``total``, the value ``in_force`` held
     since ``since``; return the total, the value in force after them and since when."""
+    add, multiply = _EXACT.add, _EXACT.multiply
     for time, _, value in samples:
         if time >= end:
             break
         if time >= start:
             if in_force is not None:
-                total = _EXACT.add(total, _weight(in_force, time - since))
+                total = add(total, multiply(in_force, (time - since) // _MICROSECOND))  # _weight, inline
             since = time
         in_force = value
     return total, in_force, since
@@ -547,6 +549,12 @@ def _area(samples: list[SampleKey]) -> Decimal:
         total = _EXACT.add(total, _weight(value, time - held_since))
         held_since, value = time, next_value
     return total
+
+
+def _hours(weight: Decimal) -> Fraction:
+    """Value × microseconds as value × hours: one Fraction made from the Decimal's integer ratio."""
+    numerator, denominator = weight.as_integer_ratio()
+    return Fraction(numerator, denominator * _MICROSECONDS_PER_HOUR)
 
 
 def _weight(value: Decimal, held: timedelta) -> Decimal:
