@@ -86,6 +86,25 @@ class Demo:
         pytest.fail(f"the demo did not start its servers: {''.join(self.err)[-2000:]}")
 
 
+def assert_gone_soon(started: set[int], ports: set[int]) -> None:
+    """Within GONE_SECONDS none of the processes is alive and none of the ports listens."""
+    deadline = time.monotonic() + GONE_SECONDS
+    while time.monotonic() < deadline and (
+        any(alive(pid) for pid in started) or any(listening(port) for port in ports)
+    ):
+        time.sleep(0.2)
+    assert [pid for pid in started if alive(pid)] == []
+    assert [port for port in ports if listening(port)] == []
+
+
+def kill_what_is_left(demo: Demo, started: set[int]) -> None:
+    """What the test started and the demo left behind: never beyond this test."""
+    for pid in {demo.process.pid, *started, *descendants_of(demo.process.pid)}:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    demo.process.wait(timeout=30)
+
+
 @pytest.fixture
 def stale_out(tmp_path: Path) -> Path:
     """An --out where an earlier, finished run left its invoices and report."""
@@ -131,13 +150,7 @@ def test_no_server_of_the_demo_outlives_it_however_it_is_stopped(
             assert status == 128 + how, "".join(demo.err)
             assert "".join(demo.err).splitlines()[-1] == f"meterline: stopped by {how.name}"
             assert "Traceback" not in "".join(demo.err)
-        deadline = time.monotonic() + GONE_SECONDS
-        while time.monotonic() < deadline and (
-            any(alive(pid) for pid in started) or any(listening(port) for port in ports)
-        ):
-            time.sleep(0.2)
-        assert [pid for pid in started if alive(pid)] == []
-        assert [port for port in ports if listening(port)] == []
+        assert_gone_soon(started, ports)
 
         # AND --out holds the new run's events, marked incomplete, and no earlier run's results
         assert (stale_out / "INCOMPLETE").is_file()
@@ -148,10 +161,7 @@ def test_no_server_of_the_demo_outlives_it_however_it_is_stopped(
             if (stale_out / name).exists()
         ]
     finally:
-        for pid in {demo.process.pid, *started, *descendants_of(demo.process.pid)}:
-            if alive(pid):  # what this test started and the demo left behind: never beyond this test
-                os.kill(pid, signal.SIGKILL)
-        demo.process.wait(timeout=30)
+        kill_what_is_left(demo, started)
 
 
 def test_sigterm_while_the_cells_run_stops_every_server_of_every_cell_and_the_home(tmp_path: Path) -> None:
@@ -180,16 +190,7 @@ def test_sigterm_while_the_cells_run_stops_every_server_of_every_cell_and_the_ho
         assert status == 143, "".join(demo.err)
         assert "".join(demo.err).splitlines()[-1] == "meterline: stopped by SIGTERM"
         assert "Traceback" not in "".join(demo.err)
-        deadline = time.monotonic() + GONE_SECONDS
-        while time.monotonic() < deadline and (
-            any(alive(pid) for pid in started) or any(listening(port) for port in ports)
-        ):
-            time.sleep(0.2)
-        assert [pid for pid in started if alive(pid)] == []
-        assert [port for port in ports if listening(port)] == []
+        assert_gone_soon(started, ports)
         assert (tmp_path / "INCOMPLETE").is_file()
     finally:
-        for pid in {demo.process.pid, *started, *descendants_of(demo.process.pid)}:
-            if alive(pid):  # what this test started and the demo left behind: never beyond this test
-                os.kill(pid, signal.SIGKILL)
-        demo.process.wait(timeout=30)
+        kill_what_is_left(demo, started)
