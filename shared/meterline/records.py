@@ -309,9 +309,12 @@ def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str
     return (subject, source, event_id, moment, readings, content), time
 
 
-def ledger_time(common: str) -> str:
-    """``common_time(common).isoformat()``, read off the text in a tenth of the time: ``Z`` as
-    ``+00:00``, milliseconds as microseconds, and no fraction when it is zero."""
+def ledger_time(common: str, moment: datetime) -> str:
+    """``moment.isoformat()``, where ``moment`` is ``common_time(common)``: for a UTC spelling
+    (``Z``) read off the text in a tenth of the time (``Z`` as ``+00:00``, milliseconds as
+    microseconds, no fraction when it is zero); an offset spelling names another wall-clock time."""
+    if common[-1] != "Z":
+        return moment.isoformat()
     size = len(common)
     if size == 20 or common[20:-1] in _NO_FRACTION:
         return common[:19] + _UTC
@@ -343,7 +346,7 @@ def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEnt
     subject, source, event_id, time, readings, content = fields
     try:
         key = (subject, source, event_id)
-        text = time if sent is None else ledger_time(sent)
+        text = time if sent is None else ledger_time(sent, time)
         item = usage_item(key, digest(content), text, measurements_json(readings), delivery)
     except Exception as error:
         raise unprocessable(error) from error
