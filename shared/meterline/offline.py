@@ -169,6 +169,29 @@ def slotted(plain: Mapping[str, tuple[Plain, ...]]) -> tuple[dict[str, tuple[Slo
     return plans, meters
 
 
+def _spelled_once(line: bytes, data: dict[str, Any]) -> bool | None:
+    """Whether a decoded plain event's data holds a Decimal (a number read exactly), or None when
+    the fast path cannot read the line: a backslash in it, a key spelled twice (the decoder keeps
+    the last), data other than text and integers in orjson's range. Without a backslash every
+    quote bounds a string: twice as many quotes as the document's keys and text values."""
+    if _BACKSLASH in line:
+        return None
+    strings = _ENVELOPE_STRINGS + len(data)
+    exact = False
+    for found in data.values():
+        kind = type(found)
+        if kind is str:
+            strings += 1
+        elif kind is int:
+            if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
+                return None
+        elif kind is Decimal:
+            exact = True
+        else:  # an object, an array, true, null, or a number out of bounds
+            return None
+    return exact if line.count(_QUOTE) == 2 * strings else None
+
+
 def _plain_readings(plan: tuple[Slot, ...], data: dict[str, Any], exact: bool) -> list[FastReading] | None:
     """The readings of a plain event's data (text, integers and, if ``exact``, Decimals), as
     ``Metering.readings`` reads them; None for what only ``read_usage`` reads (a decimal string, a
@@ -334,29 +357,12 @@ class Metered:
                     if event is not None:
                         subject, source, event_id, data = event.subject, event.source, event.id, event.data
                         plan = plans[event.type]
-                        if len(line) <= plan[0] and _BACKSLASH not in line:
-                            # Without a backslash every quote bounds a string: twice as many quotes as
-                            # the document's keys and text values, unless a key was repeated (and dropped).
-                            strings = _ENVELOPE_STRINGS + len(data)
-                            exact = False
-                            for found in data.values():
-                                kind = type(found)
-                                if kind is str:
-                                    strings += 1
-                                elif kind is int:
-                                    if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
-                                        strings = -1
-                                        break
-                                elif kind is Decimal:
-                                    exact = True
-                                else:  # an object, an array, true, null, or a number out of bounds
-                                    strings = -1
-                                    break
-                            if line.count(_QUOTE) == 2 * strings:
-                                moment = common_time(event.time)
-                                if moment is not None:
-                                    time = moment
-                                    fast = _plain_readings(plan[1], data, exact)
+                        exact = _spelled_once(line, data) if len(line) <= plan[0] else None
+                        if exact is not None:
+                            moment = common_time(event.time)
+                            if moment is not None:
+                                time = moment
+                                fast = _plain_readings(plan[1], data, exact)
                 try:
                     if fast is None:
                         if line.isspace():
