@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from functools import cache
 from typing import Any, ClassVar, Protocol, Self
 
 from meterline.catalog import Aggregation, Meter
+from meterline.money import decimal_ratio
 from meterline.periods import Period
 from meterline.timeweighted import TimeWeightedState
 
@@ -203,11 +203,6 @@ def new_state(aggregation: Aggregation) -> AggregateState:
     return state
 
 
-def state_from_json(aggregation: Aggregation, data: Any) -> AggregateState:
-    state: AggregateState = STATE_TYPES[aggregation].from_json(data)
-    return state
-
-
 def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fraction:
     return divided(meter, state.quantity(period))
 
@@ -216,15 +211,8 @@ def divided(meter: Meter, quantity: Fraction) -> Fraction:
     """``quantity`` in the unit the meter bills: divided by its ``divide_by``, if any."""
     if meter.divide_by is None:
         return quantity
-    numerator, denominator = _ratio(meter.divide_by)
+    numerator, denominator = decimal_ratio(meter.divide_by)
     return Fraction(quantity.numerator * denominator, quantity.denominator * numerator)  # one Fraction made
-
-
-@cache
-def _ratio(number: Decimal) -> tuple[int, int]:
-    """A meter's divide_by as numerator and denominator, made once: rating divides every group's
-    quantity by it."""
-    return number.as_integer_ratio()
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -145,3 +145,10 @@ def shifted(whole: int, places: int) -> Decimal:
 
 
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+@cache
+def decimal_ratio(number: Decimal) -> tuple[int, int]:
+    """A catalog's number (a price, a bound, a meter's divide_by) as numerator and denominator,
+    made once: rating uses the same few for thousands of lines."""
+    return number.as_integer_ratio()

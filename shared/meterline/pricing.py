@@ -7,6 +7,7 @@ from fractions import Fraction
 from functools import cache
 
 from meterline.catalog import Charge, PricingModel, Tier
+from meterline.money import decimal_ratio
 
 
 def price(charge: Charge, quantity: Fraction) -> Fraction:
@@ -19,19 +20,19 @@ def price_ratio(charge: Charge, quantity: Fraction) -> tuple[int, int]:
     price from them, without making a Fraction for each flat, per-unit or package line."""
     if charge.model is PricingModel.FLAT:
         assert charge.amount is not None
-        numerator, denominator = _ratio(charge.amount)
+        numerator, denominator = decimal_ratio(charge.amount)
         # quantity: the share of the period subscribed
         return numerator * quantity.numerator, denominator * quantity.denominator
     if quantity.numerator <= 0:
         return 0, 1  # v2: a negative quantity (max, min, latest) costs nothing, like none
     if charge.model is PricingModel.PER_UNIT:
         assert charge.unit_price is not None
-        numerator, denominator = _ratio(charge.unit_price)
+        numerator, denominator = decimal_ratio(charge.unit_price)
         return quantity.numerator * numerator, quantity.denominator * denominator
     if charge.model is PricingModel.PACKAGE:
         assert charge.package_size is not None and charge.package_price is not None
-        size_numerator, size_denominator = _ratio(charge.package_size)
-        numerator, denominator = _ratio(charge.package_price)
+        size_numerator, size_denominator = decimal_ratio(charge.package_size)
+        numerator, denominator = decimal_ratio(charge.package_price)
         # every package begun is paid: ceil(quantity / size), by floor division of the negation
         packages = -(-quantity.numerator * size_denominator // (quantity.denominator * size_numerator))
         return packages * numerator, denominator
@@ -61,12 +62,6 @@ def volume(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
         if tier.up_to is None or quantity <= tier.up_to:
             return quantity * _fraction(tier.unit_price) + _fraction(tier.flat_fee)
     raise AssertionError("the catalog guarantees an unbounded last tier")
-
-
-@cache
-def _ratio(number: Decimal) -> tuple[int, int]:
-    """A catalog's price as numerator and denominator, made once."""
-    return number.as_integer_ratio()
 
 
 @cache

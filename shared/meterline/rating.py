@@ -37,7 +37,7 @@ def usage_lines(
     priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
     for (meter_key, group), quantity in sorted(priced, key=usage_order):
         names = meters[meter_key].group_by
-        priced_by = pricing_charge(by_meter.get(meter_key, ()), names, group)
+        priced_by = pricing_charge(by_meter[meter_key], names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
         amount = round_ratio(*price_ratio(priced_by, quantity), currency)

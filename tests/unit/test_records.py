@@ -65,9 +65,6 @@ def test_any_number_of_parts_is_framed_so_that_they_read_back_whole(parts: list[
     assert unframed(framed(tuple(parts))) == tuple(parts)
 
 
-DIGITS = st.text(st.sampled_from("0123456789"), min_size=1, max_size=2)
-
-
 @settings(max_examples=500, deadline=None)
 @given(
     spelled=st.one_of(

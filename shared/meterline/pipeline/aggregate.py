@@ -145,7 +145,7 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        group = [record for record in records if self.slot(record.usage.period) is slot]
+        group = [record for record in records if self.slot(record.usage.period) == slot]
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])

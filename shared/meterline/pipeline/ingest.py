@@ -145,19 +145,13 @@ class Ingest:
     def index(self, statement: Statement) -> None:
         self.store.put(
             TABLE,
-            {
-                "pk": applied_index_pk(statement.period),
-                "sk": f"{statement.cell}|{statement.statement_id}",
-                "cell": statement.cell,
-                "statement": statement.statement_id,
-            },
+            {"pk": applied_index_pk(statement.period), "sk": f"{statement.cell}|{statement.statement_id}"},
         )
 
     def record_final(self, marker: FinalMarker) -> bool:
         item: Item = {
             "pk": FINALS,
             "sk": f"{marker.period}|{marker.cell}",
-            "cell": marker.cell,
             "statements": orjson.dumps(marker.statements),
         }
         return self.store.put_new(TABLE, item) is None
@@ -166,10 +160,12 @@ class Ingest:
         """The cells whose final marker for the period stands, with every statement it names applied."""
         applied: dict[str, set[str]] = {}
         for item in self.store.query(TABLE, applied_index_pk(period)):
-            applied.setdefault(str(item["cell"]), set()).add(str(item["statement"]))
+            # a statement id is a hex digest (statements.statement_id): the last "|" ends the cell
+            cell, statement_id = str(item["sk"]).rsplit("|", 1)
+            applied.setdefault(cell, set()).add(statement_id)
         reported = set()
         for item in self.store.query(TABLE, FINALS, f"{period}|"):
-            cell = str(item["cell"])
+            cell = str(item["sk"]).split("|", 1)[1]
             named = set(orjson.loads(item["statements"]))  # type: ignore[arg-type]
             if named <= applied.get(cell, set()):
                 reported.add(cell)

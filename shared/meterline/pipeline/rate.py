@@ -68,14 +68,15 @@ class RunningCharges:
         ledger = PeriodLedger(self.catalog, self.store, period)
         head = ledger.head()
         open_partials = ledger.open_partials(head)
+        rated = open_partials if partials is None else partials
         if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
             folded = {tenant for tenant, p in ledger.roll_up() if p == period}
-            tenants = _tenants_of(ledger, open_partials if partials is None else partials, period) | folded
+            tenants = _tenants_of(ledger, rated, period) | folded
             book = ledger.book(tenants)
         else:
-            tenants = _tenants_of(ledger, open_partials if partials is None else partials, period)
+            tenants = _tenants_of(ledger, rated, period)
             book = ledger.book(tenants, head, open_partials)
         now = now or datetime.now(UTC)
         bill = bill_period(self.catalog, book, period, self.openings(period), rated=tenants, until=now)
