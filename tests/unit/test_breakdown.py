@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meterline.aggregation import new_state
+from meterline.bench import bench_catalog
 from meterline.local.breakdown import (
     EVERY_CELL,
     attributable,
+    cell_quantities,
     line_key,
     market_breakdown,
     split_amount,
 )
+from meterline.periods import Period
+from meterline.usage import UsageBook
 
 
 def invoice(tenant: str, *lines: dict[str, object]) -> dict[str, object]:
@@ -86,3 +92,21 @@ def test_a_tenant_with_two_invoices_in_the_month_is_not_attributed() -> None:
     # WHEN kept for attribution / THEN only the tenant with one invoice keeps its quantities
     kept = attributable([invoice("t1"), invoice("t2"), invoice("t2")], quantities)
     assert list(kept) == [line_key("t1", "m", {})]
+
+
+def test_a_cells_quantities_are_keyed_by_the_group_as_the_invoice_line_spells_it() -> None:
+    # GIVEN a cell's book with ingress (grouped by cluster) under a decimal and a 65-bit cluster
+    catalog, period = bench_catalog(), Period(2026, 11)
+    book = UsageBook()
+    meter = catalog.meters["ingress_gb"]
+    states = book.states_of("org-0001", period)
+    for cluster in (Decimal("1.5"), 2**64):
+        state = states[(meter.key, (cluster,))] = new_state(meter.aggregation)
+        state.add(Decimal(10**9), datetime(2026, 11, 3, tzinfo=UTC), "e1")
+    # WHEN its quantities are keyed for attribution
+    quantities = cell_quantities(catalog, {"aws-ap-south-1": book}, period)
+    # THEN the keys are the invoice lines' (a decimal and a big integer as text), not another spelling
+    assert set(quantities) == {
+        line_key("org-0001", "ingress_gb", {"cluster": "1.5"}),
+        line_key("org-0001", "ingress_gb", {"cluster": str(2**64)}),
+    }

@@ -24,13 +24,14 @@ import orjson
 
 from meterline.catalog import Aggregation, Catalog
 from meterline.exchange import Exchange
+from meterline.invoice import group_json, group_to_json
 from meterline.markets import CLOUD, REGION
 from meterline.periods import Period
 from meterline.pipeline.ingest import TABLE, applied_sk
 from meterline.pipeline.ledger import period_pk
 from meterline.ports import Store
 from meterline.statements import Address, period_prefix, read_statement
-from meterline.usage import UsageBook, group_to_json
+from meterline.usage import UsageBook
 
 EVERY_CELL = "every cell"
 ADDITIVE = frozenset({Aggregation.SUM, Aggregation.COUNT, Aggregation.TIME_WEIGHTED})
@@ -71,9 +72,7 @@ def cell_quantities(catalog: Catalog, books: Mapping[str, UsageBook], period: Pe
                 meter = catalog.meters[meter_key]
                 if meter.aggregation not in ADDITIVE:
                     continue
-                named = {
-                    name: group_to_json(value) for name, value in zip(meter.group_by, group, strict=True)
-                }
+                named = group_to_json(group_json(meter.group_by, group))  # as the invoice line spells it
                 quantities.setdefault(line_key(tenant, meter_key, named), {})[cell] = quantity
     return quantities
 
@@ -84,14 +83,12 @@ def split_amount(amount: Decimal, weights: Mapping[str, Fraction]) -> dict[str, 
     exponent = int(amount.as_tuple().exponent)
     unit = Fraction(10) ** exponent
     units = Fraction(amount) / unit
-    assert units.denominator == 1
     total = sum(weights.values(), Fraction(0))
     shares = {cell: units * weight / total for cell, weight in weights.items()}
     parts = {cell: share.numerator // share.denominator for cell, share in shares.items()}
     left = int(units) - sum(parts.values())
-    by_remainder = sorted(
-        weights, key=lambda cell: (-(shares[cell] - parts[cell]), list(weights).index(cell))
-    )
+    # sorted is stable: equal remainders keep the order the cells were named in
+    by_remainder = sorted(weights, key=lambda cell: -(shares[cell] - parts[cell]))
     for cell in by_remainder[:left]:
         parts[cell] += 1
     return {cell: Decimal(part).scaleb(exponent) for cell, part in parts.items()}
