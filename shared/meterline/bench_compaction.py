@@ -84,10 +84,8 @@ def _rate_call(charges: RunningCharges, store: CountingStore, partials: list[Any
 
 
 def _report(calls: list[RateCall], accepted: int, store: CountingStore) -> dict[str, Any]:
-    size = max(1, len(calls) // QUARTERS)
-    quarters = [calls[index * size : (index + 1) * size] for index in range(QUARTERS)]
-    cpu_ms = [_mean([call.cpu_seconds * 1000 for call in quarter]) for quarter in quarters]
-    reads = [_mean([call.items_read for call in quarter]) for quarter in quarters]
+    cpu_ms = _quarter_means([call.cpu_seconds * 1000 for call in calls])
+    reads = _quarter_means([call.items_read for call in calls])
     kinds = store.aggregates_write_units
     return {
         "partials": len(calls),
@@ -106,13 +104,18 @@ def _report(calls: list[RateCall], accepted: int, store: CountingStore) -> dict[
 
 
 def _publish_report(reads_per_run: list[int]) -> dict[str, Any]:
-    size = max(1, len(reads_per_run) // QUARTERS)
-    reads = [_mean(reads_per_run[index * size : (index + 1) * size]) for index in range(QUARTERS)]
+    reads = _quarter_means(reads_per_run)
     return {
         "publish_items_read_per_catch_up_by_quarter": [str(value) for value in reads],
         "publish_last_to_first_quarter_reads": str(_quotient(reads[-1], reads[0])),
         "publish_max_items_read_per_catch_up": max(reads_per_run),
     }
+
+
+def _quarter_means(values: list[float] | list[int]) -> list[Decimal]:
+    """The mean of each quarter of ``values``, in order (a remainder past the fourth is left out)."""
+    size = max(1, len(values) // QUARTERS)
+    return [_mean(values[index * size : (index + 1) * size]) for index in range(QUARTERS)]
 
 
 def _mean(values: list[float] | list[int]) -> Decimal:
