@@ -54,12 +54,15 @@ def applied_books(
     for cell in cells:
         book = books[cell] = UsageBook()
         for key in exchange.keys(period_prefix(cell, period)):
-            body = exchange.get(key)
-            if body is None or Address.of(key).is_final:
+            address = Address.of(key)
+            applied = not address.is_final and store.get(
+                TABLE, period_pk(period), applied_sk(address.cell, address.name)
+            )
+            if not applied:
                 continue
-            statement, usage = read_statement(catalog, key, body)
-            if store.get(TABLE, period_pk(period), applied_sk(statement.cell, statement.statement_id)):
-                book.merge(usage)
+            body = exchange.get(key)
+            if body is not None:
+                book.merge(read_statement(catalog, key, body)[1])
     return books
 
 

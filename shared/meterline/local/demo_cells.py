@@ -151,8 +151,9 @@ def run_cells(spec: Any, console: Console) -> DemoRun:
         invoices = invoices_by_period(home.store)
         amendments = all_amendments(home.store)
         announced = len(home.publisher.messages)
+        exchange = home.exchange()
         books = {
-            period: applied_books(catalog, home.store, home.exchange(), by_name, period)
+            period: applied_books(catalog, home.store, exchange, by_name, period)
             for period in unbilled_by_period
         }
     documents = issued_documents(catalog, ledger, unbilled_by_period, invoices)
