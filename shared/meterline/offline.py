@@ -254,9 +254,7 @@ class Metered:
                     slots = slots_of.get(id(states))
                     if slots is None:
                         slots = slots_of[id(states)] = [{} for _ in range(meters)]
-                    data = event.data
-                    for add in plain.adds:
-                        add(data, slots, states, time, event_id)
+                    plain.fold(event.data, slots, states, time, event_id)
                 else:
                     assert readings is not None
                     fold(states, readings, time, event_id)

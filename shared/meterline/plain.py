@@ -46,50 +46,35 @@ _Other = _Int | str | None | UnsetType
 """A group key, or a key another plain type's meters read: absent (UNSET) told from null."""
 
 _NON_NEGATIVE = (_SUM, _TIMED)
-_DECIMAL = 1 << 20
-"""Added to a data Struct's quote tally per Decimal: a flag that costs no second pass."""
-_QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal: 2 + _DECIMAL}
+_QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal: 2}
 """The quotes a data field spells in JSON without a backslash: its key's two, a text value's two."""
 _ENVELOPE_QUOTES = 2 * 13
 """Seven keys and six text attributes: specversion, id, source, type, subject and time."""
 _QUOTE, _BACKSLASH = b'"', b"\\"
+_encode = msgspec.json.Encoder().encode
 
 Group = Any
 """A meter's group as the Struct spells it: None, one key's value or UNSET, or a tuple of them."""
 Slots = list[dict[Group, Any]]
 """One set of states' plain meters, slot by slot: each state by its group as the Struct spells
 it, which a lookup hashes in a fraction of the state key's time (UNSET and None: one state)."""
-Add = Callable[[Any, Slots, States, Any, str], None]
-"""One meter's add of a checked event's data: (data, slots, states, time, event id)."""
+Fold = Callable[[Any, Slots, States, Any, str], None]
+"""The add of a checked event's data to its meters' states: (data, slots, states, time, event id)."""
 
 
 class PlainType:
     """How one event type's typed events are checked and read: ``slot`` numbers its meters among
     all plain meters (their place in ``Slots``)."""
 
-    __slots__ = ("adds", "limit", "readers")
+    __slots__ = ("checked", "fold", "readers")
 
     def __init__(self, plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, weight: int) -> None:
-        self.limit = MAX_ITEM_BYTES // weight - 1024
-        """The longest line whose ledger records cannot outgrow an item (read_usage checks others)."""
-        self.adds: tuple[Add, ...] = tuple(
-            _add(first_slot + number, reader, names) for number, reader in enumerate(plain)
-        )
+        numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
+        self.checked = _checked(sorted(numbers), MAX_ITEM_BYTES // weight - 1024)
+        self.fold = _fold(plain, names, first_slot)
         self.readers: tuple[Callable[[Any], Reading], ...] = tuple(
             _reading(reader, names) for reader in plain
         )
-
-    def checked(self, line: bytes, event: Any) -> bool:
-        """Whether ``read_usage`` would read the decoded ``line`` as it decoded: no backslash (so
-        every quote bounds a string), twice as many quotes as the keys and text values decoded
-        (none repeated, no text read as a number), not too long, and each Decimal in bounds and
-        of the sign its meters need."""
-        tally = sum(map(_QUOTES.__getitem__, map(type, astuple(event.data))))
-        if line.count(_QUOTE) != _ENVELOPE_QUOTES + (tally & (_DECIMAL - 1)) or _BACKSLASH in line:
-            return False
-        if len(line) > self.limit:
-            return False
-        return tally < _DECIMAL or _decimals_read_alike(event.data)
 
     def readings(self, data: Any) -> list[Reading]:
         """A checked event's readings, as ``Metering.readings`` reads them (a sum's integer
@@ -97,7 +82,13 @@ class PlainType:
         return [read(data) for read in self.readers]
 
 
-def _decimals_read_alike(data: Any) -> bool:
+def _read_as_decoded(line: bytes, data: Any) -> bool:
+    """Whether every quote in the line bounds a string (no backslash) and there are twice as many
+    as the keys and text values decoded (no key repeated, no text read as a number), and each
+    Decimal is in bounds and of the sign its meters need."""
+    tally = sum(map(_QUOTES.__getitem__, map(type, astuple(data))))
+    if line.count(_QUOTE) != _ENVELOPE_QUOTES + tally or _BACKSLASH in line:
+        return False
     for name, value in zip(data.__struct_fields__, astuple(data), strict=True):
         if type(value) is Decimal:
             if not value or exact_number(str(value)) is None:
@@ -107,52 +98,100 @@ def _decimals_read_alike(data: Any) -> bool:
     return True
 
 
-def _add(slot: int, reader: Plain, names: dict[str, str]) -> Add:
-    key, meter, aggregation, value_key, group_by = reader
-    group_of = _group_getter(group_by, names)
-    value_of = attrgetter(names[value_key]) if value_key is not None else None
+_CHECKED = """\
+def checked(line, event):
+    size = len(line)
+    if size > {limit}:
+        return False  # read_usage checks what its ledger records would take
+    data = event.data
+    if {holds_decimal}:
+        return read_as_decoded(line, data)
+    if line[-1] == 10:
+        size -= 1
+    return len(encode(event)) == size
+"""
 
-    def state_of(slots: Slots, states: States, group: Group) -> Any:
-        by_group = slots[slot]
-        state = by_group.get(group)
+
+def _checked(numbers: list[str], limit: int) -> Callable[[bytes, Any], bool]:
+    """Whether ``read_usage`` would read a decoded line as it was decoded.
+
+    Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
+    repeated key, whitespace, an escape, an integer spelled otherwise all make the line longer
+    than that. So a line of the same length holds none of them. A Decimal may be written longer
+    than it was spelled, and may have been a string: a line with one is checked by its quotes
+    (``_read_as_decoded``). ``numbers``: the fields that may hold a Decimal; ``limit``: the longest
+    line whose ledger records cannot outgrow an item. Spelled out as ``_fold`` is, from field
+    names and a number only."""
+    holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
+    namespace: dict[str, Any] = {"Decimal": Decimal, "read_as_decoded": _read_as_decoded, "encode": _encode}
+    exec(_CHECKED.format(limit=int(limit), holds_decimal=holds_decimal), namespace)  # see the docstring
+    checked: Callable[[bytes, Any], bool] = namespace["checked"]
+    return checked
+
+
+_ADDS = {
+    _COUNT: "    state.count += 1\n",
+    _SUM: """\
+    value = data.{value}
+    total = state.total
+    if type(value) is int and type(total) is int:
+        state.total = total + value
+    else:
+        state.add(value, time, event_id)
+""",
+    _UNIQUE_COUNT: """\
+    value = data.{value}
+    state.seen.add(value if type(value) is str else str(value))
+""",
+}
+_ADD = """\
+    value = data.{value}
+    state.add(Decimal(value) if type(value) is int else value, time, event_id)
+"""
+"""How a meter's state takes a checked value: a count counts, a sum's integers stay integers, a
+unique count keeps text, the others (max, min, latest, time-weighted) keep Decimals."""
+
+
+def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> Fold:
+    """One function that adds a checked event's data to its type's meters' states, written out
+    meter by meter: a loop over the meters, or a function per meter, costs as much again.
+
+    Its source is spelled from this module's templates, slot numbers and field names (``f0``,
+    ``f1``, ...) alone; no text from the catalog or an event reaches it: the meters themselves
+    are passed as values (``new_state_<n>``)."""
+    lines = ["def fold(data, slots, states, time, event_id):\n"]
+    namespace: dict[str, Any] = {"Decimal": Decimal}
+    for number, (key, meter, aggregation, value_key, group_by) in enumerate(plain):
+        slot = first_slot + number
+        fields = [f"data.{names[name]}" for name in group_by]
+        group = "None" if not fields else fields[0] if len(fields) == 1 else f"({', '.join(fields)},)"
+        namespace[f"new_state_{number}"] = _new_state(slot, meter, key, len(group_by) > 1)
+        lines.append(
+            f"    group = {group}\n"
+            f"    state = slots[{slot}].get(group)\n"
+            "    if state is None:\n"
+            f"        state = new_state_{number}(slots, states, group)\n"
+        )
+        add = _ADDS.get(aggregation, _ADD)
+        lines.append(add.format(value=names[value_key]) if value_key is not None else add)
+    exec("".join(lines), namespace)  # see the docstring
+    fold: Fold = namespace["fold"]
+    return fold
+
+
+def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, States, Group], Any]:
+    """A slot's state for a group it has not seen in these states: found in ``states`` (a reading
+    ``read_usage`` read may have made it), else new."""
+
+    def new(slots: Slots, states: States, group: Group) -> Any:
+        state_key = key if key is not None else (meter.key, _group_key(group, several))
+        state = states.get(state_key)
         if state is None:
-            state = by_group[group] = _state(states, meter, key, group, len(group_by) > 1)
+            state = states[state_key] = new_state(meter.aggregation)
+        slots[slot][group] = state
         return state
 
-    if aggregation is _COUNT:
-
-        def add_count(data: Any, slots: Slots, states: States, time: Any, event_id: str) -> None:
-            by_group = slots[slot]
-            group = group_of(data)
-            state = by_group.get(group)
-            if state is None:
-                state = state_of(slots, states, group)
-            state.count += 1
-
-        return add_count
-    assert value_of is not None
-    if aggregation is _SUM:
-
-        def add_sum(data: Any, slots: Slots, states: States, time: Any, event_id: str) -> None:
-            by_group = slots[slot]
-            group = group_of(data)
-            state = by_group.get(group)
-            if state is None:
-                state = state_of(slots, states, group)
-            value = value_of(data)
-            total = state.total
-            if type(value) is int and type(total) is int:
-                state.total = total + value
-            else:
-                state.add(value, time, event_id)
-
-        return add_sum
-    convert = _identifier if aggregation is _UNIQUE_COUNT else _decimal
-
-    def add(data: Any, slots: Slots, states: States, time: Any, event_id: str) -> None:
-        state_of(slots, states, group_of(data)).add(convert(value_of(data)), time, event_id)
-
-    return add
+    return new
 
 
 def _reading(reader: Plain, names: dict[str, str]) -> Callable[[Any], Reading]:
@@ -181,17 +220,6 @@ def _group_key(group: Group, several: bool) -> tuple[Any, ...]:
     """The group as a state key spells it: a tuple, None for a key that is absent."""
     parts = group if several else (group,)
     return tuple([None if part is UNSET else part for part in parts])
-
-
-def _state(states: States, meter: Meter, key: Any, group: Group, several: bool) -> Any:
-    """The state a group adds to: found in ``states`` (a reading ``read_usage`` read may have
-    made it), else new."""
-    if key is None:
-        key = (meter.key, _group_key(group, several))
-    state = states.get(key)
-    if state is None:
-        state = states[key] = new_state(meter.aggregation)
-    return state
 
 
 def _identifier(value: str | int) -> str:
