@@ -108,7 +108,7 @@ def checked(line, event):
         return read_as_decoded(line, data)
     if line[-1] == 10:
         size -= 1
-    return len(encode(event)) == size
+    return len(encode(event)) == size or read_as_decoded(line, data)
 """
 
 
@@ -118,8 +118,9 @@ def _checked(numbers: list[str], limit: int) -> Callable[[bytes, Any], bool]:
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
     repeated key, whitespace, an escape, an integer spelled otherwise all make the line longer
     than that. So a line of the same length holds none of them. A Decimal may be written longer
-    than it was spelled, and may have been a string: a line with one is checked by its quotes
-    (``_read_as_decoded``). ``numbers``: the fields that may hold a Decimal; ``limit``: the longest
+    than it was spelled, and may have been a string: a line with one, or of another length
+    (spaced loosely, say), is checked by its quotes (``_read_as_decoded``). ``numbers``: the
+    fields that may hold a Decimal; ``limit``: the longest
     line whose ledger records cannot outgrow an item. Spelled out as ``_fold`` is, from field
     names and a number only."""
     holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
