@@ -46,6 +46,8 @@ _Other = _Int | str | None | UnsetType
 """A group key, or a key another plain type's meters read: absent (UNSET) told from null."""
 
 _NON_NEGATIVE = (_SUM, _TIMED)
+_AS_DECODED = (_SUM, _COUNT)
+"""A sum's integer stays an int; a count reads nothing."""
 _QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal: 2}
 """The quotes a data field spells in JSON without a backslash: its key's two, a text value's two."""
 _ENVELOPE_QUOTES = 2 * 13
@@ -200,7 +202,9 @@ def _reading(reader: Plain, names: dict[str, str]) -> Callable[[Any], Reading]:
     group_of = _group_getter(group_by, names)
     several = len(group_by) > 1
     value_of = attrgetter(names[value_key]) if value_key is not None else lambda data: None
-    convert = _identifier if aggregation is _UNIQUE_COUNT else _decimal if aggregation is not _SUM else _same
+    convert = (
+        _same if aggregation in _AS_DECODED else _identifier if aggregation is _UNIQUE_COUNT else _decimal
+    )
 
     def read(data: Any) -> Reading:
         value = convert(value_of(data))
@@ -223,11 +227,11 @@ def _group_key(group: Group, several: bool) -> tuple[Any, ...]:
     return tuple([None if part is UNSET else part for part in parts])
 
 
-def _identifier(value: str | int) -> str:
+def _identifier(value: Any) -> Any:
     return value if type(value) is str else str(value)
 
 
-def _decimal(value: int | Decimal) -> Decimal:
+def _decimal(value: Any) -> Any:
     return Decimal(value) if type(value) is int else value  # a state that keeps its values keeps Decimals
 
 
