@@ -27,7 +27,7 @@ from meterline.markets import Market
 from meterline.metering import Metering
 from meterline.periods import Period
 from meterline.plain import PlainDecoder, PlainType, Slots
-from meterline.records import read_usage
+from meterline.records import MAX_ITEM_BYTES, read_usage
 from meterline.terms import cutter
 from meterline.usage import States, UsageBook, fold
 
@@ -269,7 +269,7 @@ class Metered:
         metering = self._meterings.get(cell)
         if metering is None:
             metering = self._meterings[cell] = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
-            self._decoders[cell] = PlainDecoder(metering)
+            self._decoders[cell] = PlainDecoder(metering, MAX_ITEM_BYTES)
         return metering
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:

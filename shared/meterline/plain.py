@@ -1,6 +1,8 @@
 """The event nearly every producer writes, decoded and checked in C: one msgspec Struct per event
-type, in a union tagged by ``type``, whose data is a Struct of exactly the keys the catalog's
-plain meters read (``Metering.plain``), each typed as its meters read it.
+type, in a union tagged by ``type``, whose data is a Struct of the keys its meters read
+(``Metering.plain``), each typed as they read it, and of the keys the other plain types' meters
+read, each optional text, integer or null (producers tend to send one key set with every type:
+``kafka.egress`` carries the ``cluster`` that ingress groups by). No other key is read here.
 
 What the typed decode refuses (an extension attribute, data of another shape, a float where an
 integer goes, an unknown type, ...) is read by ``records.read_usage``, which reads it alike or
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from operator import attrgetter
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
@@ -23,8 +24,7 @@ from msgspec.structs import astuple
 from meterline.aggregation import new_state
 from meterline.catalog import Aggregation, Meter
 from meterline.events import exact_number
-from meterline.metering import Metering, Plain, Reading
-from meterline.records import MAX_ITEM_BYTES
+from meterline.metering import Metering, Plain
 from meterline.usage import States
 
 _SUM, _COUNT, _UNIQUE_COUNT, _TIMED = (
@@ -46,8 +46,6 @@ _Other = _Int | str | None | UnsetType
 """A group key, or a key another plain type's meters read: absent (UNSET) told from null."""
 
 _NON_NEGATIVE = (_SUM, _TIMED)
-_AS_DECODED = (_SUM, _COUNT)
-"""A sum's integer stays an int; a count reads nothing."""
 _QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal: 2}
 """The quotes a data field spells in JSON without a backslash: its key's two, a text value's two."""
 _ENVELOPE_QUOTES = 2 * 13
@@ -65,23 +63,16 @@ Fold = Callable[[Any, Slots, States, Any, str], None]
 
 
 class PlainType:
-    """How one event type's typed events are checked and read: ``slot`` numbers its meters among
-    all plain meters (their place in ``Slots``)."""
+    """How one event type's typed events are checked (``checked``) and added to their meters'
+    states (``fold``); ``first_slot`` numbers its meters among all plain meters (their place in
+    ``Slots``)."""
 
-    __slots__ = ("checked", "fold", "readers")
+    __slots__ = ("checked", "fold")
 
-    def __init__(self, plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, weight: int) -> None:
+    def __init__(self, plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> None:
         numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
-        self.checked = _checked(sorted(numbers), MAX_ITEM_BYTES // weight - 1024)
+        self.checked = _checked(tuple(sorted(numbers)), limit)
         self.fold = _fold(plain, names, first_slot)
-        self.readers: tuple[Callable[[Any], Reading], ...] = tuple(
-            _reading(reader, names) for reader in plain
-        )
-
-    def readings(self, data: Any) -> list[Reading]:
-        """A checked event's readings, as ``Metering.readings`` reads them (a sum's integer
-        stays an int)."""
-        return [read(data) for read in self.readers]
 
 
 def _read_as_decoded(line: bytes, data: Any) -> bool:
@@ -114,7 +105,7 @@ def checked(line, event):
 """
 
 
-def _checked(numbers: list[str], limit: int) -> Callable[[bytes, Any], bool]:
+def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], bool]:
     """Whether ``read_usage`` would read a decoded line as it was decoded.
 
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
@@ -197,46 +188,10 @@ def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Sl
     return new
 
 
-def _reading(reader: Plain, names: dict[str, str]) -> Callable[[Any], Reading]:
-    key, meter, aggregation, value_key, group_by = reader
-    group_of = _group_getter(group_by, names)
-    several = len(group_by) > 1
-    value_of = attrgetter(names[value_key]) if value_key is not None else lambda data: None
-    convert = (
-        _same if aggregation in _AS_DECODED else _identifier if aggregation is _UNIQUE_COUNT else _decimal
-    )
-
-    def read(data: Any) -> Reading:
-        value = convert(value_of(data))
-        if key is not None:
-            return key, meter, value
-        return (meter.key, _group_key(group_of(data), several)), meter, value
-
-    return read
-
-
-def _group_getter(group_by: tuple[str, ...], names: dict[str, str]) -> Callable[[Any], Group]:
-    if not group_by:
-        return lambda data: None
-    return attrgetter(*[names[name] for name in group_by])  # several: a tuple
-
-
 def _group_key(group: Group, several: bool) -> tuple[Any, ...]:
     """The group as a state key spells it: a tuple, None for a key that is absent."""
     parts = group if several else (group,)
     return tuple([None if part is UNSET else part for part in parts])
-
-
-def _identifier(value: Any) -> Any:
-    return value if type(value) is str else str(value)
-
-
-def _decimal(value: Any) -> Any:
-    return Decimal(value) if type(value) is int else value  # a state that keeps its values keeps Decimals
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 Decode = Callable[[bytes], Any]
@@ -245,9 +200,10 @@ Decode = Callable[[bytes], Any]
 class PlainDecoder:
     """The catalog's plain event types in one cell, decoded in C: ``decode`` raises
     ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; ``types`` gives each
-    decoded event's ``PlainType`` by its class."""
+    decoded event's ``PlainType`` by its class. ``item_bytes``: what a ledger item may hold
+    (``records.MAX_ITEM_BYTES``)."""
 
-    def __init__(self, metering: Metering) -> None:
+    def __init__(self, metering: Metering, item_bytes: int) -> None:
         keys = sorted({name for plain in metering.plain.values() for name in _keys(plain)})
         names = {key: f"f{number}" for number, key in enumerate(keys)}
         self.types: dict[type, PlainType] = {}
@@ -283,16 +239,13 @@ class PlainDecoder:
                 forbid_unknown_fields=True,
                 gc=False,
             )
-            weight = metering.weights[event_type]
-            self.types[event] = PlainType(plain, names, len(self.slot_meters), weight)
+            limit = item_bytes // metering.weights[event_type] - 1024
+            self.types[event] = PlainType(plain, names, len(self.slot_meters), limit)
             self.slot_meters.extend(plain)
             encoded.append(event)
         self.decode: Decode | None = None
         if encoded:
             self.decode = msgspec.json.Decoder(Union[tuple(encoded)]).decode  # noqa: UP007
-        self.encode = msgspec.json.Encoder(order="sorted").encode
-        """A decoded event's canonical content when its data holds no Decimal: keys sorted, as
-        ``events.canonical_content`` writes it."""
 
 
 def _keys(plain: tuple[Plain, ...]) -> Iterable[str]:

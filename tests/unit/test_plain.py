@@ -13,6 +13,7 @@ from meterline.catalog import parse_catalog
 from meterline.metering import Metering
 from meterline.offline import rate_lines
 from meterline.plain import PlainDecoder
+from meterline.records import MAX_ITEM_BYTES
 from tests.helpers import NOVEMBER
 from tests.unit.test_fuzz import FUZZ
 
@@ -22,7 +23,7 @@ CATALOG = parse_catalog(
 )
 """Every aggregation: a sum grouped by one key, a count, a max, a count grouped, a unique count,
 a time-weighted sum and a latest value reading one key."""
-DECODER = PlainDecoder(Metering(CATALOG.meters_by_type))
+DECODER = PlainDecoder(Metering(CATALOG.meters_by_type), MAX_ITEM_BYTES)
 
 NUMBERS = st.sampled_from(
     [
