@@ -112,10 +112,11 @@ def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], boo
     repeated key, whitespace, an escape, an integer spelled otherwise all make the line longer
     than that. So a line of the same length holds none of them. A Decimal may be written longer
     than it was spelled, and may have been a string: a line with one, or of another length
-    (spaced loosely, say), is checked by its quotes (``_read_as_decoded``). ``numbers``: the
-    fields that may hold a Decimal; ``limit``: the longest
-    line whose ledger records cannot outgrow an item. Spelled out as ``_fold`` is, from field
-    names and a number only."""
+    (spaced loosely, say), is checked by its quotes (``_read_as_decoded``).
+
+    ``numbers``: the fields that may hold a Decimal; ``limit``: the longest line whose ledger
+    records cannot outgrow an item. Spelled out as ``_fold`` is, from field names and a number
+    only."""
     holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
     namespace: dict[str, Any] = {"Decimal": Decimal, "read_as_decoded": _read_as_decoded, "encode": _encode}
     exec(_CHECKED.format(limit=int(limit), holds_decimal=holds_decimal), namespace)  # see the docstring
