@@ -12,31 +12,27 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
 from msgspec import DecodeError
 
-from meterline.aggregation import CountState, SumState, Value, new_state
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
-from meterline.catalog import Aggregation, Catalog, Meter
+from meterline.catalog import Catalog
 from meterline.credits import Credits
-from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, common_time, exact_number
+from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, common_time
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
-from meterline.metering import Metering, Plain
+from meterline.metering import Metering
 from meterline.periods import Period
+from meterline.plain import PlainDecoder, PlainType, Slots
 from meterline.records import MAX_ITEM_BYTES, read_usage
 from meterline.terms import cutter
-from meterline.usage import StateKey, States, UsageBook, fold
+from meterline.usage import States, UsageBook, fold
 
 CELL = "local"
 """The cell of a usage file given without one."""
-
-_SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
 @dataclass
@@ -100,143 +96,6 @@ class _Month:
     states: States | None
     by_day: list[States] | None
     events: int = 0
-
-
-_Text = Annotated[str, msgspec.Meta(min_length=1)]
-Decode = Callable[[bytes | str], Any]
-
-
-def plain_decoder(event_types: Iterable[str]) -> Decode | None:
-    """Decodes the event nearly every producer writes, type-checked in C: the six attributes and
-    data, its type one of ``event_types`` (given back as the very string the caller holds, so a
-    lookup by it hashes nothing). Anything else (an extension attribute, no data, data not an
-    object, an empty or missing attribute, another type) fails to decode and is read by
-    ``read_usage``. A number with a fraction or an exponent is read as read_usage reads it (None:
-    out of bounds). None: no type to decode."""
-    types = tuple(event_types)
-    if not types:
-        return None
-    plain = msgspec.defstruct(
-        "Plain",
-        [
-            ("specversion", Literal["1.0"]),
-            ("id", _Text),
-            ("source", _Text),
-            ("type", Literal[types]),
-            ("subject", _Text),
-            ("time", str),
-            ("data", dict[str, Any]),
-        ],
-        forbid_unknown_fields=True,
-        gc=False,
-    )
-    decode: Decode = msgspec.json.Decoder(plain, float_hook=exact_number).decode
-    return decode
-
-
-_ENVELOPE_STRINGS = 13
-"""The text tokens of a plain event besides data's: seven keys and six attribute values."""
-_BACKSLASH, _QUOTE = b"\\", b'"'
-_SMALLEST_INT, _INT_LIMIT = -(2**63), 2**64
-"""The integers orjson reads (and read_usage reads on its fast path); msgspec reads any."""
-
-
-Slot = tuple[int, Aggregation, str | None, str | tuple[str, ...] | None]
-"""How a plain meter reads an event (``Metering.plain``): its slot (its place in a tenant's
-``Slots``), its aggregation, the data key of its value (None: count) and what it groups by: None,
-one data key, or several."""
-SlotMeter = tuple[Meter, StateKey | None, bool]
-"""A slot's meter, its state key when it groups nothing, and whether it groups by several keys."""
-Slots = list[dict[Any, Any]]
-"""One set of states' plain meters, slot by slot: each state by its group as data spells it (None
-when the meter groups nothing, the value of its one key, or the tuple of its keys' values), which
-a lookup hashes in a fraction of the state key's time."""
-FastReading = tuple[int, Any, Value]
-"""A plain meter's reading: its slot, its group as ``Slots`` keys it, its value."""
-
-
-def slotted(plain: Mapping[str, tuple[Plain, ...]]) -> tuple[dict[str, tuple[Slot, ...]], list[SlotMeter]]:
-    """``Metering.plain`` by slot: each type's meters, and each slot's meter."""
-    meters: list[SlotMeter] = []
-    plans: dict[str, tuple[Slot, ...]] = {}
-    for event_type, readers in plain.items():
-        slots: list[Slot] = []
-        for key, meter, aggregation, name, group_by in readers:
-            groups = None if not group_by else group_by[0] if len(group_by) == 1 else group_by
-            slots.append((len(meters), aggregation, name, groups))
-            meters.append((meter, key, len(group_by) > 1))
-        plans[event_type] = tuple(slots)
-    return plans, meters
-
-
-def _spelled_once(line: bytes, data: dict[str, Any]) -> bool | None:
-    """Whether a decoded plain event's data holds a Decimal (a number read exactly), or None when
-    the fast path cannot read the line: a backslash in it, a key spelled twice (the decoder keeps
-    the last), data other than text and integers in orjson's range. Without a backslash every
-    quote bounds a string: twice as many quotes as the document's keys and text values."""
-    if _BACKSLASH in line:
-        return None
-    strings = _ENVELOPE_STRINGS + len(data)
-    exact = False
-    for found in data.values():
-        kind = type(found)
-        if kind is str:
-            strings += 1
-        elif kind is int:
-            if not _SMALLEST_INT <= found < _INT_LIMIT:  # beyond orjson's: read_usage
-                return None
-        elif kind is Decimal:
-            exact = True
-        else:  # an object, an array, true, null, or a number out of bounds
-            return None
-    return exact if line.count(_QUOTE) == 2 * strings else None
-
-
-def _plain_readings(plan: tuple[Slot, ...], data: dict[str, Any], exact: bool) -> list[FastReading] | None:
-    """The readings of a plain event's data (text, integers and, if ``exact``, Decimals), as
-    ``Metering.readings`` reads them; None for what only ``read_usage`` reads (a decimal string, a
-    Decimal to group by) or rejects (missing, negative)."""
-    readings: list[FastReading] = []
-    get = data.get
-    for slot, aggregation, name, group_by in plan:
-        if name is None:
-            value: Value = None
-        else:
-            value = get(name)
-            kind = type(value)
-            if kind is int or kind is Decimal:
-                if aggregation is _UNIQUE_COUNT:
-                    value = str(value)
-                elif (aggregation is _SUM or aggregation is _TIMED) and value < 0:  # type: ignore[operator]
-                    return None
-                elif kind is int and aggregation is not _SUM:
-                    value = Decimal(value)  # type: ignore[arg-type]  # a state that keeps its values keeps Decimals
-            elif aggregation is not _UNIQUE_COUNT or value is None:
-                return None  # missing, or a decimal string: read_usage reads it exactly
-        if group_by is None:
-            group: Any = None
-        elif type(group_by) is str:
-            group = get(group_by)
-            if exact and type(group) is Decimal:
-                return None  # groups with a normal spelling: read_usage spells it
-        else:
-            group = tuple(map(get, group_by))
-            if exact and any(type(part) is Decimal for part in group):
-                return None
-        readings.append((slot, group, value))
-    return readings
-
-
-def _state(states: States, meter: SlotMeter, group: Any) -> Any:
-    """The state a slot's group adds to: found in ``states`` (a reading ``read_usage`` read may have
-    made it), else new."""
-    meter_, key, several = meter
-    if key is None:
-        key = (meter_.key, group if several else (group,))
-    state = states.get(key)
-    if state is None:
-        state = states[key] = new_state(meter_.aggregation)
-    return state
 
 
 def _undecodable(line: bytes | str) -> Any:
@@ -304,7 +163,7 @@ class Metered:
         self.rejected_by_reason: Counter[str] = Counter()
         self.cells: dict[str, Seen] = {}
         self._meterings: dict[str, Metering] = {}
-        self._decoders: dict[str, Decode | None] = {}
+        self._decoders: dict[str, PlainDecoder] = {}
         self._months: dict[tuple[str, int], _Month] = {}
         self._recent: dict[str, _Month] = {}
         """Each tenant's month seen last: consecutive events of a tenant are mostly of one month."""
@@ -325,15 +184,13 @@ class Metered:
         cycles, and each collection would walk the book's states and the dedup record again."""
         rejected = self.rejected_by_reason
         metering = self._metering_of(cell)
-        slot_plans, slot_meters = slotted(metering.plain)
-        plans = {
-            event_type: (MAX_ITEM_BYTES // metering.weights[event_type] - 1024, plan)
-            for event_type, plan in slot_plans.items()
-        }
+        decoder = self._decoders[cell]
+        decode = decoder.decode or _undecodable
+        plain_types = decoder.types
+        meters = len(decoder.slot_meters)
         slots_of: dict[int, Slots] = {}
         """Each set of states' slots, by the states' id (the book holds them all while reading)."""
-        fast: list[FastReading] | None
-        decode = self._decoders.get(cell) or _undecodable
+        plain: PlainType | None
         seen = self.cells.get(cell)
         if seen is None:
             seen = self.cells[cell] = Seen(metering)
@@ -348,23 +205,21 @@ class Metered:
             for line in lines:
                 if not line:
                     continue
-                fast = readings = None
+                plain = readings = None
                 if type(line) is bytes:  # text is read by read_usage
                     try:
                         event = decode(line)
                     except (DecodeError, RecursionError):  # read_usage says why
                         event = None
                     if event is not None:
-                        subject, source, event_id, data = event.subject, event.source, event.id, event.data
-                        plan = plans[event.type]
-                        exact = _spelled_once(line, data) if len(line) <= plan[0] else None
-                        if exact is not None:
+                        plain_type = plain_types[type(event)]
+                        if plain_type.checked(line, event):
                             moment = common_time(event.time)
                             if moment is not None:
-                                time = moment
-                                fast = _plain_readings(plan[1], data, exact)
+                                plain, time = plain_type, moment
+                                subject, source, event_id = event.subject, event.source, event.id
                 try:
-                    if fast is None:
+                    if plain is None:
                         if line.isspace():
                             continue
                         subject, source, event_id, time, readings, _ = read_usage(metering, line)
@@ -395,22 +250,11 @@ class Metered:
                         if by_day is None:
                             continue  # outside the periods kept
                         states = by_day[time.day]
-                if fast is not None:
+                if plain is not None:
                     slots = slots_of.get(id(states))
                     if slots is None:
-                        slots = slots_of[id(states)] = [{} for _ in slot_meters]
-                    for slot, group, value in fast:
-                        by_group = slots[slot]
-                        state = by_group.get(group)
-                        if state is None:
-                            state = by_group[group] = _state(states, slot_meters[slot], group)
-                        kind = type(state)  # the commonest states' add, inline
-                        if kind is CountState:
-                            state.count += 1
-                        elif kind is SumState and type(value) is int and type(state.total) is int:
-                            state.total += value
-                        else:
-                            state.add(value, time, event_id)
+                        slots = slots_of[id(states)] = [{} for _ in range(meters)]
+                    plain.fold(event.data, slots, states, time, event_id)
                 else:
                     assert readings is not None
                     fold(states, readings, time, event_id)
@@ -425,7 +269,7 @@ class Metered:
         metering = self._meterings.get(cell)
         if metering is None:
             metering = self._meterings[cell] = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
-            self._decoders[cell] = plain_decoder(metering.plain)
+            self._decoders[cell] = PlainDecoder(metering, MAX_ITEM_BYTES)
         return metering
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:
