@@ -16,7 +16,7 @@ from meterline.catalog import Catalog, Customer
 from meterline.credits import Credits
 from meterline.invoice import Invoice, UnbilledReason, UnbilledUsage, group_json
 from meterline.periods import Period
-from meterline.rating import rate_term, usage_order
+from meterline.rating import priced_meters, rate_term, usage_order
 from meterline.splits import Opening, UsageSplitError, closing_values, split_usage
 from meterline.terms import terms
 from meterline.usage import Segments, StateKey, UsageBook
@@ -90,8 +90,10 @@ def bill_tenant(
     period = bill.period
     customer = catalog.customers.get(tenant)
     active = terms(catalog, customer, period) if customer else []
+    # a term's usage of a meter its plan does not price makes no line: it is not worked out
+    priced = [priced_meters(catalog.charges_for(customer, term.plan)) for term in active] if customer else []
     try:
-        split = split_usage(catalog, period, segments, [term.days for term in active], opening, until)
+        split = split_usage(catalog, period, segments, [term.days for term in active], opening, until, priced)
     except UsageSplitError as error:
         raise UsageSplitError(f"{tenant}: {error}") from None
     if customer is not None:

@@ -48,6 +48,12 @@ def usage_lines(
     return lines
 
 
+def priced_meters(charges: Sequence[Charge]) -> frozenset[str]:
+    """The meters that some usage charge of ``charges`` prices: the usage lines of an invoice can
+    have no others."""
+    return frozenset(charge.meter for charge in charges if charge.meter is not None)
+
+
 def pricing_charge(charges: Sequence[Charge], names: Sequence[str], group: Group) -> Charge | None:
     """The first of a meter's charges whose ``where`` (none: every market) matches the group's market."""
     for charge in charges:
