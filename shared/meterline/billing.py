@@ -91,7 +91,8 @@ def bill_tenant(
     customer = catalog.customers.get(tenant)
     active = terms(catalog, customer, period) if customer else []
     # a term's usage of a meter its plan does not price makes no line: it is not worked out
-    priced = [priced_meters(catalog.charges_for(customer, term.plan)) for term in active] if customer else []
+    charges = [catalog.charges_for(customer, term.plan) for term in active] if customer else []
+    priced = [priced_meters(term_charges) for term_charges in charges]
     try:
         split = split_usage(catalog, period, segments, [term.days for term in active], opening, until, priced)
     except UsageSplitError as error:
@@ -99,8 +100,8 @@ def bill_tenant(
     if customer is not None:
         if credits is not None:
             credits.open(period)
-        for term, usage in zip(active, split.parts, strict=True):
-            bill.invoices.append(rate_term(catalog, customer, term, usage, credits))
+        for term, usage, term_charges in zip(active, split.parts, charges, strict=True):
+            bill.invoices.append(rate_term(catalog, customer, term, usage, credits, term_charges))
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION

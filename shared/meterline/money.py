@@ -130,6 +130,12 @@ def round_ratio(numerator: int, denominator: int, currency: str) -> Money:
     return Money(_round_ratio(numerator, denominator, minor_units(currency)), currency)
 
 
+def round_part(amount: Money, numerator: int, denominator: int) -> Money:
+    """``round_money`` of ``amount`` × numerator / denominator (a discount's share of a subtotal)."""
+    currency = amount.currency
+    return round_ratio(amount.minor * numerator, denominator * 10 ** minor_units(currency), currency)
+
+
 def _round_ratio(numerator: int, denominator: int, places: int) -> int:
     whole: int
     whole, remainder = divmod(abs(numerator) * 10**places, denominator)

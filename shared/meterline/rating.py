@@ -15,7 +15,7 @@ from meterline.catalog import Catalog, Charge, Customer, PricingModel
 from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, group_json
 from meterline.metering import Group
-from meterline.money import round_money, round_ratio
+from meterline.money import Money, decimal_ratio, round_money, round_part, round_ratio
 from meterline.pricing import price_ratio
 from meterline.terms import Term
 from meterline.usage import Usage
@@ -68,21 +68,27 @@ def rate_term(
     term: Term,
     usage: Usage,
     credits: Credits | None = None,
+    charges: tuple[Charge, ...] | None = None,
 ) -> Invoice:
-    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn."""
+    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn.
+    ``charges``: ``catalog.charges_for(customer, term.plan)``, when the caller has them already."""
     plan = term.plan
-    charges = catalog.charges_for(customer, plan)
+    if charges is None:
+        charges = catalog.charges_for(customer, plan)
     currency = plan.currency
-    lines = tuple(usage_lines(catalog, charges, currency, usage, term.share))
+    share = term.share
+    lines = tuple(usage_lines(catalog, charges, currency, usage, share))
     zero = round_money(0, currency)
-    subtotal = sum((line.amount for line in lines), zero)
+    subtotal = Money(sum(line.amount.minor for line in lines), currency)  # every line is of ``currency``
     discount = zero
     if plan.discount_percent:
-        discount = round_money(subtotal.as_fraction() * Fraction(plan.discount_percent) / 100, currency)
+        percent, denominator = decimal_ratio(plan.discount_percent)
+        discount = round_part(subtotal, percent, denominator * 100)
     net = subtotal - discount
     true_up = zero
     if plan.minimum_commit is not None:
-        commitment = round_money(Fraction(plan.minimum_commit) * term.share, currency)
+        commit, denominator = decimal_ratio(plan.minimum_commit)
+        commitment = round_ratio(commit * share.numerator, denominator * share.denominator, currency)
         true_up = max(zero, commitment - net)
     drawdowns = credits.draw(term.period, net + true_up) if credits else ()
     credits_applied = sum((drawdown.amount for drawdown in drawdowns), zero)
