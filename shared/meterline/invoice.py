@@ -112,6 +112,8 @@ def format_quantity(quantity: Fraction) -> str:
     numerator, denominator = quantity.numerator, quantity.denominator
     if denominator == 1:
         return str(numerator)  # most quantities are whole: counts, peaks, integer sums
+    if _TEN_TO_18 % denominator == 0:
+        return _plain(numerator * (_TEN_TO_18 // denominator), 18)  # GB of bytes, a day's share
     rest = denominator
     twos = fives = 0
     while rest % 2 == 0:
@@ -123,7 +125,10 @@ def format_quantity(quantity: Fraction) -> str:
     if rest == 1:
         places = max(twos, fives)  # the denominator divides 10**places
         return _plain(numerator * 10**places // denominator, places)
-    return _plain(round(quantity * 10**18), 18)
+    return _plain(round(quantity * _TEN_TO_18), 18)
+
+
+_TEN_TO_18 = 10**18
 
 
 def _plain(whole: int, places: int) -> str:
