@@ -35,13 +35,17 @@ def usage_lines(
     lines: list[Line] = []
     meters = catalog.meters
     priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
-    for (meter_key, group), quantity in sorted(priced, key=usage_order):
+    priced.sort(key=usage_order)
+    for (meter_key, group), quantity in priced:
         names = meters[meter_key].group_by
-        priced_by = pricing_charge(by_meter[meter_key], names, group)
-        if priced_by is None:
-            continue  # measured, but this plan does not price it (in this market)
+        meter_charges = by_meter[meter_key]
+        priced_by = meter_charges[0]
+        if priced_by.where is not None:  # the usual charge prices every market
+            priced_by = pricing_charge(meter_charges, names, group)
+            if priced_by is None:
+                continue  # measured, but this plan does not price it (in this market)
         amount = round_ratio(*price_ratio(priced_by, quantity), currency)
-        lines.append(Line(meter_key, group_json(names, group), quantity, amount))
+        lines.append(Line(meter_key, group_json(names, group) if names else {}, quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
             lines.append(Line(charge.line_key, {}, share, round_ratio(*price_ratio(charge, share), currency)))
