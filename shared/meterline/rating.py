@@ -39,11 +39,11 @@ def usage_lines(
     for (meter_key, group), quantity in priced:
         names = meters[meter_key].group_by
         meter_charges = by_meter[meter_key]
-        priced_by = meter_charges[0]
-        if priced_by.where is not None:  # the usual charge prices every market
-            priced_by = pricing_charge(meter_charges, names, group)
-            if priced_by is None:
-                continue  # measured, but this plan does not price it (in this market)
+        first = meter_charges[0]
+        # the usual charge prices every market: no pricing_charge call per line
+        priced_by = first if first.where is None else pricing_charge(meter_charges, names, group)
+        if priced_by is None:
+            continue  # measured, but this plan does not price it (in this market)
         amount = round_ratio(*price_ratio(priced_by, quantity), currency)
         lines.append(Line(meter_key, group_json(names, group) if names else {}, quantity, amount))
     for charge in charges:
