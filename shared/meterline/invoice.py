@@ -98,9 +98,7 @@ class UnbilledUsage:
 
 def group_to_json(group: dict[str, Any]) -> dict[str, Any]:
     """A line's group as JSON: decimals and integers past 64 bits as text."""
-    if all(type(value) is str for value in group.values()):
-        return dict(group)  # the usual group: names of clusters, regions, endpoints
-    return {name: _json_scalar(value) for name, value in group.items()}
+    return {name: value if type(value) is str else _json_scalar(value) for name, value in group.items()}
 
 
 def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:
