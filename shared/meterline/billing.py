@@ -16,7 +16,7 @@ from meterline.catalog import Catalog, Customer
 from meterline.credits import Credits
 from meterline.invoice import Invoice, UnbilledReason, UnbilledUsage, group_json
 from meterline.periods import Period
-from meterline.rating import rate_term, usage_order
+from meterline.rating import priced_meters, rate_term, usage_order
 from meterline.splits import Opening, UsageSplitError, closing_values, split_usage
 from meterline.terms import terms
 from meterline.usage import Segments, StateKey, UsageBook
@@ -90,15 +90,18 @@ def bill_tenant(
     period = bill.period
     customer = catalog.customers.get(tenant)
     active = terms(catalog, customer, period) if customer else []
+    # a term's usage of a meter its plan does not price makes no line: it is not worked out
+    charges = [catalog.charges_for(customer, term.plan) for term in active] if customer else []
+    priced = [priced_meters(term_charges) for term_charges in charges]
     try:
-        split = split_usage(catalog, period, segments, [term.days for term in active], opening, until)
+        split = split_usage(catalog, period, segments, [term.days for term in active], opening, until, priced)
     except UsageSplitError as error:
         raise UsageSplitError(f"{tenant}: {error}") from None
     if customer is not None:
         if credits is not None:
             credits.open(period)
-        for term, usage in zip(active, split.parts, strict=True):
-            bill.invoices.append(rate_term(catalog, customer, term, usage, credits))
+        for term, usage, term_charges in zip(active, split.parts, charges, strict=True):
+            bill.invoices.append(rate_term(catalog, customer, term, usage, credits, term_charges))
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION

@@ -10,7 +10,7 @@ from typing import Any
 
 from meterline.credits import Drawdown
 from meterline.metering import Group
-from meterline.money import Money, shifted
+from meterline.money import Money
 from meterline.periods import Period
 
 
@@ -98,7 +98,7 @@ class UnbilledUsage:
 
 def group_to_json(group: dict[str, Any]) -> dict[str, Any]:
     """A line's group as JSON: decimals and integers past 64 bits as text."""
-    return {name: _json_scalar(value) for name, value in group.items()}
+    return {name: value if type(value) is str else _json_scalar(value) for name, value in group.items()}
 
 
 def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:
@@ -107,31 +107,34 @@ def group_json(names: tuple[str, ...], group: Group) -> dict[str, Any]:
 
 def format_quantity(quantity: Fraction) -> str:
     """Exact decimal text when the quantity has one; else 18 places (display only, never priced)."""
-    denominator = quantity.denominator
+    numerator, denominator = quantity.numerator, quantity.denominator
     if denominator == 1:
-        return str(quantity.numerator)  # most quantities are whole: counts, peaks, integer sums
+        return str(numerator)  # most quantities are whole: counts, peaks, integer sums
+    if _TEN_TO_18 % denominator == 0:
+        return _plain(numerator * (_TEN_TO_18 // denominator), 18)  # GB of bytes, a day's share
+    rest = denominator
     twos = fives = 0
-    while denominator % 2 == 0:
-        denominator //= 2
+    while rest % 2 == 0:
+        rest //= 2
         twos += 1
-    while denominator % 5 == 0:
-        denominator //= 5
+    while rest % 5 == 0:
+        rest //= 5
         fives += 1
-    if denominator == 1:
+    if rest == 1:
         places = max(twos, fives)  # the denominator divides 10**places
-        text = str(shifted(quantity.numerator * 10**places // quantity.denominator, places))
-    else:
-        text = str(shifted(round(quantity * 10**18), 18))
-    return _plain(text)
+        return _plain(numerator * 10**places // denominator, places)
+    return _plain(round(quantity * _TEN_TO_18), 18)
 
 
-def _plain(text: str) -> str:
-    number = Decimal(text)
-    if "E" in text or "e" in text:
-        text = f"{number:f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
+_TEN_TO_18 = 10**18
+
+
+def _plain(whole: int, places: int) -> str:
+    """``whole`` × 10**-places as plain decimal text, without trailing zeros (``-0.25``, ``3``)."""
+    digits = str(abs(whole)).rjust(places + 1, "0")
+    integral, fraction = digits[:-places], digits[-places:].rstrip("0")
+    sign = "-" if whole < 0 else ""
+    return f"{sign}{integral}.{fraction}" if fraction else f"{sign}{integral}"
 
 
 def _json_scalar(value: Any) -> Any:

@@ -127,15 +127,17 @@ def round_ratio(numerator: int, denominator: int, currency: str) -> Money:
     """``round_money`` of numerator / denominator (denominator > 0), in integers: no Fraction is
     made (rating makes one per line otherwise). The ratio need not be in lowest terms: scaling both
     by a factor changes neither the whole part nor which side of one half the remainder falls."""
-    return Money(_round_ratio(numerator, denominator, minor_units(currency)), currency)
-
-
-def _round_ratio(numerator: int, denominator: int, places: int) -> int:
     whole: int
-    whole, remainder = divmod(abs(numerator) * 10**places, denominator)
+    whole, remainder = divmod(abs(numerator) * 10 ** minor_units(currency), denominator)
     if 2 * remainder >= denominator:
-        whole += 1
-    return -whole if numerator < 0 else whole
+        whole += 1  # half away from zero
+    return Money(-whole if numerator < 0 else whole, currency)
+
+
+def round_part(amount: Money, numerator: int, denominator: int) -> Money:
+    """``round_money`` of ``amount`` × numerator / denominator (a discount's share of a subtotal)."""
+    currency = amount.currency
+    return round_ratio(amount.minor * numerator, denominator * 10 ** minor_units(currency), currency)
 
 
 def shifted(whole: int, places: int) -> Decimal:

@@ -15,7 +15,7 @@ from meterline.catalog import Catalog, Charge, Customer, PricingModel
 from meterline.credits import Credits
 from meterline.invoice import Invoice, Line, group_json
 from meterline.metering import Group
-from meterline.money import round_money, round_ratio
+from meterline.money import Money, decimal_ratio, round_money, round_part, round_ratio
 from meterline.pricing import price_ratio
 from meterline.terms import Term
 from meterline.usage import Usage
@@ -35,17 +35,27 @@ def usage_lines(
     lines: list[Line] = []
     meters = catalog.meters
     priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
-    for (meter_key, group), quantity in sorted(priced, key=usage_order):
+    priced.sort(key=usage_order)
+    for (meter_key, group), quantity in priced:
         names = meters[meter_key].group_by
-        priced_by = pricing_charge(by_meter[meter_key], names, group)
+        meter_charges = by_meter[meter_key]
+        first = meter_charges[0]
+        # the usual charge prices every market: no pricing_charge call per line
+        priced_by = first if first.where is None else pricing_charge(meter_charges, names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
         amount = round_ratio(*price_ratio(priced_by, quantity), currency)
-        lines.append(Line(meter_key, group_json(names, group), quantity, amount))
+        lines.append(Line(meter_key, group_json(names, group) if names else {}, quantity, amount))
     for charge in charges:
         if charge.model is PricingModel.FLAT:
             lines.append(Line(charge.line_key, {}, share, round_ratio(*price_ratio(charge, share), currency)))
     return lines
+
+
+def priced_meters(charges: Sequence[Charge]) -> frozenset[str]:
+    """The meters that some usage charge of ``charges`` prices: the usage lines of an invoice can
+    have no others."""
+    return frozenset(charge.meter for charge in charges if charge.meter is not None)
 
 
 def pricing_charge(charges: Sequence[Charge], names: Sequence[str], group: Group) -> Charge | None:
@@ -62,21 +72,27 @@ def rate_term(
     term: Term,
     usage: Usage,
     credits: Credits | None = None,
+    charges: tuple[Charge, ...] | None = None,
 ) -> Invoice:
-    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn."""
+    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn.
+    ``charges``: ``catalog.charges_for(customer, term.plan)``, when the caller has them already."""
     plan = term.plan
-    charges = catalog.charges_for(customer, plan)
+    if charges is None:
+        charges = catalog.charges_for(customer, plan)
     currency = plan.currency
-    lines = tuple(usage_lines(catalog, charges, currency, usage, term.share))
+    share = term.share
+    lines = tuple(usage_lines(catalog, charges, currency, usage, share))
     zero = round_money(0, currency)
-    subtotal = sum((line.amount for line in lines), zero)
+    subtotal = Money(sum(line.amount.minor for line in lines), currency)  # every line is of ``currency``
     discount = zero
     if plan.discount_percent:
-        discount = round_money(subtotal.as_fraction() * Fraction(plan.discount_percent) / 100, currency)
+        percent, denominator = decimal_ratio(plan.discount_percent)
+        discount = round_part(subtotal, percent, denominator * 100)
     net = subtotal - discount
     true_up = zero
     if plan.minimum_commit is not None:
-        commitment = round_money(Fraction(plan.minimum_commit) * term.share, currency)
+        commit, denominator = decimal_ratio(plan.minimum_commit)
+        commitment = round_ratio(commit * share.numerator, denominator * share.denominator, currency)
         true_up = max(zero, commitment - net)
     drawdowns = credits.draw(term.period, net + true_up) if credits else ()
     credits_applied = sum((drawdown.amount for drawdown in drawdowns), zero)

@@ -9,7 +9,7 @@ the period's start is the ``opening``, carried from the periods before).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -48,23 +48,31 @@ def split_usage(
     ranges: Sequence[Days],
     opening: Opening,
     until: datetime | None = None,
+    priced: Sequence[Collection[str]] | None = None,
 ) -> SplitUsage:
     """The tenant's usage in each of ``ranges`` (disjoint runs of days) and in the days between them.
 
     A time-weighted value holds from its sample until the next, across segments and periods (the
     value in force at the period's start is ``opening``); it counts as usage of a range when a
     sample falls in it or a value other than 0 is in force at its start. ``until``: spend to date
-    (SPEC §7), the last value holds until then, not until the period ends.
+    (SPEC §7), the last value holds until then, not until the period ends. ``priced``: for each
+    range, the meters whose quantities are wanted (its invoice's plan prices no other); None: all.
+    The days between always get every meter's.
     """
     gaps = _complement(ranges, whole_month(period))
     inside = [_segments_within(segments, days, period) for days in ranges]
     between = [days for days in segments if not any(_contains(r, days) for r in ranges)]
-    counted = [_counted(catalog, period, [segments[d] for d in within]) for within in inside]
+    wanted = priced if priced is not None else [None] * len(ranges)
+    counted = [
+        _counted(catalog, period, [segments[d] for d in within], meters)
+        for within, meters in zip(inside, wanted, strict=True)
+    ]
     rest = _counted(catalog, period, [segments[days] for days in between]) if between else {}
     timed = _timed(catalog, segments, opening)
     for key, held in timed.items():
-        for days, within, usage in zip(ranges, inside, counted, strict=True):
-            held.add_to(usage, key, period, [days], not held.segments.isdisjoint(within), until)
+        for days, within, usage, meters in zip(ranges, inside, counted, wanted, strict=True):
+            if meters is None or key[0] in meters:
+                held.add_to(usage, key, period, [days], not held.segments.isdisjoint(within), until)
         held.add_to(rest, key, period, gaps, not held.segments.isdisjoint(between), until)
     return SplitUsage(counted, rest, _closing(timed, period))
 
@@ -157,14 +165,17 @@ def _closing(timed: Mapping[StateKey, _Held], period: Period) -> dict[StateKey, 
     return {key: value for key, held in timed.items() if (value := held.in_force(end)) is not None}
 
 
-def _counted(catalog: Catalog, period: Period, parts: list[States]) -> dict[StateKey, Fraction]:
-    """The quantities of every key but the time-weighted ones, over the parts together."""
+def _counted(
+    catalog: Catalog, period: Period, parts: list[States], wanted: Collection[str] | None = None
+) -> dict[StateKey, Fraction]:
+    """The quantities of every key but the time-weighted ones, over the parts together (``wanted``:
+    of those meters only)."""
     states = parts[0] if len(parts) == 1 else merged_states(parts)
     meters = catalog.meters
     return {
         key: meter_quantity(meters[key[0]], state, period)
         for key, state in states.items()
-        if state.kind is not _TIMED
+        if state.kind is not _TIMED and (wanted is None or key[0] in wanted)
     }
 
 

@@ -38,8 +38,10 @@ def by_day(period: Period) -> tuple[Days, ...]:
     return tuple((day, day + 1) for day in range(1, days_in(period) + 1))
 
 
+@cache
 def day_start(period: Period, day: int) -> datetime:
-    """The first instant of ``day`` of the period (day ``days_in + 1``: the period's end)."""
+    """The first instant of ``day`` of the period (day ``days_in + 1``: the period's end); made once:
+    every tenant's time-weighted usage is held between the same few."""
     return datetime(period.year, period.month, 1, tzinfo=UTC) + timedelta(days=day - 1)
 
 

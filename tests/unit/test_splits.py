@@ -48,3 +48,23 @@ def test_usage_kept_together_that_a_later_boundary_cuts_is_an_error_naming_the_t
     # THEN it is refused, not guessed
     with pytest.raises(UsageSplitError, match=r"org-1: usage of days 1-30 of 2026-11"):
         bill_period(CATALOG_V2, book, november, {})
+
+
+def test_a_range_gets_only_the_meters_asked_for_and_the_days_between_get_every_meter() -> None:
+    # GIVEN org-1 changing plan on 12 November, with bytes and a held CKU value on both sides
+    november = Period(2026, 11)
+    book = UsageBook(cutter(CATALOG_V2))
+    gb, cku = CATALOG_V2.meters["ingress_gb"], CATALOG_V2.meters["cku_hours"]
+    for day, event_id in ((3, "a"), (20, "b")):
+        time = datetime(2026, 11, day, tzinfo=UTC)
+        book.record("org-1", november, [Measurement(gb, ("x",), Decimal(10**9))], time, event_id)
+        book.record("org-1", november, [Measurement(cku, (), Decimal(2))], time, event_id + "c")
+    segments = book.segments("org-1", november)
+
+    # WHEN it is split into its first range and the rest, the range asking for ingress_gb only
+    split = split_usage(CATALOG_V2, november, segments, [(1, 12)], {}, priced=[{"ingress_gb"}])
+
+    # THEN the range has no CKU hours, the rest has both, and the closing value is still carried
+    assert split.parts == [{("ingress_gb", ("x",)): 1}]
+    assert split.rest == {("ingress_gb", ("x",)): 1, ("cku_hours", ()): 2 * 24 * 19}
+    assert split.closing == {("cku_hours", ()): Decimal(2)}
