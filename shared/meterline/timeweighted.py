@@ -294,16 +294,31 @@ class TimeWeightedState:
         hour of three samples or more as one archived run, and all of them as one span once they
         are more than ``SPAN_AFTER_HOURS``. An hour of one or two samples stays raw: its first and
         last sample are all of it."""
+        return self.stored()[0]
+
+    def to_archive(self) -> dict[datetime, TimeWeightedState]:
+        """Per hour, the samples ``summarised`` hides that are not archived yet: the raw runs of
+        each hour of three samples or more."""
+        return self.stored()[1]
+
+    def stored(self) -> tuple[TimeWeightedState, dict[datetime, TimeWeightedState]]:
+        """``summarised`` and ``to_archive`` together, the state's runs read once for both."""
         if self._stored_as_is():
-            return self
-        summary = TimeWeightedState()
+            return self, {}
         loose = self._loose()
         if loose is not None and self._stays_raw(loose):
+            summary = TimeWeightedState()
             summary._pending = list(loose)
-            return summary
+            return summary, {}
         kept, before, hours = self._to_store()
+        archive: dict[datetime, TimeWeightedState] = {}
+        summary = TimeWeightedState()
         stored: list[Run] = []
         for hour, runs in hours:
+            raw = [run for run in runs if not run.archived]
+            if raw and sum(run.count for run in runs) > 2:
+                part = archive[hour] = TimeWeightedState()
+                part._hours[hour] = raw
             if len(runs) == 1 and runs[0].count <= 2 and not runs[0].archived:
                 run = runs[0]  # all of it is its first and last sample already
             else:
@@ -312,27 +327,11 @@ class TimeWeightedState:
             summary._hours[hour] = [run]
             stored.append(run)
         if before is None and len(stored) <= SPAN_AFTER_HOURS:
-            return summary
+            return summary, archive
         whole = _summary(stored) if before is None else _summary([before, *_after(before, hours)])
         summary._hours = {}
         summary._span = Span(Run(*whole), [*kept, *(item for run in stored for item in _written(run))])
-        return summary
-
-    def to_archive(self) -> dict[datetime, TimeWeightedState]:
-        """Per hour, the samples ``summarised`` hides that are not archived yet: the raw runs of
-        each hour of three samples or more."""
-        if self._stored_as_is():
-            return {}
-        loose = self._loose()
-        if loose is not None and self._stays_raw(loose):
-            return {}
-        archive: dict[datetime, TimeWeightedState] = {}
-        for hour, runs in self._to_store()[2]:
-            raw = [run for run in runs if not run.archived]
-            if raw and sum(run.count for run in runs) > 2:
-                part = archive[hour] = TimeWeightedState()
-                part._hours[hour] = raw
-        return archive
+        return summary, archive
 
     def _to_store(self) -> tuple[list[Any], Run | None, list[tuple[datetime, list[Run]]]]:
         """What storing the state rewrites: the span's written hours kept as they are, the span's
