@@ -306,10 +306,16 @@ class TimeWeightedState:
         if self._stored_as_is():
             return self, {}
         loose = self._loose()
-        if loose is not None and self._stays_raw(loose):
+        if loose is not None:
             summary = TimeWeightedState()
-            summary._pending = list(loose)
-            return summary, {}
+            if self._stays_raw(loose):
+                summary._pending = list(loose)
+                return summary, {}
+            if _at_most_two_an_hour(loose):
+                # what the general path below makes of hours of one or two samples, without a run per hour
+                whole = Run(loose[0], loose[-1], len(loose), _area(loose))
+                summary._span = Span(whole, [_encode(sample) for sample in loose])
+                return summary, {}
         kept, before, hours = self._to_store()
         archive: dict[datetime, TimeWeightedState] = {}
         summary = TimeWeightedState()
@@ -521,6 +527,14 @@ def _by_hour(samples: list[SampleKey]) -> list[tuple[datetime, list[SampleKey]]]
         else:
             hour.append(sample)
     return by_hour
+
+
+def _at_most_two_an_hour(samples: list[SampleKey]) -> bool:
+    """Whether no hour holds three of these sorted samples."""
+    for first, third in zip(samples, itertools.islice(samples, 2, None), strict=False):
+        if third[0] - first[0] < _HOUR and _hour(third[0]) == _hour(first[0]):
+            return False
+    return True
 
 
 def _written_samples(samples: list[SampleKey]) -> list[Any]:
