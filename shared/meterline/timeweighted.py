@@ -313,8 +313,8 @@ class TimeWeightedState:
                 return summary, {}
             if _at_most_two_an_hour(loose):
                 # what the general path below makes of hours of one or two samples, without a run per hour
-                whole = Run(loose[0], loose[-1], len(loose), _area(loose))
-                summary._span = Span(whole, [_encode(sample) for sample in loose])
+                span = Run(loose[0], loose[-1], len(loose), _area(loose))
+                summary._span = Span(span, [_encode(sample) for sample in loose])
                 return summary, {}
         kept, before, hours = self._to_store()
         archive: dict[datetime, TimeWeightedState] = {}
