@@ -404,6 +404,9 @@ class TimeWeightedState:
                 state._hours.setdefault(_hour(run.first[0]), []).append(run)
         return state
 
+    def merge_json(self, data: Any) -> None:
+        self.merge(TimeWeightedState.from_json(data))
+
     # placing added samples -------------------------------------------------------------------
 
     def _settle(self) -> None:

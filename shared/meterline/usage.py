@@ -181,12 +181,11 @@ class UsageBook:
                     # a group value with a fraction is the only one JSON spells as an object
                     group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
                 key = (meter_key, tuple(group))
-                state = read(item["state"])
                 mine = states.get(key)
                 if mine is None:
-                    states[key] = state
+                    states[key] = read(item["state"])
                 else:
-                    mine.merge(state)
+                    mine.merge_json(item["state"])
 
 
 def _state_readers(catalog: Catalog) -> dict[str, tuple[str, Callable[[Any], AggregateState]]]:

@@ -251,6 +251,31 @@ def test_stored_chunks_repeated_and_merged_in_any_order_equal_the_whole(
 
 @PROPERTY
 @given(lines=usage_events(), data=st.data())
+def test_merging_stored_json_into_states_writes_what_merging_the_states_read_from_it_writes(
+    lines: list[str], data: st.DataObject
+) -> None:
+    # GIVEN the measurements split into chunks, some stored as rollups keep them, each as its JSON
+    records = fold(lines)
+    chunk_of = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
+    chunks = []
+    for n in range(4):
+        chunk = book_of([r for r, c in zip(records, chunk_of, strict=True) if c == n])
+        kept = stored(chunk) if data.draw(st.booleans()) else chunk
+        chunks.append(json.loads(json.dumps(kept.to_json())))
+
+    # WHEN one book merges the JSON straight into its states (each state's merge_json) and another
+    # merges in the states read from it, in the same order
+    straight, read = UsageBook(), UsageBook()
+    for chunk in data.draw(st.permutations(chunks)):
+        straight.merge_json(PLANS, chunk)
+        read.merge(UsageBook.from_json(PLANS, chunk), adopt=True)
+
+    # THEN both write the same bytes
+    assert orjson.dumps(straight.to_json()) == orjson.dumps(read.to_json())
+
+
+@PROPERTY
+@given(lines=usage_events(), data=st.data())
 def test_merging_leaves_the_merged_in_book_unchanged(lines: list[str], data: st.DataObject) -> None:
     records = fold(lines)
     split = data.draw(st.integers(0, len(records)))
