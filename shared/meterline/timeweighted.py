@@ -377,6 +377,9 @@ class TimeWeightedState:
         """Samples as [time, id, value]; a run of three samples or more as [first, last, count,
         area, times, ids, values], or [first, last, count, area] when its samples are archived; a
         span as {"span": its summary, "runs": its hours}."""
+        pending = self._pending
+        if len(pending) == 1 and not self._hours and self._span is None:
+            return [_encode(pending[0])]  # a partial's usual state: one sample
         loose = self._loose()
         if loose is not None:
             return _written_samples(loose)

@@ -36,7 +36,7 @@ from meterline import terms
 from meterline.catalog import Catalog
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
-from meterline.records import AcceptedUsage, event_digest, pack_book
+from meterline.records import AcceptedUsage, event_digest, pack_book, record_all
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -145,7 +145,8 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        group = [record for record in records if self.slot(record.usage.period) == slot]
+        slot_of = self.slot
+        group = [r for r in records if (found := slot_of(r.usage.period)) is slot or found == slot]
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -173,12 +174,7 @@ class Aggregator:
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
         book = self.book(slot)
-        catalog, periods = self.catalog, set()
-        for record in records:
-            usage = record.usage
-            period = usage.period
-            usage.record_into(book, catalog, period)
-            periods.add(period)
+        periods = record_all(book, self.catalog, [record.usage for record in records])
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
