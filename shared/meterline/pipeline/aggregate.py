@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from meterline import terms
 from meterline.catalog import Catalog
+from meterline.heap import collector_paused
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
 from meterline.records import AcceptedUsage, event_digest, pack_book, record_all
@@ -89,6 +90,10 @@ class Aggregator:
         for a lost race, which is tried again."""
         if not records:
             return 0
+        with collector_paused():  # usage folded into states and packed: trees, no cycles
+            return self._run(records, attempts)
+
+    def _run(self, records: Sequence[StreamRecord], attempts: int) -> int:
         batch = records[0].sequence
         remaining = self.unapplied(batch, records)
         applied = conflicts = 0

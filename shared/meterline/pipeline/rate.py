@@ -25,6 +25,7 @@ import orjson
 
 from meterline.billing import bill_period
 from meterline.catalog import Catalog
+from meterline.heap import collector_paused
 from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
@@ -50,7 +51,8 @@ class RunningCharges:
         for item in new_items:
             if is_partial(item):
                 touched.setdefault(billing_period_of(item), []).append(item)
-        return sum(self.rate_period(period, partials, now) for period, partials in sorted(touched.items()))
+        with collector_paused():  # partials decoded, merged and rolled up: trees, no cycles
+            return sum(self.rate_period(period, items, now) for period, items in sorted(touched.items()))
 
     def run_open(self, now: datetime | None = None) -> int:
         """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
@@ -59,7 +61,8 @@ class RunningCharges:
         for period in periods_with_usage(self.store):
             if is_closed(self.store, period):
                 continue
-            published += self.rate_period(period, None, now)
+            with collector_paused():
+                published += self.rate_period(period, None, now)
         return published
 
     def rate_period(self, period: Period, partials: list[Item] | None, now: datetime | None) -> int:
