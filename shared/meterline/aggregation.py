@@ -207,7 +207,9 @@ class LatestState:
 
     def merge_json(self, data: Any) -> None:
         if data is not None:
-            self.add(Decimal(data[2]), datetime.fromisoformat(data[0]), data[1])
+            time, event_id, latest = datetime.fromisoformat(data[0]), data[1], self.latest
+            if latest is None or (time, event_id) >= (latest.time, latest.event_id):  # else it loses
+                self.add(Decimal(data[2]), time, event_id)
 
     @classmethod
     def from_json(cls, data: Any) -> LatestState:

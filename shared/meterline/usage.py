@@ -170,17 +170,32 @@ class UsageBook:
         """Merge in the entries ``to_json`` wrote, their states decoded straight into this book
         (without a book of their own to copy them from)."""
         readers = _state_readers(catalog)
+        segment = self.segment
+        months: dict[str, tuple[Period, Days]] = {}
         for entry in data:
-            period = Period.parse(entry["period"])
-            first, end = entry.get("days") or whole_month(period)
-            states = self.segment(entry["tenant"], period, (first, end))
+            text = entry["period"]
+            known = months.get(text)
+            if known is None:
+                period = Period.parse(text)
+                known = months[text] = (period, whole_month(period))
+            period, days = known
+            cut = entry.get("days")
+            if cut:
+                first, end = cut
+                days = (first, end)
+            states = segment(entry["tenant"], period, days)
             for item in entry["states"]:
                 meter_key, read = readers[item["meter"]]
                 group = item["group"]
-                if group:
+                if not group:
+                    key: StateKey = (meter_key, ())
+                elif len(group) == 1:
+                    value = group[0]
+                    key = (meter_key, (group_from_json(value) if type(value) is dict else value,))
+                else:
                     # a group value with a fraction is the only one JSON spells as an object
-                    group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
-                key = (meter_key, tuple(group))
+                    values = [group_from_json(v) for v in group] if dict in map(type, group) else group
+                    key = (meter_key, tuple(values))
                 mine = states.get(key)
                 if mine is None:
                     states[key] = read(item["state"])
