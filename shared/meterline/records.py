@@ -228,7 +228,9 @@ def book_of_entries(catalog: Catalog, entries: list[Any], tenants: Container[str
 
 def entries_tenants(entries: list[Any]) -> set[tuple[str, Period]]:
     """The (tenant, period) pairs a book's entries hold, without building its states."""
-    return {(entry["tenant"], Period.parse(entry["period"])) for entry in entries}
+    pairs = {(entry["tenant"], entry["period"]) for entry in entries}
+    months = {text: Period.parse(text) for text in {text for _, text in pairs}}
+    return {(tenant, months[text]) for tenant, text in pairs}
 
 
 # --- from a delivered record to what the usage ledger keeps ------------------------------------

@@ -75,7 +75,7 @@ class RunningCharges:
         if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
-            folded = {tenant for tenant, p in ledger.roll_up() if p == period}
+            folded = {tenant for tenant, p in ledger.roll_up() if p is period or p == period}
             tenants = _tenants_of(ledger, rated, period) | folded
             book = ledger.book(tenants)
         else:
@@ -135,4 +135,6 @@ class RunningCharges:
 
 def _tenants_of(ledger: PeriodLedger, partials: list[Item], period: Period) -> set[str]:
     """The tenants with usage of ``period`` in the partials (the ledger remembers those it has read)."""
-    return {tenant for item in partials for tenant, p in ledger.tenants_in(item) if p == period}
+    # ``is`` first: a ledger reads each month as one object, and a dataclass's == compares fields
+    tenants_in = ledger.tenants_in
+    return {tenant for item in partials for tenant, p in tenants_in(item) if p is period or p == period}
