@@ -24,7 +24,7 @@ from meterline.events import EventError, EventKey, Reason, common_time, digest, 
 from meterline.metering import Group, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
-from meterline.usage import UsageBook, fold
+from meterline.usage import States, UsageBook, fold
 
 BUCKETS = 16
 """Tenants spread over this many partial-state partitions per period."""
@@ -139,16 +139,19 @@ def record_all(book: UsageBook, catalog: Catalog, usages: Iterable[AcceptedUsage
     """``record_into`` of each usage in its own period, in one loop (aggregate folds a batch so);
     return the periods folded."""
     made = {key: STATE_TYPES[meter.aggregation] for key, meter in catalog.meters.items()}
-    states_on = book.states_on
     periods: set[Period] = set()
-    last = None
+    last: Period | None = None
+    tables: dict[str, States | list[States]] = {}
     for usage in usages:
         time, (tenant, _, event_id) = usage.time, usage.key
         period = Period.of(time)
         if period is not last:  # one object per month: most batches hold one
             periods.add(period)
-            last = period
-        states = states_on(tenant, period, time.day)
+            last, tables = period, book.days_of(period)
+        table = tables.get(tenant)
+        if table is None:
+            table = tables[tenant] = book.day_states(tenant, period)
+        states = table[time.day] if isinstance(table, list) else table
         for meter, group, value in usage.measurements:
             key = (meter, group)
             state = states.get(key)

@@ -44,7 +44,7 @@ class UsageBook:
         self.states: dict[TenantPeriod, Segments] = {}
         self.cutter = cutter
         """None: one segment, the whole month."""
-        self._days: dict[TenantPeriod, States | list[States]] = {}
+        self._days: dict[Period, dict[str, States | list[States]]] = {}
 
     def record(
         self, tenant: str, period: Period, measurements: Iterable[Measurement], time: datetime, event_id: str
@@ -58,10 +58,19 @@ class UsageBook:
 
     def states_on(self, tenant: str, period: Period, day: int) -> States:
         """The states ``day``'s readings fold into: those of the segment holding it."""
-        table = self._days.get((tenant, period))
+        tables = self.days_of(period)
+        table = tables.get(tenant)
         if table is None:
-            table = self._days[(tenant, period)] = self.day_states(tenant, period)
+            table = tables[tenant] = self.day_states(tenant, period)
         return table[day] if isinstance(table, list) else table
+
+    def days_of(self, period: Period) -> dict[str, States | list[States]]:
+        """Per tenant, ``day_states`` of the period, as far as asked for already (the caller adds
+        the tenants it asks for next)."""
+        tables = self._days.get(period)
+        if tables is None:
+            tables = self._days[period] = {}
+        return tables
 
     def day_states(self, tenant: str, period: Period) -> States | list[States]:
         """The states each day of the month folds into: for a month cut into segments, a list

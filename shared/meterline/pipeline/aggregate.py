@@ -118,7 +118,7 @@ class Aggregator:
         """The records no marker of this batch covers, looking in every ledger that may have
         billed them (their own period's, and each later one up to where they are billed now)."""
         found: list[Marker] = []
-        for billed_in in sorted(self.ledgers_for({record.usage.period for record in records})):
+        for billed_in in sorted(self.ledgers_for(_periods(records))):
             found += markers(self.store, billed_in, batch)
         if not found:
             return list(records)
@@ -150,8 +150,13 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        slot_of = self.slot
-        group = [r for r in records if (found := slot_of(r.usage.period)) is slot or found == slot]
+        group, last, found = [], None, slot
+        for record in records:
+            period = record.usage.period
+            if period is not last:  # one object per month: most batches hold one
+                last, found = period, self.slot(period)
+            if found is slot or found == slot:
+                group.append(record)
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -222,3 +227,15 @@ class Aggregator:
         if period not in self.indexed:
             note_usage(self.store, period)
             self.indexed.add(period)
+
+
+def _periods(records: Sequence[StreamRecord]) -> set[Period]:
+    """The usage periods of the records (one object per month: compared by identity first)."""
+    periods: set[Period] = set()
+    last = None
+    for record in records:
+        period = record.usage.period
+        if period is not last:
+            periods.add(period)
+            last = period
+    return periods
