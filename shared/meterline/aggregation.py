@@ -36,6 +36,9 @@ class AggregateState(Protocol):
 
     def to_json(self) -> Any: ...
 
+    def merge_json(self, data: Any) -> None:
+        """``merge`` of the state ``to_json`` wrote as ``data``, without making that state."""
+
 
 class SumState:
     kind = Aggregation.SUM
@@ -60,6 +63,9 @@ class SumState:
     def to_json(self) -> Any:
         return str(self.total)
 
+    def merge_json(self, data: Any) -> None:
+        self.total = _EXACT.add(self.total, Decimal(data))
+
     @classmethod
     def from_json(cls, data: Any) -> SumState:
         return cls(Decimal(data))
@@ -83,6 +89,9 @@ class CountState:
 
     def to_json(self) -> Any:
         return self.count
+
+    def merge_json(self, data: Any) -> None:
+        self.count += int(data)
 
     @classmethod
     def from_json(cls, data: Any) -> CountState:
@@ -114,6 +123,12 @@ class MaxState:
 
     def to_json(self) -> Any:
         return None if self.extreme is None else str(self.extreme)
+
+    def merge_json(self, data: Any) -> None:
+        if data is not None:
+            value = Decimal(data)
+            if self.extreme is None or self._beats(value, self.extreme):
+                self.extreme = value
 
     @classmethod
     def from_json(cls, data: Any) -> Self:
@@ -148,6 +163,9 @@ class UniqueCountState:
 
     def to_json(self) -> Any:
         return sorted(self.seen)
+
+    def merge_json(self, data: Any) -> None:
+        self.seen.update(data)
 
     @classmethod
     def from_json(cls, data: Any) -> UniqueCountState:
@@ -186,6 +204,12 @@ class LatestState:
 
     def to_json(self) -> Any:
         return None if self.latest is None else _sample_json(self.latest)
+
+    def merge_json(self, data: Any) -> None:
+        if data is not None:
+            time, event_id, latest = datetime.fromisoformat(data[0]), data[1], self.latest
+            if latest is None or (time, event_id) >= (latest.time, latest.event_id):  # else it loses
+                self.add(Decimal(data[2]), time, event_id)
 
     @classmethod
     def from_json(cls, data: Any) -> LatestState:

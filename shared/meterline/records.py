@@ -18,13 +18,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from meterline.aggregation import Value, new_state
+from meterline.aggregation import STATE_TYPES, Value, new_state
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
 from meterline.metering import Group, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
-from meterline.usage import UsageBook, fold
+from meterline.usage import States, UsageBook, fold
 
 BUCKETS = 16
 """Tenants spread over this many partial-state partitions per period."""
@@ -135,6 +135,32 @@ class AcceptedUsage:
             state.add(value, time, event_id)
 
 
+def record_all(book: UsageBook, catalog: Catalog, usages: Iterable[AcceptedUsage]) -> set[Period]:
+    """``record_into`` of each usage in its own period, in one loop (aggregate folds a batch so);
+    return the periods folded."""
+    made = {key: STATE_TYPES[meter.aggregation] for key, meter in catalog.meters.items()}
+    periods: set[Period] = set()
+    last: Period | None = None
+    tables: dict[str, States | list[States]] = {}
+    for usage in usages:
+        time, (tenant, _, event_id) = usage.time, usage.key
+        period = Period.of(time)
+        if period is not last:  # one object per month: most batches hold one
+            periods.add(period)
+            last, tables = period, book.days_of(period)
+        table = tables.get(tenant)
+        if table is None:
+            table = tables[tenant] = book.day_states(tenant, period)
+        states = table[time.day] if isinstance(table, list) else table
+        for meter, group, value in usage.measurements:
+            key = (meter, group)
+            state = states.get(key)
+            if state is None:
+                state = states[key] = made[meter]()
+            state.add(value, time, event_id)
+    return periods
+
+
 def usage_item(
     key: EventKey, fingerprint: bytes, time: datetime | str, measurements: bytes, delivery: str
 ) -> Item:
@@ -205,7 +231,9 @@ def book_of_entries(catalog: Catalog, entries: list[Any], tenants: Container[str
 
 def entries_tenants(entries: list[Any]) -> set[tuple[str, Period]]:
     """The (tenant, period) pairs a book's entries hold, without building its states."""
-    return {(entry["tenant"], Period.parse(entry["period"])) for entry in entries}
+    pairs = {(entry["tenant"], entry["period"]) for entry in entries}
+    months = {text: Period.parse(text) for text in {text for _, text in pairs}}
+    return {(tenant, months[text]) for tenant, text in pairs}
 
 
 # --- from a delivered record to what the usage ledger keeps ------------------------------------

@@ -294,16 +294,37 @@ class TimeWeightedState:
         hour of three samples or more as one archived run, and all of them as one span once they
         are more than ``SPAN_AFTER_HOURS``. An hour of one or two samples stays raw: its first and
         last sample are all of it."""
+        return self.stored()[0]
+
+    def to_archive(self) -> dict[datetime, TimeWeightedState]:
+        """Per hour, the samples ``summarised`` hides that are not archived yet: the raw runs of
+        each hour of three samples or more."""
+        return self.stored()[1]
+
+    def stored(self) -> tuple[TimeWeightedState, dict[datetime, TimeWeightedState]]:
+        """``summarised`` and ``to_archive`` together, the state's runs read once for both."""
         if self._stored_as_is():
-            return self
-        summary = TimeWeightedState()
+            return self, {}
         loose = self._loose()
-        if loose is not None and self._stays_raw(loose):
-            summary._pending = list(loose)
-            return summary
+        if loose is not None:
+            summary = TimeWeightedState()
+            if self._stays_raw(loose):
+                summary._pending = list(loose)
+                return summary, {}
+            if _at_most_two_an_hour(loose):
+                # what the general path below makes of hours of one or two samples, without a run per hour
+                span = Run(loose[0], loose[-1], len(loose), _area(loose))
+                summary._span = Span(span, [_encode(sample) for sample in loose])
+                return summary, {}
         kept, before, hours = self._to_store()
+        archive: dict[datetime, TimeWeightedState] = {}
+        summary = TimeWeightedState()
         stored: list[Run] = []
         for hour, runs in hours:
+            raw = [run for run in runs if not run.archived]
+            if raw and sum(run.count for run in runs) > 2:
+                part = archive[hour] = TimeWeightedState()
+                part._hours[hour] = raw
             if len(runs) == 1 and runs[0].count <= 2 and not runs[0].archived:
                 run = runs[0]  # all of it is its first and last sample already
             else:
@@ -312,27 +333,11 @@ class TimeWeightedState:
             summary._hours[hour] = [run]
             stored.append(run)
         if before is None and len(stored) <= SPAN_AFTER_HOURS:
-            return summary
+            return summary, archive
         whole = _summary(stored) if before is None else _summary([before, *_after(before, hours)])
         summary._hours = {}
         summary._span = Span(Run(*whole), [*kept, *(item for run in stored for item in _written(run))])
-        return summary
-
-    def to_archive(self) -> dict[datetime, TimeWeightedState]:
-        """Per hour, the samples ``summarised`` hides that are not archived yet: the raw runs of
-        each hour of three samples or more."""
-        if self._stored_as_is():
-            return {}
-        loose = self._loose()
-        if loose is not None and self._stays_raw(loose):
-            return {}
-        archive: dict[datetime, TimeWeightedState] = {}
-        for hour, runs in self._to_store()[2]:
-            raw = [run for run in runs if not run.archived]
-            if raw and sum(run.count for run in runs) > 2:
-                part = archive[hour] = TimeWeightedState()
-                part._hours[hour] = raw
-        return archive
+        return summary, archive
 
     def _to_store(self) -> tuple[list[Any], Run | None, list[tuple[datetime, list[Run]]]]:
         """What storing the state rewrites: the span's written hours kept as they are, the span's
@@ -372,6 +377,9 @@ class TimeWeightedState:
         """Samples as [time, id, value]; a run of three samples or more as [first, last, count,
         area, times, ids, values], or [first, last, count, area] when its samples are archived; a
         span as {"span": its summary, "runs": its hours}."""
+        pending = self._pending
+        if len(pending) == 1 and not self._hours and self._span is None:
+            return [_encode(pending[0])]  # a partial's usual state: one sample
         loose = self._loose()
         if loose is not None:
             return _written_samples(loose)
@@ -398,6 +406,9 @@ class TimeWeightedState:
                 run = Run(_decode(item[0]), _decode(item[1]), int(item[2]), Decimal(item[3]), encoded=columns)
                 state._hours.setdefault(_hour(run.first[0]), []).append(run)
         return state
+
+    def merge_json(self, data: Any) -> None:
+        self.merge(TimeWeightedState.from_json(data))
 
     # placing added samples -------------------------------------------------------------------
 
@@ -522,6 +533,14 @@ def _by_hour(samples: list[SampleKey]) -> list[tuple[datetime, list[SampleKey]]]
         else:
             hour.append(sample)
     return by_hour
+
+
+def _at_most_two_an_hour(samples: list[SampleKey]) -> bool:
+    """Whether no hour holds three of these sorted samples."""
+    for first, third in zip(samples, itertools.islice(samples, 2, None), strict=False):
+        if third[0] - first[0] < _HOUR and _hour(third[0]) == _hour(first[0]):
+            return False
+    return True
 
 
 def _written_samples(samples: list[SampleKey]) -> list[Any]:

@@ -44,7 +44,7 @@ class UsageBook:
         self.states: dict[TenantPeriod, Segments] = {}
         self.cutter = cutter
         """None: one segment, the whole month."""
-        self._days: dict[TenantPeriod, States | list[States]] = {}
+        self._days: dict[Period, dict[str, States | list[States]]] = {}
 
     def record(
         self, tenant: str, period: Period, measurements: Iterable[Measurement], time: datetime, event_id: str
@@ -58,10 +58,19 @@ class UsageBook:
 
     def states_on(self, tenant: str, period: Period, day: int) -> States:
         """The states ``day``'s readings fold into: those of the segment holding it."""
-        table = self._days.get((tenant, period))
+        tables = self.days_of(period)
+        table = tables.get(tenant)
         if table is None:
-            table = self._days[(tenant, period)] = self.day_states(tenant, period)
+            table = tables[tenant] = self.day_states(tenant, period)
         return table[day] if isinstance(table, list) else table
+
+    def days_of(self, period: Period) -> dict[str, States | list[States]]:
+        """Per tenant, ``day_states`` of the period, as far as asked for already (the caller adds
+        the tenants it asks for next)."""
+        tables = self._days.get(period)
+        if tables is None:
+            tables = self._days[period] = {}
+        return tables
 
     def day_states(self, tenant: str, period: Period) -> States | list[States]:
         """The states each day of the month folds into: for a month cut into segments, a list
@@ -170,23 +179,37 @@ class UsageBook:
         """Merge in the entries ``to_json`` wrote, their states decoded straight into this book
         (without a book of their own to copy them from)."""
         readers = _state_readers(catalog)
+        segment = self.segment
+        months: dict[str, tuple[Period, Days]] = {}
         for entry in data:
-            period = Period.parse(entry["period"])
-            first, end = entry.get("days") or whole_month(period)
-            states = self.segment(entry["tenant"], period, (first, end))
+            text = entry["period"]
+            known = months.get(text)
+            if known is None:
+                period = Period.parse(text)
+                known = months[text] = (period, whole_month(period))
+            period, days = known
+            cut = entry.get("days")
+            if cut:
+                first, end = cut
+                days = (first, end)
+            states = segment(entry["tenant"], period, days)
             for item in entry["states"]:
                 meter_key, read = readers[item["meter"]]
                 group = item["group"]
-                if group:
+                if not group:
+                    key: StateKey = (meter_key, ())
+                elif len(group) == 1:
+                    value = group[0]
+                    key = (meter_key, (group_from_json(value) if type(value) is dict else value,))
+                else:
                     # a group value with a fraction is the only one JSON spells as an object
-                    group = tuple([group_from_json(v) for v in group] if dict in map(type, group) else group)
-                key = (meter_key, tuple(group))
-                state = read(item["state"])
+                    values = [group_from_json(v) for v in group] if dict in map(type, group) else group
+                    key = (meter_key, tuple(values))
                 mine = states.get(key)
                 if mine is None:
-                    states[key] = state
+                    states[key] = read(item["state"])
                 else:
-                    mine.merge(state)
+                    mine.merge_json(item["state"])
 
 
 def _state_readers(catalog: Catalog) -> dict[str, tuple[str, Callable[[Any], AggregateState]]]:

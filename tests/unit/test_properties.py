@@ -180,6 +180,15 @@ def book_of(records: list[tuple[str, Period, list[Any], datetime, str]]) -> Usag
     return book
 
 
+def chunked(
+    records: list[tuple[str, Period, list[Any], datetime, str]], data: st.DataObject, store: bool = False
+) -> list[UsageBook]:
+    """The records split arbitrarily into four books (``store``: some stored as rollups keep them)."""
+    chunk_of = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
+    chunks = [book_of([r for r, c in zip(records, chunk_of, strict=True) if c == n]) for n in range(4)]
+    return [stored(chunk) if store and data.draw(st.booleans()) else chunk for chunk in chunks]
+
+
 def all_quantities(book: UsageBook) -> dict[Any, Any]:
     return {tenant_period: book.quantities(PLANS, *tenant_period) for tenant_period in book.tenant_periods()}
 
@@ -189,8 +198,7 @@ def all_quantities(book: UsageBook) -> dict[Any, Any]:
 def test_merged_chunk_states_equal_the_state_of_the_whole(lines: list[str], data: st.DataObject) -> None:
     # GIVEN the measurements split arbitrarily into chunks, each folded into its own book
     records = fold(lines)
-    chunk_of = data.draw(st.lists(st.integers(0, 3), min_size=len(records), max_size=len(records)))
-    chunks = [book_of([r for r, c in zip(records, chunk_of, strict=True) if c == n]) for n in range(4)]
+    chunks = chunked(records, data)
 
     # WHEN the chunks are merged, in any order
     merged = UsageBook()
@@ -247,6 +255,26 @@ def test_stored_chunks_repeated_and_merged_in_any_order_equal_the_whole(
 
     # THEN every tenant's and period's quantities are those of one book of everything
     assert all_quantities(merged) == all_quantities(book_of(records))
+
+
+@PROPERTY
+@given(lines=usage_events(), data=st.data())
+def test_merging_stored_json_into_states_writes_what_merging_the_states_read_from_it_writes(
+    lines: list[str], data: st.DataObject
+) -> None:
+    # GIVEN the measurements split into chunks, some stored as rollups keep them, each as its JSON
+    records = fold(lines)
+    chunks = [json.loads(json.dumps(chunk.to_json())) for chunk in chunked(records, data, store=True)]
+
+    # WHEN one book merges the JSON straight into its states (each state's merge_json) and another
+    # merges in the states read from it, in the same order
+    straight, read = UsageBook(), UsageBook()
+    for chunk in data.draw(st.permutations(chunks)):
+        straight.merge_json(PLANS, chunk)
+        read.merge(UsageBook.from_json(PLANS, chunk), adopt=True)
+
+    # THEN both write the same bytes
+    assert orjson.dumps(straight.to_json()) == orjson.dumps(read.to_json())
 
 
 @PROPERTY

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 
 from meterline import terms
 from meterline.catalog import Catalog
+from meterline.heap import collector_paused
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
-from meterline.records import AcceptedUsage, event_digest, pack_book
+from meterline.records import AcceptedUsage, event_digest, pack_book, record_all
 from meterline.topology import AGGREGATES_TABLE
 from meterline.usage import UsageBook
 
@@ -89,6 +90,10 @@ class Aggregator:
         for a lost race, which is tried again."""
         if not records:
             return 0
+        with collector_paused():  # usage folded into states and packed: trees, no cycles
+            return self._run(records, attempts)
+
+    def _run(self, records: Sequence[StreamRecord], attempts: int) -> int:
         batch = records[0].sequence
         remaining = self.unapplied(batch, records)
         applied = conflicts = 0
@@ -113,7 +118,7 @@ class Aggregator:
         """The records no marker of this batch covers, looking in every ledger that may have
         billed them (their own period's, and each later one up to where they are billed now)."""
         found: list[Marker] = []
-        for billed_in in sorted(self.ledgers_for({record.usage.period for record in records})):
+        for billed_in in sorted(self.ledgers_for(_periods(records))):
             found += markers(self.store, billed_in, batch)
         if not found:
             return list(records)
@@ -145,7 +150,13 @@ class Aggregator:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
         slot = self.slot(records[0].usage.period)
-        group = [record for record in records if self.slot(record.usage.period) == slot]
+        group, last, found = [], None, slot
+        for record in records:
+            period = record.usage.period
+            if period is not last:  # one object per month: most batches hold one
+                last, found = period, self.slot(period)
+            if found is slot or found == slot:
+                group.append(record)
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -173,12 +184,7 @@ class Aggregator:
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
         book = self.book(slot)
-        catalog, periods = self.catalog, set()
-        for record in records:
-            usage = record.usage
-            period = usage.period
-            usage.record_into(book, catalog, period)
-            periods.add(period)
+        periods = record_all(book, self.catalog, [record.usage for record in records])
         blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
@@ -221,3 +227,15 @@ class Aggregator:
         if period not in self.indexed:
             note_usage(self.store, period)
             self.indexed.add(period)
+
+
+def _periods(records: Sequence[StreamRecord]) -> set[Period]:
+    """The usage periods of the records (one object per month: compared by identity first)."""
+    periods: set[Period] = set()
+    last = None
+    for record in records:
+        period = record.usage.period
+        if period is not last:
+            periods.add(period)
+            last = period
+    return periods

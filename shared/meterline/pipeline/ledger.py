@@ -469,8 +469,9 @@ class PeriodLedger:
             for bucket, additions in sorted(fresh.items()):
                 book = self.rolled_up(head, bucket)
                 book.merge(additions, adopt=True)
-                self.write_archive(bucket, target, head.window, book)
-                rollups[bucket] = self.write_rollup(bucket, target, head.window, _summarised(book))
+                summary, archive = _stored(book)
+                self.write_archive(bucket, target, head.window, archive)
+                rollups[bucket] = self.write_rollup(bucket, target, head.window, summary)
             advanced = Head(target, rollups, sealed[-1].final)
             expected = None if head.window < 0 else head.window
             try:
@@ -485,12 +486,8 @@ class PeriodLedger:
         chunks, size = self.write_chunks(rollup_prefix(bucket, window, base), pack_book(book))
         return Rollup(window, base, chunks, size)
 
-    def write_archive(self, bucket: int, window: int, base: int, book: UsageBook) -> None:
+    def write_archive(self, bucket: int, window: int, base: int, hours: Mapping[datetime, UsageBook]) -> None:
         """Archive, per hour, the time-weighted samples the bucket's next rollup stops carrying."""
-        hours: dict[datetime, UsageBook] = {}
-        for (tenant, period), days, key, state in _time_weighted(book):
-            for hour, part in state.to_archive().items():
-                hours.setdefault(hour, UsageBook()).segment(tenant, period, days)[key] = part
         for hour, pieces in sorted(hours.items()):
             prefix = f"{archive_prefix(bucket, hour)}{window:06d}|{base + 1:06d}|"
             self.write_chunks(prefix, pack_book(pieces))
@@ -609,15 +606,18 @@ class Archive:
         return self.ledger.archived(self, hour)
 
 
-def _summarised(book: UsageBook) -> UsageBook:
-    """The book as a rollup keeps it: time-weighted states summarised (``write_archive`` keeps
-    their samples), every other state as it is."""
+def _stored(book: UsageBook) -> tuple[UsageBook, dict[datetime, UsageBook]]:
+    """The book as a rollup keeps it (time-weighted states summarised, every other state as it
+    is) and, per hour, the samples of time-weighted states it stops carrying, for the archive."""
     summary = UsageBook()
     for tenant_period, segments in book.states.items():
         summary.states[tenant_period] = {days: dict(states) for days, states in segments.items()}
-    for tenant_period, days, key, state in _time_weighted(book):
-        summary.states[tenant_period][days][key] = state.summarised()
-    return summary
+    hours: dict[datetime, UsageBook] = {}
+    for (tenant, period), days, key, state in _time_weighted(book):
+        summary.states[(tenant, period)][days][key], archive = state.stored()
+        for hour, part in archive.items():
+            hours.setdefault(hour, UsageBook()).segment(tenant, period, days)[key] = part
+    return summary, hours
 
 
 def _time_weighted(book: UsageBook) -> Iterator[tuple[TenantPeriod, Days, StateKey, TimeWeightedState]]:

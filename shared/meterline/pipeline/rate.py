@@ -25,6 +25,7 @@ import orjson
 
 from meterline.billing import bill_period
 from meterline.catalog import Catalog
+from meterline.heap import collector_paused
 from meterline.invoice import Invoice
 from meterline.periods import Period
 from meterline.ports import Item, Publisher, Store
@@ -50,7 +51,8 @@ class RunningCharges:
         for item in new_items:
             if is_partial(item):
                 touched.setdefault(billing_period_of(item), []).append(item)
-        return sum(self.rate_period(period, partials, now) for period, partials in sorted(touched.items()))
+        with collector_paused():  # partials decoded, merged and rolled up: trees, no cycles
+            return sum(self.rate_period(period, items, now) for period, items in sorted(touched.items()))
 
     def run_open(self, now: datetime | None = None) -> int:
         """Re-rate every tenant with usage not rolled up yet, in every open period (for clouds whose
@@ -59,7 +61,8 @@ class RunningCharges:
         for period in periods_with_usage(self.store):
             if is_closed(self.store, period):
                 continue
-            published += self.rate_period(period, None, now)
+            with collector_paused():
+                published += self.rate_period(period, None, now)
         return published
 
     def rate_period(self, period: Period, partials: list[Item] | None, now: datetime | None) -> int:
@@ -72,7 +75,7 @@ class RunningCharges:
         if ledger.due_for_rollup(head, open_partials):
             ledger.seal(now or datetime.now(UTC))
             # what joined the window since it was read is rated here too, now that it is rolled up
-            folded = {tenant for tenant, p in ledger.roll_up() if p == period}
+            folded = {tenant for tenant, p in ledger.roll_up() if p is period or p == period}
             tenants = _tenants_of(ledger, rated, period) | folded
             book = ledger.book(tenants)
         else:
@@ -132,4 +135,6 @@ class RunningCharges:
 
 def _tenants_of(ledger: PeriodLedger, partials: list[Item], period: Period) -> set[str]:
     """The tenants with usage of ``period`` in the partials (the ledger remembers those it has read)."""
-    return {tenant for item in partials for tenant, p in ledger.tenants_in(item) if p == period}
+    # ``is`` first: a ledger reads each month as one object, and a dataclass's == compares fields
+    tenants_in = ledger.tenants_in
+    return {tenant for item in partials for tenant, p in tenants_in(item) if p is period or p == period}
