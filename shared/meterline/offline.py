@@ -10,7 +10,6 @@ balances. Those periods are billed in order; the ones asked for are printed. Usa
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from meterline.billing import Openings, PeriodBill, bill_period, customer_credit
 from meterline.catalog import Catalog
 from meterline.credits import Credits
 from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, common_time
+from meterline.heap import collector_paused
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
 from meterline.metering import Metering
@@ -177,11 +177,11 @@ class Metered:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts).
 
         One loop, with what each event needs inline: this is most of `meterline rate`'s time. The
-        event nearly every producer writes (``plain_decoder``; bytes, without a backslash, its
-        meters reading data's own keys) is read here, its readings folded through ``Slots``; any
-        other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
-        garbage collector is off meanwhile (on again after, whatever happens): the loop makes no
-        cycles, and each collection would walk the book's states and the dedup record again."""
+        event nearly every producer writes (bytes that ``PlainDecoder`` decodes into its type's
+        Struct and its type ``checked``) is folded here by its type's ``fold`` through ``Slots``;
+        any other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
+        garbage collector is off meanwhile (``collector_paused``): the loop makes no cycles, and
+        each collection would walk the book's states and the dedup record again."""
         rejected = self.rejected_by_reason
         metering = self._metering_of(cell)
         decoder = self._decoders[cell]
@@ -199,9 +199,7 @@ class Metered:
         latest = self._latest
         last_year, last_month = self.last.year, self.last.month
         received = duplicates = 0
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_paused():
             for line in lines:
                 if not line:
                     continue
@@ -258,9 +256,6 @@ class Metered:
                 else:
                     assert readings is not None
                     fold(states, readings, time, event_id)
-        finally:
-            if collecting:
-                gc.enable()
         self.received += received
         self.duplicates += duplicates
 
@@ -353,15 +348,17 @@ def rate_book(catalog: Catalog, metered: Metered, first: Period, last: Period) -
     period = min(first, max(earliest, catalog.first_period))
     openings: Openings = {}
     results = []
-    while period <= last:
-        if period < first:
-            rated = {tenant for tenant, start in grant_tenants.items() if start <= period}
-            bill = bill_period(catalog, metered.book, period, openings, credits, rated=rated)
-        else:
-            bill = bill_period(catalog, metered.book, period, openings, credits)
-            results.append(_result(bill, metered.summary(period), credits))
-        openings = bill.closing
-        period = period.next()
+    # bills are trees of values; a collection would walk the whole metered book again, for nothing
+    with collector_paused():
+        while period <= last:
+            if period < first:
+                rated = {tenant for tenant, start in grant_tenants.items() if start <= period}
+                bill = bill_period(catalog, metered.book, period, openings, credits, rated=rated)
+            else:
+                bill = bill_period(catalog, metered.book, period, openings, credits)
+                results.append(_result(bill, metered.summary(period), credits))
+            openings = bill.closing
+            period = period.next()
     return results
 
 
