@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from meterline.aggregation import STATE_TYPES, Value, new_state
+from meterline.aggregation import STATE_TYPES, Value
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
 from meterline.metering import Group, Metering, Reading
@@ -122,22 +122,10 @@ class AcceptedUsage:
             str(item["at"]),
         )
 
-    def record_into(self, book: UsageBook, catalog: Catalog, period: Period) -> None:
-        """``fold`` without a reading per measurement: aggregate calls this once per event."""
-        meters = catalog.meters
-        time, event_id = self.time, self.key[2]
-        states = book.states_on(self.key[0], period, time.day)
-        for meter, group, value in self.measurements:
-            key = (meter, group)
-            state = states.get(key)
-            if state is None:
-                state = states[key] = new_state(meters[meter].aggregation)
-            state.add(value, time, event_id)
-
 
 def record_all(book: UsageBook, catalog: Catalog, usages: Iterable[AcceptedUsage]) -> set[Period]:
-    """``record_into`` of each usage in its own period, in one loop (aggregate folds a batch so);
-    return the periods folded."""
+    """Fold each usage into its own period's states, without a reading per measurement (aggregate
+    folds a batch so); return the periods folded."""
     made = {key: STATE_TYPES[meter.aggregation] for key, meter in catalog.meters.items()}
     periods: set[Period] = set()
     last: Period | None = None

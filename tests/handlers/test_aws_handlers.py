@@ -13,7 +13,7 @@ from meterline.pipeline.invoices import invoices_by_period
 from meterline.pipeline.ledger import DEAD_PK, is_partial
 from meterline.records import AcceptedUsage, unpack_book
 from meterline.topology import BILLING_ALERTS, BILLING_INVOICES, USAGE_REJECTED
-from meterline.usage import UsageBook
+from meterline.usage import UsageBook, fold
 
 from .conftest import CATALOG, AwsCell, load_event
 
@@ -155,7 +155,9 @@ def test_aggregate_sets_aside_a_usage_item_it_cannot_read_and_applies_the_rest(a
         applied.merge(unpack_book(catalog, bytes(partial["book"])))  # type: ignore[arg-type]
     for item in usage_items[1:]:
         usage = AcceptedUsage.from_item(item)
-        usage.record_into(expected, catalog, usage.period)
+        (tenant, _, event_id), time = usage.key, usage.time
+        readings = [((key, group), catalog.meters[key], value) for key, group, value in usage.measurements]
+        fold(expected.states_on(tenant, usage.period, time.day), readings, time, event_id)
     assert {tp: applied.quantities(catalog, *tp) for tp in applied.tenant_periods()} == {
         tp: expected.quantities(catalog, *tp) for tp in expected.tenant_periods()
     }

@@ -202,7 +202,7 @@ class Aggregator:
         for record in records:
             try:
                 book = self.book(self.slot(record.usage.period))  # as ``plan`` folds it
-                record.usage.record_into(book, self.catalog, record.usage.period)
+                record_all(book, self.catalog, [record.usage])
                 size = len(pack_book(book))
                 if size > MAX_CHUNK_BYTES:
                     raise ValueError(f"its state alone takes {size:,} bytes, more than a partial may")
