@@ -21,7 +21,7 @@ import orjson
 from meterline.aggregation import Value, new_state
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
-from meterline.metering import Group, Metering, Reading
+from meterline.metering import Group, Metering, Plain, Reading
 from meterline.periods import Period
 from meterline.ports import Item
 from meterline.usage import UsageBook, fold
@@ -246,12 +246,38 @@ def read_plain(metering: Metering, line: bytes | str) -> UsageFields | None:
     one data key each (``Metering.plain``). None for anything else, which ``read_usage`` reads
     and, if need be, rejects with its reason: this reads only what it would accept, and reads it
     alike, except that a sum's integer value stays an int (states add ints faster)."""
-    plain = _read_plain(metering, line)
-    return None if plain is None else plain[0]
+    plain = _plain_event(metering, line)
+    if plain is None:
+        return None
+    subject, source, event_id, moment, _, data, meters, content = plain
+    readings: list[Reading] = []
+    for key, meter, aggregation, name, group_by in meters:
+        if name is None:
+            value: Value = None
+        else:
+            value = data.get(name)
+            if type(value) is int:
+                if aggregation is _SUM:
+                    if value < 0:
+                        return None
+                elif aggregation is _UNIQUE_COUNT:
+                    value = str(value)
+                elif aggregation is _TIMED and value < 0:
+                    return None
+                else:
+                    value = Decimal(value)  # a state that keeps its values keeps Decimals
+            elif aggregation is not _UNIQUE_COUNT or value is None:
+                return None  # missing, or a decimal string: read_usage reads it exactly
+        readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
+    return subject, source, event_id, moment, readings, content
 
 
-def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str] | None:
-    """``read_plain``'s fields, and the event's time as it was sent."""
+PlainEvent = tuple[str, str, str, datetime, str, dict[str, Any], tuple[Plain, ...], bytes]
+"""A plain event's subject, source, id, time, time as sent, data, meters and canonical content."""
+
+
+def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
+    """The envelope of an event ``read_plain`` may read, checked; None for any other."""
     if type(line) is not bytes:
         return None
     try:
@@ -264,8 +290,8 @@ def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str
     data, event_type = get("data"), get("type")
     if type(data) is not dict or type(event_type) is not str:
         return None
-    plain = metering.plain.get(event_type)
-    if plain is None or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
+    meters = metering.plain.get(event_type)
+    if meters is None or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
         return None  # read_usage checks what such a line's records would take
     subject, source, event_id, time = get("subject"), get("source"), get("id"), get("time")
     if not (
@@ -287,26 +313,30 @@ def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str
     moment = common_time(time)
     if moment is None:
         return None
-    readings: list[Reading] = []
-    for key, meter, aggregation, name, group_by in plain:
+    return subject, source, event_id, moment, time, data, meters, content
+
+
+def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> bytes | None:
+    """``measurements_json`` of ``read_plain``'s readings, spelled straight from the data: an
+    integer is tagged as its digits whichever number it is read as (``Decimal(n)`` spells ``n``)."""
+    measurements = []
+    for key, meter, aggregation, name, group_by in meters:
         if name is None:
-            value: Value = None
+            value: object = None
         else:
             value = data.get(name)
             if type(value) is int:
-                if aggregation is _SUM:
-                    if value < 0:
-                        return None
-                elif aggregation is _UNIQUE_COUNT:
+                if aggregation is _UNIQUE_COUNT:
                     value = str(value)
-                elif aggregation is _TIMED and value < 0:
+                elif value < 0 and (aggregation is _SUM or aggregation is _TIMED):
                     return None
                 else:
-                    value = Decimal(value)  # a state that keeps its values keeps Decimals
+                    value = {"$d": str(value)}
             elif aggregation is not _UNIQUE_COUNT or value is None:
-                return None  # missing, or a decimal string: read_usage reads it exactly
-        readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
-    return (subject, source, event_id, moment, readings, content), time
+                return None
+        group = key[1] if key else tuple(map(data.get, group_by))
+        measurements.append((meter.key, group, value))
+    return _dumps(measurements)
 
 
 def ledger_time(common: str, moment: datetime) -> str:
@@ -336,18 +366,20 @@ def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEnt
     """The meter's read of a record: one decode, and the usage item built straight from it;
     raises EventError only (as ``usage_record``, whose item this is)."""
     try:
-        plain = _read_plain(metering, raw)
+        plain = _plain_event(metering, raw)
+        if plain is not None:
+            subject, source, event_id, time, sent, data, meters, content = plain
+            measurements = _plain_measurements(data, meters)
+            if measurements is not None:
+                key = (subject, source, event_id)
+                item = usage_item(key, digest(content), ledger_time(sent, time), measurements, delivery)
+                return UsageEntry(key, time, item)
     except Exception as error:
         raise unprocessable(error) from error
-    if plain is None:
-        fields, sent = read_usage(metering, raw), None
-    else:
-        fields, sent = plain
-    subject, source, event_id, time, readings, content = fields
+    subject, source, event_id, time, readings, content = read_usage(metering, raw)
     try:
         key = (subject, source, event_id)
-        text = time if sent is None else ledger_time(sent, time)
-        item = usage_item(key, digest(content), text, measurements_json(readings), delivery)
+        item = usage_item(key, digest(content), time, measurements_json(readings), delivery)
     except Exception as error:
         raise unprocessable(error) from error
     return UsageEntry(key, time, item)
