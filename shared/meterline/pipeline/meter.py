@@ -85,15 +85,14 @@ class Meter:
         self.window_ttl = window_ttl
         self.issues_here = issues_here
         self._window: tuple[float, datetime] | None = None
-        """The window's start, and until when (``monotonic``) it is trusted."""
 
     def window_start(self) -> datetime:
         """The first instant whose usage may still be billed or amended (cached ``window_ttl`` s)."""
-        window, now = self._window, monotonic()
-        if window is None or now >= window[0]:
+        now = monotonic()
+        if self._window is None or now - self._window[0] >= self.window_ttl:
             first = (amend_window(self.store) if self.issues_here else None) or self.first_period
-            window = self._window = (now + self.window_ttl, max(first, self.first_period).start)
-        return window[1]
+            self._window = (now, max(first, self.first_period).start)
+        return self._window[1]
 
     def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
         """The record's outcome; a store or publish failure raises."""
