@@ -21,7 +21,7 @@ import orjson
 from meterline.aggregation import STATE_TYPES, Value
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
-from meterline.metering import Group, Metering, Reading
+from meterline.metering import Group, Metering, Plain, Reading
 from meterline.periods import Period
 from meterline.ports import Item
 from meterline.usage import States, UsageBook, fold
@@ -44,7 +44,10 @@ def bucket_of(tenant: str) -> int:
 
 
 def event_digest(key: EventKey) -> str:
-    return _blake2b(framed(key), digest_size=16).hexdigest()
+    """The digest of the ``framed`` key; spelled out, as it is made once per event."""
+    subject, source, event_id = key
+    a, b, c = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS), _encode(event_id, _UTF8, _PASS)
+    return _blake2b(b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c), digest_size=16).hexdigest()
 
 
 _blake2b = hashlib.blake2b
@@ -61,11 +64,6 @@ USAGE_SK = "event"
 def framed(parts: tuple[str, ...]) -> bytes:
     """The parts as one byte string from which they can be read back: each is its UTF-8 length,
     a colon and its UTF-8 bytes (a netstring), so no choice of parts can pass for another."""
-    if len(parts) == 3:  # a dedup key, once per event: spelled out, in half the time
-        subject, source, event_id = parts
-        a, b = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS)
-        c = _encode(event_id, _UTF8, _PASS)
-        return b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c)
     encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
     return b"".join(b"%d:%b" % (len(part), part) for part in encoded)
 
@@ -262,49 +260,12 @@ def read_plain(metering: Metering, line: bytes | str) -> UsageFields | None:
     one data key each (``Metering.plain``). None for anything else, which ``read_usage`` reads
     and, if need be, rejects with its reason: this reads only what it would accept, and reads it
     alike, except that a sum's integer value stays an int (states add ints faster)."""
-    plain = _read_plain(metering, line)
-    return None if plain is None else plain[0]
-
-
-def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str] | None:
-    """``read_plain``'s fields, and the event's time as it was sent."""
-    if type(line) is not bytes:
+    plain = _plain_event(metering, line)
+    if plain is None:
         return None
-    try:
-        document = _loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if type(document) is not dict or len(document) != _WITH_DATA:
-        return None
-    get = document.get
-    data, event_type = get("data"), get("type")
-    if type(data) is not dict or type(event_type) is not str:
-        return None
-    plain = metering.plain.get(event_type)
-    if plain is None or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
-        return None  # read_usage checks what such a line's records would take
-    subject, source, event_id, time = get("subject"), get("source"), get("id"), get("time")
-    if not (
-        type(subject) is str and subject and type(source) is str and source
-        and type(event_id) is str and event_id and event_type and type(time) is str
-        and get("specversion") == "1.0"
-    ):  # fmt: skip
-        return None
-    for found in data.values():
-        kind = type(found)
-        if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
-            return None
-    # orjson writes compactly, sorted: the same size as the line only if no key was repeated
-    # (see events._compact_size); and then it is the event's canonical content
-    content = _dumps(document, option=_SORTED)
-    size = len(content)
-    if size != len(line) and (size != len(line) - 1 or line[-1] != _NEWLINE):
-        return None
-    moment = common_time(time)
-    if moment is None:
-        return None
+    subject, source, event_id, moment, _, data, meters, content = plain
     readings: list[Reading] = []
-    for key, meter, aggregation, name, group_by in plain:
+    for key, meter, aggregation, name, group_by in meters:
         if name is None:
             value: Value = None
         else:
@@ -322,7 +283,75 @@ def _read_plain(metering: Metering, line: bytes | str) -> tuple[UsageFields, str
             elif aggregation is not _UNIQUE_COUNT or value is None:
                 return None  # missing, or a decimal string: read_usage reads it exactly
         readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
-    return (subject, source, event_id, moment, readings, content), time
+    return subject, source, event_id, moment, readings, content
+
+
+PlainEvent = tuple[str, str, str, datetime, str, dict[str, Any], tuple[Plain, ...], bytes]
+"""A plain event's subject, source, id, time, time as sent, data, meters and canonical content."""
+
+
+def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
+    """The envelope of an event ``read_plain`` may read, checked; None for any other."""
+    if type(line) is not bytes:
+        return None
+    try:
+        document = _loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict or len(document) != _WITH_DATA:
+        return None
+    try:
+        data, event_type, subject = document["data"], document["type"], document["subject"]
+        source, event_id, time = document["source"], document["id"], document["time"]
+        if document["specversion"] != "1.0" or type(data) is not dict or type(event_type) is not str:
+            return None
+    except KeyError:
+        return None
+    meters = metering.plain.get(event_type)
+    if meters is None or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
+        return None  # read_usage checks what such a line's records would take
+    if not (
+        type(subject) is str and subject and type(source) is str and source
+        and type(event_id) is str and event_id and event_type and type(time) is str
+    ):  # fmt: skip
+        return None
+    for found in data.values():
+        kind = type(found)
+        if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
+            return None
+    # orjson writes compactly, sorted: the same size as the line only if no key was repeated
+    # (see events._compact_size); and then it is the event's canonical content
+    content = _dumps(document, option=_SORTED)
+    size = len(content)
+    if size != len(line) and (size != len(line) - 1 or line[-1] != _NEWLINE):
+        return None
+    moment = common_time(time)
+    if moment is None:
+        return None
+    return subject, source, event_id, moment, time, data, meters, content
+
+
+def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> bytes | None:
+    """``measurements_json`` of ``read_plain``'s readings, spelled straight from the data: an
+    integer is tagged as its digits whichever number it is read as (``Decimal(n)`` spells ``n``)."""
+    measurements = []
+    for key, meter, aggregation, name, group_by in meters:
+        if name is None:
+            value: object = None
+        else:
+            value = data.get(name)
+            if type(value) is int:
+                if aggregation is _UNIQUE_COUNT:
+                    value = str(value)
+                elif value < 0 and (aggregation is _SUM or aggregation is _TIMED):
+                    return None
+                else:
+                    value = {"$d": str(value)}
+            elif aggregation is not _UNIQUE_COUNT or value is None:
+                return None
+        group = key[1] if key else tuple(map(data.get, group_by))
+        measurements.append((meter.key, group, value))
+    return _dumps(measurements)
 
 
 def ledger_time(common: str, moment: datetime) -> str:
@@ -352,18 +381,20 @@ def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEnt
     """The meter's read of a record: one decode, and the usage item built straight from it;
     raises EventError only (as ``usage_record``, whose item this is)."""
     try:
-        plain = _read_plain(metering, raw)
+        plain = _plain_event(metering, raw)
+        if plain is not None:
+            subject, source, event_id, time, sent, data, meters, content = plain
+            measurements = _plain_measurements(data, meters)
+            if measurements is not None:
+                key = (subject, source, event_id)
+                item = usage_item(key, digest(content), ledger_time(sent, time), measurements, delivery)
+                return UsageEntry(key, time, item)
     except Exception as error:
         raise unprocessable(error) from error
-    if plain is None:
-        fields, sent = read_usage(metering, raw), None
-    else:
-        fields, sent = plain
-    subject, source, event_id, time, readings, content = fields
+    subject, source, event_id, time, readings, content = read_usage(metering, raw)
     try:
         key = (subject, source, event_id)
-        text = time if sent is None else ledger_time(sent, time)
-        item = usage_item(key, digest(content), text, measurements_json(readings), delivery)
+        item = usage_item(key, digest(content), time, measurements_json(readings), delivery)
     except Exception as error:
         raise unprocessable(error) from error
     return UsageEntry(key, time, item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import unquote
@@ -57,6 +58,13 @@ def unframed(data: bytes) -> tuple[str, ...]:
 @given(key=st.tuples(TEXT, TEXT, TEXT))
 def test_the_dedup_key_is_framed_so_that_it_reads_back_whole(key: tuple[str, str, str]) -> None:
     assert unframed(framed(key)) == key
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.tuples(TEXT, TEXT, TEXT))
+def test_the_event_digest_is_the_digest_of_the_framed_key(key: tuple[str, str, str]) -> None:
+    # GIVEN any (subject, source, id)  WHEN its ledger key is made  THEN it digests the framed key
+    assert event_digest(key) == hashlib.blake2b(framed(key), digest_size=16).hexdigest()
 
 
 @settings(max_examples=100, deadline=None)
