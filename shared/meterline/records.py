@@ -254,44 +254,15 @@ _NEWLINE = ord("\n")
 _SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
-def read_plain(metering: Metering, line: bytes | str) -> UsageFields | None:
-    """``read_usage`` of the event nearly every producer writes, for a third of its time: the
-    six attributes, data of text and integers only, spelled compactly, measured by meters of
-    one data key each (``Metering.plain``). None for anything else, which ``read_usage`` reads
-    and, if need be, rejects with its reason: this reads only what it would accept, and reads it
-    alike, except that a sum's integer value stays an int (states add ints faster)."""
-    plain = _plain_event(metering, line)
-    if plain is None:
-        return None
-    subject, source, event_id, moment, _, data, meters, content = plain
-    readings: list[Reading] = []
-    for key, meter, aggregation, name, group_by in meters:
-        if name is None:
-            value: Value = None
-        else:
-            value = data.get(name)
-            if type(value) is int:
-                if aggregation is _SUM:
-                    if value < 0:
-                        return None
-                elif aggregation is _UNIQUE_COUNT:
-                    value = str(value)
-                elif aggregation is _TIMED and value < 0:
-                    return None
-                else:
-                    value = Decimal(value)  # a state that keeps its values keeps Decimals
-            elif aggregation is not _UNIQUE_COUNT or value is None:
-                return None  # missing, or a decimal string: read_usage reads it exactly
-        readings.append((key or (meter.key, tuple(map(data.get, group_by))), meter, value))
-    return subject, source, event_id, moment, readings, content
-
-
 PlainEvent = tuple[str, str, str, datetime, str, dict[str, Any], tuple[Plain, ...], bytes]
 """A plain event's subject, source, id, time, time as sent, data, meters and canonical content."""
 
 
 def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
-    """The envelope of an event ``read_plain`` may read, checked; None for any other."""
+    """The event nearly every producer writes, its envelope checked: the six attributes, data of
+    text and integers only, spelled compactly, of a type whose meters read one data key each
+    (``Metering.plain``). None for anything else, which ``read_usage`` reads and, if need be,
+    rejects with its reason."""
     if type(line) is not bytes:
         return None
     try:
@@ -332,8 +303,10 @@ def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
 
 
 def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> bytes | None:
-    """``measurements_json`` of ``read_plain``'s readings, spelled straight from the data: an
-    integer is tagged as its digits whichever number it is read as (``Decimal(n)`` spells ``n``)."""
+    """``measurements_json`` of the readings ``read_usage`` reads from a plain event's data,
+    spelled straight from it: an integer is tagged as its digits whichever number it is read as
+    (``Decimal(n)`` spells ``n``). None for what only ``read_usage`` reads (a decimal string) or
+    rejects (a value missing or negative)."""
     measurements = []
     for key, meter, aggregation, name, group_by in meters:
         if name is None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline.events import EventError
-from meterline.records import read_plain, read_usage, usage_entry, usage_record
+from meterline.records import _plain_event, _plain_measurements, usage_entry, usage_record
 from tests.unit.test_fuzz import EVENTS, FUZZ, METERING, TYPES
 
 
@@ -59,17 +59,17 @@ def test_the_meter_makes_the_usage_item_the_exact_reader_makes_or_rejects_it_for
     assert readings[0] == readings[1]
 
 
-def test_a_plain_event_is_read_on_the_fast_path_with_its_sum_kept_an_integer() -> None:
+def test_a_compact_plain_event_is_read_on_the_fast_path_into_the_item_the_exact_reader_makes() -> None:
     # GIVEN a compact ingress event of text and integers
     line = orjson.dumps(
         {"specversion": "1.0", "id": "e1", "source": "s", "type": "kafka.ingress", "subject": "org-42"}
         | {"time": "2026-11-03T10:15:00.120Z", "data": {"bytes": 1048576, "cluster": "lkc-1"}}
     )
-    # WHEN read on the fast path
-    fields = read_plain(METERING, line)
-    # THEN it is read there, as the exact reader reads it, but for the sum's value staying an int
-    assert fields is not None
-    [((meter, group), _, value)] = fields[4]
-    assert (meter, group, value, type(value)) == ("ingress_gb", ("lkc-1",), 1048576, int)
-    exact = read_usage(METERING, line)
-    assert fields[:4] == exact[:4] and fields[5] == exact[5]
+    # WHEN the meter reads it
+    entry = usage_entry(METERING, line, "usage.events|0|1")
+    # THEN it took the fast path, measuring the bytes as sent, and made the exact reader's item
+    plain = _plain_event(METERING, line)
+    assert plain is not None and _plain_measurements(plain[5], plain[6]) == entry.item["m"]
+    assert orjson.loads(entry.item["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
+    usage, item = usage_record(METERING, line, "usage.events|0|1")
+    assert (entry.key, entry.time, entry.item) == (usage.key, usage.time, item)
