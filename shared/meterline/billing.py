@@ -101,7 +101,7 @@ def bill_tenant(
         if credits is not None:
             credits.open(period)
         for term, usage, term_charges in zip(active, split.parts, charges, strict=True):
-            bill.invoices.append(rate_term(catalog, customer, term, usage, credits, term_charges))
+            bill.invoices.append(rate_term(catalog, customer, term, usage, term_charges, credits))
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION

@@ -71,14 +71,13 @@ def rate_term(
     customer: Customer,
     term: Term,
     usage: Usage,
+    charges: tuple[Charge, ...],
     credits: Credits | None = None,
-    charges: tuple[Charge, ...] | None = None,
 ) -> Invoice:
-    """The term's invoice; ``credits`` (the customer's balances so far) pays what is due and is drawn.
-    ``charges``: ``catalog.charges_for(customer, term.plan)``, when the caller has them already."""
+    """The term's invoice, priced by ``charges`` (``catalog.charges_for(customer, term.plan)``: its
+    caller needs them first, to know which meters to work out); ``credits`` (the customer's balances
+    so far) pays what is due and is drawn."""
     plan = term.plan
-    if charges is None:
-        charges = catalog.charges_for(customer, plan)
     currency = plan.currency
     share = term.share
     lines = tuple(usage_lines(catalog, charges, currency, usage, share))

@@ -435,7 +435,7 @@ def test_invoice_parts_always_add_up_to_the_total(
     credits = Credits.of(customer, plan.currency)
     if credits is not None:
         credits.open(NOVEMBER)
-    invoice = rate_term(plans, customer, term, usage, credits)
+    invoice = rate_term(plans, customer, term, usage, plans.charges_for(customer, plan), credits)
 
     # THEN lines add up to the subtotal, and subtotal − discount + true-up − credits is the total
     currency = plan.currency
