@@ -5,7 +5,8 @@ peak RSS is that path's, not the generator's):
 
 (a) the baseline: ``orjson.loads`` per line and a dict sum per (subject, type, hour);
 (b) meterline's path: exactly ``rate_lines`` (exact parse, validate, dedup, aggregate, then rate
-    every customer), timed in its two halves, metering and rating.
+    every customer and writing the invoices as JSON, as `meterline rate` does), timed in its two
+    halves, metering and rating.
 
 The events come from a fixed seed, written once to a temporary NDJSON file (not timed); each path
 reads the file's lines into memory before its clock starts, so neither clock counts any I/O.
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 import orjson
 
 from meterline.catalog import Catalog, parse_catalog
+from meterline.heap import collector_paused
 from meterline.offline import meter_lines, rate_book
 from meterline.periods import Period
 
@@ -226,7 +228,8 @@ def run_meterline(path: str) -> Run:
     metered = meter_lines(catalog, lines, PERIOD)
     rating_start = time.perf_counter()
     (result,) = rate_book(catalog, metered, PERIOD, PERIOD)
-    invoices = [invoice.to_json() for invoice in result.invoices]
+    with collector_paused():  # as `meterline rate` writes its JSON
+        invoices = [invoice.to_json() for invoice in result.invoices]
     end, cpu_end = time.perf_counter(), time.process_time()
     check = {
         "summary": result.summary.to_json(),

@@ -23,6 +23,7 @@ import orjson
 from meterline import bench
 from meterline.catalog import CatalogError, load_catalog, read_catalog_text, sample_catalog
 from meterline.generate import MAX_EVENTS, FaultRates, GenerateError, GenerateSpec, generate, line_counts
+from meterline.heap import collector_paused
 from meterline.local.cells import CLOUDS, DEFAULT_CELLS, CellName, CellNameError, parse_cells, runnable_cells
 from meterline.offline import CELL, rate_cells
 from meterline.periods import Period, PeriodError
@@ -362,7 +363,8 @@ def run_rate(args: argparse.Namespace) -> int:
         streams = {cell: (name, files.enter_context(open_usage(name))) for cell, name in cells.items()}
         lines = {cell: read_lines(stream, name) for cell, (name, stream) in streams.items()}
         results = rate_cells(catalog, lines, first, last)
-    rated = results[0].to_json() if args.period else [result.to_json() for result in results]
+    with collector_paused():  # JSON trees: a collection would only walk the invoices again
+        rated = results[0].to_json() if args.period else [result.to_json() for result in results]
     document = orjson.dumps(rated, option=orjson.OPT_INDENT_2) + b"\n"
     to_stdout(lambda out: out.write(document))
     return 0
