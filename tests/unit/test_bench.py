@@ -29,7 +29,7 @@ def run(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    # One run for the module: three fresh processes (generate, baseline, meterline).
+    # One run for the module: seven fresh processes (generate, then three rounds of baseline and meterline).
     return bench(EVENTS)
 
 
@@ -43,6 +43,9 @@ def test_bench_times_the_baseline_and_the_exact_path_on_every_event(report: dict
         exact["events_per_second"] / baseline["events_per_second"], abs=6e-4
     )
     assert exact["peak_rss_mb"] >= exact["input_rss_mb"] > 0
+    # AND those are the figures of the median round of three
+    assert len(report["round_ratios"]) == 3
+    assert sorted(report["round_ratios"])[1] == pytest.approx(report["ratio"], abs=6e-4)
     # AND rating is timed as a part of the exact path, not beside it
     assert 0 < exact["rating_seconds"] <= exact["seconds"]
     assert exact["metering_seconds"] == pytest.approx(exact["seconds"] - exact["rating_seconds"], abs=0.002)
@@ -81,6 +84,18 @@ def test_bench_refuses_a_count_that_is_not_positive(capsys: pytest.CaptureFixtur
     assert errors == ["meterline bench: error: argument --events: '0' is not a positive number of events"]
 
 
+@pytest.mark.parametrize("rounds", ["0", "26", "three", "-1"])
+def test_bench_refuses_rounds_out_of_range(rounds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN the rounds are not a whole number from 1 to 25
+    status = run(["bench", "--events", "300", "--rounds", rounds])
+    # THEN it stops with a one-line error naming the argument, before any run
+    assert status == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert errors == [
+        f"meterline bench: error: argument --rounds: {rounds!r} is not a number of rounds from 1 to 25"
+    ]
+
+
 def test_the_text_report_names_each_figure(report: dict[str, Any]) -> None:
     # WHEN the figures are printed for a person
     text = format_report(report)
@@ -88,6 +103,7 @@ def test_the_text_report_names_each_figure(report: dict[str, Any]) -> None:
     assert f"{report['baseline']['events_per_second']:,} events/s" in text
     assert f"{report['meterline']['events_per_second']:,} events/s" in text
     assert f"{report['ratio']:.3f}" in text
+    assert all(f"{ratio:.3f}" in text for ratio in report["round_ratios"])
     assert "peak RSS" in text and "1,000 invoices" in text
 
 
