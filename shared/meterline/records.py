@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -46,6 +46,9 @@ def bucket_of(tenant: str) -> int:
 def event_digest(key: EventKey) -> str:
     """The digest of the ``framed`` key; spelled out, as it is made once per event."""
     subject, source, event_id = key
+    text = f"{len(subject)}:{subject}{len(source)}:{source}{len(event_id)}:{event_id}"
+    if text.isascii():  # then each part's length in characters is its length in bytes
+        return _blake2b(text.encode(), digest_size=16).hexdigest()
     a, b, c = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS), _encode(event_id, _UTF8, _PASS)
     return _blake2b(b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c), digest_size=16).hexdigest()
 
@@ -304,7 +307,7 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
         return None
     key = (subject, source, event_id)
     item = usage_item(key, digest(both[start:-1]), ledger_time(time, moment), both[1 : start - 1], delivery)
-    return UsageEntry(key, moment, item)
+    return key, moment, item
 
 
 _CONTENT_START = b'{"data":{'
@@ -351,12 +354,9 @@ def ledger_time(common: str, moment: datetime) -> str:
 _UTC, _MICROSECONDS_UTC, _NO_FRACTION = "+00:00", "000+00:00", ("000", "000000")
 
 
-class UsageEntry(NamedTuple):
-    """What the meter makes of a valid record: its dedup key, its time and its usage item."""
-
-    key: EventKey
-    time: datetime
-    item: Item
+UsageEntry = tuple[EventKey, datetime, Item]
+"""What the meter makes of a valid record: its dedup key, its time and its usage item (a plain
+tuple: one is made per record)."""
 
 
 def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEntry:
@@ -374,7 +374,7 @@ def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEnt
         item = usage_item(key, digest(content), time, measurements_json(readings), delivery)
     except Exception as error:
         raise unprocessable(error) from error
-    return UsageEntry(key, time, item)
+    return key, time, item
 
 
 def usage_record(metering: Metering, raw: bytes | str, delivery: str) -> tuple[AcceptedUsage, Item]:

@@ -70,9 +70,9 @@ def test_a_compact_plain_event_is_read_on_the_fast_path_into_the_item_the_exact_
     entry = usage_entry(METERING, line, "usage.events|0|1")
     # THEN it took the fast path, measuring the bytes as sent, and made the exact reader's item
     assert _plain_entry(METERING, line, "usage.events|0|1") == entry
-    assert orjson.loads(entry.item["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
+    assert orjson.loads(entry[2]["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
     usage, item = usage_record(METERING, line, "usage.events|0|1")
-    assert (entry.key, entry.time, entry.item) == (usage.key, usage.time, item)
+    assert entry == (usage.key, usage.time, item)
 
 
 def test_an_event_repeating_a_key_is_rejected_as_the_exact_reader_rejects_it_whatever_it_spells() -> None:
