@@ -46,6 +46,9 @@ def bucket_of(tenant: str) -> int:
 def event_digest(key: EventKey) -> str:
     """The digest of the ``framed`` key; spelled out, as it is made once per event."""
     subject, source, event_id = key
+    text = f"{len(subject)}:{subject}{len(source)}:{source}{len(event_id)}:{event_id}"
+    if text.isascii():  # then each part's length in characters is its length in bytes
+        return _blake2b(text.encode(), digest_size=16).hexdigest()
     a, b, c = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS), _encode(event_id, _UTF8, _PASS)
     return _blake2b(b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c), digest_size=16).hexdigest()
 
@@ -71,9 +74,9 @@ def framed(parts: tuple[str, ...]) -> bytes:
 _encode, _UTF8, _PASS = str.encode, "utf-8", "surrogatepass"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where a record came from: topic, partition and offset (Kafka), or their equivalents."""
+class Delivery(NamedTuple):
+    """Where a record came from: topic, partition and offset (Kafka), or their equivalents. A
+    tuple: one is made per delivered record, at under half a frozen dataclass's cost."""
 
     topic: str
     partition: int
@@ -254,15 +257,11 @@ _NEWLINE = ord("\n")
 _SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
-PlainEvent = tuple[str, str, str, datetime, str, dict[str, Any], tuple[Plain, ...], bytes]
-"""A plain event's subject, source, id, time, time as sent, data, meters and canonical content."""
-
-
-def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
-    """The event nearly every producer writes, its envelope checked: the six attributes, data of
-    text and integers only, spelled compactly, of a type whose meters read one data key each
-    (``Metering.plain``). None for anything else, which ``read_usage`` reads and, if need be,
-    rejects with its reason."""
+def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageEntry | None:
+    """The usage entry of the event nearly every producer writes, read in one decode and one
+    encode: the six attributes, data of text and integers only, spelled compactly, of a type
+    whose meters read one data key each (``Metering.plain``). None for anything else, which
+    ``read_usage`` reads and, if need be, rejects with its reason."""
     if type(line) is not bytes:
         return None
     try:
@@ -290,24 +289,37 @@ def _plain_event(metering: Metering, line: bytes | str) -> PlainEvent | None:
         kind = type(found)
         if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
             return None
-    # orjson writes compactly, sorted: the same size as the line only if no key was repeated
-    # (see events._compact_size); and then it is the event's canonical content
-    content = _dumps(document, option=_SORTED)
-    size = len(content)
-    if size != len(line) and (size != len(line) - 1 or line[-1] != _NEWLINE):
+    measurements = _plain_measurements(data, meters)
+    if measurements is None:
+        return None
+    # One call writes both the measurements and the canonical content (keys sorted, compact):
+    # [measurements, content]. orjson writes no longer than any spelling of the same document, so
+    # the content is as long as the line (less its newline) only if the line was compact with no
+    # key repeated (see events._compact_size). Its first key is "data", whose value is an object:
+    # `{"data":{` appears nowhere else in what is written (every `"` inside text is escaped, and
+    # no other object holds an object), so finding it where a content that long starts proves it.
+    both = _dumps((measurements, document), option=_SORTED)
+    start = len(both) - 1 - len(line) + (line[-1] == _NEWLINE)
+    if start < 2 or both[start : start + _CONTENT_START_SIZE] != _CONTENT_START:
         return None
     moment = common_time(time)
     if moment is None:
         return None
-    return subject, source, event_id, moment, time, data, meters, content
+    key = (subject, source, event_id)
+    item = usage_item(key, digest(both[start:-1]), ledger_time(time, moment), both[1 : start - 1], delivery)
+    return key, moment, item
 
 
-def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> bytes | None:
-    """``measurements_json`` of the readings ``read_usage`` reads from a plain event's data,
-    spelled straight from it: an integer is tagged as its digits whichever number it is read as
-    (``Decimal(n)`` spells ``n``). None for what only ``read_usage`` reads (a decimal string) or
-    rejects (a value missing or negative)."""
-    measurements = []
+_CONTENT_START = b'{"data":{'
+_CONTENT_START_SIZE = len(_CONTENT_START)
+
+
+def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> list[Any] | None:
+    """The readings ``read_usage`` reads from a plain event's data, as ``measurements_json``
+    spells them, read straight from it: an integer is tagged as its digits whichever number it is
+    read as (``Decimal(n)`` spells ``n``). None for what only ``read_usage`` reads (a decimal
+    string) or rejects (a value missing or negative)."""
+    measurements: list[Any] = []
     for key, meter, aggregation, name, group_by in meters:
         if name is None:
             value: object = None
@@ -324,7 +336,7 @@ def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> byte
                 return None
         group = key[1] if key else tuple(map(data.get, group_by))
         measurements.append((meter.key, group, value))
-    return _dumps(measurements)
+    return measurements
 
 
 def ledger_time(common: str, moment: datetime) -> str:
@@ -342,35 +354,27 @@ def ledger_time(common: str, moment: datetime) -> str:
 _UTC, _MICROSECONDS_UTC, _NO_FRACTION = "+00:00", "000+00:00", ("000", "000000")
 
 
-class UsageEntry(NamedTuple):
-    """What the meter makes of a valid record: its dedup key, its time and its usage item."""
-
-    key: EventKey
-    time: datetime
-    item: Item
+UsageEntry = tuple[EventKey, datetime, Item]
+"""What the meter makes of a valid record: its dedup key, its time and its usage item (a plain
+tuple: one is made per record)."""
 
 
 def usage_entry(metering: Metering, raw: bytes | str, delivery: str) -> UsageEntry:
     """The meter's read of a record: one decode, and the usage item built straight from it;
     raises EventError only (as ``usage_record``, whose item this is)."""
     try:
-        plain = _plain_event(metering, raw)
-        if plain is not None:
-            subject, source, event_id, time, sent, data, meters, content = plain
-            measurements = _plain_measurements(data, meters)
-            if measurements is not None:
-                key = (subject, source, event_id)
-                item = usage_item(key, digest(content), ledger_time(sent, time), measurements, delivery)
-                return UsageEntry(key, time, item)
+        entry = _plain_entry(metering, raw, delivery)
     except Exception as error:
         raise unprocessable(error) from error
+    if entry is not None:
+        return entry
     subject, source, event_id, time, readings, content = read_usage(metering, raw)
     try:
         key = (subject, source, event_id)
         item = usage_item(key, digest(content), time, measurements_json(readings), delivery)
     except Exception as error:
         raise unprocessable(error) from error
-    return UsageEntry(key, time, item)
+    return key, time, item
 
 
 def usage_record(metering: Metering, raw: bytes | str, delivery: str) -> tuple[AcceptedUsage, Item]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline.events import EventError
-from meterline.records import _plain_event, _plain_measurements, usage_entry, usage_record
+from meterline.records import _plain_entry, usage_entry, usage_record
 from tests.unit.test_fuzz import EVENTS, FUZZ, METERING, TYPES
 
 
@@ -68,8 +69,26 @@ def test_a_compact_plain_event_is_read_on_the_fast_path_into_the_item_the_exact_
     # WHEN the meter reads it
     entry = usage_entry(METERING, line, "usage.events|0|1")
     # THEN it took the fast path, measuring the bytes as sent, and made the exact reader's item
-    plain = _plain_event(METERING, line)
-    assert plain is not None and _plain_measurements(plain[5], plain[6]) == entry.item["m"]
-    assert orjson.loads(entry.item["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
+    assert _plain_entry(METERING, line, "usage.events|0|1") == entry
+    assert orjson.loads(entry[2]["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
     usage, item = usage_record(METERING, line, "usage.events|0|1")
-    assert (entry.key, entry.time, entry.item) == (usage.key, usage.time, item)
+    assert entry == (usage.key, usage.time, item)
+
+
+def test_an_event_repeating_a_key_is_rejected_as_the_exact_reader_rejects_it_whatever_it_spells() -> None:
+    # GIVEN ingress events whose data repeats a key (so their content is shorter than the line),
+    # with a value that spells the start of a canonical content ({"data":{), padded so that it
+    # falls, in turn, at every place where a content as long as the line would start
+    event = b'{"specversion":"1.0","id":"e1","source":"s","type":"kafka.ingress","subject":"org-42",'
+    event += b'"time":"2026-11-03T10:15:00Z","data":{"bytes":5,"cluster":"%b","cluster":"%b"}}'
+    for padding in range(60):
+        for first, second in ((b"c", b"x" * padding + b'{\\"data\\":{'), (b"x" * padding, b"c")):
+            line = event % (first, second)
+            # WHEN the meter reads one, and the exact reader
+            with pytest.raises(EventError) as meter:
+                usage_entry(METERING, line, "usage.events|0|1")
+            with pytest.raises(EventError) as exact:
+                usage_record(METERING, line, "usage.events|0|1")
+            # THEN its fast path declines it, and it is rejected for the exact reader's reason
+            assert _plain_entry(METERING, line, "usage.events|0|1") is None
+            assert meter.value.reason == exact.value.reason

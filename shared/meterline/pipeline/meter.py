@@ -58,6 +58,8 @@ class PublishError(Exception):
     pass
 
 
+_ACCEPTED, _DUPLICATE = (Outcome.ACCEPTED, ""), (Outcome.DUPLICATE, "")
+
 Settled = tuple[Outcome, str, int]
 """A record's outcome, its reason if rejected, and the attempts it took if it was dead-lettered (else 0)."""
 
@@ -112,10 +114,10 @@ class Meter:
         else:
             first = self.usage.add(item)
         if first is None or first.delivery == delivery:
-            return Outcome.ACCEPTED, ""
+            return _ACCEPTED
         if first.fingerprint == item["fp"]:
             self.outcomes.record(record.delivery, Outcome.DUPLICATE, "duplicate", "")
-            return Outcome.DUPLICATE, ""
+            return _DUPLICATE
         conflict = EventError(
             Reason.CONFLICT, f"an earlier event with this (subject, source, id) stands ({first.delivery})"
         )
