@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -92,6 +92,11 @@ class AcceptedUsage:
     time: datetime
     measurements: tuple[tuple[str, Group, Decimal | int | str | None], ...]
     delivery: str
+    period: Period = field(init=False, repr=False, compare=False)
+    """The month of ``time``, taken once: aggregate asks for it several times per record."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "period", Period.of(self.time))
 
     @property
     def tenant(self) -> str:
@@ -100,10 +105,6 @@ class AcceptedUsage:
     @property
     def event_id(self) -> str:
         return self.key[2]
-
-    @property
-    def period(self) -> Period:
-        return Period.of(self.time)
 
     def to_item(self) -> Item:
         readings = [((meter_key, group), None, value) for meter_key, group, value in self.measurements]
@@ -129,8 +130,7 @@ def record_all(book: UsageBook, catalog: Catalog, usages: Iterable[AcceptedUsage
     last: Period | None = None
     tables: dict[str, States | list[States]] = {}
     for usage in usages:
-        time, (tenant, _, event_id) = usage.time, usage.key
-        period = Period.of(time)
+        time, (tenant, _, event_id), period = usage.time, usage.key, usage.period
         if period is not last:  # one object per month: most batches hold one
             periods.add(period)
             last, tables = period, book.days_of(period)

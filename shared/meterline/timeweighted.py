@@ -408,6 +408,9 @@ class TimeWeightedState:
         return state
 
     def merge_json(self, data: Any) -> None:
+        if not self._hours and self._span is None and all(_is_sample(item) for item in data):
+            self._pending += [_decode(item) for item in data]  # samples only: ``merge``'s first case
+            return
         self.merge(TimeWeightedState.from_json(data))
 
     # placing added samples -------------------------------------------------------------------
@@ -596,6 +599,11 @@ def _first_item(item: tuple[datetime, list[Run]]) -> datetime:
 
 def _encode(sample: SampleKey) -> list[str]:
     return [sample[0].isoformat(), sample[1], str(sample[2])]
+
+
+def _is_sample(item: Any) -> bool:
+    """Whether a written item is one sample (not a run or a span)."""
+    return type(item) is list and type(item[0]) is str
 
 
 def _decode(data: list[str]) -> SampleKey:

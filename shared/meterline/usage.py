@@ -161,7 +161,9 @@ class UsageBook:
                 entry["states"] = [
                     {
                         "meter": meter,
-                        "group": [group_to_json(v) for v in group] if group else [],
+                        "group": [{"decimal": str(v)} if type(v) is Decimal else v for v in group]
+                        if group  # group_to_json, inline: called for every state packed
+                        else [],
                         "state": state.to_json(),
                     }
                     for (meter, group), state in states.items()
