@@ -408,9 +408,16 @@ class TimeWeightedState:
         return state
 
     def merge_json(self, data: Any) -> None:
-        if not self._hours and self._span is None and all(_is_sample(item) for item in data):
-            self._pending += [_decode(item) for item in data]  # samples only: ``merge``'s first case
-            return
+        if not self._hours and self._span is None:  # samples only join the pending ones: ``merge``
+            pending = self._pending
+            mark = len(pending)
+            for item in data:
+                if type(item) is not list or type(item[0]) is not str:  # a run or a span
+                    del pending[mark:]
+                    break
+                pending.append(_decode(item))
+            else:
+                return
         self.merge(TimeWeightedState.from_json(data))
 
     # placing added samples -------------------------------------------------------------------
@@ -599,11 +606,6 @@ def _first_item(item: tuple[datetime, list[Run]]) -> datetime:
 
 def _encode(sample: SampleKey) -> list[str]:
     return [sample[0].isoformat(), sample[1], str(sample[2])]
-
-
-def _is_sample(item: Any) -> bool:
-    """Whether a written item is one sample (not a run or a span)."""
-    return type(item) is list and type(item[0]) is str
 
 
 def _decode(data: list[str]) -> SampleKey:
