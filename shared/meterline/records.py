@@ -21,6 +21,7 @@ import orjson
 from meterline.aggregation import STATE_TYPES, Value
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
+from meterline.instants import isoformat_text
 from meterline.metering import Group, Metering, Plain, Reading
 from meterline.periods import Period
 from meterline.ports import Item
@@ -92,6 +93,8 @@ class AcceptedUsage:
     time: datetime
     measurements: tuple[tuple[str, Group, Decimal | int | str | None], ...]
     delivery: str
+    stamp: str | None = field(default=None, repr=False, compare=False)
+    """``time.isoformat()``, when the usage item's text is known to be it (``instants``)."""
     period: Period = field(init=False, repr=False, compare=False)
     """The month of ``time``, taken once: aggregate asks for it several times per record."""
 
@@ -113,12 +116,14 @@ class AcceptedUsage:
     @classmethod
     def from_item(cls, item: Item) -> AcceptedUsage:
         measurements = orjson.loads(item["m"])  # type: ignore[arg-type]
+        time = str(item["time"])
         return cls(
             (str(item["subject"]), str(item["source"]), str(item["id"])),
             bytes(item["fp"]),  # type: ignore[arg-type]
-            datetime.fromisoformat(str(item["time"])),
+            datetime.fromisoformat(time),
             tuple([(m, tuple([_untag(x) for x in g]) if g else (), _untag(v)) for m, g, v in measurements]),
             str(item["at"]),
+            time if isoformat_text(time) else None,
         )
 
 

@@ -31,6 +31,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
 from meterline.catalog import Aggregation
+from meterline.instants import spelled
 from meterline.periods import Period
 
 SampleKey = tuple[datetime, str, Decimal]
@@ -605,7 +606,7 @@ def _first_item(item: tuple[datetime, list[Run]]) -> datetime:
 
 
 def _encode(sample: SampleKey) -> list[str]:
-    return [sample[0].isoformat(), sample[1], str(sample[2])]
+    return [spelled(sample[0]), sample[1], str(sample[2])]
 
 
 def _decode(data: list[str]) -> SampleKey:
