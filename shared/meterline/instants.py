@@ -21,15 +21,28 @@ def spelled(time: datetime) -> str:
     return time.isoformat()
 
 
+_learning = False
+
+
 @contextlib.contextmanager
-def spellings(known: Iterable[tuple[datetime, str | None]]) -> Iterator[None]:
+def spellings(known: Iterable[tuple[datetime, str | None]] = (), learn: bool = False) -> Iterator[None]:
     """Within the block, ``spelled`` answers these time objects with their text, which must be
-    their ``isoformat()`` (None: not known)."""
+    their ``isoformat()`` (None: not known), and (``learn``) those read from a ledger meanwhile."""
+    global _learning
     _KNOWN.update((id(time), (time, text)) for time, text in known if text is not None)
+    _learning = learn
     try:
         yield
     finally:
         _KNOWN.clear()
+        _learning = False
+
+
+def learn(time: datetime, text: str) -> None:
+    """``time`` was read from ``text``: within a learning ``spellings`` block, know it by that text if
+    its shape shows that it is the time's ``isoformat()``."""
+    if _learning and isoformat_text(text):
+        _KNOWN[id(time)] = (time, text)
 
 
 def isoformat_text(text: str) -> bool:

@@ -31,7 +31,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
 from meterline.catalog import Aggregation
-from meterline.instants import spelled
+from meterline.instants import learn, spelled
 from meterline.periods import Period
 
 SampleKey = tuple[datetime, str, Decimal]
@@ -416,7 +416,8 @@ class TimeWeightedState:
                 if type(item) is not list or type(item[0]) is not str:  # a run or a span
                     del pending[mark:]
                     break
-                pending.append(_decode(item))
+                pending.append(sample := _decode(item))
+                learn(sample[0], item[0])  # a rollup writes it again
             else:
                 return
         self.merge(TimeWeightedState.from_json(data))

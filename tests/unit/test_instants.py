@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterline.instants import isoformat_text, spelled, spellings
+from meterline.instants import isoformat_text, learn, spelled, spellings
 from meterline.records import AcceptedUsage
 
 OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-3))])
@@ -61,3 +61,24 @@ def test_usage_read_from_its_item_knows_its_time_text_only_when_it_is_isoformat(
     # THEN the first keeps its text as the time's spelling, the second leaves it to isoformat
     assert written.stamp == "2026-11-03T04:05:06.250000+00:00"
     assert zulu.stamp is None and zulu.time == written.time
+
+
+def test_a_time_read_from_a_ledger_is_known_by_its_text_only_while_learning() -> None:
+    # GIVEN times read from texts, one isoformat's spelling and one with a Z
+    text, zulu = "2026-11-03T04:05:06+00:00", "2026-11-03T04:05:06Z"
+    read, read_zulu, outside = (datetime.fromisoformat(t) for t in (text, zulu, text))
+    learn(outside, "not learnt")  # outside a learning block nothing is kept
+    with spellings(learn=True):
+        # WHEN they are learnt within a learning block
+        learn(read, text)
+        learn(read_zulu, zulu)
+        # THEN the first is spelled by its text, the Z one (not isoformat's) by isoformat
+        assert [id(time) for time in _known()] == [id(read)]
+        assert (spelled(read_zulu), spelled(outside)) == (text, text)
+    assert _known() == []
+
+
+def _known() -> list[datetime]:
+    from meterline import instants
+
+    return [time for time, _ in instants._KNOWN.values()]

@@ -56,6 +56,7 @@ from typing import Any
 import orjson
 
 from meterline.catalog import Catalog
+from meterline.instants import spellings
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
 from meterline.records import (
@@ -452,35 +453,42 @@ class PeriodLedger:
         """Fold every sealed window after the head into the rollups and advance the head; return
         the (tenant, period) pairs folded in. Safe to run twice, or twice at once."""
         for _ in range(attempts):
-            head = self.head()
-            sealed = [w for w in self.windows_after(head) if w.sealed]
-            if not sealed:
-                return set()
-            target = sealed[-1].number
-            additions = UsageBook()
-            folded: set[tuple[str, Period]] = set()
-            for window in sealed:
-                for item in self.partials(window.number):
-                    additions.merge_json(self.catalog, self._read(item))
-                    folded |= self._tenants[str(item["sk"])]
-            rollups = dict(head.rollups)
-            written: dict[int, tuple[Rollup, UsageBook]] = {}
-            for bucket, fresh in sorted(_by_bucket(additions).items()):
-                book = self.rolled_up(head, bucket)
-                book.merge(fresh, adopt=True)
-                summary, archive = _stored(book)
-                self.write_archive(bucket, target, head.window, archive)
-                rollups[bucket] = self.write_rollup(bucket, target, head.window, summary)
-                written[bucket] = (rollups[bucket], summary)
-            advanced = Head(target, rollups, sealed[-1].final)
-            expected = None if head.window < 0 else head.window
-            try:
-                self.store.transact([PutIf(TABLE, advanced.to_item(self.period), "window", expected)])
-            except ConditionFailedError:
-                continue  # a twin advanced the head first: fold what is left after its head
-            self._written = written
-            return folded
+            with spellings(learn=True):  # the partials' sample times, written again as they were read
+                folded = self._roll_up_once()
+            if folded is not None:
+                return folded
         raise ConditionFailedError(0, f"the head of {self.period} kept moving during {attempts} roll-ups")
+
+    def _roll_up_once(self) -> set[tuple[str, Period]] | None:
+        """``roll_up``'s one attempt: None if a twin advanced the head first."""
+        head = self.head()
+        sealed = [w for w in self.windows_after(head) if w.sealed]
+        if not sealed:
+            return set()
+        target = sealed[-1].number
+        additions = UsageBook()
+        folded: set[tuple[str, Period]] = set()
+        for window in sealed:
+            for item in self.partials(window.number):
+                additions.merge_json(self.catalog, self._read(item))
+                folded |= self._tenants[str(item["sk"])]
+        rollups = dict(head.rollups)
+        written: dict[int, tuple[Rollup, UsageBook]] = {}
+        for bucket, fresh in sorted(_by_bucket(additions).items()):
+            book = self.rolled_up(head, bucket)
+            book.merge(fresh, adopt=True)
+            summary, archive = _stored(book)
+            self.write_archive(bucket, target, head.window, archive)
+            rollups[bucket] = self.write_rollup(bucket, target, head.window, summary)
+            written[bucket] = (rollups[bucket], summary)
+        advanced = Head(target, rollups, sealed[-1].final)
+        expected = None if head.window < 0 else head.window
+        try:
+            self.store.transact([PutIf(TABLE, advanced.to_item(self.period), "window", expected)])
+        except ConditionFailedError:
+            return None  # a twin advanced the head first: fold what is left after its head
+        self._written = written
+        return folded
 
     def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
         """Write the bucket's rollup, packed and cut into items under the size limit."""
