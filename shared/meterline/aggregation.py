@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol, Self
 
 from meterline.catalog import Aggregation, Meter
+from meterline.instants import spelled
 from meterline.money import decimal_ratio
 from meterline.periods import Period
 from meterline.timeweighted import TimeWeightedState
@@ -243,7 +244,7 @@ _EPOCH = datetime(1970, 1, 1)
 
 
 def _sample_json(sample: Sample) -> list[str]:
-    return [sample.time.isoformat(), sample.event_id, str(sample.value)]
+    return [spelled(sample.time), sample.event_id, str(sample.value)]
 
 
 def _sample_from_json(data: list[str]) -> Sample:

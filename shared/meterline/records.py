@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -21,6 +21,7 @@ import orjson
 from meterline.aggregation import STATE_TYPES, Value
 from meterline.catalog import Aggregation, Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
+from meterline.instants import isoformat_text
 from meterline.metering import Group, Metering, Plain, Reading
 from meterline.periods import Period
 from meterline.ports import Item
@@ -95,6 +96,13 @@ class AcceptedUsage:
     time: datetime
     measurements: tuple[tuple[str, Group, Decimal | int | str | None], ...]
     delivery: str
+    stamp: str | None = field(default=None, repr=False, compare=False)
+    """``time.isoformat()``, when the usage item's text is known to be it (``instants``)."""
+    period: Period = field(init=False, repr=False, compare=False)
+    """The month of ``time``, taken once: aggregate asks for it several times per record."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "period", Period.of(self.time))
 
     @property
     def tenant(self) -> str:
@@ -104,10 +112,6 @@ class AcceptedUsage:
     def event_id(self) -> str:
         return self.key[2]
 
-    @property
-    def period(self) -> Period:
-        return Period.of(self.time)
-
     def to_item(self) -> Item:
         readings = [((meter_key, group), None, value) for meter_key, group, value in self.measurements]
         return usage_item(self.key, self.fingerprint, self.time, measurements_json(readings), self.delivery)
@@ -115,12 +119,14 @@ class AcceptedUsage:
     @classmethod
     def from_item(cls, item: Item) -> AcceptedUsage:
         measurements = orjson.loads(item["m"])  # type: ignore[arg-type]
+        time = str(item["time"])
         return cls(
             (str(item["subject"]), str(item["source"]), str(item["id"])),
             bytes(item["fp"]),  # type: ignore[arg-type]
-            datetime.fromisoformat(str(item["time"])),
+            datetime.fromisoformat(time),
             tuple([(m, tuple([_untag(x) for x in g]) if g else (), _untag(v)) for m, g, v in measurements]),
             str(item["at"]),
+            time if isoformat_text(time) else None,
         )
 
 
@@ -132,8 +138,7 @@ def record_all(book: UsageBook, catalog: Catalog, usages: Iterable[AcceptedUsage
     last: Period | None = None
     tables: dict[str, States | list[States]] = {}
     for usage in usages:
-        time, (tenant, _, event_id) = usage.time, usage.key
-        period = Period.of(time)
+        time, (tenant, _, event_id), period = usage.time, usage.key, usage.period
         if period is not last:  # one object per month: most batches hold one
             periods.add(period)
             last, tables = period, book.days_of(period)

@@ -31,6 +31,7 @@ from fractions import Fraction
 from typing import Any, ClassVar, Protocol
 
 from meterline.catalog import Aggregation
+from meterline.instants import learn, spelled
 from meterline.periods import Period
 
 SampleKey = tuple[datetime, str, Decimal]
@@ -363,11 +364,30 @@ class TimeWeightedState:
 
     @staticmethod
     def _stays_raw(samples: list[SampleKey]) -> bool:
-        """Whether sorted samples are stored as they are: hours of at most two, too few for a span."""
+        """Whether sorted, distinct samples are stored as they are: hours of at most two, too few for
+        a span. (``_by_hour``'s hours, counted: a sample an hour or more after the one before it
+        starts an hour without working out which.)"""
         if len(samples) > 2 * SPAN_AFTER_HOURS:
             return False
-        hours = _by_hour(samples)
-        return len(hours) <= SPAN_AFTER_HOURS and all(len(hour) <= 2 for _, hour in hours)
+        hours = count = 0
+        first = previous = None
+        hour_end: datetime | None = None
+        for sample in samples:
+            time = sample[0]
+            if previous is not None and first is not None and time - previous < _HOUR:
+                if hour_end is None:
+                    hour_end = _hour(first) + _HOUR
+                if time < hour_end:
+                    count += 1
+                    if count > 2:
+                        return False
+                    previous = time
+                    continue
+            hours += 1
+            if hours > SPAN_AFTER_HOURS:
+                return False
+            first, previous, hour_end, count = time, time, None, 1
+        return True
 
     def _stored_as_is(self) -> bool:
         """Whether the state is a span read from a store and nothing since: summarised already."""
@@ -408,6 +428,17 @@ class TimeWeightedState:
         return state
 
     def merge_json(self, data: Any) -> None:
+        if not self._hours and self._span is None:  # samples only join the pending ones: ``merge``
+            pending = self._pending
+            mark = len(pending)
+            for item in data:
+                if type(item) is not list or type(item[0]) is not str:  # a run or a span
+                    del pending[mark:]
+                    break
+                pending.append(sample := _decode(item))
+                learn(sample[0], item[0])  # a rollup writes it again
+            else:
+                return
         self.merge(TimeWeightedState.from_json(data))
 
     # placing added samples -------------------------------------------------------------------
@@ -595,7 +626,7 @@ def _first_item(item: tuple[datetime, list[Run]]) -> datetime:
 
 
 def _encode(sample: SampleKey) -> list[str]:
-    return [sample[0].isoformat(), sample[1], str(sample[2])]
+    return [spelled(sample[0]), sample[1], str(sample[2])]
 
 
 def _decode(data: list[str]) -> SampleKey:

@@ -161,7 +161,9 @@ class UsageBook:
                 entry["states"] = [
                     {
                         "meter": meter,
-                        "group": [group_to_json(v) for v in group] if group else [],
+                        "group": [{"decimal": str(v)} if type(v) is Decimal else v for v in group]
+                        if group  # group_to_json, inline: called for every state packed
+                        else [],
                         "state": state.to_json(),
                     }
                     for (meter, group), state in states.items()
@@ -179,7 +181,7 @@ class UsageBook:
         """Merge in the entries ``to_json`` wrote, their states decoded straight into this book
         (without a book of their own to copy them from)."""
         readers = _state_readers(catalog)
-        segment = self.segment
+        books = self.states
         months: dict[str, tuple[Period, Days]] = {}
         for entry in data:
             text = entry["period"]
@@ -192,12 +194,17 @@ class UsageBook:
             if cut:
                 first, end = cut
                 days = (first, end)
-            states = segment(entry["tenant"], period, days)
+            segments = books.get(tenant_period := (entry["tenant"], period))  # ``segment``, inline
+            if segments is None:
+                segments = books[tenant_period] = {}
+            states = segments.get(days)
+            if states is None:
+                states = segments[days] = {}
             for item in entry["states"]:
-                meter_key, read = readers[item["meter"]]
+                meter_key, read, ungrouped = readers[item["meter"]]
                 group = item["group"]
                 if not group:
-                    key: StateKey = (meter_key, ())
+                    key: StateKey = ungrouped
                 elif len(group) == 1:
                     value = group[0]
                     key = (meter_key, (group_from_json(value) if type(value) is dict else value,))
@@ -212,10 +219,16 @@ class UsageBook:
                     mine.merge_json(item["state"])
 
 
-def _state_readers(catalog: Catalog) -> dict[str, tuple[str, Callable[[Any], AggregateState]]]:
-    """For each meter key: the key as the catalog spells it, and how to read its state's JSON."""
+def _state_readers(
+    catalog: Catalog,
+) -> dict[str, tuple[str, Callable[[Any], AggregateState], StateKey]]:
+    """For each meter key: the key as the catalog spells it, how to read its state's JSON, and its
+    state key without a group."""
     meters = catalog.meters
-    return {key: (meter.key, STATE_TYPES[meter.aggregation].from_json) for key, meter in meters.items()}
+    return {
+        key: (meter.key, STATE_TYPES[meter.aggregation].from_json, (meter.key, ()))
+        for key, meter in meters.items()
+    }
 
 
 def fold(states: States, readings: Iterable[Reading], time: datetime, event_id: str) -> None:

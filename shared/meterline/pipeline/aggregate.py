@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from meterline import terms
 from meterline.catalog import Catalog
 from meterline.heap import collector_paused
+from meterline.instants import spellings
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Expect, PutNew, Store, Write
 from meterline.records import AcceptedUsage, event_digest, pack_book, record_all
@@ -184,8 +185,10 @@ class Aggregator:
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
         book = self.book(slot)
-        periods = record_all(book, self.catalog, [record.usage for record in records])
-        blob = pack_book(book)
+        usages = [record.usage for record in records]
+        periods = record_all(book, self.catalog, usages)
+        with spellings((usage.time, usage.stamp) for usage in usages):  # the times as the items spell them
+            blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
         first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})

@@ -56,6 +56,7 @@ from typing import Any
 import orjson
 
 from meterline.catalog import Catalog
+from meterline.instants import spellings
 from meterline.periods import Period
 from meterline.ports import ConditionFailedError, Item, PutIf, Store, StoreError
 from meterline.records import (
@@ -302,6 +303,9 @@ class PeriodLedger:
         """The (tenant, period) pairs of each partial read so far, by sort key: partials never change."""
         self._entries: dict[str, list[Any]] = {}
         """Partials ``tenants_in`` decoded, kept until ``book`` or ``roll_up`` reads them: decoded once."""
+        self._written: dict[int, tuple[Rollup, UsageBook]] = {}
+        """The rollups this ledger's last ``roll_up`` wrote, by bucket, as they were packed: the first
+        read of each takes its states from here instead of decoding what was just encoded."""
 
     # windows ---------------------------------------------------------------------------------
 
@@ -394,12 +398,16 @@ class PeriodLedger:
         rollup = head.rollups.get(bucket)
         if rollup is None:
             return UsageBook()
-        chunks = self.store.query(TABLE, self.pk, rollup_prefix(bucket, rollup.window, rollup.base))
-        if len(chunks) != rollup.chunks:
-            raise StoreError(
-                f"rollup {bucket} of {self.period} has {len(chunks)} of its {rollup.chunks} chunks"
-            )
-        book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
+        written = self._written.pop(bucket, None)
+        if written is not None and written[0] == rollup:
+            book = _as_read(written[1], tenants)
+        else:
+            chunks = self.store.query(TABLE, self.pk, rollup_prefix(bucket, rollup.window, rollup.base))
+            if len(chunks) != rollup.chunks:
+                raise StoreError(
+                    f"rollup {bucket} of {self.period} has {len(chunks)} of its {rollup.chunks} chunks"
+                )
+            book = unpack_book(self.catalog, b"".join(_blob(chunk) for chunk in chunks), tenants)
         for (tenant, period), days, key, state in _time_weighted(book):
             state.attach(Archive(self, bucket, rollup.window, tenant, period, days, key))
         return book
@@ -445,41 +453,42 @@ class PeriodLedger:
         """Fold every sealed window after the head into the rollups and advance the head; return
         the (tenant, period) pairs folded in. Safe to run twice, or twice at once."""
         for _ in range(attempts):
-            head = self.head()
-            sealed = [w for w in self.windows_after(head) if w.sealed]
-            if not sealed:
-                return set()
-            target = sealed[-1].number
-            fresh: dict[int, UsageBook] = {}
-            folded: set[tuple[str, Period]] = set()
-            buckets: dict[str, int] = {}
-            for window in sealed:
-                for item in self.partials(window.number):
-                    by_bucket: dict[int, list[Any]] = {}
-                    for entry in self._read(item):
-                        tenant = entry["tenant"]
-                        bucket = buckets.get(tenant)
-                        if bucket is None:
-                            bucket = buckets[tenant] = bucket_of(tenant)
-                        by_bucket.setdefault(bucket, []).append(entry)
-                    for bucket, entries in by_bucket.items():
-                        fresh.setdefault(bucket, UsageBook()).merge_json(self.catalog, entries)
-                    folded |= self._tenants[str(item["sk"])]
-            rollups = dict(head.rollups)
-            for bucket, additions in sorted(fresh.items()):
-                book = self.rolled_up(head, bucket)
-                book.merge(additions, adopt=True)
-                summary, archive = _stored(book)
-                self.write_archive(bucket, target, head.window, archive)
-                rollups[bucket] = self.write_rollup(bucket, target, head.window, summary)
-            advanced = Head(target, rollups, sealed[-1].final)
-            expected = None if head.window < 0 else head.window
-            try:
-                self.store.transact([PutIf(TABLE, advanced.to_item(self.period), "window", expected)])
-            except ConditionFailedError:
-                continue  # a twin advanced the head first: fold what is left after its head
-            return folded
+            with spellings(learn=True):  # the partials' sample times, written again as they were read
+                folded = self._roll_up_once()
+            if folded is not None:
+                return folded
         raise ConditionFailedError(0, f"the head of {self.period} kept moving during {attempts} roll-ups")
+
+    def _roll_up_once(self) -> set[tuple[str, Period]] | None:
+        """``roll_up``'s one attempt: None if a twin advanced the head first."""
+        head = self.head()
+        sealed = [w for w in self.windows_after(head) if w.sealed]
+        if not sealed:
+            return set()
+        target = sealed[-1].number
+        additions = UsageBook()
+        folded: set[tuple[str, Period]] = set()
+        for window in sealed:
+            for item in self.partials(window.number):
+                additions.merge_json(self.catalog, self._read(item))
+                folded |= self._tenants[str(item["sk"])]
+        rollups = dict(head.rollups)
+        written: dict[int, tuple[Rollup, UsageBook]] = {}
+        for bucket, fresh in sorted(_by_bucket(additions).items()):
+            book = self.rolled_up(head, bucket)
+            book.merge(fresh, adopt=True)
+            summary, archive = _stored(book)
+            self.write_archive(bucket, target, head.window, archive)
+            rollups[bucket] = self.write_rollup(bucket, target, head.window, summary)
+            written[bucket] = (rollups[bucket], summary)
+        advanced = Head(target, rollups, sealed[-1].final)
+        expected = None if head.window < 0 else head.window
+        try:
+            self.store.transact([PutIf(TABLE, advanced.to_item(self.period), "window", expected)])
+        except ConditionFailedError:
+            return None  # a twin advanced the head first: fold what is left after its head
+        self._written = written
+        return folded
 
     def write_rollup(self, bucket: int, window: int, base: int, book: UsageBook) -> Rollup:
         """Write the bucket's rollup, packed and cut into items under the size limit."""
@@ -618,6 +627,34 @@ def _stored(book: UsageBook) -> tuple[UsageBook, dict[datetime, UsageBook]]:
         for hour, part in archive.items():
             hours.setdefault(hour, UsageBook()).segment(tenant, period, days)[key] = part
     return summary, hours
+
+
+def _by_bucket(book: UsageBook) -> dict[int, UsageBook]:
+    """The book's states split by tenant bucket (each tenant's in the book's order)."""
+    books: dict[int, UsageBook] = {}
+    buckets: dict[str, int] = {}
+    for tenant_period, segments in book.states.items():
+        tenant = tenant_period[0]
+        bucket = buckets.get(tenant)
+        if bucket is None:
+            bucket = buckets[tenant] = bucket_of(tenant)
+        part = books.get(bucket)
+        if part is None:
+            part = books[bucket] = UsageBook()
+        part.states[tenant_period] = segments
+    return books
+
+
+def _as_read(packed: UsageBook, tenants: Collection[str] | None) -> UsageBook:
+    """A book as ``unpack_book(pack_book(packed), tenants)`` reads it back, from its own states (which
+    become the new book's): segments without states are not packed."""
+    book = UsageBook()
+    for tenant_period, segments in packed.states.items():
+        if tenants is None or tenant_period[0] in tenants:
+            kept = {days: states for days, states in segments.items() if states}
+            if kept:
+                book.states[tenant_period] = kept
+    return book
 
 
 def _time_weighted(book: UsageBook) -> Iterator[tuple[TenantPeriod, Days, StateKey, TimeWeightedState]]:
