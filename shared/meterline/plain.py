@@ -55,24 +55,28 @@ _encode = msgspec.json.Encoder().encode
 
 Group = Any
 """A meter's group as the Struct spells it: None, one key's value or UNSET, or a tuple of them."""
-Slots = list[dict[Group, Any]]
+Slots = list[dict[Any, Any]]
 """One set of states' plain meters, slot by slot: each state by its group as the Struct spells
-it, which a lookup hashes in a fraction of the state key's time (UNSET and None: one state)."""
-Fold = Callable[[Any, Slots, States, Any, str], None]
-"""The add of a checked event's data to its meters' states: (data, slots, states, time, event id)."""
+it, which a lookup hashes in a fraction of the state key's time (UNSET and None: one state);
+last, the states themselves (``slots_of``), so that one lookup finds both."""
+Fold = Callable[[Any, Slots, Any], None]
+"""The add of a checked event's data to its meters' states: (event, slots, time)."""
 
 
-class PlainType:
-    """How one event type's typed events are checked (``checked``) and added to their meters'
-    states (``fold``); ``first_slot`` numbers its meters among all plain meters (their place in
-    ``Slots``)."""
+def slots_of(states: States, meters: int) -> Slots:
+    """Empty slots for ``meters`` plain meters of ``states``."""
+    slots: Slots = [{} for _ in range(meters)]
+    slots.append(states)
+    return slots
 
-    __slots__ = ("checked", "fold")
 
-    def __init__(self, plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> None:
-        numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
-        self.checked = _checked(tuple(sorted(numbers)), limit)
-        self.fold = _fold(plain, names, first_slot)
+def _methods(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> dict[str, Any]:
+    """How one event type's typed events are checked (``checked(line)``) and added to their
+    meters' states (``fold(slots, time)``): methods of the type's Struct, which the read loop
+    calls without looking the type up; ``first_slot`` numbers its meters among all plain meters
+    (their place in ``Slots``)."""
+    numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
+    return {"checked": _checked(tuple(sorted(numbers)), limit), "fold": _fold(plain, names, first_slot)}
 
 
 def _read_as_decoded(line: bytes, data: Any) -> bool:
@@ -92,7 +96,7 @@ def _read_as_decoded(line: bytes, data: Any) -> bool:
 
 
 _CHECKED = """\
-def checked(line, event):
+def checked(event, line):
     size = len(line)
     if size > {limit}:
         return False  # read_usage checks what its ledger records would take
@@ -105,7 +109,7 @@ def checked(line, event):
 """
 
 
-def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], bool]:
+def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[Any, bytes], bool]:
     """Whether ``read_usage`` would read a decoded line as it was decoded.
 
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
@@ -120,7 +124,7 @@ def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], boo
     holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
     namespace: dict[str, Any] = {"Decimal": Decimal, "read_as_decoded": _read_as_decoded, "encode": _encode}
     exec(_CHECKED.format(limit=int(limit), holds_decimal=holds_decimal), namespace)  # see the docstring
-    checked: Callable[[bytes, Any], bool] = namespace["checked"]
+    checked: Callable[[Any, bytes], bool] = namespace["checked"]
     return checked
 
 
@@ -132,7 +136,7 @@ _ADDS = {
     if type(value) is int and type(total) is int:
         state.total = total + value
     else:
-        state.add(value, time, event_id)
+        state.add(value, time, event.id)
 """,
     _UNIQUE_COUNT: """\
     value = data.{value}
@@ -141,7 +145,7 @@ _ADDS = {
 }
 _ADD = """\
     value = data.{value}
-    state.add(Decimal(value) if type(value) is int else value, time, event_id)
+    state.add(Decimal(value) if type(value) is int else value, time, event.id)
 """
 """How a meter's state takes a checked value: a count counts, a sum's integers stay integers, a
 unique count keeps text, the others (max, min, latest, time-weighted) keep Decimals."""
@@ -154,7 +158,7 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
     Its source is spelled from this module's templates, slot numbers and field names (``f0``,
     ``f1``, ...) alone; no text from the catalog or an event reaches it: the meters themselves
     are passed as values (``new_state_<n>``)."""
-    lines = ["def fold(data, slots, states, time, event_id):\n"]
+    lines = ["def fold(event, slots, time):\n    data = event.data\n"]
     namespace: dict[str, Any] = {"Decimal": Decimal}
     for number, (key, meter, aggregation, value_key, group_by) in enumerate(plain):
         slot = first_slot + number
@@ -165,7 +169,7 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
             f"    group = {group}\n"
             f"    state = slots[{slot}].get(group)\n"
             "    if state is None:\n"
-            f"        state = new_state_{number}(slots, states, group)\n"
+            f"        state = new_state_{number}(slots, group)\n"
         )
         add = _ADDS.get(aggregation, _ADD)
         lines.append(add.format(value=names[value_key]) if value_key is not None else add)
@@ -174,11 +178,12 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
     return fold
 
 
-def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, States, Group], Any]:
-    """A slot's state for a group it has not seen in these states: found in ``states`` (a reading
+def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, Group], Any]:
+    """A slot's state for a group it has not seen in these states: found in the states (a reading
     ``read_usage`` read may have made it), else new."""
 
-    def new(slots: Slots, states: States, group: Group) -> Any:
+    def new(slots: Slots, group: Group) -> Any:
+        states = slots[-1]
         state_key = key if key is not None else (meter.key, _group_key(group, several))
         state = states.get(state_key)
         if state is None:
@@ -200,14 +205,13 @@ Decode = Callable[[bytes], Any]
 
 class PlainDecoder:
     """The catalog's plain event types in one cell, decoded in C: ``decode`` raises
-    ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; ``types`` gives each
-    decoded event's ``PlainType`` by its class. ``item_bytes``: what a ledger item may hold
-    (``records.MAX_ITEM_BYTES``)."""
+    ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; each decoded event has
+    its type's ``checked`` and ``fold`` (``_methods``); ``slot_meters`` are the plain meters of
+    all types, by slot. ``item_bytes``: what a ledger item may hold (``records.MAX_ITEM_BYTES``)."""
 
     def __init__(self, metering: Metering, item_bytes: int) -> None:
         keys = sorted({name for plain in metering.plain.values() for name in _keys(plain)})
         names = {key: f"f{number}" for number, key in enumerate(keys)}
-        self.types: dict[type, PlainType] = {}
         self.slot_meters: list[Plain] = []
         encoded: list[type] = []
         for event_type, plain in metering.plain.items():
@@ -225,6 +229,7 @@ class PlainDecoder:
             data.non_negative = frozenset(  # type: ignore[attr-defined]
                 names[name] for _, _, aggregation, name, _ in plain if name and aggregation in _NON_NEGATIVE
             )
+            limit = item_bytes // metering.weights[event_type] - 1024
             event = msgspec.defstruct(
                 "Event",
                 [
@@ -235,13 +240,12 @@ class PlainDecoder:
                     ("time", str),
                     ("data", data),
                 ],
+                namespace=_methods(plain, names, len(self.slot_meters), limit),
                 tag_field="type",
                 tag=event_type,
                 forbid_unknown_fields=True,
                 gc=False,
             )
-            limit = item_bytes // metering.weights[event_type] - 1024
-            self.types[event] = PlainType(plain, names, len(self.slot_meters), limit)
             self.slot_meters.extend(plain)
             encoded.append(event)
         self.decode: Decode | None = None
