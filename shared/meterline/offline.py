@@ -26,7 +26,7 @@ from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
 from meterline.metering import Metering
 from meterline.periods import Period
-from meterline.plain import PlainDecoder, Slots, slots_of
+from meterline.plain import PlainDecoder, Slots
 from meterline.records import MAX_ITEM_BYTES, read_usage
 from meterline.terms import cutter
 from meterline.usage import States, UsageBook, fold
@@ -185,7 +185,6 @@ class Metered:
         metering = self._metering_of(cell)
         decoder = self._decoders[cell]
         decode = decoder.decode or _undecodable
-        meters = len(decoder.slot_meters)
         slots_by_states: dict[int, Slots] = {}
         """Each set of states' slots, by the states' id (the book holds them all while reading)."""
         latest: dict[str, Slots] = {}
@@ -249,7 +248,7 @@ class Metered:
                         states = by_day[time.day]
                     slots = slots_by_states.get(id(states))
                     if slots is None:
-                        slots = slots_by_states[id(states)] = slots_of(states, meters)
+                        slots = slots_by_states[id(states)] = decoder.slots(states)
                         if states is latest_states.get(subject):
                             latest[subject] = slots
                 if event is not None:

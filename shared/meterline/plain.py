@@ -55,19 +55,13 @@ _encode = msgspec.json.Encoder().encode
 
 Group = Any
 """A meter's group as the Struct spells it: None, one key's value or UNSET, or a tuple of them."""
-Slots = list[dict[Any, Any]]
-"""One set of states' plain meters, slot by slot: each state by its group as the Struct spells
-it, which a lookup hashes in a fraction of the state key's time (UNSET and None: one state);
-last, the states themselves (``slots_of``), so that one lookup finds both."""
+Slots = list[Any]
+"""One set of states' plain meters, slot by slot: a meter that groups nothing has its one state
+(None until made); one that groups has each state by its group as the Struct spells it, which a
+lookup hashes in a fraction of the state key's time (UNSET and None: one state); last, the states
+themselves (``PlainDecoder.slots``), so that one lookup finds both."""
 Fold = Callable[[Any, Slots, Any], None]
 """The add of a checked event's data to its meters' states: (event, slots, time)."""
-
-
-def slots_of(states: States, meters: int) -> Slots:
-    """Empty slots for ``meters`` plain meters of ``states``."""
-    slots: Slots = [{} for _ in range(meters)]
-    slots.append(states)
-    return slots
 
 
 def _methods(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> dict[str, Any]:
@@ -165,12 +159,13 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
         fields = [f"data.{names[name]}" for name in group_by]
         group = "None" if not fields else fields[0] if len(fields) == 1 else f"({', '.join(fields)},)"
         namespace[f"new_state_{number}"] = _new_state(slot, meter, key, len(group_by) > 1)
-        lines.append(
-            f"    group = {group}\n"
-            f"    state = slots[{slot}].get(group)\n"
-            "    if state is None:\n"
-            f"        state = new_state_{number}(slots, group)\n"
-        )
+        if key is not None:  # one state, in the slot itself
+            lines.append(f"    state = slots[{slot}]\n")
+            found_by = "None"
+        else:
+            lines.append(f"    group = {group}\n    state = slots[{slot}].get(group)\n")
+            found_by = "group"
+        lines.append(f"    if state is None:\n        state = new_state_{number}(slots, {found_by})\n")
         add = _ADDS.get(aggregation, _ADD)
         lines.append(add.format(value=names[value_key]) if value_key is not None else add)
     exec("".join(lines), namespace)  # see the docstring
@@ -188,7 +183,10 @@ def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Sl
         state = states.get(state_key)
         if state is None:
             state = states[state_key] = new_state(meter.aggregation)
-        slots[slot][group] = state
+        if key is not None:
+            slots[slot] = state
+        else:
+            slots[slot][group] = state
         return state
 
     return new
@@ -248,9 +246,16 @@ class PlainDecoder:
             )
             self.slot_meters.extend(plain)
             encoded.append(event)
+        self._grouping = [key is None for key, *_ in self.slot_meters]
         self.decode: Decode | None = None
         if encoded:
             self.decode = msgspec.json.Decoder(Union[tuple(encoded)]).decode  # noqa: UP007
+
+    def slots(self, states: States) -> Slots:
+        """Empty slots of ``states``."""
+        slots: Slots = [{} if grouping else None for grouping in self._grouping]
+        slots.append(states)
+        return slots
 
 
 def _keys(plain: tuple[Plain, ...]) -> Iterable[str]:
