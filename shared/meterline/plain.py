@@ -6,7 +6,7 @@ read, each optional text, integer or null (producers tend to send one key set wi
 
 What the typed decode refuses (an extension attribute, data of another shape, a float where an
 integer goes, an unknown type, ...) is read by ``records.read_usage``, which reads it alike or
-rejects it with its reason; ``PlainType.checked`` sends there too what decodes but may read
+rejects it with its reason; the event's ``checked`` sends there too what decodes but may read
 otherwise (a repeated key, an escaped string, a decimal out of bounds or negative, a line
 that may outgrow a ledger item). What is left is read exactly as ``read_usage`` reads it.
 """
