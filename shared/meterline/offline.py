@@ -26,7 +26,7 @@ from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
 from meterline.metering import Metering
 from meterline.periods import Period
-from meterline.plain import PlainDecoder, PlainType, Slots
+from meterline.plain import PlainDecoder, Slots
 from meterline.records import MAX_ITEM_BYTES, read_usage
 from meterline.terms import cutter
 from meterline.usage import States, UsageBook, fold
@@ -170,15 +170,14 @@ class Metered:
         self._numbers = (self.first.year * 12 + self.first.month, last.year * 12 + last.month)
         """The months kept, first and last, as year * 12 + month."""
         self._latest: dict[str, States] = {}
-        """Each tenant's states in the last period, when that month is one segment: where almost
-        every event goes, found in one lookup and counted at the end (``kept``)."""
+        """Each tenant's states in the last period, when that month is one segment."""
 
     def read(self, lines: Iterable[bytes | str], cell: str = CELL) -> None:
         """Meter the lines of one cell's file (``cell`` given twice: one file, read in two parts).
 
         One loop, with what each event needs inline: this is most of `meterline rate`'s time. The
         event nearly every producer writes (bytes that ``PlainDecoder`` decodes into its type's
-        Struct and its type ``checked``) is folded here by its type's ``fold`` through ``Slots``;
+        Struct, whose ``checked`` passes it) is folded by its ``fold`` into the ``Slots`` of its states;
         any other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
         garbage collector is off meanwhile (``collector_paused``): the loop makes no cycles, and
         each collection would walk the book's states and the dedup record again."""
@@ -186,45 +185,44 @@ class Metered:
         metering = self._metering_of(cell)
         decoder = self._decoders[cell]
         decode = decoder.decode or _undecodable
-        plain_types = decoder.types
-        meters = len(decoder.slot_meters)
-        slots_of: dict[int, Slots] = {}
+        slots_by_states: dict[int, Slots] = {}
         """Each set of states' slots, by the states' id (the book holds them all while reading)."""
-        plain: PlainType | None
+        latest: dict[str, Slots] = {}
+        """Each tenant's slots in the last period, when that month is one segment: where almost
+        every event goes, found in one lookup and counted at the end (``kept``)."""
+        latest_states = self._latest
         seen = self.cells.get(cell)
         if seen is None:
             seen = self.cells[cell] = Seen(metering)
         recent = self._recent
         month_of = self._month
-        latest = self._latest
         last_year, last_month = self.last.year, self.last.month
         received = duplicates = 0
         with collector_paused():
             for line in lines:
                 if not line:
                     continue
-                plain = readings = None
+                event = None
                 if type(line) is bytes:  # text is read by read_usage
                     try:
                         event = decode(line)
                     except (DecodeError, RecursionError):  # read_usage says why
-                        event = None
-                    if event is not None:
-                        plain_type = plain_types[type(event)]
-                        if plain_type.checked(line, event):
-                            moment = common_time(event.time)
-                            if moment is not None:
-                                plain, time = plain_type, moment
-                                subject, source, event_id = event.subject, event.source, event.id
+                        pass
+                    else:
+                        moment = common_time(event.time) if event.checked(line) else None
+                        if moment is None:
+                            event = None
+                        else:
+                            time, subject, event_id = moment, event.subject, event.id
                 try:
-                    if plain is None:
+                    if event is None:
                         if line.isspace():
                             continue
                         subject, source, event_id, time, readings, _ = read_usage(metering, line)
                     first = seen.get(event_id)
                     if first is None:
                         seen[event_id] = line
-                    elif seen.repeated(first, line, subject, source, event_id):
+                    elif seen.repeated(first, line, subject, event.source if event else source, event_id):
                         received += 1
                         duplicates += 1
                         continue
@@ -233,10 +231,10 @@ class Metered:
                     rejected[error.reason.value] += 1
                     continue
                 received += 1
-                states = None
+                slots = None
                 if time.month == last_month and time.year == last_year:
-                    states = latest.get(subject)
-                if states is None:
+                    slots = latest.get(subject)
+                if slots is None:
                     # another month, the tenant's first event of the last one, or a month cut in segments
                     month = recent.get(subject)
                     if month is None or month.month != time.month or month.year != time.year:
@@ -248,14 +246,15 @@ class Metered:
                         if by_day is None:
                             continue  # outside the periods kept
                         states = by_day[time.day]
-                if plain is not None:
-                    slots = slots_of.get(id(states))
+                    slots = slots_by_states.get(id(states))
                     if slots is None:
-                        slots = slots_of[id(states)] = [{} for _ in range(meters)]
-                    plain.fold(event.data, slots, states, time, event_id)
+                        slots = slots_by_states[id(states)] = decoder.slots(states)
+                        if states is latest_states.get(subject):
+                            latest[subject] = slots
+                if event is not None:
+                    event.fold(slots, time)
                 else:
-                    assert readings is not None
-                    fold(states, readings, time, event_id)
+                    fold(slots[-1], readings, time, event_id)
         self.received += received
         self.duplicates += duplicates
 

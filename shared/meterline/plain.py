@@ -6,7 +6,7 @@ read, each optional text, integer or null (producers tend to send one key set wi
 
 What the typed decode refuses (an extension attribute, data of another shape, a float where an
 integer goes, an unknown type, ...) is read by ``records.read_usage``, which reads it alike or
-rejects it with its reason; ``PlainType.checked`` sends there too what decodes but may read
+rejects it with its reason; the event's ``checked`` sends there too what decodes but may read
 otherwise (a repeated key, an escaped string, a decimal out of bounds or negative, a line
 that may outgrow a ledger item). What is left is read exactly as ``read_usage`` reads it.
 """
@@ -55,24 +55,22 @@ _encode = msgspec.json.Encoder().encode
 
 Group = Any
 """A meter's group as the Struct spells it: None, one key's value or UNSET, or a tuple of them."""
-Slots = list[dict[Group, Any]]
-"""One set of states' plain meters, slot by slot: each state by its group as the Struct spells
-it, which a lookup hashes in a fraction of the state key's time (UNSET and None: one state)."""
-Fold = Callable[[Any, Slots, States, Any, str], None]
-"""The add of a checked event's data to its meters' states: (data, slots, states, time, event id)."""
+Slots = list[Any]
+"""One set of states' plain meters, slot by slot: a meter that groups nothing has its one state
+(None until made); one that groups has each state by its group as the Struct spells it, which a
+lookup hashes in a fraction of the state key's time (UNSET and None: one state); last, the states
+themselves (``PlainDecoder.slots``), so that one lookup finds both."""
+Fold = Callable[[Any, Slots, Any], None]
+"""The add of a checked event's data to its meters' states: (event, slots, time)."""
 
 
-class PlainType:
-    """How one event type's typed events are checked (``checked``) and added to their meters'
-    states (``fold``); ``first_slot`` numbers its meters among all plain meters (their place in
-    ``Slots``)."""
-
-    __slots__ = ("checked", "fold")
-
-    def __init__(self, plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> None:
-        numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
-        self.checked = _checked(tuple(sorted(numbers)), limit)
-        self.fold = _fold(plain, names, first_slot)
+def _methods(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> dict[str, Any]:
+    """How one event type's typed events are checked (``checked(line)``) and added to their
+    meters' states (``fold(slots, time)``): methods of the type's Struct, which the read loop
+    calls without looking the type up; ``first_slot`` numbers its meters among all plain meters
+    (their place in ``Slots``)."""
+    numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
+    return {"checked": _checked(tuple(sorted(numbers)), limit), "fold": _fold(plain, names, first_slot)}
 
 
 def _read_as_decoded(line: bytes, data: Any) -> bool:
@@ -92,7 +90,7 @@ def _read_as_decoded(line: bytes, data: Any) -> bool:
 
 
 _CHECKED = """\
-def checked(line, event):
+def checked(event, line):
     size = len(line)
     if size > {limit}:
         return False  # read_usage checks what its ledger records would take
@@ -105,7 +103,7 @@ def checked(line, event):
 """
 
 
-def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], bool]:
+def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[Any, bytes], bool]:
     """Whether ``read_usage`` would read a decoded line as it was decoded.
 
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
@@ -120,7 +118,7 @@ def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[bytes, Any], boo
     holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
     namespace: dict[str, Any] = {"Decimal": Decimal, "read_as_decoded": _read_as_decoded, "encode": _encode}
     exec(_CHECKED.format(limit=int(limit), holds_decimal=holds_decimal), namespace)  # see the docstring
-    checked: Callable[[bytes, Any], bool] = namespace["checked"]
+    checked: Callable[[Any, bytes], bool] = namespace["checked"]
     return checked
 
 
@@ -132,7 +130,7 @@ _ADDS = {
     if type(value) is int and type(total) is int:
         state.total = total + value
     else:
-        state.add(value, time, event_id)
+        state.add(value, time, event.id)
 """,
     _UNIQUE_COUNT: """\
     value = data.{value}
@@ -141,7 +139,7 @@ _ADDS = {
 }
 _ADD = """\
     value = data.{value}
-    state.add(Decimal(value) if type(value) is int else value, time, event_id)
+    state.add(Decimal(value) if type(value) is int else value, time, event.id)
 """
 """How a meter's state takes a checked value: a count counts, a sum's integers stay integers, a
 unique count keeps text, the others (max, min, latest, time-weighted) keep Decimals."""
@@ -154,19 +152,20 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
     Its source is spelled from this module's templates, slot numbers and field names (``f0``,
     ``f1``, ...) alone; no text from the catalog or an event reaches it: the meters themselves
     are passed as values (``new_state_<n>``)."""
-    lines = ["def fold(data, slots, states, time, event_id):\n"]
+    lines = ["def fold(event, slots, time):\n    data = event.data\n"]
     namespace: dict[str, Any] = {"Decimal": Decimal}
     for number, (key, meter, aggregation, value_key, group_by) in enumerate(plain):
         slot = first_slot + number
         fields = [f"data.{names[name]}" for name in group_by]
         group = "None" if not fields else fields[0] if len(fields) == 1 else f"({', '.join(fields)},)"
         namespace[f"new_state_{number}"] = _new_state(slot, meter, key, len(group_by) > 1)
-        lines.append(
-            f"    group = {group}\n"
-            f"    state = slots[{slot}].get(group)\n"
-            "    if state is None:\n"
-            f"        state = new_state_{number}(slots, states, group)\n"
-        )
+        if key is not None:  # one state, in the slot itself
+            lines.append(f"    state = slots[{slot}]\n")
+            found_by = "None"
+        else:
+            lines.append(f"    group = {group}\n    state = slots[{slot}].get(group)\n")
+            found_by = "group"
+        lines.append(f"    if state is None:\n        state = new_state_{number}(slots, {found_by})\n")
         add = _ADDS.get(aggregation, _ADD)
         lines.append(add.format(value=names[value_key]) if value_key is not None else add)
     exec("".join(lines), namespace)  # see the docstring
@@ -174,16 +173,20 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
     return fold
 
 
-def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, States, Group], Any]:
-    """A slot's state for a group it has not seen in these states: found in ``states`` (a reading
+def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, Group], Any]:
+    """A slot's state for a group it has not seen in these states: found in the states (a reading
     ``read_usage`` read may have made it), else new."""
 
-    def new(slots: Slots, states: States, group: Group) -> Any:
+    def new(slots: Slots, group: Group) -> Any:
+        states = slots[-1]
         state_key = key if key is not None else (meter.key, _group_key(group, several))
         state = states.get(state_key)
         if state is None:
             state = states[state_key] = new_state(meter.aggregation)
-        slots[slot][group] = state
+        if key is not None:
+            slots[slot] = state
+        else:
+            slots[slot][group] = state
         return state
 
     return new
@@ -200,14 +203,13 @@ Decode = Callable[[bytes], Any]
 
 class PlainDecoder:
     """The catalog's plain event types in one cell, decoded in C: ``decode`` raises
-    ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; ``types`` gives each
-    decoded event's ``PlainType`` by its class. ``item_bytes``: what a ledger item may hold
-    (``records.MAX_ITEM_BYTES``)."""
+    ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; each decoded event has
+    its type's ``checked`` and ``fold`` (``_methods``); ``slot_meters`` are the plain meters of
+    all types, by slot. ``item_bytes``: what a ledger item may hold (``records.MAX_ITEM_BYTES``)."""
 
     def __init__(self, metering: Metering, item_bytes: int) -> None:
         keys = sorted({name for plain in metering.plain.values() for name in _keys(plain)})
         names = {key: f"f{number}" for number, key in enumerate(keys)}
-        self.types: dict[type, PlainType] = {}
         self.slot_meters: list[Plain] = []
         encoded: list[type] = []
         for event_type, plain in metering.plain.items():
@@ -225,6 +227,7 @@ class PlainDecoder:
             data.non_negative = frozenset(  # type: ignore[attr-defined]
                 names[name] for _, _, aggregation, name, _ in plain if name and aggregation in _NON_NEGATIVE
             )
+            limit = item_bytes // metering.weights[event_type] - 1024
             event = msgspec.defstruct(
                 "Event",
                 [
@@ -235,18 +238,24 @@ class PlainDecoder:
                     ("time", str),
                     ("data", data),
                 ],
+                namespace=_methods(plain, names, len(self.slot_meters), limit),
                 tag_field="type",
                 tag=event_type,
                 forbid_unknown_fields=True,
                 gc=False,
             )
-            limit = item_bytes // metering.weights[event_type] - 1024
-            self.types[event] = PlainType(plain, names, len(self.slot_meters), limit)
             self.slot_meters.extend(plain)
             encoded.append(event)
+        self._grouping = [key is None for key, *_ in self.slot_meters]
         self.decode: Decode | None = None
         if encoded:
             self.decode = msgspec.json.Decoder(Union[tuple(encoded)]).decode  # noqa: UP007
+
+    def slots(self, states: States) -> Slots:
+        """Empty slots of ``states``."""
+        slots: Slots = [{} if grouping else None for grouping in self._grouping]
+        slots.append(states)
+        return slots
 
 
 def _keys(plain: tuple[Plain, ...]) -> Iterable[str]:
