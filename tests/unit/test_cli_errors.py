@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -220,13 +219,28 @@ def test_one_endless_line_is_rated_within_bounded_memory(tmp_path: Path) -> None
     with usage.open("wb") as file:
         file.truncate(2 * 2**30)
 
-    # WHEN it is rated by a process allowed 1 GiB of address space
+    # WHEN it is rated by a process allowed 1 GiB of address space (set by the child itself: a
+    # preexec_fn forks this process, whose gRPC threads' fork handlers can abort under the limit)
+    limited = (
+        "import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30));"
+        " runpy.run_module('meterline.cli', run_name='__main__')"
+    )
     done = subprocess.run(
-        [*COMMAND, "rate", "--catalog", str(CATALOG), "--usage", str(usage), "--period", "2026-11"],
+        [
+            sys.executable,
+            "-c",
+            limited,
+            "rate",
+            "--catalog",
+            str(CATALOG),
+            "--usage",
+            str(usage),
+            "--period",
+            "2026-11",
+        ],
         capture_output=True,
         check=False,
         timeout=300,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30)),
     )
 
     # THEN it reads the line a mebibyte at a time: one malformed record, no MemoryError
