@@ -229,7 +229,8 @@ def new_state(aggregation: Aggregation) -> AggregateState:
 
 
 def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fraction:
-    return divided(meter, state.quantity(period))
+    quantity = state.quantity(period)
+    return quantity if meter.divide_by is None else divided(meter, quantity)
 
 
 def divided(meter: Meter, quantity: Fraction) -> Fraction:

@@ -16,7 +16,7 @@ from meterline.catalog import Catalog, Customer
 from meterline.credits import Credits
 from meterline.invoice import Invoice, UnbilledReason, UnbilledUsage, group_json
 from meterline.periods import Period
-from meterline.rating import priced_meters, rate_term, usage_order
+from meterline.rating import priced_meters, rate_term, sort_usage
 from meterline.splits import Opening, UsageSplitError, closing_values, split_usage
 from meterline.terms import terms
 from meterline.usage import Segments, StateKey, UsageBook
@@ -105,7 +105,9 @@ def bill_tenant(
         if credits is not None:
             credits.close(period)
     reason = UnbilledReason.NO_CUSTOMER if customer is None else UnbilledReason.NO_SUBSCRIPTION
-    for (meter, group), quantity in sorted(split.rest.items(), key=usage_order):
+    rest = list(split.rest.items())
+    sort_usage(rest)
+    for (meter, group), quantity in rest:
         names = catalog.meters[meter].group_by
         bill.unbilled.append(UnbilledUsage(tenant, period, meter, group_json(names, group), quantity, reason))
     bill.closing[tenant] = split.closing

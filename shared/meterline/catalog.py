@@ -209,6 +209,8 @@ class Catalog:
     def charges_for(self, customer: Customer, plan: Plan) -> tuple[Charge, ...]:
         """The plan's charges with the contract's: a meter (or flat key) the contract prices is
         priced by the contract's charges alone, in their order, where the plan's first one stood."""
+        if not customer.charges:
+            return plan.charges  # most customers: the plan's own, shared by all its invoices
         overrides: dict[str, list[Charge]] = {}
         for charge in customer.charges:
             overrides.setdefault(charge.line_key, []).append(charge)

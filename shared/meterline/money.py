@@ -114,6 +114,14 @@ def minor_units(currency: str) -> int:
     return int(exponent)
 
 
+@cache
+def minor_scale(currency: str) -> int:
+    """How many minor units make one of the currency (100 for USD): made once, every line is
+    rounded with it."""
+    scale: int = 10 ** minor_units(currency)
+    return scale
+
+
 def round_money(amount: Decimal | Fraction | int, currency: str) -> Money:
     """Round once to the currency's minor unit, half away from zero (ROUND_HALF_UP on Decimal)."""
     if isinstance(amount, Decimal):
@@ -128,7 +136,7 @@ def round_ratio(numerator: int, denominator: int, currency: str) -> Money:
     made (rating makes one per line otherwise). The ratio need not be in lowest terms: scaling both
     by a factor changes neither the whole part nor which side of one half the remainder falls."""
     whole: int
-    whole, remainder = divmod(abs(numerator) * 10 ** minor_units(currency), denominator)
+    whole, remainder = divmod(abs(numerator) * minor_scale(currency), denominator)
     if 2 * remainder >= denominator:
         whole += 1  # half away from zero
     return Money(-whole if numerator < 0 else whole, currency)

@@ -52,10 +52,11 @@ class Period:
         return self.next().start
 
     def next(self) -> Period:
-        return Period(self.year + self.month // 12, self.month % 12 + 1)
+        # the one object of its month, like ``of``: billing's caches of a period find it by identity
+        return _month(self.year + self.month // 12, self.month % 12 + 1)
 
     def previous(self) -> Period:
-        return Period(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+        return _month(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from operator import itemgetter
+from typing import TypeVar
 
 from meterline.catalog import Catalog, Charge, Customer, PricingModel
 from meterline.credits import Credits
@@ -33,15 +35,19 @@ def usage_lines(
         if charge.model is not PricingModel.FLAT:
             by_meter.setdefault(charge.meter, []).append(charge)
     lines: list[Line] = []
-    meters = catalog.meters
     priced = [item for item in usage.items() if item[0][0] in by_meter]  # the rest makes no line
-    priced.sort(key=usage_order)
+    sort_usage(priced)
+    meters = catalog.meters
+    meter: str | None = None
+    names: tuple[str, ...] = ()
+    meter_charges: list[Charge] = []
+    everywhere: Charge | None = None
     for (meter_key, group), quantity in priced:
-        names = meters[meter_key].group_by
-        meter_charges = by_meter[meter_key]
-        first = meter_charges[0]
-        # the usual charge prices every market: no pricing_charge call per line
-        priced_by = first if first.where is None else pricing_charge(meter_charges, names, group)
+        if meter_key != meter:  # items come by meter: what the meter's lines share is looked up once
+            meter, names, meter_charges = meter_key, meters[meter_key].group_by, by_meter[meter_key]
+            # the usual charge prices every market: no pricing_charge call per line
+            everywhere = meter_charges[0] if meter_charges[0].where is None else None
+        priced_by = everywhere or pricing_charge(meter_charges, names, group)
         if priced_by is None:
             continue  # measured, but this plan does not price it (in this market)
         amount = round_ratio(*price_ratio(priced_by, quantity), currency)
@@ -118,3 +124,17 @@ def usage_order(item: tuple[tuple[str, Group], object]) -> tuple[str, list[tuple
     type name orders 5 and "5"."""
     (meter_key, group), _ = item
     return meter_key, [(value is None, str(value), type(value).__name__) for value in group]
+
+
+def sort_usage(items: list[tuple[tuple[str, Group], _Item]]) -> None:
+    """Sort (meter key, group) items in ``usage_order``. When every group value is text (the
+    usual case), that order is the keys' own: they are compared as they are, without a key made
+    per item."""
+    if all(type(value) is str for (_, group), _ in items for value in group):
+        items.sort(key=_state_key)
+    else:
+        items.sort(key=usage_order)
+
+
+_Item = TypeVar("_Item")
+_state_key = itemgetter(0)

@@ -172,10 +172,16 @@ def _counted(
     of those meters only)."""
     states = parts[0] if len(parts) == 1 else merged_states(parts)
     meters = catalog.meters
+    if wanted is None:
+        return {
+            key: meter_quantity(meters[key[0]], state, period)
+            for key, state in states.items()
+            if state.kind is not _TIMED
+        }
     return {
-        key: meter_quantity(meters[key[0]], state, period)
+        key: meter_quantity(meters[meter], state, period)
         for key, state in states.items()
-        if state.kind is not _TIMED and (wanted is None or key[0] in wanted)
+        if (meter := key[0]) in wanted and state.kind is not _TIMED
     }
 
 

@@ -138,7 +138,7 @@ class Span:
 
 class TimeWeightedState:
     kind: ClassVar[Aggregation] = Aggregation.TIME_WEIGHTED
-    __slots__ = ("_hours", "_pending", "_span")
+    __slots__ = ("_hours", "_pending", "_span", "_tidied")
 
     def __init__(self) -> None:
         self._hours: dict[datetime, list[Run]] = {}
@@ -146,6 +146,9 @@ class TimeWeightedState:
         self._pending: list[SampleKey] = []
         """Samples added one at a time, placed into runs when the state is next read or merged."""
         self._span: Span | None = None
+        self._tidied = 0
+        """How many of the pending samples are known sorted and distinct: ``_loose`` sorts them
+        once, not on each of the reads a period's rating makes."""
 
     def add(self, value: Decimal | int | str | None, time: datetime, event_id: str) -> None:
         assert isinstance(value, Decimal)
@@ -260,9 +263,12 @@ class TimeWeightedState:
         if self._hours or self._span is not None:
             return None
         pending = self._pending
+        if self._tidied == len(pending):  # samples are only ever added: none since the last sort
+            return pending
         pending.sort()
         if any(map(operator.eq, pending, itertools.islice(pending, 1, None))):
             pending[:] = sorted(set(pending))
+        self._tidied = len(pending)
         return pending
 
     def _runs(self) -> Iterator[Run]:
@@ -448,6 +454,7 @@ class TimeWeightedState:
         if not pending:
             return
         self._pending = []
+        self._tidied = 0
         pending.sort()  # about linear: samples mostly arrive in order
         hours = self._hours
         for hour, samples in _by_hour(pending):

@@ -5,14 +5,18 @@ Expected values are worked out by hand in the comment beside them.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterline.catalog import Catalog
 from meterline.money import round_money
 from meterline.periods import Period
+from meterline.rating import sort_usage, usage_order
 from tests.helpers import catalog, event, invoice_of, rate
 
 
@@ -374,3 +378,31 @@ def test_tenants_with_usage_but_no_customer_entry_are_listed_unbilled_and_sorted
     result = rate(priced("1"), lines)
     assert [invoice["tenant"] for invoice in result["invoices"]] == ["org-42"]
     assert result["unbilled_tenants"] == ["org-a", "org-z"]
+
+
+# --- line order ---------------------------------------------------------------------------------
+
+GROUP_VALUES = st.sampled_from(["5", "a", "b", "", "None", "True"]) | st.none() | st.booleans()
+GROUP_VALUES |= st.integers(-3, 5) | st.sampled_from([Decimal("5"), Decimal("5.0"), Decimal("-0.5")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(
+        st.tuples(st.sampled_from(["m", "n", "m2"]), st.lists(GROUP_VALUES, max_size=3).map(tuple)),
+        unique=True,
+        max_size=12,
+    ),
+    text_only=st.booleans(),
+)
+def test_usage_is_sorted_in_usage_order_whether_its_groups_are_text_or_not(
+    keys: list[tuple[str, tuple[Any, ...]]], text_only: bool
+) -> None:
+    # GIVEN a term's usage keys in any order, their group values all text or of every kind a group holds
+    if text_only:
+        keys = list({(meter, tuple(str(value) for value in group)): None for meter, group in keys})
+    items = [(key, Fraction(number)) for number, key in enumerate(keys)]
+    # WHEN they are sorted for the invoice
+    sort_usage(items)
+    # THEN the order is usage_order's: meter key, then the group values as text, null last, by type
+    assert items == sorted(items, key=usage_order)

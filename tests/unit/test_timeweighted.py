@@ -339,3 +339,25 @@ def test_merging_is_associative_commutative_and_idempotent_over_stored_and_raw_p
     # THEN the result is the state of all the samples
     assert whole.quantity(NOVEMBER) == reference_held(samples, NOVEMBER.start, NOVEMBER.end, None)
     assert whole.samples() == sorted(set(samples))
+
+
+@PROPERTY
+@given(batches=st.lists(st.lists(sample_keys, max_size=8), min_size=1, max_size=5), end=instants)
+def test_samples_added_after_a_read_are_read_with_the_others(
+    batches: list[list[SampleKey]], end: datetime
+) -> None:
+    # GIVEN a state of raw samples, read (which sorts its samples once) between batches that add
+    # more, one at a time or merged in, out of order and repeated
+    state = TimeWeightedState()
+    seen: list[SampleKey] = []
+    for number, batch in enumerate(batches):
+        if number % 2:
+            state.merge(state_of(*((t, i, str(v)) for t, i, v in batch)))
+        else:
+            for time, event_id, value in batch:
+                state.add(value, time, event_id)
+        seen += batch
+        # THEN every read after every batch is that of all the samples so far
+        assert state.held(NOV, end) == reference_held(seen, NOV, end, None)
+        assert state.closing(end) == reference_closing(seen, end)
+        assert state.samples() == sorted(set(seen))
