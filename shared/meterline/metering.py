@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,7 @@ Plain = tuple[tuple[str, Group] | None, Meter, Aggregation, str | None, tuple[st
 its aggregation, the data key its value is read from (None for count) and its group_by keys."""
 
 _COUNT = Aggregation.COUNT
+_SUM = Aggregation.SUM
 _UNIQUE_COUNT = Aggregation.UNIQUE_COUNT
 _NON_NEGATIVE = (Aggregation.SUM, Aggregation.TIME_WEIGHTED)
 
@@ -83,6 +84,9 @@ class Metering:
         """The event types whose every meter reads its value from a key of data itself and groups by
         no market dimension: the types `meterline rate` reads without ``readings`` when an event's
         data holds only text and integers (``offline.Metered``)."""
+        self.plain_measurements = {kind: _plain_measurer(plain) for kind, plain in self.plain.items()}
+        """Per plain type, what ``records`` reads from an event's data of text and integers: the
+        readings as ``records.measurements_json`` spells them, or None (see ``_plain_measurer``)."""
 
     def measure(self, event: UsageEvent) -> list[Measurement]:
         readings = self.readings(event.type, event.data)
@@ -101,6 +105,52 @@ class Metering:
             )
             for meter, key, stamps in meters
         ]
+
+
+PlainMeasurer = Callable[[dict[str, Any]], list[Any] | None]
+
+_READS = {
+    _SUM: "    {v} = data.get({name})\n    if type({v}) is not int or {v} < 0:\n        return None\n",
+    _UNIQUE_COUNT: "    {v} = data.get({name})\n    if type({v}) is int:\n        {v} = str({v})\n"
+    "    elif {v} is None:\n        return None\n",
+}
+_READS[Aggregation.TIME_WEIGHTED] = _READS[_SUM]
+_READ = "    {v} = data.get({name})\n    if type({v}) is not int:\n        return None\n"
+"""How a plain meter reads its value from data of text and integers: a summed or time-weighted
+value is a non-negative integer, a unique count's identifier is text (an integer spelled as text),
+the others' an integer; anything else only ``read_usage`` reads or rejects (None)."""
+
+
+def _plain_measurer(plain: tuple[Plain, ...]) -> PlainMeasurer:
+    """One function reading a plain type's readings from its data, written out meter by meter (a
+    loop over the meters decides each meter's recipe again per event): an integer value is tagged
+    as its digits whichever number it is read as (``Decimal(n)`` spells ``n``).
+
+    Its source is spelled from the templates above and numbered names alone; no text from the
+    catalog reaches it: data keys, meter keys and groups are passed as values (``name_<n>``)."""
+    lines = ["def measure(data):\n"]
+    namespace: dict[str, Any] = {}
+    readings = []
+    for number, (key, meter, aggregation, value_key, group_by) in enumerate(plain):
+        namespace[f"meter_{number}"] = meter.key
+        if value_key is None:
+            value = "None"
+        else:
+            namespace[f"name_{number}"] = value_key
+            lines.append(_READS.get(aggregation, _READ).format(v=f"value_{number}", name=f"name_{number}"))
+            value = f"value_{number}" if aggregation is _UNIQUE_COUNT else f'{{"$d": str(value_{number})}}'
+        if key is not None:
+            namespace[f"group_{number}"] = key[1]
+            group = f"group_{number}"
+        else:
+            names = [f"group_{number}_{index}" for index in range(len(group_by))]
+            namespace.update(zip(names, group_by, strict=True))
+            group = "(" + "".join(f"data.get({name}), " for name in names) + ")"
+        readings.append(f"(meter_{number}, {group}, {value})")
+    lines.append(f"    return [{', '.join(readings)}]\n")
+    exec("".join(lines), namespace)  # see the docstring
+    measure: PlainMeasurer = namespace["measure"]
+    return measure
 
 
 def _by_market(meter: Meter) -> bool:

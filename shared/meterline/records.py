@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from meterline.aggregation import STATE_TYPES, Value
-from meterline.catalog import Aggregation, Catalog
+from meterline.catalog import Catalog
 from meterline.events import EventError, EventKey, Reason, common_time, digest, read_event
 from meterline.instants import isoformat_text
-from meterline.metering import Group, Metering, Plain, Reading
+from meterline.metering import Group, Metering, Reading
 from meterline.periods import Period
 from meterline.ports import Item
 from meterline.usage import States, UsageBook, fold
@@ -259,7 +259,6 @@ _WITH_DATA = 7
 """The attributes of an event with data and without extensions: specversion, id, source, type,
 subject, time and data."""
 _NEWLINE = ord("\n")
-_SUM, _UNIQUE_COUNT, _TIMED = Aggregation.SUM, Aggregation.UNIQUE_COUNT, Aggregation.TIME_WEIGHTED
 
 
 def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageEntry | None:
@@ -282,8 +281,7 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
             return None
     except KeyError:
         return None
-    meters = metering.plain.get(event_type)
-    if meters is None or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
+    if event_type not in metering.plain or (len(line) + 1024) * metering.weights[event_type] > MAX_ITEM_BYTES:
         return None  # read_usage checks what such a line's records would take
     if not (
         type(subject) is str and subject and type(source) is str and source
@@ -294,7 +292,7 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
         kind = type(found)
         if kind is not str and kind is not int:  # a float, an object, true, null: read_usage
             return None
-    measurements = _plain_measurements(data, meters)
+    measurements = metering.plain_measurements[event_type](data)
     if measurements is None:
         return None
     # One call writes both the measurements and the canonical content (keys sorted, compact):
@@ -317,31 +315,6 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
 
 _CONTENT_START = b'{"data":{'
 _CONTENT_START_SIZE = len(_CONTENT_START)
-
-
-def _plain_measurements(data: dict[str, Any], meters: tuple[Plain, ...]) -> list[Any] | None:
-    """The readings ``read_usage`` reads from a plain event's data, as ``measurements_json``
-    spells them, read straight from it: an integer is tagged as its digits whichever number it is
-    read as (``Decimal(n)`` spells ``n``). None for what only ``read_usage`` reads (a decimal
-    string) or rejects (a value missing or negative)."""
-    measurements: list[Any] = []
-    for key, meter, aggregation, name, group_by in meters:
-        if name is None:
-            value: object = None
-        else:
-            value = data.get(name)
-            if type(value) is int:
-                if aggregation is _UNIQUE_COUNT:
-                    value = str(value)
-                elif value < 0 and (aggregation is _SUM or aggregation is _TIMED):
-                    return None
-                else:
-                    value = {"$d": str(value)}
-            elif aggregation is not _UNIQUE_COUNT or value is None:
-                return None
-        group = key[1] if key else tuple(map(data.get, group_by))
-        measurements.append((meter.key, group, value))
-    return measurements
 
 
 def ledger_time(common: str, moment: datetime) -> str:

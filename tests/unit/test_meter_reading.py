@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meterline.catalog import Aggregation, Meter
 from meterline.events import EventError
+from meterline.metering import Metering
 from meterline.records import _plain_entry, usage_entry, usage_record
 from tests.unit.test_fuzz import EVENTS, FUZZ, METERING, TYPES
 
@@ -73,6 +75,35 @@ def test_a_compact_plain_event_is_read_on_the_fast_path_into_the_item_the_exact_
     assert orjson.loads(entry[2]["m"]) == [["ingress_gb", ["lkc-1"], {"$d": "1048576"}]]
     usage, item = usage_record(METERING, line, "usage.events|0|1")
     assert entry == (usage.key, usage.time, item)
+
+
+def test_meters_whose_keys_spell_code_are_read_on_the_fast_path_as_the_exact_reader_reads_them() -> None:
+    # GIVEN meters whose value and group keys would be code were they written into the fast
+    # path's generated source (it passes them as values)
+    odd = 'x") or __import__("os").abort() or ("'
+    meters = (
+        Meter("odd_sum", "odd", Aggregation.SUM, (odd,), group_by=(odd + "g", "\n")),
+        Meter("odd_users", "odd", Aggregation.UNIQUE_COUNT, (odd,)),
+        Meter("odd_peak", "odd", Aggregation.MAX, (odd,)),
+        Meter("odd_calls", "odd", Aggregation.COUNT, None),
+    )
+    metering = Metering({"odd": meters})
+    line = orjson.dumps(
+        {"specversion": "1.0", "id": "e1", "source": "s", "type": "odd", "subject": "org-42"}
+        | {"time": "2026-11-03T10:15:00Z", "data": {odd: 7, odd + "g": "a", "\n": "b"}}
+    )
+    # WHEN the meter reads an event of that type
+    entry = usage_entry(metering, line, "usage.events|0|1")
+    # THEN it took the fast path and made the exact reader's item, reading those keys as data keys
+    assert _plain_entry(metering, line, "usage.events|0|1") == entry
+    usage, item = usage_record(metering, line, "usage.events|0|1")
+    assert entry == (usage.key, usage.time, item)
+    assert orjson.loads(item["m"]) == [
+        ["odd_sum", ["a", "b"], {"$d": "7"}],
+        ["odd_users", [], "7"],
+        ["odd_peak", [], {"$d": "7"}],
+        ["odd_calls", [], None],
+    ]
 
 
 def test_an_event_repeating_a_key_is_rejected_as_the_exact_reader_rejects_it_whatever_it_spells() -> None:

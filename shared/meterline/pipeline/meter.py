@@ -96,15 +96,16 @@ class Meter:
             self._window = (now, max(first, self.first_period).start)
         return self._window[1]
 
-    def meter_one(self, record: DeliveredRecord) -> tuple[Outcome, str]:
-        """The record's outcome; a store or publish failure raises."""
+    def meter_one(self, record: DeliveredRecord, window_start: datetime | None = None) -> tuple[Outcome, str]:
+        """The record's outcome; a store or publish failure raises. ``window_start``: the window
+        its batch read (``window_start()``), else read here."""
         delivery = str(record.delivery)
         try:
             key, time, item = usage_entry(self.metering, record.value, delivery)
         except EventError as error:
             self.reject(record, error)
             return Outcome.REJECTED, error.reason.value
-        if time < self.window_start():
+        if time < (window_start or self.window_start()):
             # too late to bill: unless it was accepted before (a redelivery), out of the window
             first = self.usage.standing(key)
             if first is None:

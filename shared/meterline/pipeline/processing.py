@@ -100,14 +100,16 @@ class MeterProcessor:
         report = MeterReport()
         accepted = duplicates = 0
         stalled: set[tuple[str, int]] = set()
-        meter_one = self.meter.meter_one
+        meter_one, window_start = self.meter.meter_one, None
         for record in records:
             delivery = record.delivery
             if stalled and (delivery.topic, delivery.partition) in stalled:
                 report.failed.append(record)
                 continue
             try:  # settle, spelled out: one call less per record
-                outcome, reason = meter_one(record)
+                if window_start is None:  # read once a batch: it moves once a month
+                    window_start = self.meter.window_start()
+                outcome, reason = meter_one(record, window_start)
             except Exception as failure:
                 try:
                     outcome, reason, attempts = self.settle_failed(record, failure)
