@@ -229,8 +229,15 @@ def new_state(aggregation: Aggregation) -> AggregateState:
 
 
 def meter_quantity(meter: Meter, state: AggregateState, period: Period) -> Fraction:
-    quantity = state.quantity(period)
-    return quantity if meter.divide_by is None else divided(meter, quantity)
+    divide_by = meter.divide_by
+    if divide_by is None:
+        return state.quantity(period)
+    if isinstance(state, SumState):  # the usual divided meter, bytes billed as GB: one Fraction, of integers
+        total = state.total
+        numerator, denominator = (total, 1) if type(total) is int else total.as_integer_ratio()
+        by_numerator, by_denominator = decimal_ratio(divide_by)
+        return Fraction(numerator * by_denominator, denominator * by_numerator)
+    return divided(meter, state.quantity(period))
 
 
 def divided(meter: Meter, quantity: Fraction) -> Fraction:

@@ -59,6 +59,24 @@ def split_usage(
     range, the meters whose quantities are wanted (its invoice's plan prices no other); None: all.
     The days between always get every meter's.
     """
+    if len(ranges) == 1 and len(segments) <= 1 and ranges[0] == whole_month(period):
+        # the usual tenant: one subscription all month, its usage kept whole
+        wanted = priced[0] if priced is not None else None
+        states = next(iter(segments.values()), {})
+        return _whole_month(catalog, period, states, opening, until, wanted)
+    return _split(catalog, period, segments, ranges, opening, until, priced)
+
+
+def _split(
+    catalog: Catalog,
+    period: Period,
+    segments: Segments,
+    ranges: Sequence[Days],
+    opening: Opening,
+    until: datetime | None = None,
+    priced: Sequence[Collection[str]] | None = None,
+) -> SplitUsage:
+    """``split_usage`` of any ranges and segments."""
     gaps = _complement(ranges, whole_month(period))
     inside = [_segments_within(segments, days, period) for days in ranges]
     between = [days for days in segments if not any(_contains(r, days) for r in ranges)]
@@ -75,6 +93,73 @@ def split_usage(
                 held.add_to(usage, key, period, [days], not held.segments.isdisjoint(within), until)
         held.add_to(rest, key, period, gaps, not held.segments.isdisjoint(between), until)
     return SplitUsage(counted, rest, _closing(timed, period))
+
+
+def _whole_month(
+    catalog: Catalog,
+    period: Period,
+    states: States,
+    opening: Opening,
+    until: datetime | None,
+    wanted: Collection[str] | None,
+) -> SplitUsage:
+    """``split_usage`` of one range, the whole month, and its one segment's ``states`` (or none):
+    every state read once, no range or segment compared, nothing left for the rest."""
+    meters = catalog.meters
+    usage: dict[StateKey, Fraction] = {}
+    timed: dict[StateKey, tuple[Meter, TimeWeightedState]] = {}
+    for key, state in states.items():
+        meter_key = key[0]
+        if state.kind is _TIMED and isinstance(state, TimeWeightedState):
+            timed[key] = meters[meter_key], state
+        elif wanted is None or meter_key in wanted:
+            usage[key] = meter_quantity(meters[meter_key], state, period)
+    closing: dict[StateKey, Decimal] = {}
+    if not timed and not opening:
+        return SplitUsage([usage], {}, closing)
+    month = whole_month(period)
+    start, stop = day_start(period, month[0]), day_start(period, month[1])
+    if until is not None:
+        stop = max(start, min(stop, until))
+    end = period.end
+    # in ``_split``'s order: the values carried in, then the keys first sampled in the period
+    for key, in_force in opening.items():
+        meter = meters.get(key[0])
+        if meter is None or meter.aggregation is not _TIMED:
+            continue
+        sampled = timed.pop(key, None)
+        if sampled is not None:
+            _hold_sampled(usage, closing, key, *sampled, in_force, start, stop, end, wanted)
+            continue
+        if in_force and (wanted is None or key[0] in wanted):
+            hours = Fraction(_microseconds(stop - start), 3_600_000_000)
+            usage[key] = divided(meter, Fraction(in_force) * hours)
+        closing[key] = in_force
+    for key, (meter, state) in timed.items():
+        _hold_sampled(usage, closing, key, meter, state, None, start, stop, end, wanted)
+    return SplitUsage([usage], {}, closing)
+
+
+def _hold_sampled(
+    usage: dict[StateKey, Fraction],
+    closing: dict[StateKey, Decimal],
+    key: StateKey,
+    meter: Meter,
+    state: TimeWeightedState,
+    in_force: Decimal | None,
+    start: datetime,
+    stop: datetime,
+    end: datetime,
+    wanted: Collection[str] | None,
+) -> None:
+    """A time-weighted key sampled in the whole month's one segment: its quantity, if wanted, and
+    its closing value."""
+    if wanted is None or key[0] in wanted:
+        usage[key] = divided(meter, state.held(start, stop, in_force))
+    value = state.closing(end)
+    value = in_force if value is None else value
+    if value is not None:
+        closing[key] = value
 
 
 def closing_values(
