@@ -257,16 +257,10 @@ def _counted(
     of those meters only)."""
     states = parts[0] if len(parts) == 1 else merged_states(parts)
     meters = catalog.meters
-    if wanted is None:
-        return {
-            key: meter_quantity(meters[key[0]], state, period)
-            for key, state in states.items()
-            if state.kind is not _TIMED
-        }
     return {
-        key: meter_quantity(meters[meter], state, period)
+        key: meter_quantity(meters[key[0]], state, period)
         for key, state in states.items()
-        if (meter := key[0]) in wanted and state.kind is not _TIMED
+        if state.kind is not _TIMED and (wanted is None or key[0] in wanted)
     }
 
 

@@ -161,9 +161,7 @@ class UsageBook:
                 entry["states"] = [
                     {
                         "meter": meter,
-                        "group": [{"decimal": str(v)} if type(v) is Decimal else v for v in group]
-                        if group  # group_to_json, inline: called for every state packed
-                        else [],
+                        "group": [group_to_json(v) for v in group] if group else [],
                         "state": state.to_json(),
                     }
                     for (meter, group), state in states.items()

@@ -120,9 +120,9 @@ class MeterProcessor:
                     continue
             else:
                 attempts = 0
-            if outcome is _ACCEPTED:
+            if outcome is Outcome.ACCEPTED:
                 accepted += 1
-            elif outcome is _DUPLICATE:
+            elif outcome is Outcome.DUPLICATE:
                 duplicates += 1
             else:
                 report.rejected_by_reason[reason] += 1
@@ -131,9 +131,6 @@ class MeterProcessor:
                     report.dead_letters.append(DeadLetter(delivery, attempts))
         report.accepted, report.duplicates = accepted, duplicates
         return report
-
-
-_ACCEPTED, _DUPLICATE = Outcome.ACCEPTED, Outcome.DUPLICATE
 
 
 class AggregateProcessor:
