@@ -540,6 +540,8 @@ class _CatalogReader:
         if field_name and isinstance(node, _Node):
             line = node.key_lines.get(field_name, line)
         where = f"{self.source}:{line}" if line else self.source
+        if field_name and not (field_name.isprintable() and len(field_name) <= 40):
+            field_name = _shown(field_name)  # a key the document made up: one short, quoted line
         what = f"{entry}.{field_name}" if field_name else entry
         return CatalogError(f"{where}: {what}: {message}")
 

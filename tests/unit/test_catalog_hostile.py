@@ -454,3 +454,14 @@ def test_a_catalog_that_repeats_itself_through_aliases_is_refused_quickly_in_one
     text: str,
 ) -> None:
     assert_loads_or_refuses_in_one_short_line(text)
+
+
+def test_an_unknown_key_spanning_lines_is_named_quoted_on_one_line() -> None:
+    # GIVEN a catalog whose top-level key is a YAML complex key holding a line break
+    text = "? meters\n\n  meters\n: []\n"
+    # WHEN it is loaded
+    with pytest.raises(CatalogError) as refused:
+        parse_catalog(text, "<catalog>")
+    # THEN the refusal is one line that names the key quoted, its line break escaped
+    assert_one_short_line(str(refused.value))
+    assert "catalog.'meters\\nmeters': unknown field" in str(refused.value)
