@@ -583,7 +583,7 @@ def _at_most_two_an_hour(samples: list[SampleKey]) -> bool:
 
 def _written_samples(samples: list[SampleKey]) -> list[Any]:
     """Sorted, distinct samples as JSON items, hour by hour (as their runs would be written)."""
-    if len(samples) <= 2:
+    if len(samples) <= 2 or _at_most_two_an_hour(samples):
         return [_encode(sample) for sample in samples]  # hours of at most two samples, each written
     written: list[Any] = []
     for _, hour in _by_hour(samples):
