@@ -441,8 +441,9 @@ class TimeWeightedState:
                 if type(item) is not list or type(item[0]) is not str:  # a run or a span
                     del pending[mark:]
                     break
-                pending.append(sample := _decode(item))
-                learn(sample[0], item[0])  # a rollup writes it again
+                time = _time(text := item[0])  # ``_decode``, inline: a rollup reads every sample
+                pending.append((time, item[1], Decimal(item[2])))
+                learn(time, text)  # a rollup writes it again
             else:
                 return
         self.merge(TimeWeightedState.from_json(data))
