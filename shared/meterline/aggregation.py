@@ -10,7 +10,6 @@ time-weighted state, whose samples a ledger summarises and archives, has a modul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -173,13 +172,9 @@ class UniqueCountState:
         return cls(set(data))
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class Sample:
-    """A value at an instant; samples order by (time, event id), the tie-break SPEC §3 names."""
-
-    time: datetime
-    event_id: str
-    value: Decimal
+Sample = tuple[datetime, str, Decimal]
+"""A value at an instant: (time, event id, value), which orders samples by time, then by the event
+id (the tie-break SPEC §3 names), then by value. A tuple: a partial folds one per event."""
 
 
 class LatestState:
@@ -191,30 +186,33 @@ class LatestState:
 
     def add(self, value: Value, time: datetime, event_id: str) -> None:
         assert isinstance(value, Decimal)
+        sample = (time, event_id, value)
         latest = self.latest
         # Two sources may send one id at one time: the greater value wins, whatever the order.
-        if latest is None or (time, event_id, value) > (latest.time, latest.event_id, latest.value):
-            self.latest = Sample(time, event_id, value)
+        if latest is None or sample > latest:
+            self.latest = sample
 
     def merge(self, other: LatestState) -> None:
-        if other.latest is not None:
-            self.add(other.latest.value, other.latest.time, other.latest.event_id)
+        theirs = other.latest
+        if theirs is not None and (self.latest is None or theirs > self.latest):
+            self.latest = theirs
 
     def quantity(self, period: Period) -> Fraction:
-        return Fraction(self.latest.value) if self.latest is not None else Fraction(0)
+        return Fraction(self.latest[2]) if self.latest is not None else Fraction(0)
 
     def to_json(self) -> Any:
-        return None if self.latest is None else _sample_json(self.latest)
+        latest = self.latest
+        return None if latest is None else [spelled(latest[0]), latest[1], str(latest[2])]
 
     def merge_json(self, data: Any) -> None:
         if data is not None:
             time, event_id, latest = datetime.fromisoformat(data[0]), data[1], self.latest
-            if latest is None or (time, event_id) >= (latest.time, latest.event_id):  # else it loses
+            if latest is None or (time, event_id) >= latest[:2]:  # else it loses
                 self.add(Decimal(data[2]), time, event_id)
 
     @classmethod
     def from_json(cls, data: Any) -> LatestState:
-        return cls(None if data is None else _sample_from_json(data))
+        return cls(None if data is None else (datetime.fromisoformat(data[0]), data[1], Decimal(data[2])))
 
 
 STATE_TYPES: dict[Aggregation, Any] = {
@@ -249,14 +247,6 @@ def divided(meter: Meter, quantity: Fraction) -> Fraction:
 
 
 _EPOCH = datetime(1970, 1, 1)
-
-
-def _sample_json(sample: Sample) -> list[str]:
-    return [spelled(sample.time), sample.event_id, str(sample.value)]
-
-
-def _sample_from_json(data: list[str]) -> Sample:
-    return Sample(datetime.fromisoformat(data[0]), data[1], Decimal(data[2]))
 
 
 def _exact_context() -> Any:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from operator import itemgetter
 
-_KNOWN: dict[int, tuple[datetime, str]] = {}
+_KNOWN: dict[int, tuple[datetime, str | None]] = {}
 """By the time object's identity (two equal instants may be spelled with different offsets): the
 object itself, kept alive while it is known so that its identity is not reused, and its text."""
 
@@ -16,12 +17,13 @@ object itself, kept alive while it is known so that its identity is not reused, 
 def spelled(time: datetime) -> str:
     """``time.isoformat()``."""
     known = _KNOWN.get(id(time))
-    if known is not None and known[0] is time:
+    if known is not None and known[0] is time and known[1] is not None:
         return known[1]
     return time.isoformat()
 
 
 _learning = False
+_first = itemgetter(0)
 
 
 @contextlib.contextmanager
@@ -29,7 +31,8 @@ def spellings(known: Iterable[tuple[datetime, str | None]] = (), learn: bool = F
     """Within the block, ``spelled`` answers these time objects with their text, which must be
     their ``isoformat()`` (None: not known), and (``learn``) those read from a ledger meanwhile."""
     global _learning
-    _KNOWN.update((id(time), (time, text)) for time, text in known if text is not None)
+    pairs = list(known)  # with None among the texts: ``spelled`` passes over those
+    _KNOWN.update(zip(map(id, map(_first, pairs)), pairs, strict=True))
     _learning = learn
     try:
         yield

@@ -441,8 +441,9 @@ class TimeWeightedState:
                 if type(item) is not list or type(item[0]) is not str:  # a run or a span
                     del pending[mark:]
                     break
-                pending.append(sample := _decode(item))
-                learn(sample[0], item[0])  # a rollup writes it again
+                time = _time(text := item[0])  # ``_decode``, inline: a rollup reads every sample
+                pending.append((time, item[1], Decimal(item[2])))
+                learn(time, text)  # a rollup writes it again
             else:
                 return
         self.merge(TimeWeightedState.from_json(data))
@@ -583,7 +584,7 @@ def _at_most_two_an_hour(samples: list[SampleKey]) -> bool:
 
 def _written_samples(samples: list[SampleKey]) -> list[Any]:
     """Sorted, distinct samples as JSON items, hour by hour (as their runs would be written)."""
-    if len(samples) <= 2:
+    if len(samples) <= 2 or _at_most_two_an_hour(samples):
         return [_encode(sample) for sample in samples]  # hours of at most two samples, each written
     written: list[Any] = []
     for _, hour in _by_hour(samples):

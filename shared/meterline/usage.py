@@ -77,6 +77,10 @@ class UsageBook:
         indexed by day (1-based); else the month's one set of states."""
         cut = self.cutter(tenant, period) if self.cutter else (whole_month(period),)
         if len(cut) == 1:
+            if (tenant, period) not in self.states:  # a tenant's first usage of the month here: usual
+                states: States = {}
+                self.states[(tenant, period)] = {cut[0]: states}
+                return states
             return self.segment(tenant, period, cut[0])
         table: list[States] = []
         for first, end in cut:
@@ -147,6 +151,8 @@ class UsageBook:
     def to_json(self) -> list[dict[str, Any]]:
         entries = []
         months: dict[Period, tuple[str, Days]] = {}
+        groups: dict[StateKey, list[Any]] = {}
+        """Each key's group as JSON writes it, made once: a book holds the same few thousand keys."""
         for (tenant, period), segments in self.states.items():
             known = months.get(period)
             if known is None:
@@ -160,11 +166,11 @@ class UsageBook:
                     entry["days"] = list(days)  # the whole month, by far the most usual, goes unsaid
                 entry["states"] = [
                     {
-                        "meter": meter,
-                        "group": [group_to_json(v) for v in group] if group else [],
+                        "meter": key[0],
+                        "group": group if (group := groups.get(key)) is not None else _group(groups, key),
                         "state": state.to_json(),
                     }
-                    for (meter, group), state in states.items()
+                    for key, state in states.items()
                 ]
                 entries.append(entry)
         return entries
@@ -248,6 +254,12 @@ def merged_states(parts: Iterable[States]) -> States:
                 mine = merged[key] = new_state(state.kind)
             mine.merge(state)
     return merged
+
+
+def _group(groups: dict[StateKey, list[Any]], key: StateKey) -> list[Any]:
+    """The key's group as JSON writes it, remembered in ``groups`` (the lists are only serialised)."""
+    written = groups[key] = [group_to_json(value) for value in key[1]]
+    return written
 
 
 def group_to_json(value: GroupValue) -> Any:

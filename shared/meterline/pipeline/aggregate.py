@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from meterline import terms
 from meterline.catalog import Catalog
@@ -111,6 +112,8 @@ class Aggregator:
                 continue
             applied += len(committed)
             self.applied += len(committed)
+            if len(committed) == len(remaining):  # the usual batch: one ledger, one transaction
+                break
             done = {id(record) for record in committed}
             remaining = [record for record in remaining if id(record) not in done]
         return applied
@@ -150,14 +153,18 @@ class Aggregator:
     def commit(self, batch: str, records: Sequence[StreamRecord]) -> list[StreamRecord]:
         """Commit the records of the first ledger they go to (as many as fit one transaction);
         return those committed."""
-        slot = self.slot(records[0].usage.period)
-        group, last, found = [], None, slot
-        for record in records:
-            period = record.usage.period
-            if period is not last:  # one object per month: most batches hold one
-                last, found = period, self.slot(period)
-            if found is slot or found == slot:
-                group.append(record)
+        first = records[0].usage.period
+        slot = self.slot(first)
+        periods = list(map(_period_of, records))
+        if periods.count(first) == len(periods):  # one object per month: most batches hold one
+            group = list(records)
+        else:
+            group, last, found = [], None, slot
+            for record, period in zip(records, periods, strict=True):
+                if period is not last:
+                    last, found = period, self.slot(period)
+                if found is slot or found == slot:
+                    group.append(record)
         count = len(group)
         while True:
             writes = self.plan(batch, slot, group[:count])
@@ -185,13 +192,16 @@ class Aggregator:
 
     def plan(self, batch: str, slot: Slot, records: Sequence[StreamRecord]) -> list[Write] | None:
         book = self.book(slot)
-        usages = [record.usage for record in records]
+        usages = list(map(_usage_of, records))
         periods = record_all(book, self.catalog, usages)
-        with spellings((usage.time, usage.stamp) for usage in usages):  # the times as the items spell them
+        spelling = zip(map(_time_of, usages), map(_stamp_of, usages), strict=True)
+        with spellings(spelling):  # the times as the items spell them
             blob = pack_book(book)
         if len(blob) > MAX_CHUNK_BYTES:
             return None
-        first, tenants = records[0].sequence, len({tenant for tenant, _ in book.states})
+        # a book's keys are (tenant, period): of one period, each tenant once
+        tenants = len(book.states) if len(periods) == 1 else len({tenant for tenant, _ in book.states})
+        first = records[0].sequence
         marker = Marker(int(first), int(records[-1].sequence), frozenset(str(period) for period in periods))
         return [
             PutNew(TABLE, partial_item(slot.billed_in, slot.window, first, blob, tenants)),
@@ -230,6 +240,11 @@ class Aggregator:
         if period not in self.indexed:
             note_usage(self.store, period)
             self.indexed.add(period)
+
+
+_usage_of = attrgetter("usage")
+_period_of = attrgetter("usage.period")
+_time_of, _stamp_of = attrgetter("time"), attrgetter("stamp")
 
 
 def _periods(records: Sequence[StreamRecord]) -> set[Period]:

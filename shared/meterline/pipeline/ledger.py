@@ -467,11 +467,10 @@ class PeriodLedger:
             return set()
         target = sealed[-1].number
         additions = UsageBook()
-        folded: set[tuple[str, Period]] = set()
         for window in sealed:
             for item in self.partials(window.number):
                 additions.merge_json(self.catalog, self._read(item))
-                folded |= self._tenants[str(item["sk"])]
+        folded = set(additions.states)  # every partial's (tenant, period) pairs: the book has a key for each
         rollups = dict(head.rollups)
         written: dict[int, tuple[Rollup, UsageBook]] = {}
         for bucket, fresh in sorted(_by_bucket(additions).items()):
