@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 
 from meterline.adapters.dynamodb import DynamoStore, item_size, write_request_units
-from meterline.adapters.memory import MemoryPublisher, MemoryStore
+from meterline.adapters.memory import MemoryPublisher, MemoryStore, StreamEntry
 from meterline.bench import PERIOD, bench_catalog, in_fresh_process
 from meterline.bench_compaction import format_compaction, measure_compaction
 from meterline.bench_timeweighted import SAMPLES, format_time_weighted, measure_time_weighted
@@ -366,8 +366,7 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
         while len(usage_log) - position["usage"] >= (1 if final else AGGREGATE.batch_size):
             entries = usage_log[position["usage"] : position["usage"] + AGGREGATE.batch_size]
             position["usage"] += len(entries)
-            stream = [StreamRecord(e.sequence, AcceptedUsage.from_item(e.item)) for e in entries]
-            timed("aggregate", partial(cell.aggregator.run, stream))
+            timed("aggregate", partial(_aggregate_stream, cell, entries))
         while len(aggregates_log) - position["aggregates"] >= (1 if final else RATE.batch_size):
             entries = aggregates_log[position["aggregates"] : position["aggregates"] + RATE.batch_size]
             position["aggregates"] += len(entries)
@@ -386,6 +385,13 @@ def measure_speed(catalog: Catalog, lines: Sequence[bytes], batch: int) -> Speed
         usage_records=len(usage_log),
         aggregate_records=sum(1 for entry in aggregates_log if is_partial(entry.item)),
     )
+
+
+def _aggregate_stream(cell: Cell, entries: Sequence[StreamEntry]) -> None:
+    """What the aggregate function does with a batch of usage stream records: each usage item read
+    back (``AcceptedUsage.from_item``, as the trigger reads a stream image), then the job."""
+    stream = [StreamRecord(entry.sequence, AcceptedUsage.from_item(entry.item)) for entry in entries]
+    cell.aggregator.run(stream)
 
 
 @contextlib.contextmanager
