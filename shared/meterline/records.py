@@ -52,8 +52,7 @@ def event_digest(key: EventKey) -> str:
     if text.isascii():  # then each part's length in characters is its length in bytes
         hashed.update(text.encode())
     else:
-        a, b, c = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS), _encode(event_id, _UTF8, _PASS)
-        hashed.update(b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c))
+        hashed.update(framed(key))
     return hashed.hexdigest()
 
 
@@ -75,9 +74,6 @@ def framed(parts: tuple[str, ...]) -> bytes:
     a colon and its UTF-8 bytes (a netstring), so no choice of parts can pass for another."""
     encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
     return b"".join(b"%d:%b" % (len(part), part) for part in encoded)
-
-
-_encode, _UTF8, _PASS = str.encode, "utf-8", "surrogatepass"
 
 
 class Delivery(NamedTuple):
@@ -316,7 +312,7 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
     key = (subject, source, event_id)
     fingerprint = _DIGEST.copy()  # events.digest of the content, from the copy
     fingerprint.update(both[start:-1])
-    item = {
+    item: Item = {
         "pk": event_digest(key),
         "sk": USAGE_SK,
         "subject": subject,
