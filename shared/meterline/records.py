@@ -319,7 +319,7 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
         "source": source,
         "id": event_id,
         "fp": fingerprint.digest(),
-        "time": time[:19] + _UTC if len(time) == 20 else ledger_time(time, moment),  # whole seconds, Z
+        "time": ledger_time(time, moment),
         "m": both[1 : start - 1],
         "at": delivery,
     }  # usage_item, spelled out: one fewer call per event
