@@ -48,13 +48,17 @@ def event_digest(key: EventKey) -> str:
     """The digest of the ``framed`` key; spelled out, as it is made once per event."""
     subject, source, event_id = key
     text = f"{len(subject)}:{subject}{len(source)}:{source}{len(event_id)}:{event_id}"
+    hashed = _DIGEST.copy()
     if text.isascii():  # then each part's length in characters is its length in bytes
-        return _blake2b(text.encode(), digest_size=16).hexdigest()
-    a, b, c = _encode(subject, _UTF8, _PASS), _encode(source, _UTF8, _PASS), _encode(event_id, _UTF8, _PASS)
-    return _blake2b(b"%d:%b%d:%b%d:%b" % (len(a), a, len(b), b, len(c), c), digest_size=16).hexdigest()
+        hashed.update(text.encode())
+    else:
+        hashed.update(framed(key))
+    return hashed.hexdigest()
 
 
-_blake2b = hashlib.blake2b
+_DIGEST = hashlib.blake2b(digest_size=16)
+"""An empty 16-byte BLAKE2b, never updated: the meter's digests start from a copy of it, which
+costs a fraction of making one (keyword arguments parsed, parameters set) per digest."""
 
 
 def usage_key(key: EventKey) -> tuple[str, str]:
@@ -70,9 +74,6 @@ def framed(parts: tuple[str, ...]) -> bytes:
     a colon and its UTF-8 bytes (a netstring), so no choice of parts can pass for another."""
     encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
     return b"".join(b"%d:%b" % (len(part), part) for part in encoded)
-
-
-_encode, _UTF8, _PASS = str.encode, "utf-8", "surrogatepass"
 
 
 class Delivery(NamedTuple):
@@ -309,7 +310,19 @@ def _plain_entry(metering: Metering, line: bytes | str, delivery: str) -> UsageE
     if moment is None:
         return None
     key = (subject, source, event_id)
-    item = usage_item(key, digest(both[start:-1]), ledger_time(time, moment), both[1 : start - 1], delivery)
+    fingerprint = _DIGEST.copy()  # events.digest of the content, from the copy
+    fingerprint.update(both[start:-1])
+    item: Item = {
+        "pk": event_digest(key),
+        "sk": USAGE_SK,
+        "subject": subject,
+        "source": source,
+        "id": event_id,
+        "fp": fingerprint.digest(),
+        "time": ledger_time(time, moment),
+        "m": both[1 : start - 1],
+        "at": delivery,
+    }  # usage_item, spelled out: one fewer call per event
     return key, moment, item
 
 

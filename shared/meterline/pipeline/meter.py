@@ -96,10 +96,13 @@ class Meter:
             self._window = (now, max(first, self.first_period).start)
         return self._window[1]
 
-    def meter_one(self, record: DeliveredRecord, window_start: datetime | None = None) -> tuple[Outcome, str]:
+    def meter_one(
+        self, record: DeliveredRecord, window_start: datetime | None = None, delivery: str = ""
+    ) -> tuple[Outcome, str]:
         """The record's outcome; a store or publish failure raises. ``window_start``: the window
-        its batch read (``window_start()``), else read here."""
-        delivery = str(record.delivery)
+        its batch read (``window_start()``), else read here; ``delivery``: the record's delivery
+        as its batch spelled it (``str(record.delivery)``), else spelled here."""
+        delivery = delivery or str(record.delivery)
         try:
             key, time, item = usage_entry(self.metering, record.value, delivery)
         except EventError as error:
