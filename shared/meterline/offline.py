@@ -202,8 +202,6 @@ class Metered:
         received = duplicates = 0
         with collector_paused():
             for line in lines:
-                if not line:
-                    continue
                 event = None
                 if type(line) is bytes:  # text is read by read_usage
                     try:
@@ -221,7 +219,7 @@ class Metered:
                             time, subject, event_id = taken, event.subject, event.id
                 try:
                     if event is None:
-                        if line.isspace():
+                        if not line or line.isspace():
                             continue
                         subject, source, event_id, time, readings, _ = read_usage(metering, line)
                     first = seen.get(event_id)

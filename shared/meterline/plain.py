@@ -52,7 +52,7 @@ _QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal
 _ENVELOPE_QUOTES = 2 * 13
 """Seven keys and six text attributes: specversion, id, source, type, subject and time."""
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
-"""As integers: ``bytes.count`` and ``in`` take a byte's bytes by raising and clearing an error."""
+"""As integers: ``in`` with a bytes needle raises and clears a TypeError first (it tries an integer)."""
 _encode_into = msgspec.json.Encoder().encode_into
 
 Group = Any
