@@ -142,10 +142,11 @@ def take(event, line, seen, latest):
         and text[-1] == "Z"
         and text[4:17:3] == "--T::"
         and (size == 20 or text[19] == ".")
-        and text.isascii()
     ):
         try:
-            time = fromisoformat(text)  # common_time's checks for its spellings in UTC, inline
+            # common_time's checks for its spellings in UTC, inline, but for isascii: fromisoformat
+            # reads ASCII digits only
+            time = fromisoformat(text)
         except ValueError:
             return None
     else:
@@ -189,10 +190,10 @@ _ADDS = {
     _COUNT: "    state.count += 1\n",
     _SUM: """\
     value = data.{value}
-    total = state.total
-    if type(value) is int and type(total) is int:
-        state.total = total + value
-    else:
+    total = state.total + value
+    if type(total) is int:
+        state.total = total
+    else:  # a Decimal in it: the state adds exactly (the sum just made may have been rounded)
         state.add(value, time, event.id)
 """,
     _UNIQUE_COUNT: """\
