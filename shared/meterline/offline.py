@@ -202,12 +202,11 @@ class Metered:
         received = duplicates = 0
         with collector_paused():
             for line in lines:
-                event = None
                 if type(line) is bytes:  # text is read by read_usage
                     try:
                         event = decode(line)
                     except (DecodeError, RecursionError):  # read_usage says why
-                        pass
+                        event = None
                     else:
                         taken = event.take(line, seen, latest)
                         if taken is True:  # the usual event: checked, new, folded
@@ -217,6 +216,8 @@ class Metered:
                             event = None
                         else:
                             time, subject, event_id = taken, event.subject, event.id
+                else:
+                    event = None
                 try:
                     if event is None:
                         if not line or line.isspace():
