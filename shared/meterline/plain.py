@@ -14,7 +14,7 @@ that may outgrow a ledger item). What is left is read exactly as ``read_usage`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -79,8 +79,7 @@ def _methods(
         {"read_as_decoded": _read_as_decoded, "encode_into": _encode_into, "common_time": common_time},
         written=bytearray(),  # what encode_into writes, kept: a bytes object per event costs a third of it
         fromisoformat=datetime.fromisoformat,
-        last_year=last[0] if last else None,
-        last_month=last[1] if last else None,
+        **_month_bounds(last),
     )
     source = (
         _CHECKED.format(check=check.format(refused="False"))
@@ -89,6 +88,21 @@ def _methods(
     )
     exec(source, namespace)  # spelled from templates, numbers and field names only: see _fold_source
     return {name: namespace[name] for name in ("checked", "fold", "take")}
+
+
+def _month_bounds(last: tuple[int, int] | None) -> dict[str, datetime]:
+    """The first instant of the month ``last`` and of the next, in UTC: ``take`` folds the events
+    between them (none for no month; December 9999's last microsecond is left to the read loop)."""
+    if last is None:
+        return {"last_start": _LATEST, "last_end": _LATEST}
+    year, month = last
+    start = datetime(year, month, 1, tzinfo=UTC)
+    if month < 12:
+        return {"last_start": start, "last_end": datetime(year, month + 1, 1, tzinfo=UTC)}
+    return {"last_start": start, "last_end": datetime(year + 1, 1, 1, tzinfo=UTC) if year < 9999 else _LATEST}
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def _read_as_decoded(line: bytes, data: Any) -> bool:
@@ -153,7 +167,7 @@ def take(event, line, seen, latest):
         time = common_time(text)
         if time is None:
             return None
-    if time.month != last_month or time.year != last_year:
+    if not last_start <= time < last_end:  # the month: two comparisons (month and year are looked up)
         return time
     event_id = event.id
     if event_id in seen:
