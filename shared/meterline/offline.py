@@ -20,7 +20,7 @@ from msgspec import DecodeError
 from meterline.billing import Openings, PeriodBill, bill_period, customer_credits, first_grant_period
 from meterline.catalog import Catalog
 from meterline.credits import Credits
-from meterline.events import EVENT_REASONS, EventError, EventKey, Reason, common_time
+from meterline.events import EVENT_REASONS, EventError, EventKey, Reason
 from meterline.heap import collector_paused
 from meterline.invoice import Invoice, UnbilledUsage
 from meterline.markets import Market
@@ -177,8 +177,10 @@ class Metered:
 
         One loop, with what each event needs inline: this is most of `meterline rate`'s time. The
         event nearly every producer writes (bytes that ``PlainDecoder`` decodes into its type's
-        Struct, whose ``checked`` passes it) is folded by its ``fold`` into the ``Slots`` of its states;
-        any other goes to ``read_usage``, which reads it alike or rejects it with its reason. The
+        Struct) is checked, deduplicated and folded into its tenant's ``Slots`` of the last period
+        by one call, its type's ``take``; one of another month, a repeated id or a tenant's first
+        is checked there and folded here by its ``fold``; any other goes to ``read_usage``, which
+        reads it alike or rejects it with its reason. The
         garbage collector is off meanwhile (``collector_paused``): the loop makes no cycles, and
         each collection would walk the book's states and the dedup record again."""
         rejected = self.rejected_by_reason
@@ -200,23 +202,25 @@ class Metered:
         received = duplicates = 0
         with collector_paused():
             for line in lines:
-                if not line:
-                    continue
-                event = None
                 if type(line) is bytes:  # text is read by read_usage
                     try:
                         event = decode(line)
                     except (DecodeError, RecursionError):  # read_usage says why
-                        pass
+                        event = None
                     else:
-                        moment = common_time(event.time) if event.checked(line) else None
-                        if moment is None:
+                        taken = event.take(line, seen, latest)
+                        if taken is True:  # the usual event: checked, new, folded
+                            received += 1
+                            continue
+                        if taken is None:
                             event = None
                         else:
-                            time, subject, event_id = moment, event.subject, event.id
+                            time, subject, event_id = taken, event.subject, event.id
+                else:
+                    event = None
                 try:
                     if event is None:
-                        if line.isspace():
+                        if not line or line.isspace():
                             continue
                         subject, source, event_id, time, readings, _ = read_usage(metering, line)
                     first = seen.get(event_id)
@@ -263,7 +267,7 @@ class Metered:
         metering = self._meterings.get(cell)
         if metering is None:
             metering = self._meterings[cell] = Metering(self.catalog.meters_by_type, Market.of_cell(cell))
-            self._decoders[cell] = PlainDecoder(metering, MAX_ITEM_BYTES)
+            self._decoders[cell] = PlainDecoder(metering, MAX_ITEM_BYTES, (self.last.year, self.last.month))
         return metering
 
     def _month(self, tenant: str, year: int, month: int) -> _Month:

@@ -14,6 +14,7 @@ that may outgrow a ledger item). What is left is read exactly as ``read_usage`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -23,7 +24,7 @@ from msgspec.structs import astuple
 
 from meterline.aggregation import new_state
 from meterline.catalog import Aggregation, Meter
-from meterline.events import exact_number
+from meterline.events import common_time, exact_number
 from meterline.metering import Metering, Plain
 from meterline.usage import States
 
@@ -50,8 +51,9 @@ _QUOTES: dict[type, int] = {UnsetType: 0, type(None): 2, int: 2, str: 4, Decimal
 """The quotes a data field spells in JSON without a backslash: its key's two, a text value's two."""
 _ENVELOPE_QUOTES = 2 * 13
 """Seven keys and six text attributes: specversion, id, source, type, subject and time."""
-_QUOTE, _BACKSLASH = b'"', b"\\"
-_encode = msgspec.json.Encoder().encode
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+"""As integers: ``in`` with a bytes needle raises and clears a TypeError first (it tries an integer)."""
+_encode_into = msgspec.json.Encoder().encode_into
 
 Group = Any
 """A meter's group as the Struct spells it: None, one key's value or UNSET, or a tuple of them."""
@@ -60,17 +62,47 @@ Slots = list[Any]
 (None until made); one that groups has each state by its group as the Struct spells it, which a
 lookup hashes in a fraction of the state key's time (UNSET and None: one state); last, the states
 themselves (``PlainDecoder.slots``), so that one lookup finds both."""
-Fold = Callable[[Any, Slots, Any], None]
-"""The add of a checked event's data to its meters' states: (event, slots, time)."""
 
 
-def _methods(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int) -> dict[str, Any]:
-    """How one event type's typed events are checked (``checked(line)``) and added to their
-    meters' states (``fold(slots, time)``): methods of the type's Struct, which the read loop
-    calls without looking the type up; ``first_slot`` numbers its meters among all plain meters
-    (their place in ``Slots``)."""
+def _methods(
+    plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int, last: tuple[int, int] | None
+) -> dict[str, Any]:
+    """How one event type's typed events are checked (``checked(line)``), added to their meters'
+    states (``fold(slots, time)``), or both at once with the time read and the event deduplicated
+    (``take``): methods of the type's Struct, which the read loop calls without looking the type
+    up; ``first_slot`` numbers its meters among all plain meters (their place in ``Slots``);
+    ``last``: the (year, month) whose events ``take`` may fold."""
     numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
-    return {"checked": _checked(tuple(sorted(numbers)), limit), "fold": _fold(plain, names, first_slot)}
+    check = _check_source(tuple(sorted(numbers)), limit)
+    adds, namespace = _fold_source(plain, names, first_slot)
+    namespace.update(
+        {"read_as_decoded": _read_as_decoded, "encode_into": _encode_into, "common_time": common_time},
+        written=bytearray(),  # what encode_into writes, kept: a bytes object per event costs a third of it
+        fromisoformat=datetime.fromisoformat,
+        **_month_bounds(last),
+    )
+    source = (
+        _CHECKED.format(check=check.format(refused="False"))
+        + _FOLD.format(adds=adds)
+        + _TAKE.format(check=check.format(refused="None"), adds=adds)
+    )
+    exec(source, namespace)  # spelled from templates, numbers and field names only: see _fold_source
+    return {name: namespace[name] for name in ("checked", "fold", "take")}
+
+
+def _month_bounds(last: tuple[int, int] | None) -> dict[str, datetime]:
+    """The first instant of the month ``last`` and of the next, in UTC: ``take`` folds the events
+    between them (none for no month; December 9999's last microsecond is left to the read loop)."""
+    if last is None:
+        return {"last_start": _LATEST, "last_end": _LATEST}
+    year, month = last
+    start = datetime(year, month, 1, tzinfo=UTC)
+    if month < 12:
+        return {"last_start": start, "last_end": datetime(year, month + 1, 1, tzinfo=UTC)}
+    return {"last_start": start, "last_end": datetime(year + 1, 1, 1, tzinfo=UTC) if year < 9999 else _LATEST}
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def _read_as_decoded(line: bytes, data: Any) -> bool:
@@ -89,22 +121,72 @@ def _read_as_decoded(line: bytes, data: Any) -> bool:
     return True
 
 
-_CHECKED = """\
-def checked(event, line):
+_CHECK = """\
     size = len(line)
     if size > {limit}:
-        return False  # read_usage checks what its ledger records would take
+        return {{refused}}  # read_usage checks what its ledger records would take
     data = event.data
     if {holds_decimal}:
-        return read_as_decoded(line, data)
-    if line[-1] == 10:
-        size -= 1
-    return len(encode(event)) == size or read_as_decoded(line, data)
+        if not read_as_decoded(line, data):
+            return {{refused}}
+    else:
+        if line[-1] == 10:
+            size -= 1
+        encode_into(event, written)
+        if len(written) != size and not read_as_decoded(line, data):
+            return {{refused}}
 """
+_CHECKED = """\
+def checked(event, line):
+{check}\
+    return True
+"""
+_FOLD = """\
+def fold(event, slots, time):
+    data = event.data
+{adds}\
+"""
+_TAKE = """\
+def take(event, line, seen, latest):
+{check}\
+    text = event.time
+    size = len(text)
+    if (
+        (size == 24 or size == 20 or size == 27)
+        and text[-1] == "Z"
+        and text[4:17:3] == "--T::"
+        and (size == 20 or text[19] == ".")
+    ):
+        try:
+            # common_time's checks for its spellings in UTC, inline, but for isascii: fromisoformat
+            # reads ASCII digits only
+            time = fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        time = common_time(text)
+        if time is None:
+            return None
+    if not last_start <= time < last_end:  # the month: two comparisons (month and year are looked up)
+        return time
+    event_id = event.id
+    if event_id in seen:
+        return time
+    slots = latest.get(event.subject)
+    if slots is None:
+        return time
+    seen[event_id] = line
+{adds}\
+    return True
+"""
+"""``take(line, seen, latest)``: None when the event is ``read_usage``'s to read; True when it was
+folded, a first event of its id in the last month with its tenant's slots in ``latest``; else
+its time, for the read loop to deduplicate and fold."""
 
 
-def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[Any, bytes], bool]:
-    """Whether ``read_usage`` would read a decoded line as it was decoded.
+def _check_source(numbers: tuple[str, ...], limit: int) -> str:
+    """Whether ``read_usage`` would read a decoded line as it was decoded: the body of a check
+    that returns ``{refused}`` when it might not.
 
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
     repeated key, whitespace, an escape, an integer spelled otherwise all make the line longer
@@ -113,23 +195,19 @@ def _checked(numbers: tuple[str, ...], limit: int) -> Callable[[Any, bytes], boo
     (spaced loosely, say), is checked by its quotes (``_read_as_decoded``).
 
     ``numbers``: the fields that may hold a Decimal; ``limit``: the longest line whose ledger
-    records cannot outgrow an item. Spelled out as ``_fold`` is, from field names and a number
-    only."""
+    records cannot outgrow an item."""
     holds_decimal = " or ".join(f"type(data.{field}) is Decimal" for field in numbers) or "False"
-    namespace: dict[str, Any] = {"Decimal": Decimal, "read_as_decoded": _read_as_decoded, "encode": _encode}
-    exec(_CHECKED.format(limit=int(limit), holds_decimal=holds_decimal), namespace)  # see the docstring
-    checked: Callable[[Any, bytes], bool] = namespace["checked"]
-    return checked
+    return _CHECK.format(limit=int(limit), holds_decimal=holds_decimal)
 
 
 _ADDS = {
     _COUNT: "    state.count += 1\n",
     _SUM: """\
     value = data.{value}
-    total = state.total
-    if type(value) is int and type(total) is int:
-        state.total = total + value
-    else:
+    total = state.total + value
+    if type(total) is int:
+        state.total = total
+    else:  # a Decimal in it: the state adds exactly (the sum just made may have been rounded)
         state.add(value, time, event.id)
 """,
     _UNIQUE_COUNT: """\
@@ -145,14 +223,17 @@ _ADD = """\
 unique count keeps text, the others (max, min, latest, time-weighted) keep Decimals."""
 
 
-def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> Fold:
-    """One function that adds a checked event's data to its type's meters' states, written out
-    meter by meter: a loop over the meters, or a function per meter, costs as much again.
+def _fold_source(
+    plain: tuple[Plain, ...], names: dict[str, str], first_slot: int
+) -> tuple[str, dict[str, Any]]:
+    """The adds of a checked event's data to its type's meters' states, written out meter by
+    meter (a loop over the meters, or a function per meter, costs as much again), and the values
+    they use.
 
-    Its source is spelled from this module's templates, slot numbers and field names (``f0``,
+    The source is spelled from this module's templates, slot numbers and field names (``f0``,
     ``f1``, ...) alone; no text from the catalog or an event reaches it: the meters themselves
     are passed as values (``new_state_<n>``)."""
-    lines = ["def fold(event, slots, time):\n    data = event.data\n"]
+    lines = []
     namespace: dict[str, Any] = {"Decimal": Decimal}
     for number, (key, meter, aggregation, value_key, group_by) in enumerate(plain):
         slot = first_slot + number
@@ -168,9 +249,7 @@ def _fold(plain: tuple[Plain, ...], names: dict[str, str], first_slot: int) -> F
         lines.append(f"    if state is None:\n        state = new_state_{number}(slots, {found_by})\n")
         add = _ADDS.get(aggregation, _ADD)
         lines.append(add.format(value=names[value_key]) if value_key is not None else add)
-    exec("".join(lines), namespace)  # see the docstring
-    fold: Fold = namespace["fold"]
-    return fold
+    return "".join(lines), namespace
 
 
 def _new_state(slot: int, meter: Meter, key: Any, several: bool) -> Callable[[Slots, Group], Any]:
@@ -204,10 +283,11 @@ Decode = Callable[[bytes], Any]
 class PlainDecoder:
     """The catalog's plain event types in one cell, decoded in C: ``decode`` raises
     ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; each decoded event has
-    its type's ``checked`` and ``fold`` (``_methods``); ``slot_meters`` are the plain meters of
-    all types, by slot. ``item_bytes``: what a ledger item may hold (``records.MAX_ITEM_BYTES``)."""
+    its type's ``checked``, ``fold`` and ``take`` (``_methods``); ``slot_meters`` are the plain
+    meters of all types, by slot. ``item_bytes``: what a ledger item may hold
+    (``records.MAX_ITEM_BYTES``); ``last``: the (year, month) whose events ``take`` folds itself."""
 
-    def __init__(self, metering: Metering, item_bytes: int) -> None:
+    def __init__(self, metering: Metering, item_bytes: int, last: tuple[int, int] | None = None) -> None:
         keys = sorted({name for plain in metering.plain.values() for name in _keys(plain)})
         names = {key: f"f{number}" for number, key in enumerate(keys)}
         self.slot_meters: list[Plain] = []
@@ -238,7 +318,7 @@ class PlainDecoder:
                     ("time", str),
                     ("data", data),
                 ],
-                namespace=_methods(plain, names, len(self.slot_meters), limit),
+                namespace=_methods(plain, names, len(self.slot_meters), limit, last),
                 tag_field="type",
                 tag=event_type,
                 forbid_unknown_fields=True,

@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import json
+import string
+from datetime import UTC
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline.bench import _METERS_AND_PLANS
 from meterline.catalog import parse_catalog
+from meterline.events import common_time
 from meterline.metering import Metering
 from meterline.offline import rate_lines
 from meterline.plain import PlainDecoder
 from meterline.records import MAX_ITEM_BYTES
 from tests.helpers import NOVEMBER
+from tests.unit.test_events import TIME_TEMPLATES
 from tests.unit.test_fuzz import FUZZ
 
 CATALOG = parse_catalog(
@@ -84,8 +88,21 @@ TIMES = st.sampled_from(
         "2026-10-31T23:59:59.999Z",
         "2026-11-03t10:15:00z",
         "2026-11-03 10:15:00Z",
+        "2026-11-03T10:15:00.123456Z",
+        "2026-11-03T10:15:00.1234Z",
+        "2026-11-03T10:15:00.1a0Z",
+        "2026-11-03T10:15:00,120Z",
+        "2026-11-03T10:15:00.12٣Z",
+        "2026-11-03 10:15:00.120Z",
+        "2026-11-31T10:15:00.120Z",
+        "2026-11-03T24:00:00.000Z",
+        "2026-11-03T10:15:60.000Z",
+        "2026-11-30T23:59:60.500Z",
+        "2026-12-01T00:00:00.000Z",
     ]
 )
+"""Time spellings the typed path reads itself (whole seconds, milliseconds or microseconds in UTC),
+and some near them that it must leave to read_usage, or read as read_usage reads them."""
 TYPES = st.sampled_from(
     ["kafka.ingress", "kafka.egress", "kafka.partitions", "api.request", "storage.snapshot", "other.type"]
 )
@@ -103,7 +120,7 @@ def plain_lines(draw: st.DrawFn) -> bytes:
         ("source", draw(st.sampled_from(['"s/1"', '"s/2"', '"s\\/1"']))),
         ("type", json.dumps(draw(TYPES))),
         ("subject", draw(st.sampled_from(['"org-1"', '"org-2"', '"org-3"']))),
-        ("time", json.dumps(draw(TIMES))),
+        ("time", json.dumps(draw(TIMES), ensure_ascii=False)),
         ("data", "{" + ",".join(f'"{key}":{value}' for key, value in data) + "}"),
     ]
     pairs = draw(st.permutations(pairs))
@@ -160,3 +177,39 @@ def test_what_the_typed_decode_may_read_otherwise_is_left_to_read_usage() -> Non
     ]:
         # WHEN decoded and checked THEN read_usage reads it
         assert not _checked(_line(data)), data
+
+
+@st.composite
+def changed_times(draw: st.DrawFn) -> str:
+    """A common time spelling with up to three characters changed."""
+    text = list(draw(st.sampled_from(TIME_TEMPLATES)))
+    for position, character in draw(
+        st.lists(
+            st.tuples(st.integers(0, 31), st.sampled_from([*string.printable, "٣", "１", "é"])), max_size=3
+        )
+    ):
+        if position < len(text):
+            text[position] = character
+    return "".join(text)
+
+
+@given(
+    value=st.one_of(
+        TIMES, changed_times(), st.text(st.sampled_from("0123456789-T:.Z+ ,"), min_size=19, max_size=28)
+    )
+)
+def test_an_event_taken_on_the_typed_path_has_the_time_common_time_reads(value: str) -> None:
+    # GIVEN a compact plain event whose time is spelled in or near a common spelling
+    spelled = json.dumps(value, ensure_ascii=False).encode()
+    line = _line('{"bytes":5}').replace(b'"2026-11-03T10:15:00Z"', spelled)
+    assert DECODER.decode is not None
+    event = DECODER.decode(line)
+    # WHEN taken, nothing seen yet
+    taken = event.take(line, {}, {})
+    # THEN it is read with common_time's instant, in UTC, or left to read_usage when common_time
+    # cannot read it (or the line spells it with an escape)
+    moment = common_time(value)
+    if moment is None or b"\\" in line:
+        assert taken is None
+    else:
+        assert taken == moment and taken.tzinfo is UTC
