@@ -85,7 +85,13 @@ class Delivery(NamedTuple):
     offset: int
 
     def __str__(self) -> str:
-        return f"{self.topic}|{self.partition}|{self.offset}"
+        return partition_prefix(self.topic, self.partition) + str(self.offset)
+
+
+def partition_prefix(topic: str, partition: int) -> str:
+    """What every delivery of one partition spells before its offset (``str(Delivery)``): a batch
+    spells it once per partition."""
+    return f"{topic}|{partition}|"
 
 
 @dataclass(frozen=True, slots=True)

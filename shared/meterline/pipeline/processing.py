@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from meterline.ports import RetriableStoreError, StoreError
-from meterline.records import Delivery
+from meterline.records import Delivery, partition_prefix
 
 from .meter import DeliveredRecord, Meter, Outcome, Settled
 
@@ -113,7 +113,7 @@ class MeterProcessor:
                 continue
             prefix = partitions.get(partition)
             if prefix is None:
-                prefix = partitions[partition] = f"{delivery.topic}|{delivery.partition}|"
+                prefix = partitions[partition] = partition_prefix(*partition)
             try:  # settle, spelled out: one call less per record
                 if window_start is None:  # read once a batch: it moves once a month
                     window_start = self.meter.window_start()
