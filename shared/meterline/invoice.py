@@ -22,12 +22,10 @@ class Line:
     amount: Money
 
     def to_json(self) -> dict[str, Any]:
-        group, quantity = self.group, self.quantity
         return {
             "meter": self.meter,
-            "group": group_to_json(group) if group else {},
-            # most quantities are whole: counts, peaks, integer sums
-            "quantity": str(quantity.numerator) if quantity.denominator == 1 else format_quantity(quantity),
+            "group": group_to_json(self.group),
+            "quantity": format_quantity(self.quantity),
             "amount": str(self.amount),
         }
 
