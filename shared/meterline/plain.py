@@ -6,7 +6,7 @@ read, each optional text, integer or null (producers tend to send one key set wi
 
 What the typed decode refuses (an extension attribute, data of another shape, a float where an
 integer goes, an unknown type, ...) is read by ``records.read_usage``, which reads it alike or
-rejects it with its reason; the event's ``checked`` sends there too what decodes but may read
+rejects it with its reason; the event's ``take`` sends there too what decodes but may read
 otherwise (a repeated key, an escaped string, a decimal out of bounds or negative, a line
 that may outgrow a ledger item). What is left is read exactly as ``read_usage`` reads it.
 """
@@ -40,7 +40,7 @@ _Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 """An integer orjson reads (but for 2**63 to 2**64 - 1, which msgspec cannot bound: read_usage)."""
 _Amount = Annotated[int, Meta(ge=0, le=2**63 - 1)] | Decimal
 """A summed or time-weighted value: a negative integer is read_usage's to reject; a Decimal is
-msgspec's ``Decimal(text)``, checked in ``checked`` (bounds, sign)."""
+msgspec's ``Decimal(text)``, checked in ``take`` (bounds, sign)."""
 _Number = _Int | Decimal
 _Identifier = str | _Int
 _Other = _Int | str | None | UnsetType
@@ -67,9 +67,9 @@ themselves (``PlainDecoder.slots``), so that one lookup finds both."""
 def _methods(
     plain: tuple[Plain, ...], names: dict[str, str], first_slot: int, limit: int, last: tuple[int, int] | None
 ) -> dict[str, Any]:
-    """How one event type's typed events are checked (``checked(line)``), added to their meters'
-    states (``fold(slots, time)``), or both at once with the time read and the event deduplicated
-    (``take``): methods of the type's Struct, which the read loop calls without looking the type
+    """How one event type's typed events are checked, their time read, deduplicated and added to
+    their meters' states (``take``), or, once taken, added by the read loop (``fold(slots,
+    time)``): methods of the type's Struct, which the read loop calls without looking the type
     up; ``first_slot`` numbers its meters among all plain meters (their place in ``Slots``);
     ``last``: the (year, month) whose events ``take`` may fold."""
     numbers = {names[name] for _, _, kind, name, _ in plain if name and kind is not _UNIQUE_COUNT}
@@ -81,13 +81,9 @@ def _methods(
         fromisoformat=datetime.fromisoformat,
         **_month_bounds(last),
     )
-    source = (
-        _CHECKED.format(check=check.format(refused="False"))
-        + _FOLD.format(adds=adds)
-        + _TAKE.format(check=check.format(refused="None"), adds=adds)
-    )
+    source = _FOLD.format(adds=adds) + _TAKE.format(check=check, adds=adds)
     exec(source, namespace)  # spelled from templates, numbers and field names only: see _fold_source
-    return {name: namespace[name] for name in ("checked", "fold", "take")}
+    return {name: namespace[name] for name in ("fold", "take")}
 
 
 def _month_bounds(last: tuple[int, int] | None) -> dict[str, datetime]:
@@ -124,22 +120,17 @@ def _read_as_decoded(line: bytes, data: Any) -> bool:
 _CHECK = """\
     size = len(line)
     if size > {limit}:
-        return {{refused}}  # read_usage checks what its ledger records would take
+        return None  # read_usage checks what its ledger records would take
     data = event.data
     if {holds_decimal}:
         if not read_as_decoded(line, data):
-            return {{refused}}
+            return None
     else:
         if line[-1] == 10:
             size -= 1
         encode_into(event, written)
         if len(written) != size and not read_as_decoded(line, data):
-            return {{refused}}
-"""
-_CHECKED = """\
-def checked(event, line):
-{check}\
-    return True
+            return None
 """
 _FOLD = """\
 def fold(event, slots, time):
@@ -186,7 +177,7 @@ its time, for the read loop to deduplicate and fold."""
 
 def _check_source(numbers: tuple[str, ...], limit: int) -> str:
     """Whether ``read_usage`` would read a decoded line as it was decoded: the body of a check
-    that returns ``{refused}`` when it might not.
+    that returns None when it might not.
 
     Without a Decimal, msgspec writes the event back no longer than any spelling of it: a
     repeated key, whitespace, an escape, an integer spelled otherwise all make the line longer
@@ -283,7 +274,7 @@ Decode = Callable[[bytes], Any]
 class PlainDecoder:
     """The catalog's plain event types in one cell, decoded in C: ``decode`` raises
     ``msgspec.DecodeError`` (or ``RecursionError``) for what it refuses; each decoded event has
-    its type's ``checked``, ``fold`` and ``take`` (``_methods``); ``slot_meters`` are the plain
+    its type's ``take`` and ``fold`` (``_methods``); ``slot_meters`` are the plain
     meters of all types, by slot. ``item_bytes``: what a ledger item may hold
     (``records.MAX_ITEM_BYTES``); ``last``: the (year, month) whose events ``take`` folds itself."""
 
